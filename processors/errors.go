@@ -1,0 +1,83 @@
+package processors
+
+import (
+	"context"
+	"errors"
+	"fmt"
+)
+
+// Error classes. A processor error is permanent unless it is marked transient:
+// a permanent error sends the event to the dead-letter topic (nothing is lost,
+// the chain is not retried); a transient error is retried with backoff and, if
+// the retries run out, the transaction aborts and the batch is re-run later.
+// A transient error never dead-letters an event.
+//
+// Classification is by behaviour, not by type, so packages that do not import
+// processors (e.g. schemas for registry outages) can mark their own errors:
+// an error is transient if any error in its chain has a method
+// `Transient() bool` that returns true.
+
+// Transient marks err as transient (retry, never dead-letter).
+func Transient(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &classified{err: err, transient: true}
+}
+
+// Permanent marks err as permanent (dead-letter). Use it to override a
+// transient classification further down the chain.
+func Permanent(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &classified{err: err, transient: false}
+}
+
+// IsTransient reports whether err is classified as transient. The outermost
+// classification wins.
+func IsTransient(err error) bool {
+	for err != nil {
+		if t, ok := err.(interface{ Transient() bool }); ok {
+			return t.Transient()
+		}
+		err = errors.Unwrap(err)
+	}
+	return false
+}
+
+type classified struct {
+	err       error
+	transient bool
+}
+
+func (c *classified) Error() string   { return c.err.Error() }
+func (c *classified) Unwrap() error   { return c.err }
+func (c *classified) Transient() bool { return c.transient }
+
+// ProcessorError records which processor failed, for dead-letter headers and
+// logs. The chain built from configuration wraps every processor's error in
+// it.
+type ProcessorError struct {
+	Processor string
+	Err       error
+}
+
+func (e *ProcessorError) Error() string { return fmt.Sprintf("processor %s: %v", e.Processor, e.Err) }
+func (e *ProcessorError) Unwrap() error { return e.Err }
+
+// Named wraps p so that its errors carry the processor's name.
+func Named(name string, p Processor) Processor { return &named{name: name, p: p} }
+
+type named struct {
+	name string
+	p    Processor
+}
+
+func (n *named) Process(ctx context.Context, ev *Event) ([]Command, error) {
+	cmds, err := n.p.Process(ctx, ev)
+	if err != nil {
+		return nil, &ProcessorError{Processor: n.name, Err: err}
+	}
+	return cmds, nil
+}

@@ -1,0 +1,111 @@
+// Package processors holds ordo's processor chain: the small Processor
+// interface, the Chain that composes processors, the error classes that decide
+// between dead-lettering and retrying, and the built-in processors (one file
+// each: validate, enrich_table, enrich_http, orchestrate).
+//
+// Processors may run more than once for the same record: when a transaction
+// aborts (rebalance, crash, transient failure) ordo rewinds to the last
+// committed offsets and re-runs the chain. A processor must therefore be
+// deterministic and free of external side effects; its only effects are the
+// commands it returns, which Kafka commits atomically with the input offsets.
+package processors
+
+import (
+	"context"
+	"time"
+)
+
+// Processor handles one event. It may modify ev (enrichment) and returns zero
+// or more commands to emit. A returned error is classified with IsTransient:
+// transient errors are retried and never dead-lettered; everything else is
+// permanent and sends the event to the dead-letter topic.
+type Processor interface {
+	Process(ctx context.Context, ev *Event) ([]Command, error)
+}
+
+// Func adapts a function to a Processor.
+type Func func(ctx context.Context, ev *Event) ([]Command, error)
+
+// Process calls f.
+func (f Func) Process(ctx context.Context, ev *Event) ([]Command, error) { return f(ctx, ev) }
+
+// Envelope is the standard header of every ordo event and command. It is the
+// Avro record com.acme.common.Envelope stored in the "envelope" field.
+type Envelope struct {
+	ID            string
+	Type          string
+	Source        string
+	Time          time.Time
+	CorrelationID string
+	CausationID   string // empty when absent
+}
+
+// Header is one Kafka record header.
+type Header struct {
+	Key   string
+	Value []byte
+}
+
+// Event is one decoded input record as processors see it.
+type Event struct {
+	// Where the record came from.
+	Topic     string
+	Partition int32
+	Offset    int64
+	Key       []byte
+	Timestamp time.Time
+	Headers   []Header
+
+	// SchemaID is the writer schema id from the Confluent wire format.
+	SchemaID int
+	// Type is the writer schema's full name, e.g. com.acme.checkout.OrderPlaced.
+	Type string
+	// Envelope is parsed from Value["envelope"] when present.
+	Envelope Envelope
+	// Value is the datum resolved to ordo's reader schema for Type (or the
+	// writer's datum when ordo has no reader schema for Type), in natural Go
+	// form: records and maps are map[string]any, arrays []any, unions are
+	// unwrapped (nil for null), enums string, bytes/fixed []byte, int int32,
+	// long int64, float float32, double float64, decimal *big.Rat (exact),
+	// timestamp-millis/micros time.Time.
+	Value map[string]any
+
+	// Attrs carries values computed by earlier processors that are not part
+	// of the Avro value (e.g. enrichment results kept out of the schema).
+	// Processors read and write it; CEL sees it as `attrs`.
+	Attrs map[string]any
+}
+
+// Command is an output event that ordo produces in the transaction.
+type Command struct {
+	// Topic to produce to.
+	Topic string
+	// Type is the full Avro name of the command's schema; the producer encodes
+	// Value with it, using the registry subject strategy for Topic.
+	Type string
+	// Key is the Kafka key; orchestrate uses the correlation id so that one
+	// process's commands stay in order.
+	Key []byte
+	// Value in the same natural Go form as Event.Value, including the
+	// "envelope" record.
+	Value map[string]any
+	// Headers to add besides ordo's own (envelope, traceparent, source).
+	Headers []Header
+}
+
+// Chain runs processors in order, stopping at the first error. Commands of all
+// processors are concatenated.
+type Chain []Processor
+
+// Process runs every processor of the chain on ev.
+func (c Chain) Process(ctx context.Context, ev *Event) ([]Command, error) {
+	var out []Command
+	for _, p := range c {
+		cmds, err := p.Process(ctx, ev)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, cmds...)
+	}
+	return out, nil
+}
