@@ -109,3 +109,22 @@ func (c Chain) Process(ctx context.Context, ev *Event) ([]Command, error) {
 	}
 	return out, nil
 }
+
+// EnvelopeFrom reads the natural "envelope" record of an event or command.
+func EnvelopeFrom(env map[string]any) Envelope {
+	str := func(k string) string { s, _ := env[k].(string); return s }
+	e := Envelope{ID: str("id"), Type: str("type"), Source: str("source"), CorrelationID: str("correlation_id"), CausationID: str("causation_id")}
+	if t, ok := env["time"].(time.Time); ok {
+		e.Time = t
+	}
+	return e
+}
+
+// Map returns the envelope in natural form, ready to put in a Value.
+func (e Envelope) Map() map[string]any {
+	m := map[string]any{"id": e.ID, "type": e.Type, "source": e.Source, "time": e.Time, "correlation_id": e.CorrelationID, "causation_id": nil}
+	if e.CausationID != "" {
+		m["causation_id"] = e.CausationID
+	}
+	return m
+}

@@ -89,6 +89,11 @@ type Deps struct {
 	// Fields returns the top-level field names of a known type's reader
 	// schema, for config checks (e.g. orchestrate field mappings).
 	Fields func(fullName string) ([]string, bool)
+	// Required returns the top-level field names of a known type's reader
+	// schema that have no default value, for config checks (orchestrate
+	// requires every one of them, except envelope, to be mapped); nil skips
+	// that check.
+	Required func(fullName string) ([]string, bool)
 }
 
 // Factory builds a processor from its spec.

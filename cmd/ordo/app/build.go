@@ -1,0 +1,167 @@
+package app
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sasl/plain"
+	"github.com/twmb/franz-go/pkg/sasl/scram"
+	"github.com/twmb/franz-go/pkg/sr"
+
+	"github.com/ordo-dev/ordo/consumer"
+	"github.com/ordo-dev/ordo/internal/config"
+	"github.com/ordo-dev/ordo/processors"
+	"github.com/ordo-dev/ordo/producer"
+	"github.com/ordo-dev/ordo/schemas"
+)
+
+// runtime is everything one replica runs, assembled from a config.
+type runtime struct {
+	cfg      *config.Config
+	pipeline *consumer.Pipeline
+	serde    *schemas.Serde
+	registry *schemas.Registry
+	readers  map[string]*schemas.Schema
+	stats    *consumer.Stats
+}
+
+// clientOpts are the connection options shared by every Kafka client ordo
+// makes (pipeline, admin, publisher).
+func clientOpts(cfg *config.Config) ([]kgo.Opt, error) {
+	opts := []kgo.Opt{kgo.SeedBrokers(cfg.Kafka.Brokers...), kgo.ClientID(cfg.Kafka.ClientID)}
+	if cfg.Kafka.TLS {
+		opts = append(opts, kgo.DialTLSConfig(&tls.Config{MinVersion: tls.VersionTLS12}))
+	}
+	s := cfg.Kafka.SASL
+	switch strings.ToUpper(s.Mechanism) {
+	case "":
+	case "PLAIN":
+		opts = append(opts, kgo.SASL(plain.Auth{User: s.Username, Pass: s.Password}.AsMechanism()))
+	case "SCRAM-SHA-256":
+		opts = append(opts, kgo.SASL(scram.Auth{User: s.Username, Pass: s.Password}.AsSha256Mechanism()))
+	case "SCRAM-SHA-512":
+		opts = append(opts, kgo.SASL(scram.Auth{User: s.Username, Pass: s.Password}.AsSha512Mechanism()))
+	default:
+		return nil, fmt.Errorf("kafka.sasl.mechanism %q is not supported", s.Mechanism)
+	}
+	return opts, nil
+}
+
+// newSchemaRegistry builds the registry client with the configured timeout.
+func newSchemaRegistry(cfg *config.Config) (*schemas.Registry, error) {
+	cl, err := sr.NewClient(sr.URLs(cfg.Registry.URL), sr.HTTPClient(&http.Client{Timeout: cfg.Registry.Timeout.D()}))
+	if err != nil {
+		return nil, fmt.Errorf("registry client for %s: %w", cfg.Registry.URL, err)
+	}
+	return schemas.NewRegistry(cl, schemas.FetchTimeout(cfg.Registry.Timeout.D())), nil
+}
+
+// build assembles a replica from cfg. It connects to nothing.
+func build(cfg *config.Config, reg *processors.Registry, log *slog.Logger, obs consumer.Observer) (*runtime, error) {
+	readers, err := schemas.Demo()
+	if err != nil {
+		return nil, fmt.Errorf("load reader schemas: %w", err)
+	}
+	strategy, err := schemas.ParseSubjectStrategy(cfg.Registry.SubjectStrategy)
+	if err != nil {
+		return nil, err
+	}
+	registry, err := newSchemaRegistry(cfg)
+	if err != nil {
+		return nil, err
+	}
+	autoRegister := cfg.Registry.AutoRegister == nil || *cfg.Registry.AutoRegister
+	serde := schemas.NewSerde(registry, readers, strategy, autoRegister)
+
+	chain, err := reg.Build(cfg.Specs(), processors.Deps{
+		BaseDir:   cfg.BaseDir(),
+		Logger:    log,
+		KnownType: func(t string) bool { _, ok := readers[t]; return ok },
+		Fields: func(t string) ([]string, bool) {
+			s, ok := readers[t]
+			if !ok {
+				return nil, false
+			}
+			return s.FieldNames(), true
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+
+	kopts, err := clientOpts(cfg)
+	if err != nil {
+		return nil, err
+	}
+	stats := &consumer.Stats{}
+	observers := consumer.Observers{stats}
+	if obs != nil {
+		observers = append(observers, obs)
+	}
+	p, err := consumer.New(consumer.Config{
+		Brokers:            cfg.Kafka.Brokers,
+		Group:              cfg.Kafka.Group,
+		Topics:             cfg.Inputs,
+		TransactionalID:    cfg.TransactionalID(),
+		CommitInterval:     cfg.Processing.CommitInterval.D(),
+		BatchSize:          cfg.Processing.BatchSize,
+		Workers:            cfg.Processing.Workers,
+		SessionTimeout:     cfg.Kafka.SessionTimeout.D(),
+		TransactionTimeout: cfg.Kafka.TransactionTimeout.D(),
+		ShutdownTimeout:    cfg.Processing.ShutdownTimeout.D(),
+		TransientRetries:   cfg.Processing.TransientRetries,
+		KgoOpts:            kopts[1:], // brokers are set by the pipeline
+		Logger:             log,
+		Observer:           observers,
+	}, serde, chain, producer.NewOutput(serde, cfg.DeadLetter, cfg.Kafka.Group))
+	if err != nil {
+		return nil, err
+	}
+	return &runtime{cfg: cfg, pipeline: p, serde: serde, registry: registry, readers: readers, stats: stats}, nil
+}
+
+// createTopics creates cfg.Topics that do not exist yet.
+func createTopics(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
+	kopts, err := clientOpts(cfg)
+	if err != nil {
+		return err
+	}
+	cl, err := kgo.NewClient(kopts...)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	names := make([]string, 0, len(cfg.Topics))
+	for t := range cfg.Topics {
+		names = append(names, t)
+	}
+	slices.Sort(names)
+	for _, t := range names {
+		parts := cfg.Topics[t].Partitions
+		if parts <= 0 {
+			parts = 3
+		}
+		resp, err := adm.CreateTopic(ctx, parts, -1, nil, t)
+		if err == nil {
+			err = resp.Err
+		}
+		if err != nil && !strings.Contains(err.Error(), "TOPIC_ALREADY_EXISTS") {
+			return fmt.Errorf("create topic %s: %w", t, err)
+		}
+		if err == nil {
+			log.Info("created topic", "topic", t, "partitions", parts)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,330 @@
+package app
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/ordo-dev/ordo/consumer"
+	"github.com/ordo-dev/ordo/internal/config"
+	"github.com/ordo-dev/ordo/internal/demo"
+	"github.com/ordo-dev/ordo/internal/devenv"
+	"github.com/ordo-dev/ordo/producer"
+)
+
+type devFlags struct {
+	commonFlags
+	dataDir        string
+	fresh          bool
+	kafkaAddr      string
+	registryAddr   string
+	demo           bool
+	events         int
+	rate           float64
+	poisonEvery    int
+	duplicateEvery int
+	output         string
+	timeout        time.Duration
+}
+
+func newDevCmd(o *options) *cobra.Command {
+	var f devFlags
+	cmd := &cobra.Command{
+		Use:   "dev",
+		Short: "Run ordo on an embedded broker and registry with demo traffic (no infrastructure needed)",
+		Long: `ordo dev starts everything on this machine:
+
+  - an in-process Kafka-protocol broker (franz-go kfake) on --kafka-addr,
+  - a Confluent-compatible schema registry (franz-go srfake) on --registry-addr,
+
+both persisted under --data-dir, registers the demo schemas, creates the
+topics of --config, runs the pipeline, and (unless --demo=false) publishes
+demo traffic from three teams, with poison records and duplicate deliveries.
+Outside clients (kcat, kafkajs, confluent-kafka, another ordo) can connect to
+both addresses while it runs.
+
+It prints a live progress line, and on Ctrl-C or after --events demo events
+a summary, which it verifies against the committed output of the command and
+dead-letter topics (exit status 3 if the verification fails).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return runDev(cmd.Context(), o, &f) },
+	}
+	f.register(cmd, config.DefaultPath)
+	fl := cmd.Flags()
+	fl.StringVar(&f.dataDir, "data-dir", ".ordo", "where the embedded broker and registry keep their data")
+	fl.BoolVar(&f.fresh, "fresh", false, "delete --data-dir first")
+	fl.StringVar(&f.kafkaAddr, "kafka-addr", "127.0.0.1:9092", "listen address of the embedded broker")
+	fl.StringVar(&f.registryAddr, "registry-addr", "127.0.0.1:8081", "listen address of the embedded schema registry")
+	fl.BoolVar(&f.demo, "demo", true, "publish demo traffic")
+	fl.IntVar(&f.events, "events", 0, "publish this many demo events, wait until ordo has committed them all, verify and exit (0 = publish 1000/s until Ctrl-C)")
+	fl.Float64Var(&f.rate, "rate", 0, "demo events per second (0 = as fast as possible with --events, 1000/s without)")
+	fl.IntVar(&f.poisonEvery, "poison-every", 97, "every Nth demo event is poison (0 = none)")
+	fl.IntVar(&f.duplicateEvery, "duplicate-every", 89, "every Nth demo event re-delivers the previous one, as a retrying producer would (0 = none)")
+	fl.StringVar(&f.output, "output", "text", "summary format: text or json")
+	fl.DurationVar(&f.timeout, "timeout", 10*time.Minute, "with --events: give up waiting for ordo after this long")
+	return cmd
+}
+
+func runDev(ctx context.Context, o *options, f *devFlags) error {
+	if f.output != "text" && f.output != "json" {
+		return fmt.Errorf("--output %q: use text or json", f.output)
+	}
+	logFile, err := openDevLog(f)
+	if err != nil {
+		return err
+	}
+	defer logFile.Close()
+	// In dev the terminal belongs to the progress line; logs go to a file.
+	log, err := newLogger(logFile, f.logFormat, f.logLevel)
+	if err != nil {
+		return err
+	}
+	cfg, err := config.Load(f.config, os.Environ())
+	if err != nil {
+		return err
+	}
+	cfg.Kafka.Brokers = []string{f.kafkaAddr}
+	cfg.Kafka.ReplicaID = "dev"
+	cfg.Admin.Listen = ""
+
+	kafka, err := devenv.Kafka(f.kafkaAddr, filepath.Join(f.dataDir, "kafka"))
+	if err != nil {
+		return err
+	}
+	defer kafka.Close()
+	reg, err := devenv.StartRegistry(f.registryAddr, filepath.Join(f.dataDir, "registry.json"), log)
+	if err != nil {
+		return err
+	}
+	defer reg.Close()
+	cfg.Registry.URL = reg.URL()
+
+	errw := o.stderr
+	fmt.Fprintf(errw, "ordo dev: kafka %s · schema registry %s · data %s · logs %s\n", f.kafkaAddr, reg.URL(), f.dataDir, logFile.Name())
+
+	if err := createTopics(ctx, cfg, log); err != nil {
+		return err
+	}
+	rt, err := build(cfg, o.processors, log, nil)
+	if err != nil {
+		return err
+	}
+	if err := registerSchemas(ctx, rt); err != nil {
+		return err
+	}
+
+	kopts, _ := clientOpts(cfg)
+	verifyCl, err := kgo.NewClient(append(kopts, kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.KeepControlRecords())...)
+	if err != nil {
+		return err
+	}
+	defer verifyCl.Close()
+	adm := kadm.NewClient(verifyCl)
+	outTopics := commandTopics(cfg)
+	from, err := demo.Since(ctx, adm, append(outTopics, cfg.DeadLetter)...)
+	if err != nil {
+		return fmt.Errorf("read output offsets: %w", err)
+	}
+
+	runCtx, stopRun := context.WithCancel(ctx)
+	defer stopRun()
+	pipeDone := make(chan error, 1)
+	go func() { pipeDone <- rt.pipeline.Run(runCtx) }()
+
+	// Demo traffic through the Publisher SDK, as the teams would publish.
+	var gen *demo.Generator
+	genDone := make(chan error, 1)
+	if f.demo {
+		pubCl, err := kgo.NewClient(append(kopts, kgo.ProducerLinger(5*time.Millisecond))...)
+		if err != nil {
+			return err
+		}
+		defer pubCl.Close()
+		events, rate := f.events, f.rate
+		if events == 0 {
+			events = int(^uint(0) >> 1)
+			if rate == 0 {
+				rate = 1000
+			}
+		}
+		gen = demo.NewGenerator(pubCl, producer.NewPublisher(pubCl, rt.serde, "demo"), demo.Options{
+			Events: events, PoisonEvery: f.poisonEvery, DuplicateEvery: f.duplicateEvery, Rate: rate, Seed: uint64(time.Now().UnixNano()),
+		})
+		go func() { genDone <- gen.Run(runCtx) }()
+	}
+
+	start := time.Now()
+	prog := newProgress(errw, rt.stats)
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	var deadline <-chan time.Time
+	if f.events > 0 {
+		deadline = time.After(f.timeout)
+	}
+	published := false
+	var runErr error
+wait:
+	for {
+		select {
+		case <-ctx.Done():
+			break wait
+		case err := <-pipeDone:
+			runErr = err
+			break wait
+		case err := <-genDone:
+			if err != nil {
+				runErr = err
+				break wait
+			}
+			published = true
+		case <-deadline:
+			runErr = fmt.Errorf("ordo did not commit all %d demo events within --timeout %v", f.events, f.timeout)
+			break wait
+		case <-tick.C:
+			prog.print()
+			if published && f.events > 0 {
+				caught, err := caughtUp(ctx, adm, cfg.Kafka.Group, cfg.Inputs)
+				if err != nil {
+					log.Warn("lag check failed", "err", err)
+				}
+				if caught {
+					break wait
+				}
+			}
+		}
+	}
+	stopRun()
+	if err := <-pipeDone; err != nil && runErr == nil {
+		runErr = err
+	}
+	prog.finish()
+	elapsed := time.Since(start)
+	if runErr != nil {
+		return runErr
+	}
+
+	sum := devSummary{Snapshot: rt.stats.Snapshot(), ElapsedSeconds: elapsed.Seconds()}
+	sum.EventsPerSecond = float64(sum.EventsIn) / elapsed.Seconds()
+	if gen != nil {
+		vctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
+		defer cancel()
+		rep, err := demo.Verify(vctx, verifyCl, adm, gen.Published(), outTopics, cfg.DeadLetter, from)
+		if err != nil {
+			return err
+		}
+		sum.Verify = rep
+	}
+	if err := sum.write(o.stdout, f.output); err != nil {
+		return err
+	}
+	if sum.Verify != nil && !sum.Verify.OK {
+		return exitError(3)
+	}
+	return nil
+}
+
+func openDevLog(f *devFlags) (*os.File, error) {
+	if f.fresh {
+		if err := os.RemoveAll(f.dataDir); err != nil {
+			return nil, fmt.Errorf("--fresh: %w", err)
+		}
+	}
+	if err := os.MkdirAll(f.dataDir, 0o755); err != nil {
+		return nil, fmt.Errorf("--data-dir: %w", err)
+	}
+	return os.OpenFile(filepath.Join(f.dataDir, "ordo.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+}
+
+// registerSchemas registers ordo's reader schemas under their topics'
+// subjects, as the producing teams would.
+func registerSchemas(ctx context.Context, rt *runtime) error {
+	for _, t := range []struct{ topic, typ string }{
+		{demo.TopicOrders, demo.OrderPlaced},
+		{demo.TopicPayments, demo.PaymentAuthorized},
+		{demo.TopicPayments, demo.PaymentDeclined},
+		{demo.TopicWarehouse, demo.InventoryReserved},
+		{demo.TopicWarehouse, demo.InventoryShortage},
+	} {
+		if _, err := rt.serde.SchemaID(ctx, t.topic, t.typ); err != nil {
+			return fmt.Errorf("register %s for %s: %w", t.typ, t.topic, err)
+		}
+	}
+	return nil
+}
+
+// commandTopics are the orchestrate targets: every configured topic that is
+// neither an input nor the dead-letter topic.
+func commandTopics(cfg *config.Config) []string {
+	var out []string
+	for t := range cfg.Topics {
+		if !slices.Contains(cfg.Inputs, t) && t != cfg.DeadLetter {
+			out = append(out, t)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// caughtUp reports whether the group has committed up to the end of every
+// input partition.
+func caughtUp(ctx context.Context, adm *kadm.Client, group string, topics []string) (bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	ends, err := adm.ListEndOffsets(ctx, topics...)
+	if err != nil {
+		return false, err
+	}
+	committed, err := adm.FetchOffsets(ctx, group)
+	if err != nil {
+		return false, err
+	}
+	ok := true
+	ends.Each(func(e kadm.ListedOffset) {
+		if e.Offset == 0 {
+			return
+		}
+		c, found := committed.Lookup(e.Topic, e.Partition)
+		if !found || c.At < e.Offset {
+			ok = false
+		}
+	})
+	return ok, nil
+}
+
+type devSummary struct {
+	consumer.Snapshot
+	ElapsedSeconds  float64      `json:"elapsed_seconds"`
+	EventsPerSecond float64      `json:"events_per_second"`
+	Verify          *demo.Report `json:"verify,omitempty"`
+}
+
+func (s devSummary) write(w io.Writer, format string) error {
+	if format == "json" {
+		enc := json.NewEncoder(w)
+		return enc.Encode(s)
+	}
+	fmt.Fprintf(w, "events in %d · commands out %d · dead-lettered %d · txn commits %d · aborts %d · %.0f events/s over %.1fs\n",
+		s.EventsIn, s.CommandsOut, s.DeadLettered, s.TxnCommits, s.TxnAborts, s.EventsPerSecond, s.ElapsedSeconds)
+	if v := s.Verify; v != nil {
+		verdict := "OK"
+		if !v.OK {
+			verdict = "FAILED"
+		}
+		fmt.Fprintf(w, "verify %s: published %d (%d valid, %d poison, %d duplicate deliveries) · commands %d/%d · missing %d · duplicated %d · poison in DLQ %d/%d · duplicate deliveries seen %d\n",
+			verdict, v.Published, v.ValidPublished, v.PoisonPublished, v.DuplicatesPublished, v.CommandsSeen, v.CommandsExpected,
+			v.MissingCommands, v.DuplicateCommands, v.PoisonPublished-v.PoisonMissingInDLQ, v.PoisonPublished, v.DuplicateDeliveriesSeen)
+		for _, p := range v.Problems {
+			fmt.Fprintln(w, "  problem:", p)
+		}
+	}
+	return nil
+}

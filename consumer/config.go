@@ -1,0 +1,128 @@
+package consumer
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// Config configures one replica's EOS loop. Zero values take the defaults
+// documented on each field.
+type Config struct {
+	// Brokers are the seed brokers. Required.
+	Brokers []string
+	// Group is the consumer group shared by all replicas. Required.
+	Group string
+	// Topics to consume. Required.
+	Topics []string
+	// TransactionalID must be unique per live replica and stable across its
+	// restarts: a restarted replica then fences its previous incarnation
+	// (a zombie) instead of running beside it. ordo derives it as
+	// "<transactional_id_prefix>-<replica_id>" (see the config reference).
+	TransactionalID string
+
+	// CommitInterval ends the open transaction this long after it began.
+	// Default 100ms, as Kafka Streams EOS. Shorter lowers latency, longer
+	// raises throughput (fewer transaction markers).
+	CommitInterval time.Duration
+	// BatchSize ends the open transaction once it holds this many input
+	// records. Default 2000.
+	BatchSize int
+	// Workers bounds how many partitions are processed in parallel.
+	// Default 2×GOMAXPROCS (processors may wait on lookups).
+	Workers int
+
+	// SessionTimeout of the group member. Default 45s.
+	SessionTimeout time.Duration
+	// TransactionTimeout must be below SessionTimeout so that a stalled
+	// replica's transaction is aborted by the broker before its partitions
+	// move. Default 10s.
+	TransactionTimeout time.Duration
+	// ShutdownTimeout bounds finishing the open transaction and leaving the
+	// group on shutdown. Default 10s.
+	ShutdownTimeout time.Duration
+
+	// TransientRetries is how often one record's transient failure is
+	// retried inside the transaction before the transaction aborts. Default 3.
+	TransientRetries int
+	// RetryBackoffMin and RetryBackoffMax bound the exponential backoff for
+	// retries and session re-creation. Defaults 50ms and 5s.
+	RetryBackoffMin, RetryBackoffMax time.Duration
+
+	// FetchMaxBytes and FetchMaxPartitionBytes bound fetch memory. Defaults
+	// 16 MiB and 1 MiB.
+	FetchMaxBytes, FetchMaxPartitionBytes int32
+
+	// KgoOpts are appended to ordo's client options (TLS, SASL, hooks).
+	KgoOpts []kgo.Opt
+	// Logger; default slog.Default().
+	Logger *slog.Logger
+	// Observer receives metrics callbacks; default no-op.
+	Observer Observer
+}
+
+func (c Config) withDefaults() Config {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&c.CommitInterval, 100*time.Millisecond)
+	def(&c.SessionTimeout, 45*time.Second)
+	def(&c.TransactionTimeout, 10*time.Second)
+	def(&c.ShutdownTimeout, 10*time.Second)
+	def(&c.RetryBackoffMin, 50*time.Millisecond)
+	def(&c.RetryBackoffMax, 5*time.Second)
+	if c.BatchSize <= 0 {
+		c.BatchSize = 2000
+	}
+	if c.Workers <= 0 {
+		c.Workers = 2 * runtime.GOMAXPROCS(0)
+	}
+	if c.TransientRetries <= 0 {
+		c.TransientRetries = 3
+	}
+	if c.FetchMaxBytes <= 0 {
+		c.FetchMaxBytes = 16 << 20
+	}
+	if c.FetchMaxPartitionBytes <= 0 {
+		c.FetchMaxPartitionBytes = 1 << 20
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Observer == nil {
+		c.Observer = NopObserver{}
+	}
+	return c
+}
+
+func (c Config) validate() error {
+	var errs []error
+	if len(c.Brokers) == 0 {
+		errs = append(errs, errors.New("no brokers"))
+	}
+	if c.Group == "" {
+		errs = append(errs, errors.New("no consumer group"))
+	}
+	if len(c.Topics) == 0 {
+		errs = append(errs, errors.New("no input topics"))
+	}
+	if c.TransactionalID == "" {
+		errs = append(errs, errors.New("no transactional id"))
+	}
+	if c.TransactionTimeout >= c.SessionTimeout {
+		errs = append(errs, fmt.Errorf("transaction timeout %v must be below the session timeout %v", c.TransactionTimeout, c.SessionTimeout))
+	}
+	if c.CommitInterval >= c.TransactionTimeout {
+		errs = append(errs, fmt.Errorf("commit interval %v must be below the transaction timeout %v", c.CommitInterval, c.TransactionTimeout))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("consumer config: %w", err)
+	}
+	return nil
+}

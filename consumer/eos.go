@@ -1,0 +1,396 @@
+// Package consumer is ordo's exactly-once loop. The whole loop is in this
+// file: poll → begin → run the processor chain on each partition's records
+// (partitions in parallel, records of one partition in order) → produce
+// commands and dead letters → end the transaction, which commits the outputs
+// and the input offsets atomically (KIP-447, franz-go GroupTransactSession).
+//
+// The rules it follows, each learned the hard way:
+//   - read_committed always, so ordo never acts on an aborted upstream event;
+//   - one transactional id per live replica, stable across its restarts, so a
+//     restarted replica fences its own zombie;
+//   - End returning (false, nil) means a rebalance aborted the transaction:
+//     the session rewound to the committed offsets, keep polling;
+//   - any error from End means the producer is in an unknown state: close the
+//     session and build a new one;
+//   - any produce error aborts the transaction (AbortingFirstErrPromise);
+//   - End is never called from a rebalance callback;
+//   - the transaction timeout is below the session timeout.
+package consumer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/ordo-dev/ordo/processors"
+	"github.com/ordo-dev/ordo/producer"
+	"github.com/ordo-dev/ordo/schemas"
+)
+
+// Decoder turns a record value into an event value. *schemas.Serde
+// implements it. Errors are permanent (dead-letter) unless they are
+// transient (processors.IsTransient), e.g. the registry is unreachable.
+type Decoder interface {
+	Decode(ctx context.Context, topic string, value []byte) (schemas.Decoded, error)
+}
+
+// Pipeline is one ordo replica's exactly-once loop.
+type Pipeline struct {
+	cfg   Config
+	dec   Decoder
+	chain processors.Processor
+	out   *producer.Output
+	obs   Observer
+	log   *slog.Logger
+
+	newSession func() (*kgo.GroupTransactSession, error) // replaced in tests
+}
+
+// New checks cfg and returns a pipeline. Nothing connects until Run.
+func New(cfg Config, dec Decoder, chain processors.Processor, out *producer.Output) (*Pipeline, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	p := &Pipeline{cfg: cfg, dec: dec, chain: chain, out: out, obs: cfg.Observer, log: cfg.Logger}
+	p.newSession = func() (*kgo.GroupTransactSession, error) { return kgo.NewGroupTransactSession(p.kgoOpts()...) }
+	return p, nil
+}
+
+func (p *Pipeline) kgoOpts() []kgo.Opt {
+	c := p.cfg
+	opts := []kgo.Opt{
+		kgo.SeedBrokers(c.Brokers...),
+		kgo.ConsumerGroup(c.Group),
+		kgo.ConsumeTopics(c.Topics...),
+		kgo.TransactionalID(c.TransactionalID),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.Balancers(kgo.CooperativeStickyBalancer()),
+		kgo.RequireStableFetchOffsets(),
+		kgo.SessionTimeout(c.SessionTimeout),
+		kgo.TransactionTimeout(c.TransactionTimeout),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		// Bounded fetches keep memory flat under a backlog.
+		kgo.FetchMaxBytes(c.FetchMaxBytes),
+		kgo.FetchMaxPartitionBytes(c.FetchMaxPartitionBytes),
+		// A transaction of ours must be able to finish its End within the
+		// rebalance timeout; the loop ends transactions every CommitInterval.
+		kgo.ProducerLinger(0),
+	}
+	return append(opts, c.KgoOpts...)
+}
+
+// Run consumes until ctx is cancelled. On cancellation it finishes the open
+// transaction (commit if everything produced, else abort), leaves the group
+// and returns nil. It returns an error only for problems that a new session
+// cannot fix (none today: it recreates sessions forever, backing off).
+func (p *Pipeline) Run(ctx context.Context) error {
+	backoff := newBackoff(p.cfg.RetryBackoffMin, p.cfg.RetryBackoffMax)
+	for ctx.Err() == nil {
+		sess, err := p.newSession()
+		if err != nil {
+			return fmt.Errorf("consumer: create transact session: %w", err)
+		}
+		p.log.Info("transact session started", "transactional_id", p.cfg.TransactionalID, "group", p.cfg.Group, "topics", p.cfg.Topics)
+		err = p.runSession(ctx, sess)
+		p.closeSession(sess)
+		if err == nil || ctx.Err() != nil {
+			break
+		}
+		p.obs.SessionRestarted(err)
+		d := backoff.next()
+		p.log.Warn("transact session failed; recreating it", "err", err, "backoff", d)
+		if !sleep(ctx, d) {
+			break
+		}
+	}
+	return nil
+}
+
+// closeSession leaves the group. Close after a shutdown-time End is clean; a
+// failed session is closed as-is (its transaction, if any, is aborted by the
+// broker when the next session with the same transactional id initializes).
+func (p *Pipeline) closeSession(sess *kgo.GroupTransactSession) {
+	done := make(chan struct{})
+	go func() { sess.Close(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(p.cfg.ShutdownTimeout):
+		p.log.Warn("closing the transact session timed out", "timeout", p.cfg.ShutdownTimeout)
+	}
+}
+
+// txn is the state of the open transaction.
+type txn struct {
+	open    bool
+	started time.Time
+	records int
+	promise *kgo.FirstErrPromise
+	counts  Counts // what becomes visible if this transaction commits
+}
+
+// runSession is the EOS loop for one session. It returns nil when ctx is
+// cancelled and an error when the session must be recreated.
+func (p *Pipeline) runSession(ctx context.Context, sess *kgo.GroupTransactSession) error {
+	var t txn
+	retry := newBackoff(p.cfg.RetryBackoffMin, p.cfg.RetryBackoffMax)
+	for {
+		// Poll, but never past the commit deadline of an open transaction.
+		pollCtx, cancel := ctx, context.CancelFunc(func() {})
+		if t.open {
+			pollCtx, cancel = context.WithDeadline(ctx, t.started.Add(p.cfg.CommitInterval))
+		}
+		fetches := sess.PollRecords(pollCtx, p.cfg.BatchSize-t.records)
+		cancel()
+
+		if ctx.Err() != nil { // shutting down: finish what is open
+			return p.shutdown(sess, &t)
+		}
+		if err := p.fetchError(fetches); err != nil {
+			return err
+		}
+
+		if !fetches.Empty() {
+			if !t.open {
+				if err := sess.Begin(); err != nil {
+					return fmt.Errorf("begin transaction: %w", err)
+				}
+				t = txn{open: true, started: time.Now(), promise: kgo.AbortingFirstErrPromise(sess.Client())}
+			}
+			n := fetches.NumRecords()
+			t.records += n
+			if err := p.processFetches(ctx, sess, fetches, &t); err != nil {
+				if ctx.Err() != nil {
+					return p.shutdown(sess, &t)
+				}
+				// Transient failure that outlived its retries: abort, which
+				// rewinds to the committed offsets, back off, and re-run.
+				p.log.Warn("transient failure; aborting the transaction and retrying", "err", err)
+				if err := p.end(ctx, sess, &t, kgo.TryAbort); err != nil {
+					return err
+				}
+				if !sleep(ctx, retry.next()) {
+					return p.shutdown(sess, &t)
+				}
+				continue
+			}
+			retry.reset()
+		}
+
+		if t.open && (t.records >= p.cfg.BatchSize || time.Since(t.started) >= p.cfg.CommitInterval) {
+			if err := p.end(ctx, sess, &t, kgo.TryCommit); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// end ends the open transaction. A produce error turns a commit into an
+// abort. It returns an error only when the session must be recreated.
+func (p *Pipeline) end(ctx context.Context, sess *kgo.GroupTransactSession, t *txn, try kgo.TransactionEndTry) error {
+	if !t.open {
+		return nil
+	}
+	perr := t.promise.Err() // waits for every produce of this transaction
+	if perr != nil {
+		p.log.Warn("produce failed; aborting the transaction", "err", perr)
+		try = kgo.TryAbort
+	}
+	start := time.Now()
+	committed, err := sess.End(ctx, try)
+	dur := time.Since(start)
+	counts := t.counts
+	*t = txn{}
+	if err != nil {
+		p.obs.TxnAborted(dur, err)
+		return fmt.Errorf("end transaction: %w", err)
+	}
+	if !committed {
+		// (false, nil): we asked to abort, or a rebalance aborted us. The
+		// session rewound to the committed offsets; keep polling.
+		p.obs.TxnAborted(dur, nil)
+		return nil
+	}
+	p.obs.TxnCommitted(dur, counts)
+	return nil
+}
+
+// shutdown commits the open transaction if everything in it was produced
+// (its work is complete) and aborts it otherwise, within ShutdownTimeout.
+func (p *Pipeline) shutdown(sess *kgo.GroupTransactSession, t *txn) error {
+	if !t.open {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), p.cfg.ShutdownTimeout)
+	defer cancel()
+	try := kgo.TryCommit
+	if t.counts.incomplete {
+		try = kgo.TryAbort
+	}
+	if err := p.end(ctx, sess, t, try); err != nil {
+		p.log.Warn("ending the transaction at shutdown failed; the broker aborts it", "err", err)
+	}
+	return nil
+}
+
+// processFetches runs the chain on every partition of fetches, partitions in
+// parallel on at most Workers goroutines, each partition's records in order.
+// Outputs are produced as soon as each record is done. The first transient
+// failure cancels the rest and is returned; the caller aborts.
+func (p *Pipeline) processFetches(ctx context.Context, sess *kgo.GroupTransactSession, fetches kgo.Fetches, t *txn) error {
+	var parts []kgo.FetchTopicPartition
+	fetches.EachPartition(func(ftp kgo.FetchTopicPartition) {
+		if len(ftp.Records) > 0 {
+			parts = append(parts, ftp)
+		}
+	})
+
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var (
+		mu     sync.Mutex
+		wg     sync.WaitGroup
+		sem    = make(chan struct{}, p.cfg.Workers)
+		counts Counts
+	)
+	for _, ftp := range parts {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			c, err := p.processPartition(ctx, sess, ftp.Records, t)
+			mu.Lock()
+			counts.add(c)
+			mu.Unlock()
+			if err != nil {
+				cancel(err)
+			}
+		}()
+	}
+	wg.Wait()
+	t.counts.add(counts)
+	if err := context.Cause(ctx); err != nil {
+		t.counts.incomplete = true
+		return err
+	}
+	return nil
+}
+
+// processPartition handles one partition's records in order.
+func (p *Pipeline) processPartition(ctx context.Context, sess *kgo.GroupTransactSession, recs []*kgo.Record, t *txn) (Counts, error) {
+	var c Counts
+	for _, r := range recs {
+		if ctx.Err() != nil {
+			return c, context.Cause(ctx)
+		}
+		out, dead, err := p.processRecord(ctx, r, t.started)
+		if err != nil {
+			return c, err // transient, retries exhausted
+		}
+		c.EventsIn++
+		if dead != nil {
+			c.DeadLettered++
+			sess.Produce(ctx, dead, t.promise.Promise())
+			continue
+		}
+		for _, o := range out {
+			sess.Produce(ctx, o, t.promise.Promise())
+		}
+		c.CommandsOut += len(out)
+	}
+	return c, nil
+}
+
+// processRecord decodes r and runs the chain, retrying transient failures
+// with backoff while the transaction has time left. It returns the output
+// records, or a dead letter for a permanent failure, or an error when the
+// transient retries ran out.
+func (p *Pipeline) processRecord(ctx context.Context, r *kgo.Record, txnStart time.Time) ([]*kgo.Record, *kgo.Record, error) {
+	backoff := newBackoff(p.cfg.RetryBackoffMin, p.cfg.RetryBackoffMax)
+	// Retries must leave the transaction enough time to commit.
+	budget := txnStart.Add(p.cfg.TransactionTimeout / 2)
+	for attempt := 0; ; attempt++ {
+		out, err := p.runChain(ctx, r)
+		if err == nil {
+			return out, nil, nil
+		}
+		if !processors.IsTransient(err) {
+			p.obs.DeadLettered(r, err)
+			return nil, p.out.DeadLetter(r, err), nil
+		}
+		d := backoff.next()
+		if attempt >= p.cfg.TransientRetries || time.Now().Add(d).After(budget) || ctx.Err() != nil {
+			return nil, nil, fmt.Errorf("%s/%d@%d: %w", r.Topic, r.Partition, r.Offset, err)
+		}
+		p.obs.Retried(r, err)
+		if !sleep(ctx, d) {
+			return nil, nil, ctx.Err()
+		}
+	}
+}
+
+// runChain decodes one record, runs the processors and encodes the commands.
+func (p *Pipeline) runChain(ctx context.Context, r *kgo.Record) ([]*kgo.Record, error) {
+	start := time.Now()
+	d, err := p.dec.Decode(ctx, r.Topic, r.Value)
+	if err != nil {
+		return nil, err
+	}
+	ev := eventFrom(r, d)
+	cmds, err := p.chain.Process(ctx, ev)
+	if err != nil {
+		return nil, err
+	}
+	out, err := p.out.Commands(ctx, r, cmds)
+	if err != nil {
+		return nil, err
+	}
+	p.obs.Processed(ev, len(out), time.Since(start))
+	return out, nil
+}
+
+func eventFrom(r *kgo.Record, d schemas.Decoded) *processors.Event {
+	ev := &processors.Event{
+		Topic:     r.Topic,
+		Partition: r.Partition,
+		Offset:    r.Offset,
+		Key:       r.Key,
+		Timestamp: r.Timestamp,
+		SchemaID:  d.SchemaID,
+		Type:      d.Type,
+		Value:     d.Value,
+		Attrs:     map[string]any{},
+	}
+	if len(r.Headers) > 0 {
+		ev.Headers = make([]processors.Header, len(r.Headers))
+		for i, h := range r.Headers {
+			ev.Headers[i] = processors.Header{Key: h.Key, Value: h.Value}
+		}
+	}
+	if env, ok := d.Value["envelope"].(map[string]any); ok {
+		ev.Envelope = processors.EnvelopeFrom(env)
+	}
+	return ev
+}
+
+// fetchError returns an error that requires recreating the session. Context
+// expiry (our own commit-interval deadline) is not an error, and neither are
+// per-partition fetch errors: the client keeps retrying those itself.
+func (p *Pipeline) fetchError(fetches kgo.Fetches) error {
+	var fatal error
+	fetches.EachError(func(topic string, partition int32, err error) {
+		switch {
+		case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+		case errors.Is(err, kgo.ErrClientClosed):
+			fatal = err
+		default:
+			p.log.Warn("fetch error; the client retries", "topic", topic, "partition", partition, "err", err)
+		}
+	})
+	return fatal
+}

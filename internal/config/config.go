@@ -1,0 +1,426 @@
+// Package config loads ordo's one YAML file, applies ORDO_* environment
+// overrides and validates it at start. Every error names the file, the line,
+// the key and a fix, because a config error found at 3 a.m. should not need
+// the source code to understand.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/ordo-dev/ordo/processors"
+)
+
+// DefaultPath is the config used when --config is not given.
+const DefaultPath = "examples/orders/ordo.yaml"
+
+// Config is the whole file. Field comments are the reference
+// (docs/config.md is generated from the same text by hand; keep both true).
+type Config struct {
+	Kafka      Kafka              `yaml:"kafka"`
+	Registry   Registry           `yaml:"registry"`
+	Inputs     []string           `yaml:"inputs"`
+	DeadLetter string             `yaml:"dead_letter_topic"`
+	Processing Processing         `yaml:"processing"`
+	Pipeline   []PipelineEntry    `yaml:"pipeline"`
+	Admin      Admin              `yaml:"admin"`
+	Topics     map[string]TopicOp `yaml:"topics"`
+
+	// File is the path the config was loaded from ("" for defaults).
+	File string `yaml:"-"`
+	// lines maps a dotted key path to its line, for validation errors.
+	lines map[string]int
+}
+
+// Kafka is the `kafka:` block.
+type Kafka struct {
+	Brokers               []string `yaml:"brokers"`
+	Group                 string   `yaml:"group"`
+	TransactionalIDPrefix string   `yaml:"transactional_id_prefix"`
+	ReplicaID             string   `yaml:"replica_id"`
+	ClientID              string   `yaml:"client_id"`
+	SessionTimeout        Duration `yaml:"session_timeout"`
+	TransactionTimeout    Duration `yaml:"transaction_timeout"`
+	SASL                  SASL     `yaml:"sasl"`
+	TLS                   bool     `yaml:"tls"`
+}
+
+// SASL is the `kafka.sasl:` block.
+type SASL struct {
+	Mechanism string `yaml:"mechanism"` // PLAIN, SCRAM-SHA-256, SCRAM-SHA-512
+	Username  string `yaml:"username"`
+	Password  string `yaml:"password"`
+}
+
+// Registry is the `registry:` block.
+type Registry struct {
+	URL             string   `yaml:"url"`
+	SubjectStrategy string   `yaml:"subject_strategy"`
+	Timeout         Duration `yaml:"timeout"`
+	AutoRegister    *bool    `yaml:"auto_register"`
+}
+
+// Processing is the `processing:` block.
+type Processing struct {
+	CommitInterval   Duration `yaml:"commit_interval"`
+	BatchSize        int      `yaml:"batch_size"`
+	Workers          int      `yaml:"workers"`
+	TransientRetries int      `yaml:"transient_retries"`
+	ShutdownTimeout  Duration `yaml:"shutdown_timeout"`
+}
+
+// Admin is the `admin:` block.
+type Admin struct {
+	Listen string `yaml:"listen"`
+}
+
+// TopicOp is one entry of `topics:` that ordo creates when missing
+// (`ordo dev` always; `ordo run --create-topics`).
+type TopicOp struct {
+	Partitions int32 `yaml:"partitions"`
+}
+
+// PipelineEntry is one processor in `pipeline:`.
+type PipelineEntry struct {
+	Name   string    `yaml:"name"`
+	Type   string    `yaml:"type"`
+	Config yaml.Node `yaml:"config"`
+}
+
+// Duration is a time.Duration written as "100ms", "45s".
+type Duration time.Duration
+
+// UnmarshalYAML parses Go duration strings.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	v, err := time.ParseDuration(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: %q is not a duration (write e.g. 100ms, 45s, 2m)", n.Line, n.Value)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// D returns the time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// Error is a config error with its location and a fix.
+type Error = processors.ConfigError
+
+// Defaults returns the built-in defaults (what an empty file means).
+func Defaults() Config {
+	t := true
+	return Config{
+		Kafka: Kafka{
+			Brokers:               []string{"127.0.0.1:9092"},
+			Group:                 "ordo",
+			TransactionalIDPrefix: "ordo",
+			ClientID:              "ordo",
+			SessionTimeout:        Duration(45 * time.Second),
+			TransactionTimeout:    Duration(10 * time.Second),
+		},
+		Registry: Registry{
+			URL:             "http://127.0.0.1:8081",
+			SubjectStrategy: "topic_name",
+			Timeout:         Duration(5 * time.Second),
+			AutoRegister:    &t,
+		},
+		DeadLetter: "ordo.dead-letter.v1",
+		Processing: Processing{
+			CommitInterval:   Duration(100 * time.Millisecond),
+			BatchSize:        2000,
+			TransientRetries: 3,
+			ShutdownTimeout:  Duration(10 * time.Second),
+		},
+		Admin: Admin{Listen: "127.0.0.1:9464"},
+	}
+}
+
+// Load reads path, applies env overrides (ORDO_*) and validates.
+func Load(path string, env []string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, &Error{File: path, Key: "(file)", Msg: err.Error(), Fix: "pass an existing file with --config, e.g. " + DefaultPath}
+	}
+	return Parse(path, data, env)
+}
+
+// Parse is Load on bytes; path is used in messages and to resolve relative
+// files.
+func Parse(path string, data []byte, env []string) (*Config, error) {
+	cfg := Defaults()
+	cfg.File = path
+	cfg.lines = map[string]int{}
+	var root yaml.Node
+	if err := yaml.Unmarshal(data, &root); err != nil {
+		return nil, yamlError(path, err)
+	}
+	indexLines(&root, "", cfg.lines)
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, errEOF) {
+		if err.Error() != "EOF" {
+			return nil, yamlError(path, err)
+		}
+	}
+	if err := applyEnv(&cfg, env); err != nil {
+		return nil, err
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return &cfg, nil
+}
+
+var errEOF = errors.New("EOF")
+
+var yamlLine = regexp.MustCompile(`line (\d+): (.*)`)
+var unknownField = regexp.MustCompile(`field (\S+) not found in type config\.(\w+)`)
+
+// yamlError turns yaml.v3's messages into ordo's file:line: key: msg (fix).
+func yamlError(path string, err error) error {
+	msg := err.Error()
+	msg = strings.TrimPrefix(msg, "yaml: unmarshal errors:\n")
+	var errs []error
+	for _, l := range strings.Split(msg, "\n") {
+		l = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(l), "yaml: "))
+		if l == "" {
+			continue
+		}
+		e := &Error{File: path, Key: "(yaml)", Msg: l}
+		if m := yamlLine.FindStringSubmatch(l); m != nil {
+			e.Line, _ = strconv.Atoi(m[1])
+			e.Msg = m[2]
+			if u := unknownField.FindStringSubmatch(m[2]); u != nil {
+				block := blockName(u[2])
+				e.Key = strings.TrimPrefix(block+"."+u[1], ".")
+				e.Msg = "unknown key"
+				e.Fix = fmt.Sprintf("remove it or use one of: %s", strings.Join(knownKeys(u[2]), ", "))
+				if s := suggest(u[1], knownKeys(u[2])); s != "" {
+					e.Fix = fmt.Sprintf("did you mean %q?", s)
+				}
+			} else {
+				e.Fix = "check the value's type against docs/config.md"
+			}
+		} else {
+			e.Fix = "fix the YAML syntax"
+		}
+		errs = append(errs, e)
+	}
+	return errors.Join(errs...)
+}
+
+var blocks = map[string]reflect.Type{
+	"Config": reflect.TypeFor[Config](), "Kafka": reflect.TypeFor[Kafka](), "SASL": reflect.TypeFor[SASL](),
+	"Registry": reflect.TypeFor[Registry](), "Processing": reflect.TypeFor[Processing](), "Admin": reflect.TypeFor[Admin](),
+	"PipelineEntry": reflect.TypeFor[PipelineEntry](), "TopicOp": reflect.TypeFor[TopicOp](),
+}
+
+func blockName(typ string) string {
+	switch typ {
+	case "Config":
+		return ""
+	case "PipelineEntry":
+		return "pipeline[]"
+	case "TopicOp":
+		return "topics.*"
+	case "SASL":
+		return "kafka.sasl"
+	}
+	return strings.ToLower(typ)
+}
+
+func knownKeys(typ string) []string {
+	t, ok := blocks[typ]
+	if !ok {
+		return nil
+	}
+	var keys []string
+	for f := range t.Fields() {
+		if k := strings.Split(f.Tag.Get("yaml"), ",")[0]; k != "" && k != "-" {
+			keys = append(keys, k)
+		}
+	}
+	return keys
+}
+
+// suggest returns the known key closest to k (edit distance ≤ 2).
+func suggest(k string, known []string) string {
+	best, bestD := "", 3
+	for _, c := range known {
+		if d := editDistance(k, c); d < bestD {
+			best, bestD = c, d
+		}
+	}
+	return best
+}
+
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur := make([]int, len(b)+1)
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev = cur
+	}
+	return prev[len(b)]
+}
+
+// indexLines records the line of every mapping key as a dotted path
+// (sequences as [i]).
+func indexLines(n *yaml.Node, path string, out map[string]int) {
+	switch n.Kind {
+	case yaml.DocumentNode:
+		for _, c := range n.Content {
+			indexLines(c, path, out)
+		}
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k := n.Content[i]
+			p := k.Value
+			if path != "" {
+				p = path + "." + k.Value
+			}
+			out[p] = k.Line
+			indexLines(n.Content[i+1], p, out)
+		}
+	case yaml.SequenceNode:
+		for i, c := range n.Content {
+			p := fmt.Sprintf("%s[%d]", path, i)
+			out[p] = c.Line
+			indexLines(c, p, out)
+		}
+	}
+}
+
+// errAt builds an Error for key located via the line index.
+func (c *Config) errAt(key, msg, fix string) *Error {
+	return &Error{File: c.File, Line: c.lines[key], Key: key, Msg: msg, Fix: fix}
+}
+
+// Validate checks values that YAML types cannot.
+func (c *Config) Validate() error {
+	var errs []error
+	add := func(key, msg, fix string) { errs = append(errs, c.errAt(key, msg, fix)) }
+	k := c.Kafka
+	if len(k.Brokers) == 0 {
+		add("kafka.brokers", "no brokers", "list at least one host:port, e.g. [127.0.0.1:9092], or set ORDO_KAFKA_BROKERS")
+	}
+	for i, b := range k.Brokers {
+		if _, port, ok := strings.Cut(b, ":"); !ok || port == "" {
+			add(fmt.Sprintf("kafka.brokers[%d]", i), fmt.Sprintf("%q has no port", b), "write host:port, e.g. 127.0.0.1:9092")
+		}
+	}
+	if k.Group == "" {
+		add("kafka.group", "empty consumer group", "set a group shared by all replicas, e.g. ordo-orders")
+	}
+	if k.TransactionalIDPrefix == "" {
+		add("kafka.transactional_id_prefix", "empty", "set a prefix unique to this pipeline, e.g. ordo-orders")
+	}
+	if k.TransactionTimeout >= k.SessionTimeout {
+		add("kafka.transaction_timeout", fmt.Sprintf("%v is not below session_timeout %v", k.TransactionTimeout.D(), k.SessionTimeout.D()),
+			"a stalled replica's transaction must time out before its partitions move: lower transaction_timeout (e.g. 10s) or raise session_timeout")
+	}
+	switch strings.ToUpper(k.SASL.Mechanism) {
+	case "", "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512":
+	default:
+		add("kafka.sasl.mechanism", fmt.Sprintf("unknown mechanism %q", k.SASL.Mechanism), "use PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512")
+	}
+	if k.SASL.Mechanism != "" && (k.SASL.Username == "" || k.SASL.Password == "") {
+		add("kafka.sasl", "mechanism set without username and password", "set kafka.sasl.username and kafka.sasl.password (or ORDO_KAFKA_SASL_PASSWORD)")
+	}
+	if !strings.HasPrefix(c.Registry.URL, "http://") && !strings.HasPrefix(c.Registry.URL, "https://") {
+		add("registry.url", fmt.Sprintf("%q is not an http(s) URL", c.Registry.URL), "e.g. http://127.0.0.1:8081")
+	}
+	switch c.Registry.SubjectStrategy {
+	case "topic_name", "record_name", "topic_record_name":
+	default:
+		add("registry.subject_strategy", fmt.Sprintf("unknown strategy %q", c.Registry.SubjectStrategy), "use topic_name, record_name or topic_record_name")
+	}
+	if len(c.Inputs) == 0 {
+		add("inputs", "no input topics", "list the topics to consume, e.g. [checkout.orders.v1]")
+	}
+	if c.DeadLetter == "" {
+		add("dead_letter_topic", "empty", "name the dead-letter topic, e.g. ordo.dead-letter.v1")
+	} else if slices.Contains(c.Inputs, c.DeadLetter) {
+		add("dead_letter_topic", "is also an input", "dead letters must not be consumed again by the same pipeline; use another topic")
+	}
+	p := c.Processing
+	if p.CommitInterval <= 0 || p.CommitInterval >= k.TransactionTimeout {
+		add("processing.commit_interval", fmt.Sprintf("%v must be > 0 and below kafka.transaction_timeout %v", p.CommitInterval.D(), k.TransactionTimeout.D()), "the default is 100ms")
+	}
+	if p.BatchSize < 0 {
+		add("processing.batch_size", "negative", "use a positive number of records per transaction, e.g. 2000")
+	}
+	if p.Workers < 0 {
+		add("processing.workers", "negative", "use 0 for the default (2×CPUs) or a positive number")
+	}
+	if len(c.Pipeline) == 0 {
+		add("pipeline", "no processors", "add at least an orchestrate processor; see examples/orders/ordo.yaml")
+	}
+	for i, e := range c.Pipeline {
+		if e.Type == "" {
+			add(fmt.Sprintf("pipeline[%d]", i), "no type", "set type: validate, enrich_table, enrich_http, orchestrate or a custom type")
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// ReplicaID is kafka.replica_id, else $ORDO_REPLICA_ID, else the hostname.
+// In Kubernetes run ordo as a StatefulSet: the pod name (the hostname) is
+// unique per live replica and stable across restarts, which is exactly what a
+// transactional id needs.
+func (c *Config) ReplicaID() string {
+	if c.Kafka.ReplicaID != "" {
+		return c.Kafka.ReplicaID
+	}
+	if h, err := os.Hostname(); err == nil && h != "" {
+		return h
+	}
+	return "0"
+}
+
+// TransactionalID is "<transactional_id_prefix>-<replica id>".
+func (c *Config) TransactionalID() string {
+	return c.Kafka.TransactionalIDPrefix + "-" + c.ReplicaID()
+}
+
+// BaseDir is the config file's directory, for relative paths.
+func (c *Config) BaseDir() string {
+	if c.File == "" {
+		return "."
+	}
+	return filepath.Dir(c.File)
+}
+
+// Specs turns `pipeline:` into processor specs.
+func (c *Config) Specs() []processors.Spec {
+	out := make([]processors.Spec, len(c.Pipeline))
+	for i, e := range c.Pipeline {
+		name := e.Name
+		if name == "" {
+			name = e.Type
+		}
+		out[i] = processors.Spec{Name: name, Type: e.Type, Config: e.Config, File: c.File}
+	}
+	return out
+}

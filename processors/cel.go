@@ -1,0 +1,445 @@
+package processors
+
+// CEL support shared by the built-in processors.
+//
+// Every expression in a processor config is compiled and type-checked once,
+// when the pipeline is built; a compile or type error is a *ConfigError that
+// points at the YAML line of the expression. Evaluation reuses the compiled
+// program and is bounded by a cost limit (celCostLimit), so a runaway
+// expression (e.g. a comprehension over a huge list) fails that event instead
+// of stalling the partition.
+//
+// Variables available to every expression:
+//
+//	event      map(string, dyn)  the event's Avro value (Event.Value)
+//	type       string            the writer schema's full name (Event.Type)
+//	envelope   map(string, dyn)  id, type, source, time (timestamp),
+//	                             correlation_id, causation_id ("" when absent)
+//	attrs      map(string, dyn)  values set by earlier processors (Event.Attrs)
+//	topic      string            input topic
+//	partition  int               input partition
+//	offset     int               input offset
+//	key        string            the Kafka key (raw bytes as a string)
+//
+// Natural Go values are presented to CEL without copying; conversion happens
+// lazily on access: int32 and int64 are CEL int, float32 and float64 are CEL
+// double, string, bool and []byte (bytes) map directly, time.Time is a CEL
+// timestamp, []any is a list and map[string]any a map, nil is null.
+//
+// Decimals (*big.Rat) are seen by CEL as doubles, so comparisons and
+// arithmetic on decimals in CEL are floating point (`event.total > 100.0`).
+// Exact values are never lost when a value is copied rather than computed:
+// an orchestrate field whose expression is a plain path into the event or
+// attrs (`event.total`, `event.items`, `attrs.customer["tier"]`) copies the
+// original Go value, and a whole record or list returned by an expression
+// (e.g. `has(event.x) ? event.items : []`) is copied from the original too, so
+// decimals inside it stay *big.Rat.
+
+import (
+	"fmt"
+	"math"
+	"math/big"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/cel-go/cel"
+	"github.com/google/cel-go/common/ast"
+	"github.com/google/cel-go/common/types"
+	"github.com/google/cel-go/common/types/ref"
+	"github.com/google/cel-go/common/types/traits"
+	"github.com/google/cel-go/interpreter"
+	"gopkg.in/yaml.v3"
+)
+
+// celCostLimit bounds the runtime cost of a single expression evaluation (CEL
+// cost units, roughly one per operation or list element visited).
+const celCostLimit = 1_000_000
+
+// natAdapter presents natural Go values to CEL (see the package comment
+// above). It is also the adapter used for values nested inside maps and
+// lists, so conversions apply at every depth.
+type natAdapter struct{ reg *types.Registry }
+
+func (a natAdapter) NativeToValue(v any) ref.Val {
+	switch x := v.(type) {
+	case map[string]any:
+		return types.NewStringInterfaceMap(a, x)
+	case []any:
+		return types.NewDynamicList(a, x)
+	case *big.Rat:
+		if x == nil {
+			return types.NullValue
+		}
+		f, _ := x.Float64()
+		return types.Double(f)
+	case time.Time:
+		return types.Timestamp{Time: x}
+	}
+	return a.reg.NativeToValue(v)
+}
+
+// celEnvironment is built once and shared (a cel.Env is immutable).
+var celEnvironment = sync.OnceValues(newCELEnv)
+
+func newCELEnv() (*cel.Env, error) {
+	reg, err := types.NewRegistry()
+	if err != nil {
+		return nil, err
+	}
+	dynMap := cel.MapType(cel.StringType, cel.DynType)
+	return cel.NewEnv(
+		cel.CustomTypeAdapter(natAdapter{reg: reg}),
+		cel.Variable("event", dynMap),
+		cel.Variable("type", cel.StringType),
+		cel.Variable("envelope", dynMap),
+		cel.Variable("attrs", dynMap),
+		cel.Variable("topic", cel.StringType),
+		cel.Variable("partition", cel.IntType),
+		cel.Variable("offset", cel.IntType),
+		cel.Variable("key", cel.StringType),
+	)
+}
+
+// celExpr is one compiled expression.
+type celExpr struct {
+	src  string
+	prg  cel.Program
+	path []pathStep // non-nil when the expression is a plain path (see copyPath)
+}
+
+type pathStep struct {
+	key   string
+	index int64
+	isIdx bool
+}
+
+// exprKind is the result type an expression must have.
+type exprKind int
+
+const (
+	anyResult exprKind = iota
+	boolResult
+)
+
+// compileCEL compiles src, located at node n of spec under key path key.
+// Type errors and a wrong result type are ConfigErrors.
+func compileCEL(spec Spec, n *yaml.Node, key, src string, want exprKind) (*celExpr, error) {
+	if strings.TrimSpace(src) == "" {
+		return nil, cfgErr(spec, n, key, "empty CEL expression", "write an expression, e.g. `event.total > 0.0`")
+	}
+	env, err := celEnvironment()
+	if err != nil {
+		return nil, fmt.Errorf("processors: CEL environment: %w", err)
+	}
+	checked, iss := env.Compile(src)
+	if iss != nil && iss.Err() != nil {
+		return nil, cfgErr(spec, n, key, "invalid CEL expression: "+oneLine(iss.Err().Error()),
+			"variables are event, type, envelope, attrs, topic, partition, offset, key; map fields are read as event.field or event[\"field\"]; decimals compare as doubles (write 0.0, not 0)")
+	}
+	if want == boolResult {
+		t := checked.OutputType()
+		if !t.IsExactType(cel.BoolType) && !t.IsExactType(cel.DynType) {
+			return nil, cfgErr(spec, n, key, fmt.Sprintf("CEL expression %q has type %s, want bool", src, t),
+				"make the expression a condition, e.g. `event.total > 0.0`")
+		}
+	}
+	prg, err := env.Program(checked, cel.EvalOptions(cel.OptOptimize), cel.CostLimit(celCostLimit))
+	if err != nil {
+		return nil, cfgErr(spec, n, key, "CEL program: "+oneLine(err.Error()), "")
+	}
+	return &celExpr{src: src, prg: prg, path: plainPath(checked.NativeRep().Expr())}, nil
+}
+
+// plainPath recognizes `event.a.b`, `attrs["x"].y`, `event.items[0]`.
+func plainPath(e ast.Expr) []pathStep {
+	var rev []pathStep
+	for {
+		switch e.Kind() {
+		case ast.IdentKind:
+			switch e.AsIdent() {
+			case "event", "attrs":
+				steps := []pathStep{{key: e.AsIdent()}}
+				for i := len(rev) - 1; i >= 0; i-- {
+					steps = append(steps, rev[i])
+				}
+				return steps
+			}
+			return nil
+		case ast.SelectKind:
+			s := e.AsSelect()
+			if s.IsTestOnly() {
+				return nil
+			}
+			rev = append(rev, pathStep{key: s.FieldName()})
+			e = s.Operand()
+		case ast.CallKind:
+			c := e.AsCall()
+			if c.FunctionName() != "_[_]" || len(c.Args()) != 2 || c.Args()[1].Kind() != ast.LiteralKind {
+				return nil
+			}
+			switch lit := c.Args()[1].AsLiteral().(type) {
+			case types.String:
+				rev = append(rev, pathStep{key: string(lit)})
+			case types.Int:
+				rev = append(rev, pathStep{index: int64(lit), isIdx: true})
+			default:
+				return nil
+			}
+			e = c.Args()[0]
+		default:
+			return nil
+		}
+	}
+}
+
+// vars is the lazy activation for one event: nothing is converted until an
+// expression asks for it, and the envelope map is built at most once.
+type vars struct {
+	ev  *Event
+	env map[string]any
+}
+
+func newVars(ev *Event) *vars { return &vars{ev: ev} }
+
+func (v *vars) ResolveName(name string) (any, bool) {
+	switch name {
+	case "event":
+		if v.ev.Value == nil {
+			return map[string]any{}, true
+		}
+		return v.ev.Value, true
+	case "type":
+		return v.ev.Type, true
+	case "envelope":
+		if v.env == nil {
+			e := v.ev.Envelope
+			v.env = map[string]any{
+				"id": e.ID, "type": e.Type, "source": e.Source, "time": e.Time,
+				"correlation_id": e.CorrelationID, "causation_id": e.CausationID,
+			}
+		}
+		return v.env, true
+	case "attrs":
+		if v.ev.Attrs == nil {
+			return map[string]any{}, true
+		}
+		return v.ev.Attrs, true
+	case "topic":
+		return v.ev.Topic, true
+	case "partition":
+		return int64(v.ev.Partition), true
+	case "offset":
+		return v.ev.Offset, true
+	case "key":
+		return string(v.ev.Key), true
+	}
+	return nil, false
+}
+
+func (v *vars) Parent() interpreter.Activation { return nil }
+
+// eval evaluates the expression. Errors name the expression.
+func (c *celExpr) eval(a *vars) (ref.Val, error) {
+	out, _, err := c.prg.Eval(a)
+	if err != nil {
+		return nil, fmt.Errorf("evaluating `%s`: %v", c.src, err)
+	}
+	return out, nil
+}
+
+// evalBool evaluates a condition.
+func (c *celExpr) evalBool(a *vars) (bool, error) {
+	out, err := c.eval(a)
+	if err != nil {
+		return false, err
+	}
+	b, ok := out.(types.Bool)
+	if !ok {
+		return false, fmt.Errorf("evaluating `%s`: result is %s, want bool", c.src, out.Type())
+	}
+	return bool(b), nil
+}
+
+// evalNatural evaluates the expression and returns a natural Go value; plain
+// paths copy the original value (keeping decimals exact).
+func (c *celExpr) evalNatural(a *vars) (any, error) {
+	if c.path != nil {
+		v, err := walkPath(a, c.path)
+		if err != nil {
+			return nil, fmt.Errorf("evaluating `%s`: %v", c.src, err)
+		}
+		return deepCopy(v), nil
+	}
+	out, err := c.eval(a)
+	if err != nil {
+		return nil, err
+	}
+	v, err := fromCEL(out)
+	if err != nil {
+		return nil, fmt.Errorf("evaluating `%s`: %v", c.src, err)
+	}
+	return v, nil
+}
+
+// evalKey evaluates a lookup key to a string; ok is false for null.
+func (c *celExpr) evalKey(a *vars) (string, bool, error) {
+	out, err := c.eval(a)
+	if err != nil {
+		return "", false, err
+	}
+	switch v := out.(type) {
+	case types.String:
+		return string(v), true, nil
+	case types.Int:
+		return strconv.FormatInt(int64(v), 10), true, nil
+	case types.Uint:
+		return strconv.FormatUint(uint64(v), 10), true, nil
+	case types.Bool:
+		return strconv.FormatBool(bool(v)), true, nil
+	case types.Bytes:
+		return string(v), true, nil
+	case types.Double:
+		return strconv.FormatFloat(float64(v), 'f', -1, 64), true, nil
+	case types.Null:
+		return "", false, nil
+	}
+	return "", false, fmt.Errorf("evaluating `%s`: lookup key is %s, want string or int", c.src, out.Type())
+}
+
+func walkPath(a *vars, path []pathStep) (any, error) {
+	cur, _ := a.ResolveName(path[0].key)
+	for _, s := range path[1:] {
+		switch x := cur.(type) {
+		case map[string]any:
+			if s.isIdx {
+				return nil, fmt.Errorf("no such key: %d", s.index)
+			}
+			v, ok := x[s.key]
+			if !ok {
+				return nil, fmt.Errorf("no such key: %s", s.key)
+			}
+			cur = v
+		case []any:
+			if !s.isIdx {
+				return nil, fmt.Errorf("no such key: %s", s.key)
+			}
+			if s.index < 0 || s.index >= int64(len(x)) {
+				return nil, fmt.Errorf("index out of range: %d", s.index)
+			}
+			cur = x[s.index]
+		default:
+			if s.isIdx {
+				return nil, fmt.Errorf("cannot index %T with %d", cur, s.index)
+			}
+			return nil, fmt.Errorf("cannot select field %q from %T", s.key, cur)
+		}
+	}
+	return cur, nil
+}
+
+// deepCopy copies maps and lists so a command never aliases the event.
+// Scalars (including *big.Rat, which nobody mutates in place) are shared.
+func deepCopy(v any) any {
+	switch x := v.(type) {
+	case map[string]any:
+		m := make(map[string]any, len(x))
+		for k, e := range x {
+			m[k] = deepCopy(e)
+		}
+		return m
+	case []any:
+		l := make([]any, len(x))
+		for i, e := range x {
+			l[i] = deepCopy(e)
+		}
+		return l
+	case []byte:
+		return append([]byte(nil), x...)
+	}
+	return v
+}
+
+// fromCEL converts a CEL result to a natural Go value: null -> nil, bool,
+// int -> int64, uint -> int64 (error when it overflows), double -> float64,
+// string, bytes -> []byte, timestamp -> time.Time, list -> []any,
+// map -> map[string]any (keys must be strings). Lists and maps that are
+// original event/attrs values are deep-copied as they are, so decimals in
+// them stay exact.
+func fromCEL(v ref.Val) (any, error) {
+	switch x := v.(type) {
+	case types.Null:
+		return nil, nil
+	case types.Bool:
+		return bool(x), nil
+	case types.Int:
+		return int64(x), nil
+	case types.Uint:
+		if uint64(x) > math.MaxInt64 {
+			return nil, fmt.Errorf("uint %d overflows long", uint64(x))
+		}
+		return int64(x), nil
+	case types.Double:
+		return float64(x), nil
+	case types.String:
+		return string(x), nil
+	case types.Bytes:
+		return append([]byte(nil), x...), nil
+	case types.Timestamp:
+		return x.Time, nil
+	case *types.Err:
+		return nil, x
+	case traits.Lister:
+		if orig, ok := x.Value().([]any); ok {
+			return deepCopy(orig), nil
+		}
+		n, _ := x.Size().(types.Int)
+		out := make([]any, 0, int(n))
+		it := x.Iterator()
+		for it.HasNext() == types.True {
+			e, err := fromCEL(it.Next())
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, e)
+		}
+		return out, nil
+	case traits.Mapper:
+		if orig, ok := x.Value().(map[string]any); ok {
+			return deepCopy(orig), nil
+		}
+		n, _ := x.Size().(types.Int)
+		out := make(map[string]any, int(n))
+		it := x.Iterator()
+		for it.HasNext() == types.True {
+			k := it.Next()
+			ks, ok := k.(types.String)
+			if !ok {
+				return nil, fmt.Errorf("map key %v is %s, want string", k, k.Type())
+			}
+			e, err := fromCEL(x.Get(k))
+			if err != nil {
+				return nil, err
+			}
+			out[string(ks)] = e
+		}
+		return out, nil
+	}
+	return nil, fmt.Errorf("unsupported result type %s", v.Type())
+}
+
+// oneLine flattens multi-line CEL error text (which includes a caret
+// diagram) into a single line for config error messages.
+func oneLine(s string) string {
+	lines := strings.Split(s, "\n")
+	var keep []string
+	for _, l := range lines {
+		t := strings.TrimSpace(l)
+		if t == "" || strings.Trim(t, "|.^ ") == "" {
+			continue
+		}
+		keep = append(keep, t)
+	}
+	return strings.Join(keep, " ")
+}

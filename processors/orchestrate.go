@@ -1,0 +1,330 @@
+package processors
+
+// orchestrate: declarative routes from event types to commands.
+//
+//	- type: orchestrate
+//	  config:
+//	    source: ordo                     # envelope.source of emitted commands (default "ordo")
+//	    routes:
+//	      - on: com.acme.checkout.OrderPlaced       # required: event type (full Avro name)
+//	        when: event.total > 0.0                  # optional CEL bool
+//	        emit:                                    # required, at least one
+//	          - type: com.acme.ordo.commands.ReserveInventory   # required: command type
+//	            topic: commands.reserve-inventory.v1             # required
+//	            fields:                                          # command field -> CEL expr
+//	              order_id: event.order_id
+//	              items: 'event.items.map(i, {"sku": i.sku, "qty": i.qty})'
+//	              priority: 'has(attrs.customer) ? attrs.customer.tier : "standard"'
+//
+// Quote expressions that contain `: `, `{`, `#` or start with a quote: in
+// YAML `items: event.items.map(i, {"sku": i.sku})` is not a plain string.
+// String literals need CEL quotes inside the YAML value: '"standard"'.
+//
+// Matching: routes are checked in order and every route whose `on` equals the
+// event type and whose `when` holds emits its commands (routes are not
+// exclusive; there is no "first match wins"). Commands come out in route
+// order, then emit order. An event type no route mentions produces no
+// commands; that is not an error.
+//
+// Each command is:
+//
+//	Topic, Type  from the emit entry
+//	Key          the event's envelope.correlation_id (the Kafka key of the
+//	             input record when that is empty), so a process's commands
+//	             stay ordered on one partition
+//	Value        the mapped fields plus the "envelope" record:
+//	  id             deterministic: a UUID (version 8, RFC 9562) made from the
+//	                 SHA-256 of the processor name, the input envelope id (or
+//	                 topic/partition/offset when the id is empty), the route
+//	                 index and the emit index. Re-running the chain after an
+//	                 abort yields the same ids, so consumers can deduplicate.
+//	                 Reordering routes or emits changes future ids.
+//	  type           the command type
+//	  source         `source`
+//	  time           the input record's Kafka timestamp (envelope.time of the
+//	                 event when the record has none): deterministic on re-runs
+//	  correlation_id the event's (or the Kafka key, as for Key)
+//	  causation_id   the event's envelope id (null when empty)
+//
+// Field values: a CEL result is converted to natural Go (int -> int64,
+// double -> float64, string, bool, bytes -> []byte, timestamp -> time.Time,
+// list -> []any, map -> map[string]any, null -> nil). A field whose
+// expression is a plain path into the event or attrs (`event.total`,
+// `event.items`, `attrs.customer.tier`, `event["order_id"]`) copies the
+// original value instead, so decimals stay exact *big.Rat and ints stay int32;
+// a whole record or list that an expression returns unchanged is copied from
+// the original as well. Decimals that go through CEL arithmetic or are
+// rebuilt inside a CEL map/list literal become float64 (see cel.go).
+//
+// Build-time checks: every expression compiles and `when` is bool; with
+// Deps.KnownType, `on` and emit types must be known; with Deps.Fields, every
+// mapped field must exist in the command schema (and "envelope" may not be
+// mapped, orchestrate sets it); with Deps.Required, every field without a
+// default must be mapped. An expression that fails at run time (e.g. no such
+// key) is a permanent error: the event is dead-lettered.
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+type orchestrateConfig struct {
+	Source string                 `yaml:"source"`
+	Routes []orchestrateRouteConf `yaml:"routes"`
+}
+
+type orchestrateRouteConf struct {
+	On   string                `yaml:"on"`
+	When string                `yaml:"when"`
+	Emit []orchestrateEmitConf `yaml:"emit"`
+}
+
+type orchestrateEmitConf struct {
+	Type   string            `yaml:"type"`
+	Topic  string            `yaml:"topic"`
+	Fields map[string]string `yaml:"fields"`
+}
+
+type orchRoute struct {
+	on    string
+	when  *celExpr
+	emits []orchEmit
+}
+
+type orchEmit struct {
+	typ, topic string
+	fields     []orchField // in config order
+}
+
+type orchField struct {
+	name string
+	expr *celExpr
+}
+
+type orchestrator struct {
+	name   string
+	source string
+	routes []orchRoute
+	byType map[string][]int // event type -> route indexes, in order
+}
+
+func newOrchestrate(spec Spec, deps Deps) (Processor, error) {
+	var cfg orchestrateConfig
+	if err := spec.Decode(&cfg); err != nil {
+		return nil, err
+	}
+	o := &orchestrator{name: specName(spec), source: cfg.Source, byType: map[string][]int{}}
+	if o.source == "" {
+		o.source = "ordo"
+	}
+	if len(cfg.Routes) == 0 {
+		return nil, pathErr(spec, "no routes", "add `routes:` with at least one `on:`/`emit:` entry", "routes")
+	}
+	for ri, rc := range cfg.Routes {
+		if rc.On == "" {
+			return nil, pathErr(spec, "route has no `on` event type", "set `on:` to the event's full Avro name, e.g. com.acme.checkout.OrderPlaced", "routes", ri)
+		}
+		if deps.KnownType != nil && !deps.KnownType(rc.On) {
+			return nil, pathErr(spec, fmt.Sprintf("unknown event type %q", rc.On), "use the full Avro name (namespace.Name) of a schema ordo knows", "routes", ri, "on")
+		}
+		r := orchRoute{on: rc.On}
+		if rc.When != "" {
+			var err error
+			if r.when, err = compileCEL(spec, nodeAt(spec, "routes", ri, "when"), keyPath(spec, "routes", ri, "when"), rc.When, boolResult); err != nil {
+				return nil, err
+			}
+		}
+		if len(rc.Emit) == 0 {
+			return nil, pathErr(spec, fmt.Sprintf("route for %s has no emit entries", rc.On), "add `emit:` with at least one command (type, topic, fields)", "routes", ri)
+		}
+		for ei, ec := range rc.Emit {
+			e, err := buildEmit(spec, deps, ri, ei, ec)
+			if err != nil {
+				return nil, err
+			}
+			r.emits = append(r.emits, e)
+		}
+		o.routes = append(o.routes, r)
+		o.byType[rc.On] = append(o.byType[rc.On], ri)
+	}
+	return o, nil
+}
+
+func buildEmit(spec Spec, deps Deps, ri, ei int, ec orchestrateEmitConf) (orchEmit, error) {
+	at := []any{"routes", ri, "emit", ei}
+	sub := func(p ...any) []any { return append(slices.Clone(at), p...) }
+	if ec.Type == "" {
+		return orchEmit{}, pathErr(spec, "emit has no command `type`", "set `type:` to the command's full Avro name, e.g. com.acme.ordo.commands.ReserveInventory", at...)
+	}
+	if ec.Topic == "" {
+		return orchEmit{}, pathErr(spec, fmt.Sprintf("emit of %s has no `topic`", ec.Type), "set `topic:` to the command topic, e.g. commands.reserve-inventory.v1", at...)
+	}
+	if deps.KnownType != nil && !deps.KnownType(ec.Type) {
+		return orchEmit{}, pathErr(spec, fmt.Sprintf("unknown command type %q", ec.Type), "use the full Avro name (namespace.Name) of a command schema ordo knows", sub("type")...)
+	}
+	var schemaFields []string
+	if deps.Fields != nil {
+		fs, ok := deps.Fields(ec.Type)
+		if !ok {
+			return orchEmit{}, pathErr(spec, fmt.Sprintf("no schema fields known for command type %q", ec.Type), "add the command's schema", sub("type")...)
+		}
+		schemaFields = fs
+	}
+	e := orchEmit{typ: ec.Type, topic: ec.Topic}
+	// Compile in YAML order so errors and evaluation order are stable.
+	fieldsNode := nodeAt(spec, sub("fields")...)
+	var names []string
+	if fieldsNode.Kind == yaml.MappingNode {
+		for i := 0; i+1 < len(fieldsNode.Content); i += 2 {
+			names = append(names, fieldsNode.Content[i].Value)
+		}
+	}
+	if len(names) != len(ec.Fields) { // defensive: fall back to sorted order
+		names = names[:0]
+		for n := range ec.Fields {
+			names = append(names, n)
+		}
+		slices.Sort(names)
+	}
+	for _, name := range names {
+		src := ec.Fields[name]
+		if name == "envelope" {
+			return orchEmit{}, cfgErr(spec, keyNodeAt(spec, sub("fields", name)...), keyPath(spec, sub("fields", name)...),
+				"the envelope is set by orchestrate and cannot be mapped", "remove the `envelope:` mapping; use `source:` for envelope.source")
+		}
+		if schemaFields != nil && !slices.Contains(schemaFields, name) {
+			return orchEmit{}, cfgErr(spec, keyNodeAt(spec, sub("fields", name)...), keyPath(spec, sub("fields", name)...),
+				fmt.Sprintf("%s has no field %q", ec.Type, name), "map only fields of the command schema: "+strings.Join(withoutEnvelope(schemaFields), ", "))
+		}
+		x, err := compileCEL(spec, nodeAt(spec, sub("fields", name)...), keyPath(spec, sub("fields", name)...), src, anyResult)
+		if err != nil {
+			var ce *ConfigError
+			if errors.As(err, &ce) && strings.Contains(ce.Msg, "undeclared reference") {
+				ce.Fix = "string literals must be quoted inside the YAML value, e.g. '\"standard\"'; " + ce.Fix
+			}
+			return orchEmit{}, err
+		}
+		e.fields = append(e.fields, orchField{name: name, expr: x})
+	}
+	if deps.Required != nil {
+		req, ok := deps.Required(ec.Type)
+		if ok {
+			var missing []string
+			for _, f := range req {
+				if f == "envelope" {
+					continue
+				}
+				if _, mapped := ec.Fields[f]; !mapped {
+					missing = append(missing, f)
+				}
+			}
+			if len(missing) > 0 {
+				return orchEmit{}, pathErr(spec, fmt.Sprintf("%s requires field(s) %s, which have no default, but they are not mapped", ec.Type, strings.Join(missing, ", ")),
+					"add them under `fields:`, e.g. "+missing[0]+": event."+missing[0], at...)
+			}
+		}
+	}
+	return e, nil
+}
+
+func withoutEnvelope(fs []string) []string {
+	out := make([]string, 0, len(fs))
+	for _, f := range fs {
+		if f != "envelope" {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+func (o *orchestrator) Process(_ context.Context, ev *Event) ([]Command, error) {
+	idx := o.byType[ev.Type]
+	if len(idx) == 0 {
+		return nil, nil
+	}
+	a := newVars(ev)
+	var out []Command
+	for _, ri := range idx {
+		r := &o.routes[ri]
+		if r.when != nil {
+			ok, err := r.when.evalBool(a)
+			if err != nil {
+				return nil, Permanent(fmt.Errorf("route %d (%s) when: %v", ri, r.on, err))
+			}
+			if !ok {
+				continue
+			}
+		}
+		for ei := range r.emits {
+			e := &r.emits[ei]
+			v := make(map[string]any, len(e.fields)+1)
+			for _, f := range e.fields {
+				x, err := f.expr.evalNatural(a)
+				if err != nil {
+					return nil, Permanent(fmt.Errorf("route %d (%s) emit %d (%s) field %s: %v", ri, r.on, ei, e.typ, f.name, err))
+				}
+				v[f.name] = x
+			}
+			corr := ev.Envelope.CorrelationID
+			if corr == "" {
+				corr = string(ev.Key)
+			}
+			var causation any
+			if ev.Envelope.ID != "" {
+				causation = ev.Envelope.ID
+			}
+			t := ev.Timestamp
+			if t.IsZero() {
+				t = ev.Envelope.Time
+			}
+			v["envelope"] = map[string]any{
+				"id":             o.commandID(ev, ri, ei),
+				"type":           e.typ,
+				"source":         o.source,
+				"time":           t,
+				"correlation_id": corr,
+				"causation_id":   causation,
+			}
+			out = append(out, Command{Topic: e.topic, Type: e.typ, Key: []byte(corr), Value: v})
+		}
+	}
+	return out, nil
+}
+
+// commandID derives a command's envelope id (see the file comment).
+func (o *orchestrator) commandID(ev *Event, ri, ei int) string {
+	h := sha256.New()
+	h.Write([]byte("ordo.orchestrate.v1\x00"))
+	h.Write([]byte(o.name))
+	h.Write([]byte{0})
+	if ev.Envelope.ID != "" {
+		h.Write([]byte("id\x00"))
+		h.Write([]byte(ev.Envelope.ID))
+	} else {
+		h.Write([]byte("kafka\x00" + ev.Topic + "\x00" + strconv.Itoa(int(ev.Partition)) + "\x00" + strconv.FormatInt(ev.Offset, 10)))
+	}
+	h.Write([]byte("\x00" + strconv.Itoa(ri) + "\x00" + strconv.Itoa(ei)))
+	var sum [sha256.Size]byte
+	b := h.Sum(sum[:0])[:16]
+	b[6] = b[6]&0x0f | 0x80 // version 8
+	b[8] = b[8]&0x3f | 0x80 // RFC 9562 variant
+	var s [36]byte
+	hex.Encode(s[0:8], b[0:4])
+	s[8] = '-'
+	hex.Encode(s[9:13], b[4:6])
+	s[13] = '-'
+	hex.Encode(s[14:18], b[6:8])
+	s[18] = '-'
+	hex.Encode(s[19:23], b[8:10])
+	s[23] = '-'
+	hex.Encode(s[24:36], b[10:16])
+	return string(s[:])
+}

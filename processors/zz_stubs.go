@@ -1,0 +1,3 @@
+package processors
+
+func newEnrichHTTP(spec Spec, deps Deps) (Processor, error)  { return nil, nil }

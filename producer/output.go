@@ -1,0 +1,129 @@
+package producer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/ordo-dev/ordo/processors"
+)
+
+// Encoder turns a command's natural value into Confluent-framed Avro bytes
+// for a topic. *schemas.Serde implements it.
+type Encoder interface {
+	Encode(ctx context.Context, topic, fullName string, v map[string]any) ([]byte, error)
+}
+
+// Output builds the records the EOS loop produces inside its transaction.
+// It does not produce: the consumer owns the transactional client.
+type Output struct {
+	enc             Encoder
+	deadLetterTopic string
+	group           string
+	now             func() time.Time
+}
+
+// NewOutput returns an Output that encodes commands with enc and sends dead
+// letters to deadLetterTopic. group is recorded in dead-letter headers.
+func NewOutput(enc Encoder, deadLetterTopic, group string) *Output {
+	return &Output{enc: enc, deadLetterTopic: deadLetterTopic, group: group, now: time.Now}
+}
+
+// DeadLetterTopic is where poison events go.
+func (o *Output) DeadLetterTopic() string { return o.deadLetterTopic }
+
+// Commands encodes every command derived from the input record in. It is all
+// or nothing: if one command cannot be encoded, no record is returned and the
+// error is permanent (the input event is dead-lettered instead), so a poison
+// event never emits half of its commands.
+func (o *Output) Commands(ctx context.Context, in *kgo.Record, cmds []processors.Command) ([]*kgo.Record, error) {
+	if len(cmds) == 0 {
+		return nil, nil
+	}
+	out := make([]*kgo.Record, 0, len(cmds))
+	input := in.Topic + "/" + strconv.Itoa(int(in.Partition)) + "/" + strconv.FormatInt(in.Offset, 10)
+	for i := range cmds {
+		c := &cmds[i]
+		value, err := o.enc.Encode(ctx, c.Topic, c.Type, c.Value)
+		if err != nil {
+			if processors.IsTransient(err) {
+				return nil, fmt.Errorf("encode command %s for %s: %w", c.Type, c.Topic, err)
+			}
+			return nil, &processors.ProcessorError{Processor: "encode", Err: fmt.Errorf("encode command %s for %s: %w", c.Type, c.Topic, err)}
+		}
+		r := &kgo.Record{Topic: c.Topic, Key: c.Key, Value: value}
+		r.Headers = make([]kgo.RecordHeader, 0, 10+len(c.Headers))
+		if env, ok := c.Value["envelope"].(map[string]any); ok {
+			r.Headers = appendEnvelopeHeaders(r.Headers, env)
+		}
+		r.Headers = append(r.Headers, kgo.RecordHeader{Key: HeaderInput, Value: []byte(input)})
+		r.Headers = appendTraceHeaders(r.Headers, in.Headers)
+		for _, h := range c.Headers {
+			r.Headers = append(r.Headers, kgo.RecordHeader{Key: h.Key, Value: h.Value})
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+// DeadLetter builds the dead-letter record for in: the original key, value
+// and headers, plus ordo's reason headers.
+func (o *Output) DeadLetter(in *kgo.Record, cause error) *kgo.Record {
+	processor := "decode"
+	var pe *processors.ProcessorError
+	if errors.As(cause, &pe) {
+		processor = pe.Processor
+	}
+	headers := make([]kgo.RecordHeader, 0, len(in.Headers)+8)
+	headers = append(headers, in.Headers...)
+	headers = append(headers,
+		kgo.RecordHeader{Key: HeaderDLQErrorClass, Value: []byte("permanent")},
+		kgo.RecordHeader{Key: HeaderDLQError, Value: []byte(truncate(cause.Error(), 4096))},
+		kgo.RecordHeader{Key: HeaderDLQProcessor, Value: []byte(processor)},
+		kgo.RecordHeader{Key: HeaderDLQSourceTopic, Value: []byte(in.Topic)},
+		kgo.RecordHeader{Key: HeaderDLQSourcePartition, Value: []byte(strconv.Itoa(int(in.Partition)))},
+		kgo.RecordHeader{Key: HeaderDLQSourceOffset, Value: []byte(strconv.FormatInt(in.Offset, 10))},
+		kgo.RecordHeader{Key: HeaderDLQTime, Value: []byte(o.now().UTC().Format(time.RFC3339Nano))},
+		kgo.RecordHeader{Key: HeaderDLQGroup, Value: []byte(o.group)},
+	)
+	return &kgo.Record{Topic: o.deadLetterTopic, Key: in.Key, Value: in.Value, Headers: headers}
+}
+
+func appendEnvelopeHeaders(h []kgo.RecordHeader, env map[string]any) []kgo.RecordHeader {
+	str := func(k string) string { s, _ := env[k].(string); return s }
+	h = append(h,
+		kgo.RecordHeader{Key: HeaderID, Value: []byte(str("id"))},
+		kgo.RecordHeader{Key: HeaderType, Value: []byte(str("type"))},
+		kgo.RecordHeader{Key: HeaderSource, Value: []byte(str("source"))},
+		kgo.RecordHeader{Key: HeaderCorrelationID, Value: []byte(str("correlation_id"))},
+	)
+	if t, ok := env["time"].(time.Time); ok {
+		h = append(h, kgo.RecordHeader{Key: HeaderTime, Value: []byte(t.UTC().Format("2006-01-02T15:04:05.000Z07:00"))})
+	}
+	if c := str("causation_id"); c != "" {
+		h = append(h, kgo.RecordHeader{Key: HeaderCausationID, Value: []byte(c)})
+	}
+	return h
+}
+
+// appendTraceHeaders carries the W3C trace context of the input to an output.
+func appendTraceHeaders(dst, in []kgo.RecordHeader) []kgo.RecordHeader {
+	for _, h := range in {
+		switch h.Key {
+		case HeaderTraceparent, HeaderTracestate, HeaderBaggage:
+			dst = append(dst, h)
+		}
+	}
+	return dst
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n]
+}

@@ -1,0 +1,155 @@
+package schemas
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+)
+
+// Serde is what the pipeline calls to turn Kafka values into natural
+// records and back. Several event types may share a topic, so decoding
+// dispatches on the writer schema's full name, and values are resolved to
+// ordo's own reader schema for that type when it has one.
+type Serde struct {
+	reg          *Registry
+	readers      map[string]*Schema
+	strategy     SubjectStrategy
+	autoRegister bool
+
+	idMu sync.Mutex
+	ids  map[encKey]int // (subject, fullName) -> schema id used for framing
+}
+
+type encKey struct{ subject, fullName string }
+
+// NewSerde builds a Serde. readers maps full name -> ordo's schema for that
+// type (e.g. from Demo()); they are used both as reader schemas when
+// decoding and as writer schemas when encoding. The map is copied.
+func NewSerde(reg *Registry, readers map[string]*Schema, strategy SubjectStrategy, autoRegister bool) *Serde {
+	rs := make(map[string]*Schema, len(readers))
+	for k, v := range readers {
+		rs[k] = v
+	}
+	return &Serde{reg: reg, readers: rs, strategy: strategy, autoRegister: autoRegister, ids: map[encKey]int{}}
+}
+
+// Decoded is one decoded Kafka value.
+type Decoded struct {
+	SchemaID int    // writer schema id from the frame
+	Type     string // writer full name, e.g. "com.acme.checkout.OrderPlaced"
+	// Value is the record in natural form, resolved to ordo's reader schema
+	// for Type if there is one, else as written.
+	Value map[string]any
+}
+
+// Decode parses a Confluent-framed value. Malformed payloads give a
+// permanent *MalformedError ("avro: schema id 7 (com.acme.X): truncated
+// body ... at offset N"), unknown ids a permanent *UnknownSchemaError,
+// registry outages a *TransientError (Transient() == true), and
+// writer/reader incompatibility a permanent error.
+func (s *Serde) Decode(ctx context.Context, topic string, value []byte) (Decoded, error) {
+	// topic is part of the signature for future per-topic policies; errors
+	// are not prefixed with it because the consumer logs topic/offset.
+	_ = topic
+	id, body, err := ParseHeader(value)
+	if err != nil {
+		return Decoded{}, err
+	}
+	w, err := s.reg.SchemaByID(ctx, id)
+	if err != nil {
+		return Decoded{SchemaID: id}, err
+	}
+	return s.decodeWith(w, body)
+}
+
+func (s *Serde) decodeWith(w *Schema, body []byte) (Decoded, error) {
+	d := Decoded{SchemaID: w.ID, Type: w.FullName}
+	native, err := w.DecodeNative(body)
+	if err != nil {
+		return d, err
+	}
+	target := w
+	if rd := s.readers[w.FullName]; rd != nil {
+		r, err := w.resolverFor(rd)
+		if err != nil {
+			return d, &MalformedError{SchemaID: w.ID, Type: w.FullName, Reason: err.Error(), Err: err}
+		}
+		if r != nil {
+			if native, err = r.run(native); err != nil {
+				return d, &MalformedError{SchemaID: w.ID, Type: w.FullName, Reason: "resolve to reader schema: " + err.Error(), Err: err}
+			}
+		}
+		target = rd
+	}
+	// native is owned by us (fresh from goavro or the resolver), so convert
+	// in place; bytes are still copied off the payload buffer.
+	nat, err := toNatural(target.root, native, true)
+	if err != nil {
+		return d, &MalformedError{SchemaID: w.ID, Type: w.FullName, Reason: "to natural: " + err.Error(), Err: err}
+	}
+	m, ok := nat.(map[string]any)
+	if !ok {
+		return d, &MalformedError{SchemaID: w.ID, Type: w.FullName, Reason: fmt.Sprintf("top-level type is %s, not a record", target.root.describe())}
+	}
+	d.Value = m
+	return d, nil
+}
+
+// ErrUnknownType is returned by Encode for a type ordo has no schema for.
+var ErrUnknownType = errors.New("avro: no schema for type")
+
+// Encode encodes v (natural form) as fullName using ordo's schema for that
+// type and frames it with the registry id: registered on first use when
+// autoRegister is set, otherwise looked up under the strategy's subject
+// (falling back to the subject's latest version if it is the same schema).
+// The id is cached per (subject, type).
+func (s *Serde) Encode(ctx context.Context, topic, fullName string, v map[string]any) ([]byte, error) {
+	sch := s.readers[fullName]
+	if sch == nil {
+		return nil, fmt.Errorf("%w %s", ErrUnknownType, fullName)
+	}
+	subject := s.strategy.Subject(topic, fullName, false)
+	id, err := s.schemaID(ctx, subject, sch)
+	if err != nil {
+		return nil, err
+	}
+	out, err := sch.AppendNatural(AppendHeader(make([]byte, 0, 256), id), v)
+	if err != nil {
+		return nil, fmt.Errorf("topic %s: %w", topic, err)
+	}
+	return out, nil
+}
+
+func (s *Serde) schemaID(ctx context.Context, subject string, sch *Schema) (int, error) {
+	k := encKey{subject, sch.FullName}
+	s.idMu.Lock()
+	id, ok := s.ids[k]
+	s.idMu.Unlock()
+	if ok {
+		return id, nil
+	}
+	var err error
+	if s.autoRegister {
+		id, err = s.reg.Register(ctx, subject, sch.Text)
+	} else {
+		id, err = s.reg.Lookup(ctx, subject, sch.Text)
+		var te *TransientError
+		if err != nil && !errors.As(err, &te) {
+			latest, lerr := s.reg.Latest(ctx, subject)
+			switch {
+			case lerr == nil && jsonEqualText(latest.Text, sch.Text):
+				id, err = latest.ID, nil
+			case lerr == nil:
+				err = fmt.Errorf("avro: %s is not registered under subject %s (latest is id %d) and auto-register is off: %w", sch.FullName, subject, latest.ID, err)
+			}
+		}
+	}
+	if err != nil {
+		return 0, err
+	}
+	s.idMu.Lock()
+	s.ids[k] = id
+	s.idMu.Unlock()
+	return id, nil
+}

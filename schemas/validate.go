@@ -1,0 +1,233 @@
+package schemas
+
+import (
+	"fmt"
+)
+
+// Limits applied by the pre-scan. goavro trusts declared block counts
+// (make([]any, 0, count) with count up to MaxInt32) and recurses without a
+// depth bound, so untrusted input must be checked before it reaches goavro.
+const (
+	// maxDepth bounds nesting of records/arrays/maps/unions in a payload.
+	maxDepth = 128
+	// zeroWidthSlack is the extra item budget for array/map items whose type
+	// can encode to zero bytes (e.g. array<null>): such items are allowed up
+	// to len(body)+zeroWidthSlack in total, which bounds goavro's allocation.
+	zeroWidthSlack = 1024
+)
+
+// scanError is an offset-annotated reason; Schema.DecodeNative turns it into
+// a *MalformedError.
+type scanError struct {
+	offset int
+	reason string
+}
+
+func (e *scanError) Error() string { return fmt.Sprintf("%s at offset %d", e.reason, e.offset) }
+
+// scanner walks an Avro body against a schema tree without allocating,
+// verifying that every length, count, index and varint is well-formed and
+// within the payload. If scan succeeds goavro can decode the body without
+// large allocations, panics or silent int32 truncation.
+type scanner struct {
+	buf    []byte
+	pos    int
+	budget int // remaining zero-width item allowance
+}
+
+func (s *scanner) fail(at int, format string, args ...any) error {
+	return &scanError{offset: at, reason: fmt.Sprintf(format, args...)}
+}
+
+// varint reads a zig-zag varint of at most maxBytes bytes.
+func (s *scanner) varint(maxBytes int, what string) (int64, error) {
+	start := s.pos
+	var v uint64
+	var shift uint
+	for i := 0; ; i++ {
+		if s.pos >= len(s.buf) {
+			return 0, s.fail(start, "truncated body reading %s", what)
+		}
+		if i >= maxBytes {
+			return 0, s.fail(start, "varint for %s longer than %d bytes", what, maxBytes)
+		}
+		b := s.buf[s.pos]
+		s.pos++
+		if i == maxBytes-1 && b&0x80 != 0 {
+			return 0, s.fail(start, "varint for %s longer than %d bytes", what, maxBytes)
+		}
+		if i == 9 && b > 1 {
+			return 0, s.fail(start, "varint for %s overflows 64 bits", what)
+		}
+		v |= uint64(b&0x7f) << shift
+		if b&0x80 == 0 {
+			break
+		}
+		shift += 7
+	}
+	if maxBytes == 5 && v > 0xffffffff {
+		return 0, s.fail(start, "varint for %s overflows 32 bits", what)
+	}
+	return int64(v>>1) ^ -int64(v&1), nil
+}
+
+func (s *scanner) need(n int64, what string) error {
+	if n < 0 {
+		return s.fail(s.pos, "negative length %d for %s", n, what)
+	}
+	if n > int64(len(s.buf)-s.pos) {
+		return s.fail(s.pos, "truncated body: %s of %d bytes but only %d remain", what, n, len(s.buf)-s.pos)
+	}
+	return nil
+}
+
+func (s *scanner) value(n *node, depth int) error {
+	if depth > maxDepth {
+		return s.fail(s.pos, "nesting deeper than %d", maxDepth)
+	}
+	switch n.kind {
+	case kNull:
+		return nil
+	case kBoolean:
+		if s.pos >= len(s.buf) {
+			return s.fail(s.pos, "truncated body reading boolean")
+		}
+		if b := s.buf[s.pos]; b > 1 {
+			return s.fail(s.pos, "invalid boolean byte 0x%02x", b)
+		}
+		s.pos++
+		return nil
+	case kInt:
+		_, err := s.varint(5, "int")
+		return err
+	case kLong:
+		_, err := s.varint(10, "long")
+		return err
+	case kFloat, kDouble:
+		w := int64(4)
+		if n.kind == kDouble {
+			w = 8
+		}
+		if err := s.need(w, n.kind.String()); err != nil {
+			return err
+		}
+		s.pos += int(w)
+		return nil
+	case kBytes, kString:
+		l, err := s.varint(10, n.kind.String()+" length")
+		if err != nil {
+			return err
+		}
+		if err := s.need(l, n.kind.String()); err != nil {
+			return err
+		}
+		s.pos += int(l)
+		return nil
+	case kFixed:
+		if err := s.need(int64(n.size), "fixed "+n.name); err != nil {
+			return err
+		}
+		s.pos += n.size
+		return nil
+	case kEnum:
+		at := s.pos
+		i, err := s.varint(10, "enum index")
+		if err != nil {
+			return err
+		}
+		if i < 0 || i >= int64(len(n.symbols)) {
+			return s.fail(at, "enum %s index %d out of range [0,%d)", n.name, i, len(n.symbols))
+		}
+		return nil
+	case kUnion:
+		at := s.pos
+		i, err := s.varint(10, "union index")
+		if err != nil {
+			return err
+		}
+		if i < 0 || i >= int64(len(n.branches)) {
+			return s.fail(at, "union index %d out of range [0,%d)", i, len(n.branches))
+		}
+		return s.value(n.branches[i], depth+1)
+	case kRecord:
+		for _, f := range n.fields {
+			if err := s.value(f.typ, depth+1); err != nil {
+				return err
+			}
+		}
+		return nil
+	case kArray, kMap:
+		return s.blocks(n, depth)
+	}
+	return s.fail(s.pos, "unsupported schema kind %s", n.kind)
+}
+
+func (s *scanner) blocks(n *node, depth int) error {
+	what := n.kind.String()
+	itemMin := n.items.minSize
+	if n.kind == kMap {
+		itemMin++ // key length varint
+	}
+	for {
+		at := s.pos
+		count, err := s.varint(10, what+" block count")
+		if err != nil {
+			return err
+		}
+		if count == 0 {
+			return nil
+		}
+		sized := count < 0
+		blockStart := 0
+		var blockSize int64
+		if sized {
+			if count == -1<<63 {
+				return s.fail(at, "invalid %s block count", what)
+			}
+			count = -count
+			if blockSize, err = s.varint(10, what+" block size"); err != nil {
+				return err
+			}
+			if err := s.need(blockSize, what+" block"); err != nil {
+				return err
+			}
+			blockStart = s.pos
+		}
+		remaining := int64(len(s.buf) - s.pos)
+		if itemMin > 0 {
+			if count > remaining/int64(itemMin) {
+				return s.fail(at, "%s block count %d exceeds what the remaining %d bytes can hold", what, count, remaining)
+			}
+		} else {
+			if count > int64(s.budget) {
+				return s.fail(at, "%s block count %d of zero-width items exceeds limit", what, count)
+			}
+			s.budget -= int(count)
+		}
+		for i := int64(0); i < count; i++ {
+			if n.kind == kMap {
+				if err := s.value(stringNode, depth+1); err != nil {
+					return err
+				}
+			}
+			if err := s.value(n.items, depth+1); err != nil {
+				return err
+			}
+		}
+		if sized && int64(s.pos-blockStart) != blockSize {
+			return s.fail(blockStart, "%s block size %d does not match encoded size %d", what, blockSize, s.pos-blockStart)
+		}
+	}
+}
+
+var stringNode = &node{kind: kString, branchName: "string"}
+
+// scan validates body against root and returns the offset where the datum
+// ends (== len(body) for a well-formed single datum).
+func scan(root *node, body []byte) (int, error) {
+	s := scanner{buf: body, budget: len(body) + zeroWidthSlack}
+	if err := s.value(root, 0); err != nil {
+		return s.pos, err
+	}
+	return s.pos, nil
+}
