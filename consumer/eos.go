@@ -48,7 +48,10 @@ type Pipeline struct {
 	obs   Observer
 	log   *slog.Logger
 
-	newSession func() (*kgo.GroupTransactSession, error) // replaced in tests
+	newSession func() (*kgo.GroupTransactSession, error)
+	// chaos, when set (tests only, see export_test.go), runs at named points
+	// of the loop and may close the session's client to simulate a crash.
+	chaos func(point string, sess *kgo.GroupTransactSession)
 }
 
 // New checks cfg and returns a pipeline. Nothing connects until Run.
@@ -162,9 +165,12 @@ func (p *Pipeline) runSession(ctx context.Context, sess *kgo.GroupTransactSessio
 				}
 				t = txn{open: true, started: time.Now(), promise: kgo.AbortingFirstErrPromise(sess.Client())}
 			}
-			n := fetches.NumRecords()
-			t.records += n
-			if err := p.processFetches(ctx, sess, fetches, &t); err != nil {
+			t.records += fetches.NumRecords()
+			err := p.processFetches(ctx, sess, fetches, &t)
+			if p.chaos != nil {
+				p.chaos("after-produce", sess)
+			}
+			if err != nil {
 				if ctx.Err() != nil {
 					return p.shutdown(sess, &t)
 				}
@@ -183,6 +189,9 @@ func (p *Pipeline) runSession(ctx context.Context, sess *kgo.GroupTransactSessio
 		}
 
 		if t.open && (t.records >= p.cfg.BatchSize || time.Since(t.started) >= p.cfg.CommitInterval) {
+			if p.chaos != nil {
+				p.chaos("before-end", sess)
+			}
 			if err := p.end(ctx, sess, &t, kgo.TryCommit); err != nil {
 				return err
 			}
@@ -250,6 +259,9 @@ func (p *Pipeline) processFetches(ctx context.Context, sess *kgo.GroupTransactSe
 		}
 	})
 
+	// Produced records outlive this call: they are flushed by End. Their
+	// context must not be the per-batch one (cancelling it fails them).
+	produceCtx := context.WithoutCancel(ctx)
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	var (
@@ -263,7 +275,7 @@ func (p *Pipeline) processFetches(ctx context.Context, sess *kgo.GroupTransactSe
 		wg.Add(1)
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			c, err := p.processPartition(ctx, sess, ftp.Records, t)
+			c, err := p.processPartition(ctx, produceCtx, sess, ftp.Records, t)
 			mu.Lock()
 			counts.add(c)
 			mu.Unlock()
@@ -282,7 +294,7 @@ func (p *Pipeline) processFetches(ctx context.Context, sess *kgo.GroupTransactSe
 }
 
 // processPartition handles one partition's records in order.
-func (p *Pipeline) processPartition(ctx context.Context, sess *kgo.GroupTransactSession, recs []*kgo.Record, t *txn) (Counts, error) {
+func (p *Pipeline) processPartition(ctx, produceCtx context.Context, sess *kgo.GroupTransactSession, recs []*kgo.Record, t *txn) (Counts, error) {
 	var c Counts
 	for _, r := range recs {
 		if ctx.Err() != nil {
@@ -295,11 +307,11 @@ func (p *Pipeline) processPartition(ctx context.Context, sess *kgo.GroupTransact
 		c.EventsIn++
 		if dead != nil {
 			c.DeadLettered++
-			sess.Produce(ctx, dead, t.promise.Promise())
+			sess.Produce(produceCtx, dead, t.promise.Promise())
 			continue
 		}
 		for _, o := range out {
-			sess.Produce(ctx, o, t.promise.Promise())
+			sess.Produce(produceCtx, o, t.promise.Promise())
 		}
 		c.CommandsOut += len(out)
 	}

@@ -39,6 +39,7 @@ import (
 	"fmt"
 	"math"
 	"math/big"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -99,8 +100,113 @@ func newCELEnv() (*cel.Env, error) {
 		cel.Variable("partition", cel.IntType),
 		cel.Variable("offset", cel.IntType),
 		cel.Variable("key", cel.StringType),
+		stringFunctions(),
 	)
 }
+
+// stringFunctions is a small subset of cel-go's ext.Strings library with the
+// same names and semantics (ext itself pulls in golang.org/x/text):
+//
+//	list(string).join() -> string          ["a","b"].join() == "ab"
+//	list(string).join(string) -> string    ["a","b"].join(",") == "a,b"
+//	string.lowerAscii() / upperAscii() -> string
+//	string.trim() -> string                (Unicode white space)
+//	string.split(string) -> list(string)
+//	string.replace(string, string) -> string
+func stringFunctions() cel.EnvOption {
+	str := func(v ref.Val) (string, bool) { s, ok := v.(types.String); return string(s), ok }
+	join := func(l ref.Val, sep string) ref.Val {
+		lister, ok := l.(traits.Lister)
+		if !ok {
+			return types.NewErr("join: receiver is %s, want list(string)", l.Type())
+		}
+		var b strings.Builder
+		it := lister.Iterator()
+		for i := 0; it.HasNext() == types.True; i++ {
+			e, ok := str(it.Next())
+			if !ok {
+				return types.NewErr("join: list element %d is not a string", i)
+			}
+			if i > 0 {
+				b.WriteString(sep)
+			}
+			b.WriteString(e)
+		}
+		return types.String(b.String())
+	}
+	strFn := func(name string, f func(string) string) cel.EnvOption {
+		return cel.Function(name, cel.MemberOverload("string_"+name, []*cel.Type{cel.StringType}, cel.StringType,
+			cel.UnaryBinding(func(v ref.Val) ref.Val {
+				s, ok := str(v)
+				if !ok {
+					return types.NoSuchOverloadErr()
+				}
+				return types.String(f(s))
+			})))
+	}
+	return cel.Lib(funcLib{
+		cel.Function("join",
+			cel.MemberOverload("list_join", []*cel.Type{cel.ListType(cel.StringType)}, cel.StringType,
+				cel.UnaryBinding(func(l ref.Val) ref.Val { return join(l, "") })),
+			cel.MemberOverload("list_join_string", []*cel.Type{cel.ListType(cel.StringType), cel.StringType}, cel.StringType,
+				cel.BinaryBinding(func(l, sep ref.Val) ref.Val {
+					s, ok := str(sep)
+					if !ok {
+						return types.NoSuchOverloadErr()
+					}
+					return join(l, s)
+				}))),
+		strFn("lowerAscii", asciiLower),
+		strFn("upperAscii", asciiUpper),
+		strFn("trim", strings.TrimSpace),
+		cel.Function("split", cel.MemberOverload("string_split_string", []*cel.Type{cel.StringType, cel.StringType}, cel.ListType(cel.StringType),
+			cel.BinaryBinding(func(a, b ref.Val) ref.Val {
+				s, ok1 := str(a)
+				sep, ok2 := str(b)
+				if !ok1 || !ok2 {
+					return types.NoSuchOverloadErr()
+				}
+				return types.DefaultTypeAdapter.NativeToValue(strings.Split(s, sep))
+			}))),
+		cel.Function("replace", cel.MemberOverload("string_replace_string_string", []*cel.Type{cel.StringType, cel.StringType, cel.StringType}, cel.StringType,
+			cel.FunctionBinding(func(args ...ref.Val) ref.Val {
+				s, ok1 := str(args[0])
+				old, ok2 := str(args[1])
+				repl, ok3 := str(args[2])
+				if !ok1 || !ok2 || !ok3 {
+					return types.NoSuchOverloadErr()
+				}
+				return types.String(strings.ReplaceAll(s, old, repl))
+			}))),
+	})
+}
+
+type funcLib []cel.EnvOption
+
+func (l funcLib) CompileOptions() []cel.EnvOption     { return l }
+func (l funcLib) ProgramOptions() []cel.ProgramOption { return nil }
+
+func asciiLower(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			b[i] = c + 'a' - 'A'
+		}
+	}
+	return string(b)
+}
+
+func asciiUpper(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if 'a' <= c && c <= 'z' {
+			b[i] = c - ('a' - 'A')
+		}
+	}
+	return string(b)
+}
+
+var undeclaredRe = regexp.MustCompile(`undeclared reference to '([^']+)'`)
 
 // celExpr is one compiled expression.
 type celExpr struct {
@@ -135,8 +241,16 @@ func compileCEL(spec Spec, n *yaml.Node, key, src string, want exprKind) (*celEx
 	}
 	checked, iss := env.Compile(src)
 	if iss != nil && iss.Err() != nil {
-		return nil, cfgErr(spec, n, key, "invalid CEL expression: "+oneLine(iss.Err().Error()),
-			"variables are event, type, envelope, attrs, topic, partition, offset, key; map fields are read as event.field or event[\"field\"]; decimals compare as doubles (write 0.0, not 0)")
+		msg := iss.Err().Error()
+		fix := "variables are event, type, envelope, attrs, topic, partition, offset, key; map fields are read as event.field or event[\"field\"]; decimals compare as doubles (write 0.0, not 0)"
+		if m := undeclaredRe.FindStringSubmatch(msg); m != nil {
+			if strings.Contains(src, m[1]+"(") {
+				fix = "no function " + m[1] + "; besides the CEL standard library ordo has join, lowerAscii, upperAscii, trim, split, replace"
+			} else {
+				fix = "string literals must be quoted inside the YAML value, e.g. '\"standard\"'; " + fix
+			}
+		}
+		return nil, cfgErr(spec, n, key, "invalid CEL expression: "+oneLine(msg), fix)
 	}
 	if want == boolResult {
 		t := checked.OutputType()

@@ -67,7 +67,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -206,10 +205,6 @@ func buildEmit(spec Spec, deps Deps, ri, ei int, ec orchestrateEmitConf) (orchEm
 		}
 		x, err := compileCEL(spec, nodeAt(spec, sub("fields", name)...), keyPath(spec, sub("fields", name)...), src, anyResult)
 		if err != nil {
-			var ce *ConfigError
-			if errors.As(err, &ce) && strings.Contains(ce.Msg, "undeclared reference") {
-				ce.Fix = "string literals must be quoted inside the YAML value, e.g. '\"standard\"'; " + ce.Fix
-			}
 			return orchEmit{}, err
 		}
 		e.fields = append(e.fields, orchField{name: name, expr: x})

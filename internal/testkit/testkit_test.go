@@ -293,9 +293,13 @@ func TestGroupTransactSessionRoundTrip(t *testing.T) {
 	if len(got) != n {
 		t.Fatalf("output has %d committed records, want %d", len(got), n)
 	}
-	// The group's committed offsets must cover the whole input.
+	// The group's committed offsets must cover the whole input. On real
+	// Kafka a transactional offset commit becomes visible only once the
+	// commit marker lands in __consumer_offsets, after EndTxn returned:
+	// RequireStable makes the broker answer UNSTABLE_OFFSET_COMMIT (retried
+	// by the client) until then. kfake applies it inside EndTxn.
 	adm := NewAdmin(t, brokers)
-	offs, err := adm.FetchOffsets(ctx, group)
+	offs, err := adm.FetchOffsets(kadm.RequireStable(ctx), group)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,7 @@
 #   test/kafka/kafka.sh status [--dir DIR]         # exit 0 only if every node answers metadata
 #   test/kafka/kafka.sh env [--dir DIR]            # prints: export KAFKA_BROKERS=...
 #   test/kafka/kafka.sh restart-node N [--dir DIR] # stop node N (SIGTERM) and start it again, data kept
+#   test/kafka/kafka.sh stop-node N / start-node N # the two halves, for tests that run while a node is down
 #   test/kafka/kafka.sh stop [--dir DIR]
 #
 # Environment:
@@ -42,7 +43,7 @@ die() { log "ERROR: $*"; exit 1; }
 now_ms() { date +%s%3N; }
 
 usage() {
-	sed -n '2,26p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+	sed -n '2,27p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 	exit "${1:-2}"
 }
 
@@ -391,6 +392,25 @@ cmd_restart_node() {
 	log "node $i restarted, ready in ${waited} ms (total $(($(now_ms) - t0)) ms)"
 }
 
+cmd_stop_node() {
+	local i=${1:?stop-node needs a node number}
+	load_cluster_env
+	((i >= 1 && i <= NODES)) || die "node $i not in 1..$NODES"
+	stop_node "$i"
+}
+
+cmd_start_node() {
+	local i=${1:?start-node needs a node number} pid waited
+	load_cluster_env
+	((i >= 1 && i <= NODES)) || die "node $i not in 1..$NODES"
+	if pid=$(node_pid "$i"); then
+		die "node $i already running (pid $pid)"
+	fi
+	start_node "$i"
+	waited=$(wait_ready "$NODES" "$i")
+	log "node $i started, ready in ${waited} ms"
+}
+
 cmd_status() {
 	local n i pid c rc=0
 	n=$(recorded_nodes)
@@ -447,6 +467,8 @@ main() {
 	status) cmd_status ;;
 	env) cmd_env ;;
 	restart-node) cmd_restart_node "${args[@]}" ;;
+	stop-node) cmd_stop_node "${args[@]}" ;;
+	start-node) cmd_start_node "${args[@]}" ;;
 	-h | --help | help) usage 0 ;;
 	*) log "unknown command: $cmd"; usage ;;
 	esac

@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -31,6 +32,7 @@ type runtime struct {
 	registry *schemas.Registry
 	readers  map[string]*schemas.Schema
 	stats    *consumer.Stats
+	strategy schemas.SubjectStrategy
 }
 
 // clientOpts are the connection options shared by every Kafka client ordo
@@ -90,7 +92,7 @@ func build(cfg *config.Config, reg *processors.Registry, log *slog.Logger, obs c
 			if !ok {
 				return nil, false
 			}
-			return s.FieldNames(), true
+			return fieldNames(s.Text), true
 		},
 	})
 	if err != nil {
@@ -125,7 +127,7 @@ func build(cfg *config.Config, reg *processors.Registry, log *slog.Logger, obs c
 	if err != nil {
 		return nil, err
 	}
-	return &runtime{cfg: cfg, pipeline: p, serde: serde, registry: registry, readers: readers, stats: stats}, nil
+	return &runtime{cfg: cfg, pipeline: p, serde: serde, registry: registry, readers: readers, stats: stats, strategy: strategy}, nil
 }
 
 // createTopics creates cfg.Topics that do not exist yet.
@@ -164,4 +166,21 @@ func createTopics(ctx context.Context, cfg *config.Config, log *slog.Logger) err
 		}
 	}
 	return nil
+}
+
+// fieldNames lists a record schema's top-level field names.
+func fieldNames(schemaText string) []string {
+	var rec struct {
+		Fields []struct {
+			Name string `json:"name"`
+		} `json:"fields"`
+	}
+	if json.Unmarshal([]byte(schemaText), &rec) != nil {
+		return nil
+	}
+	out := make([]string, len(rec.Fields))
+	for i, f := range rec.Fields {
+		out[i] = f.Name
+	}
+	return out
 }

@@ -164,8 +164,9 @@ func runDev(ctx context.Context, o *options, f *devFlags) error {
 
 	start := time.Now()
 	prog := newProgress(errw, rt.stats)
-	tick := time.NewTicker(time.Second)
+	tick := time.NewTicker(250 * time.Millisecond)
 	defer tick.Stop()
+	ticks := 0
 	var deadline <-chan time.Time
 	if f.events > 0 {
 		deadline = time.After(f.timeout)
@@ -190,7 +191,9 @@ wait:
 			runErr = fmt.Errorf("ordo did not commit all %d demo events within --timeout %v", f.events, f.timeout)
 			break wait
 		case <-tick.C:
-			prog.print()
+			if ticks++; ticks%4 == 0 {
+				prog.print()
+			}
 			if published && f.events > 0 {
 				caught, err := caughtUp(ctx, adm, cfg.Kafka.Group, cfg.Inputs)
 				if err != nil {
@@ -254,7 +257,8 @@ func registerSchemas(ctx context.Context, rt *runtime) error {
 		{demo.TopicWarehouse, demo.InventoryReserved},
 		{demo.TopicWarehouse, demo.InventoryShortage},
 	} {
-		if _, err := rt.serde.SchemaID(ctx, t.topic, t.typ); err != nil {
+		subject := rt.strategy.Subject(t.topic, t.typ, false)
+		if _, err := rt.registry.Register(ctx, subject, rt.readers[t.typ].Text); err != nil {
 			return fmt.Errorf("register %s for %s: %w", t.typ, t.topic, err)
 		}
 	}

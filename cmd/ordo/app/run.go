@@ -30,7 +30,7 @@ func (f *commonFlags) register(cmd *cobra.Command, defConfig string) {
 
 func newRunCmd(o *options) *cobra.Command {
 	var f commonFlags
-	var createTopics bool
+	var create bool
 	cmd := &cobra.Command{
 		Use:   "run",
 		Short: "Run one ordo replica against a Kafka cluster (production)",
@@ -53,7 +53,7 @@ the open transaction, leaves the group and exits 0.`,
 				return err
 			}
 			ctx := cmd.Context()
-			if createTopics {
+			if create {
 				if err := createTopics(ctx, cfg, log); err != nil {
 					return err
 				}
@@ -71,7 +71,7 @@ the open transaction, leaves the group and exits 0.`,
 		},
 	}
 	f.register(cmd, config.DefaultPath)
-	cmd.Flags().BoolVar(&createTopics, "create-topics", false, "create the config's topics: entries that do not exist yet")
+	cmd.Flags().BoolVar(&create, "create-topics", false, "create the config's topics: entries that do not exist yet")
 	return cmd
 }
 

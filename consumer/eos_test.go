@@ -1,0 +1,411 @@
+package consumer_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/big"
+	"math/rand/v2"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sr"
+
+	"github.com/ordo-dev/ordo/consumer"
+	"github.com/ordo-dev/ordo/internal/devenv"
+	"github.com/ordo-dev/ordo/internal/testkit"
+	"github.com/ordo-dev/ordo/processors"
+	"github.com/ordo-dev/ordo/producer"
+	"github.com/ordo-dev/ordo/schemas"
+)
+
+func TestMain(m *testing.M) { os.Exit(testkit.Main(m)) }
+
+// env is one test's world: a broker (kfake or real Kafka, see testkit), a
+// real schema registry on loopback, the demo schemas, unique topics.
+type env struct {
+	t       *testing.T
+	brokers []string
+	serde   *schemas.Serde
+	input   string
+	output  string
+	dlq     string
+	group   string
+}
+
+func newEnv(t *testing.T, partitions int32) *env {
+	t.Helper()
+	brokers := testkit.Brokers(t)
+	reg, err := devenv.StartRegistry("127.0.0.1:0", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = reg.Close() })
+	cl, err := sr.NewClient(sr.URLs(reg.URL()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	readers, err := schemas.Demo()
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &env{
+		t:       t,
+		brokers: brokers,
+		serde:   schemas.NewSerde(schemas.NewRegistry(cl), readers, schemas.TopicName, true),
+		input:   testkit.UniqueName(t, "in"),
+		output:  testkit.UniqueName(t, "out"),
+		dlq:     testkit.UniqueName(t, "dlq"),
+		group:   testkit.UniqueName(t, "group"),
+	}
+	testkit.CreateTopics(t, brokers, partitions, e.input, e.output)
+	testkit.CreateTopics(t, brokers, 1, e.dlq)
+	return e
+}
+
+// publish writes n OrderPlaced events (keys spread over 50 orders) and
+// returns their event ids in publish order per key.
+func (e *env) publish(n int, poison map[int]bool) (ids []string) {
+	e.t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(e.brokers...), kgo.ProducerLinger(2*time.Millisecond))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer cl.Close()
+	pub := producer.NewPublisher(cl, e.serde, "test")
+	ctx := context.Background()
+	var recs []*kgo.Record
+	for i := range n {
+		if poison[i] {
+			recs = append(recs, &kgo.Record{Topic: e.input, Key: []byte("poison"), Value: []byte("not avro " + strconv.Itoa(i))})
+			ids = append(ids, "")
+			continue
+		}
+		id := fmt.Sprintf("evt-%06d", i)
+		r, err := pub.Record(ctx, e.input, "com.acme.checkout.OrderPlaced", fmt.Sprintf("ord-%d", i%50), order(id, i))
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		recs = append(recs, r)
+		ids = append(ids, id)
+	}
+	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+		e.t.Fatal(err)
+	}
+	return ids
+}
+
+func order(id string, i int) map[string]any {
+	return map[string]any{
+		"envelope":    map[string]any{"id": id},
+		"order_id":    fmt.Sprintf("ord-%d", i%50),
+		"customer_id": "cust-1",
+		"total":       big.NewRat(int64(100+i), 100),
+		"currency":    "EUR",
+		"items": []any{map[string]any{
+			"sku": "SKU-1", "qty": int32(1), "unit_price": big.NewRat(int64(100+i), 100),
+		}},
+		"shipping_country": "DE",
+		"note":             nil,
+	}
+}
+
+// echo is the chain under test: one CancelOrder command per event, keyed by
+// the correlation id, carrying the event id as causation.
+func (e *env) echo() processors.Processor {
+	return processors.Func(func(_ context.Context, ev *processors.Event) ([]processors.Command, error) {
+		return []processors.Command{{
+			Topic: e.output,
+			Type:  "com.acme.ordo.commands.CancelOrder",
+			Key:   []byte(ev.Envelope.CorrelationID),
+			Value: map[string]any{
+				"envelope": processors.Envelope{
+					ID: ev.Envelope.ID + "/cancel", Type: "com.acme.ordo.commands.CancelOrder", Source: "ordo-test",
+					Time: ev.Timestamp.UTC().Truncate(time.Millisecond), CorrelationID: ev.Envelope.CorrelationID, CausationID: ev.Envelope.ID,
+				}.Map(),
+				"order_id": ev.Value["order_id"],
+				"reason":   "test",
+			},
+		}}, nil
+	})
+}
+
+func (e *env) pipeline(replica string, chain processors.Processor, mut func(*consumer.Config)) *consumer.Pipeline {
+	e.t.Helper()
+	cfg := consumer.Config{
+		Brokers:            e.brokers,
+		Group:              e.group,
+		Topics:             []string{e.input},
+		TransactionalID:    e.group + "-" + replica,
+		CommitInterval:     50 * time.Millisecond,
+		BatchSize:          200,
+		SessionTimeout:     10 * time.Second,
+		TransactionTimeout: 8 * time.Second,
+		RetryBackoffMin:    10 * time.Millisecond,
+		RetryBackoffMax:    200 * time.Millisecond,
+		Logger:             slog.New(slog.DiscardHandler),
+	}
+	if testing.Verbose() {
+		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
+	if mut != nil {
+		mut(&cfg)
+	}
+	p, err := consumer.New(cfg, e.serde, chain, producer.NewOutput(e.serde, e.dlq, e.group))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return p
+}
+
+// waitCommitted waits until the group has committed the end of the input.
+func (e *env) waitCommitted(timeout time.Duration) {
+	e.t.Helper()
+	adm := testkit.NewAdmin(e.t, e.brokers)
+	deadline := time.Now().Add(timeout)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		ends, err1 := adm.ListEndOffsets(ctx, e.input)
+		committed, err2 := adm.FetchOffsets(ctx, e.group)
+		cancel()
+		if err := errors.Join(err1, err2); err == nil {
+			done := true
+			ends.Each(func(o kadm.ListedOffset) {
+				c, ok := committed.Lookup(o.Topic, o.Partition)
+				if o.Offset > 0 && (!ok || c.At < o.Offset) {
+					done = false
+				}
+			})
+			if done {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			e.t.Fatalf("group %s did not commit the whole input within %v", e.group, timeout)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// checkExactlyOnce asserts that every valid input produced exactly one
+// visible command, in per-key order, and nothing else is visible.
+func (e *env) checkExactlyOnce(ids []string) {
+	e.t.Helper()
+	out := testkit.ReadCommitted(e.t, e.brokers, e.output, 30*time.Second)
+	seen := map[string]int{}
+	lastByKey := map[string]int{}
+	for _, r := range out {
+		var causation string
+		for _, h := range r.Headers {
+			if h.Key == producer.HeaderCausationID {
+				causation = string(h.Value)
+			}
+		}
+		seen[causation]++
+		n, err := strconv.Atoi(causation[len("evt-"):])
+		if err != nil {
+			e.t.Fatalf("bad causation %q", causation)
+		}
+		if prev, ok := lastByKey[string(r.Key)]; ok && n < prev {
+			e.t.Errorf("key %s: %s after evt-%06d: per-key order broken", r.Key, causation, prev)
+		}
+		lastByKey[string(r.Key)] = n
+	}
+	want := 0
+	for _, id := range ids {
+		if id == "" {
+			continue
+		}
+		want++
+		switch seen[id] {
+		case 1:
+		case 0:
+			e.t.Errorf("event %s lost: no command", id)
+		default:
+			e.t.Errorf("event %s: %d commands, want exactly 1", id, seen[id])
+		}
+	}
+	if len(out) != want {
+		e.t.Errorf("visible commands: %d, want %d", len(out), want)
+	}
+}
+
+func run(t *testing.T, p *consumer.Pipeline) (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("pipeline: %v", err)
+				}
+			case <-time.After(30 * time.Second):
+				t.Errorf("pipeline did not stop within 30s of cancellation")
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return stop
+}
+
+// TestExactlyOnceWithCrashes kills the transact session at random points
+// (after producing, before ending) while two replicas share the group, and
+// restarts one replica mid-stream: every event must still yield exactly one
+// visible command.
+func TestExactlyOnceWithCrashes(t *testing.T) {
+	e := newEnv(t, 6)
+	const n = 3000
+	ids := e.publish(n, nil)
+
+	var kills atomic.Int64
+	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))
+	var rngMu sync.Mutex
+	chaos := func(point string, sess *kgo.GroupTransactSession) {
+		rngMu.Lock()
+		kill := rng.IntN(8) == 0 && kills.Load() < 12
+		rngMu.Unlock()
+		if kill {
+			kills.Add(1)
+			sess.Client().Close() // as if the process died here
+		}
+	}
+	a := e.pipeline("a", e.echo(), nil)
+	a.SetChaos(chaos)
+	b := e.pipeline("b", e.echo(), nil)
+	b.SetChaos(chaos)
+	stopA := run(t, a)
+	stopB := run(t, b)
+	time.Sleep(500 * time.Millisecond)
+	stopB() // a graceful leave mid-stream: rebalance onto a
+	b2 := e.pipeline("b", e.echo(), nil)
+	run(t, b2)
+
+	e.waitCommitted(90 * time.Second)
+	stopA()
+	if kills.Load() == 0 {
+		t.Fatal("chaos never killed a session; the test proved nothing")
+	}
+	t.Logf("%d events, %d session kills", n, kills.Load())
+	e.checkExactlyOnce(ids)
+}
+
+// TestPoisonGoesToDeadLetter checks that undecodable events land in the
+// dead-letter topic in the same transaction, with their original bytes and
+// the reason in headers, while the valid ones are processed.
+func TestPoisonGoesToDeadLetter(t *testing.T) {
+	e := newEnv(t, 3)
+	poison := map[int]bool{3: true, 50: true, 199: true}
+	ids := e.publish(200, poison)
+	run(t, e.pipeline("a", e.echo(), nil))
+	e.waitCommitted(60 * time.Second)
+	e.checkExactlyOnce(ids)
+
+	dead := testkit.ReadCommitted(t, e.brokers, e.dlq, 30*time.Second)
+	if len(dead) != len(poison) {
+		t.Fatalf("dead letters: %d, want %d", len(dead), len(poison))
+	}
+	for _, r := range dead {
+		h := map[string]string{}
+		for _, x := range r.Headers {
+			h[x.Key] = string(x.Value)
+		}
+		if string(r.Value[:len("not avro")]) != "not avro" || string(r.Key) != "poison" {
+			t.Errorf("dead letter does not keep the original record: key %q value %q", r.Key, r.Value)
+		}
+		if h[producer.HeaderDLQErrorClass] != "permanent" || h[producer.HeaderDLQError] == "" ||
+			h[producer.HeaderDLQSourceTopic] != e.input || h[producer.HeaderDLQSourceOffset] == "" || h[producer.HeaderDLQProcessor] != "decode" {
+			t.Errorf("dead letter headers incomplete: %v", h)
+		}
+	}
+}
+
+// TestTransientFailureNeverDeadLetters makes the chain fail transiently for
+// a while: nothing may be committed or dead-lettered during the outage, and
+// everything is processed exactly once after it.
+func TestTransientFailureNeverDeadLetters(t *testing.T) {
+	e := newEnv(t, 3)
+	ids := e.publish(300, nil)
+	var outage atomic.Bool
+	outage.Store(true)
+	var attempts atomic.Int64
+	echo := e.echo()
+	chain := processors.Func(func(ctx context.Context, ev *processors.Event) ([]processors.Command, error) {
+		if outage.Load() {
+			attempts.Add(1)
+			return nil, processors.Transient(errors.New("downstream lookup unavailable"))
+		}
+		return echo.Process(ctx, ev)
+	})
+	stats := &consumer.Stats{}
+	run(t, e.pipeline("a", chain, func(c *consumer.Config) { c.Observer = stats }))
+
+	time.Sleep(2 * time.Second)
+	if attempts.Load() < 2 {
+		t.Fatalf("the failing processor ran %d times; expected retries", attempts.Load())
+	}
+	adm := testkit.NewAdmin(t, e.brokers)
+	committed, err := adm.FetchOffsets(context.Background(), e.group)
+	if err != nil {
+		t.Fatal(err)
+	}
+	committed.Each(func(o kadm.OffsetResponse) {
+		if o.Topic == e.input && o.At > 0 {
+			t.Errorf("offset %d committed for %s/%d during a transient outage", o.At, o.Topic, o.Partition)
+		}
+	})
+	if s := stats.Snapshot(); s.TxnAborts == 0 || s.EventsIn != 0 {
+		t.Errorf("during the outage: %+v; want aborts and no committed events", s)
+	}
+	outage.Store(false)
+	e.waitCommitted(60 * time.Second)
+	e.checkExactlyOnce(ids)
+	if dead := testkit.ReadCommitted(t, e.brokers, e.dlq, 10*time.Second); len(dead) != 0 {
+		t.Errorf("%d dead letters after a transient outage, want 0", len(dead))
+	}
+}
+
+// TestShutdownCommitsOpenWork cancels the pipeline right after it starts
+// producing: Run must return promptly and what it committed must be exactly
+// once when a new replica finishes the input.
+func TestShutdownCommitsOpenWork(t *testing.T) {
+	e := newEnv(t, 3)
+	ids := e.publish(1000, nil)
+	stop := run(t, e.pipeline("a", e.echo(), func(c *consumer.Config) { c.CommitInterval = time.Second; c.BatchSize = 100000 }))
+	time.Sleep(300 * time.Millisecond)
+	start := time.Now()
+	stop()
+	if d := time.Since(start); d > 15*time.Second {
+		t.Errorf("shutdown took %v", d)
+	}
+	run(t, e.pipeline("a", e.echo(), nil))
+	e.waitCommitted(60 * time.Second)
+	e.checkExactlyOnce(ids)
+}
+
+func TestConfigValidation(t *testing.T) {
+	_, err := consumer.New(consumer.Config{
+		Brokers: []string{"127.0.0.1:1"}, Group: "g", Topics: []string{"t"}, TransactionalID: "x",
+		SessionTimeout: 10 * time.Second, TransactionTimeout: 20 * time.Second,
+	}, nil, nil, nil)
+	if err == nil {
+		t.Fatal("transaction timeout above session timeout accepted")
+	}
+	_, err = consumer.New(consumer.Config{}, nil, nil, nil)
+	for _, want := range []string{"no brokers", "no consumer group", "no input topics", "no transactional id"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("empty config: error %v does not mention %q", err, want)
+		}
+	}
+}

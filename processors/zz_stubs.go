@@ -1,3 +1,0 @@
-package processors
-
-func newEnrichHTTP(spec Spec, deps Deps) (Processor, error)  { return nil, nil }

@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# ordo's test command (`make test`; CI runs it through .ci/run). On a fresh
+# Debian machine it does everything, in order:
+#   1. installs what is missing (Java + Maven from Debian, Go modules, the
+#      Kafka jars from Maven Central),
+#   2. starts a real Apache Kafka 4.1 broker (KRaft, 127.0.0.1:9092),
+#   3. runs gofmt/vet checks, `go test -race` on the core packages and
+#      `go test` on everything else with KAFKA_BROKERS set,
+#   4. stops the broker, even on failure.
+#
+# REQUIRE_REAL_KAFKA=1 (CI) makes a broker that cannot start a failure; without
+# it the tests fall back to kfake (testkit prints which broker each test uses).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+export ORDO_CACHE_DIR=${ORDO_CACHE_DIR:-$HOME/.cache/ordo}
+KAFKA=test/kafka/kafka.sh
+RUN_DIR=${KAFKA_RUN_DIR:-$(mktemp -d /tmp/ordo-kafka.XXXXXX)}
+export KAFKA_RUN_DIR=$RUN_DIR
+log() { printf '[test] %s\n' "$*" >&2; }
+t0=$(date +%s)
+
+# 1. dependencies -------------------------------------------------------------
+need_apt=()
+command -v java >/dev/null || need_apt+=(default-jre-headless)
+command -v mvn >/dev/null || need_apt+=(maven)
+if ((${#need_apt[@]})); then
+	log "installing ${need_apt[*]} from Debian"
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+go mod download
+"$KAFKA" fetch
+
+# 2. broker ---------------------------------------------------------------------
+cleanup() {
+	local rc=$?
+	"$KAFKA" stop >/dev/null 2>&1 || true
+	[[ -z ${KEEP_KAFKA_RUN:-} ]] && rm -rf "$RUN_DIR"
+	log "done in $(($(date +%s) - t0))s (exit $rc)"
+	exit $rc
+}
+trap cleanup EXIT
+if "$KAFKA" start --nodes 1; then
+	export KAFKA_BROKERS=127.0.0.1:${KAFKA_PORT:-9092}
+	log "real Kafka up: KAFKA_BROKERS=$KAFKA_BROKERS"
+elif [[ ${REQUIRE_REAL_KAFKA:-} == 1 ]]; then
+	log "FAIL: the real Kafka broker did not start and REQUIRE_REAL_KAFKA=1"
+	exit 1
+else
+	log "WARNING: real Kafka did not start; Kafka tests run against kfake"
+fi
+
+# 3. checks and tests -------------------------------------------------------------
+unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './.cache/*'))
+if [[ -n $unformatted ]]; then
+	log "FAIL: gofmt needed on:"; echo "$unformatted" >&2; exit 1
+fi
+go vet ./...
+log "go test -race (core packages)"
+go test -race -count=1 ./consumer/... ./processors/... ./producer/... ./schemas/...
+log "go test (everything else)"
+go test -count=1 $(go list ./... | grep -v -E '/(consumer|processors|producer|schemas)$')
