@@ -56,7 +56,7 @@ import (
 
 // celCostLimit bounds the runtime cost of a single expression evaluation (CEL
 // cost units, roughly one per operation or list element visited).
-const celCostLimit = 1_000_000
+const celCostLimit = 100_000
 
 // natAdapter presents natural Go values to CEL (see the package comment
 // above). It is also the adapter used for values nested inside maps and

@@ -87,7 +87,7 @@ func equalNatural(a, b any) bool {
 
 func TestCELCostLimit(t *testing.T) {
 	ev := orderPlaced()
-	big := make([]any, 2000)
+	big := make([]any, 400)
 	for i := range big {
 		big[i] = int64(i)
 	}

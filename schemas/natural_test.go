@@ -239,3 +239,15 @@ func TestDecodeNativeGuards(t *testing.T) {
 		t.Fatal("natural bytes alias the payload")
 	}
 }
+
+func TestDecodeRejectsDecimalBeyondPrecision(t *testing.T) {
+	s := mustSchema(t, 6, rec(`{"name":"d","type":{"type":"bytes","logicalType":"decimal","precision":3,"scale":0}}`))
+	ok := []byte{4, 0x03, 0xe7}  // 999
+	bad := []byte{4, 0x03, 0xe8} // 1000
+	if _, err := s.DecodeNative(ok); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.DecodeNative(bad); err == nil || !strings.Contains(err.Error(), "exceeds precision 3") {
+		t.Fatalf("want precision error, got %v", err)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"math/big"
 	"strings"
 )
 
@@ -55,8 +56,10 @@ type node struct {
 	// branchName is the key goavro uses when this node is a union member.
 	branchName string
 
-	precision, scale int // decimal
-	size             int // fixed
+	precision, scale int      // decimal
+	decLimit         *big.Int // decimal: 10^precision (exclusive bound on |unscaled|)
+	decSafeLen       int      // decimal: encodings up to this many bytes cannot exceed decLimit
+	size             int      // fixed
 
 	fields   []*field       // record
 	fieldIdx map[string]int // record: field name -> index
@@ -396,6 +399,11 @@ func setDecimal(n *node, m map[string]any) error {
 		}
 	}
 	n.logical, n.precision, n.scale = lDecimal, prec, scale
+	n.decLimit = pow10(prec)
+	// n bytes of two's complement hold magnitudes up to 2^(8n-1); those
+	// below 10^precision need no big-number check when decoding.
+	for n.decSafeLen = 0; 8*(n.decSafeLen+1)-1 < n.decLimit.BitLen(); n.decSafeLen++ {
+	}
 	return nil
 }
 

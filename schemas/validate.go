@@ -2,6 +2,7 @@ package schemas
 
 import (
 	"fmt"
+	"math/big"
 )
 
 // Limits applied by the pre-scan. goavro trusts declared block counts
@@ -121,11 +122,21 @@ func (s *scanner) value(n *node, depth int) error {
 		if err := s.need(l, n.kind.String()); err != nil {
 			return err
 		}
+		if n.logical == lDecimal {
+			if err := s.decimal(n, int(l)); err != nil {
+				return err
+			}
+		}
 		s.pos += int(l)
 		return nil
 	case kFixed:
 		if err := s.need(int64(n.size), "fixed "+n.name); err != nil {
 			return err
+		}
+		if n.logical == lDecimal {
+			if err := s.decimal(n, n.size); err != nil {
+				return err
+			}
 		}
 		s.pos += n.size
 		return nil
@@ -230,4 +241,18 @@ func scan(root *node, body []byte) (int, error) {
 		return s.pos, err
 	}
 	return s.pos, nil
+}
+
+// decimal rejects a decimal whose unscaled value has more digits than the
+// schema's precision (conforming writers refuse to produce it, and such a
+// value could not be re-encoded). Short encodings skip the big-number math.
+func (s *scanner) decimal(n *node, l int) error {
+	if l <= n.decSafeLen {
+		return nil
+	}
+	v := decimalFromTwos(s.buf[s.pos:s.pos+l], 0)
+	if new(big.Int).Abs(v.Num()).Cmp(n.decLimit) >= 0 {
+		return s.fail(s.pos, "decimal exceeds precision %d", n.precision)
+	}
+	return nil
 }

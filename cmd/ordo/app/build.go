@@ -16,6 +16,7 @@ import (
 	"github.com/twmb/franz-go/pkg/sasl/plain"
 	"github.com/twmb/franz-go/pkg/sasl/scram"
 	"github.com/twmb/franz-go/pkg/sr"
+	"github.com/twmb/franz-go/plugin/kslog"
 
 	"github.com/ordo-dev/ordo/consumer"
 	"github.com/ordo-dev/ordo/internal/config"
@@ -120,7 +121,8 @@ func build(cfg *config.Config, reg *processors.Registry, log *slog.Logger, obs c
 		TransactionTimeout: cfg.Kafka.TransactionTimeout.D(),
 		ShutdownTimeout:    cfg.Processing.ShutdownTimeout.D(),
 		TransientRetries:   cfg.Processing.TransientRetries,
-		KgoOpts:            kopts[1:], // brokers are set by the pipeline
+		// franz-go's own logs go through the same slog logger.
+		KgoOpts:            append(kopts[1:], kgo.WithLogger(kslog.New(kgoLogger(log)))), // brokers are set by the pipeline
 		Logger:             log,
 		Observer:           observers,
 	}, serde, chain, producer.NewOutput(serde, cfg.DeadLetter, cfg.Kafka.Group))

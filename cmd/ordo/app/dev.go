@@ -220,7 +220,7 @@ wait:
 	if gen != nil {
 		vctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
 		defer cancel()
-		rep, err := demo.Verify(vctx, verifyCl, adm, gen.Published(), outTopics, cfg.DeadLetter, from)
+		rep, err := demo.Verify(vctx, verifyCl, adm, cfg.Kafka.Group, gen.Published(), outTopics, cfg.DeadLetter, from)
 		if err != nil {
 			return err
 		}
@@ -322,6 +322,9 @@ func (s devSummary) write(w io.Writer, format string) error {
 		verdict := "OK"
 		if !v.OK {
 			verdict = "FAILED"
+		}
+		if v.NotYetProcessed > 0 {
+			fmt.Fprintf(w, "%d published events were not processed before the stop; the next run processes them\n", v.NotYetProcessed)
 		}
 		fmt.Fprintf(w, "verify %s: published %d (%d valid, %d poison, %d duplicate deliveries) · commands %d/%d · missing %d · duplicated %d · poison in DLQ %d/%d · duplicate deliveries seen %d\n",
 			verdict, v.Published, v.ValidPublished, v.PoisonPublished, v.DuplicatesPublished, v.CommandsSeen, v.CommandsExpected,
