@@ -92,7 +92,6 @@ func runDev(ctx context.Context, o *options, f *devFlags) error {
 	if err != nil {
 		return err
 	}
-	cfg.Kafka.Brokers = []string{f.kafkaAddr}
 	cfg.Kafka.ReplicaID = "dev"
 	cfg.Admin.Listen = ""
 
@@ -101,6 +100,7 @@ func runDev(ctx context.Context, o *options, f *devFlags) error {
 		return err
 	}
 	defer kafka.Close()
+	cfg.Kafka.Brokers = kafka.ListenAddrs() // the real port when --kafka-addr has :0
 	reg, err := devenv.StartRegistry(f.registryAddr, filepath.Join(f.dataDir, "registry.json"), log)
 	if err != nil {
 		return err
@@ -109,7 +109,7 @@ func runDev(ctx context.Context, o *options, f *devFlags) error {
 	cfg.Registry.URL = reg.URL()
 
 	errw := o.stderr
-	fmt.Fprintf(errw, "ordo dev: kafka %s · schema registry %s · data %s · logs %s\n", f.kafkaAddr, reg.URL(), f.dataDir, logFile.Name())
+	fmt.Fprintf(errw, "ordo dev: kafka %s · schema registry %s · data %s · logs %s\n", cfg.Kafka.Brokers[0], reg.URL(), f.dataDir, logFile.Name())
 
 	if err := createTopics(ctx, cfg, log); err != nil {
 		return err
