@@ -122,9 +122,9 @@ func build(cfg *config.Config, reg *processors.Registry, log *slog.Logger, obs c
 		ShutdownTimeout:    cfg.Processing.ShutdownTimeout.D(),
 		TransientRetries:   cfg.Processing.TransientRetries,
 		// franz-go's own logs go through the same slog logger.
-		KgoOpts:            append(kopts[1:], kgo.WithLogger(kslog.New(kgoLogger(log)))), // brokers are set by the pipeline
-		Logger:             log,
-		Observer:           observers,
+		KgoOpts:  append(kopts[1:], kgo.WithLogger(kslog.New(kgoLogger(log)))), // brokers are set by the pipeline
+		Logger:   log,
+		Observer: observers,
 	}, serde, chain, producer.NewOutput(serde, cfg.DeadLetter, cfg.Kafka.Group))
 	if err != nil {
 		return nil, err
