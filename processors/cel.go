@@ -5,9 +5,14 @@ package processors
 // Every expression in a processor config is compiled and type-checked once,
 // when the pipeline is built; a compile or type error is a *ConfigError that
 // points at the YAML line of the expression. Evaluation reuses the compiled
-// program and is bounded by a cost limit (celCostLimit), so a runaway
-// expression (e.g. a comprehension over a huge list) fails that event instead
-// of stalling the partition.
+// program and is bounded by a cost limit (celCostLimit = 100,000 CEL cost
+// units, a few milliseconds of CPU), so a runaway expression (e.g. a nested
+// comprehension over a huge list) fails that event permanently instead of
+// stalling the partition.
+//
+// Functions: the CEL standard library with its macros (has, all, exists,
+// exists_one, map, filter), plus join, lowerAscii, upperAscii, trim, split and
+// replace with the semantics of cel-go's ext.Strings (see stringFunctions).
 //
 // Variables available to every expression:
 //
