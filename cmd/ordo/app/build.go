@@ -93,7 +93,14 @@ func build(cfg *config.Config, reg *processors.Registry, log *slog.Logger, obs c
 			if !ok {
 				return nil, false
 			}
-			return fieldNames(s.Text), true
+			return fieldNames(s.Text, false), true
+		},
+		Required: func(t string) ([]string, bool) {
+			s, ok := readers[t]
+			if !ok {
+				return nil, false
+			}
+			return fieldNames(s.Text, true), true
 		},
 	})
 	if err != nil {
@@ -170,19 +177,24 @@ func createTopics(ctx context.Context, cfg *config.Config, log *slog.Logger) err
 	return nil
 }
 
-// fieldNames lists a record schema's top-level field names.
-func fieldNames(schemaText string) []string {
+// fieldNames lists a record schema's top-level field names (only those
+// without a default when requiredOnly).
+func fieldNames(schemaText string, requiredOnly bool) []string {
+	// Raw maps, because a "default": null must count as a default.
 	var rec struct {
-		Fields []struct {
-			Name string `json:"name"`
-		} `json:"fields"`
+		Fields []map[string]json.RawMessage `json:"fields"`
 	}
 	if json.Unmarshal([]byte(schemaText), &rec) != nil {
 		return nil
 	}
-	out := make([]string, len(rec.Fields))
-	for i, f := range rec.Fields {
-		out[i] = f.Name
+	out := make([]string, 0, len(rec.Fields))
+	for _, f := range rec.Fields {
+		if _, hasDefault := f["default"]; requiredOnly && hasDefault {
+			continue
+		}
+		var name string
+		_ = json.Unmarshal(f["name"], &name)
+		out = append(out, name)
 	}
 	return out
 }
