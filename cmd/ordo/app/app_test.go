@@ -2,13 +2,21 @@ package app_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"math/big"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sr"
 
 	"github.com/ordo-dev/ordo/cmd/ordo/app"
+	"github.com/ordo-dev/ordo/internal/devenv"
+	"github.com/ordo-dev/ordo/schemas"
 )
 
 func runMain(t *testing.T, args ...string) (code int, stdout, stderr string) {
@@ -101,5 +109,74 @@ func TestVersion(t *testing.T) {
 	code, out, _ := runMain(t, "version")
 	if code != 0 || !strings.HasPrefix(out, "ordo ") {
 		t.Fatalf("version: exit %d, %q", code, out)
+	}
+}
+
+// TestProduceJSONLines publishes JSON lines through `ordo produce` to the
+// embedded broker and registry and decodes what landed.
+func TestProduceJSONLines(t *testing.T) {
+	kafka, err := devenv.Kafka("127.0.0.1:0", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer kafka.Close()
+	reg, err := devenv.StartRegistry("127.0.0.1:0", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reg.Close()
+	chdirRoot(t)
+	t.Setenv("ORDO_KAFKA_BROKERS", kafka.ListenAddrs()[0])
+	t.Setenv("ORDO_REGISTRY_URL", reg.URL())
+	if err := kafka.CreateTopic("checkout.orders.v1", 1, nil); err != nil {
+		t.Fatal(err)
+	}
+	in := filepath.Join(t.TempDir(), "orders.jsonl")
+	lines := `{"order_id":"o-1","customer_id":"cust-7","total":"12.50","currency":"EUR","items":[{"sku":"A","qty":1,"unit_price":"12.50"}],"shipping_country":"DE","note":null}
+{"order_id":"o-2","customer_id":"cust-8","total":99.99,"currency":"USD","items":[{"sku":"B","qty":3,"unit_price":33.33}],"shipping_country":"US","note":"gift"}
+`
+	if err := os.WriteFile(in, []byte(lines), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := runMain(t, "produce", "--topic", "checkout.orders.v1", "--type", "com.acme.checkout.OrderPlaced", "--key-field", "order_id", "--file", in)
+	if code != 0 {
+		t.Fatalf("produce exited %d: %s %s", code, out, errOut)
+	}
+	if !strings.Contains(errOut, "published 2 events") {
+		t.Errorf("stderr %q", errOut)
+	}
+
+	cl, err := kgo.NewClient(kgo.SeedBrokers(kafka.ListenAddrs()...), kgo.ConsumeTopics("checkout.orders.v1"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	srcl, _ := sr.NewClient(sr.URLs(reg.URL()))
+	readers, _ := schemas.Demo()
+	serde := schemas.NewSerde(schemas.NewRegistry(srcl), readers, schemas.TopicName, false)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var got []schemas.Decoded
+	for len(got) < 2 && ctx.Err() == nil {
+		cl.PollFetches(ctx).EachRecord(func(r *kgo.Record) {
+			d, err := serde.Decode(ctx, r.Topic, r.Value)
+			if err != nil {
+				t.Fatalf("decode: %v", err)
+			}
+			if string(r.Key) != d.Value["order_id"] {
+				t.Errorf("key %q, order %v", r.Key, d.Value["order_id"])
+			}
+			got = append(got, d)
+		})
+	}
+	if len(got) != 2 {
+		t.Fatalf("read %d events", len(got))
+	}
+	if tot := got[1].Value["total"].(*big.Rat); tot.Cmp(big.NewRat(9999, 100)) != 0 {
+		t.Errorf("total %v, want exactly 99.99", tot)
+	}
+	env := got[0].Value["envelope"].(map[string]any)
+	if env["type"] != "com.acme.checkout.OrderPlaced" || env["correlation_id"] != "o-1" || env["id"] == "" {
+		t.Errorf("envelope not filled: %v", env)
 	}
 }
