@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Config configures one replica's EOS loop. Zero values take the defaults
@@ -63,6 +64,17 @@ type Config struct {
 	Logger *slog.Logger
 	// Observer receives metrics callbacks; default no-op.
 	Observer Observer
+
+	// TracerProvider, when set (and not a no-op provider), traces every
+	// event: a span "ordo process <type>" continuing the W3C trace context
+	// of the record's headers, child spans per processor, registry fetch
+	// and produced record, and a span per transaction end. The processing
+	// span's context is injected into every output. nil: no spans, and the
+	// input's trace headers are copied to the outputs unchanged.
+	TracerProvider trace.TracerProvider
+	// TraceLink starts each processing span as a new root linked to the
+	// producer's span instead of as its child (tracing.parent: link).
+	TraceLink bool
 }
 
 func (c Config) withDefaults() Config {

@@ -26,6 +26,8 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/ordo-dev/ordo/processors"
 	"github.com/ordo-dev/ordo/producer"
@@ -47,6 +49,8 @@ type Pipeline struct {
 	out   *producer.Output
 	obs   Observer
 	log   *slog.Logger
+	// tracer is nil when tracing is off (see tracing.go).
+	tracer trace.Tracer
 
 	newSession func() (*kgo.GroupTransactSession, error)
 	// chaos, when set (tests only, see export_test.go), runs at named points
@@ -60,7 +64,7 @@ func New(cfg Config, dec Decoder, chain processors.Processor, out *producer.Outp
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	p := &Pipeline{cfg: cfg, dec: dec, chain: chain, out: out, obs: cfg.Observer, log: cfg.Logger}
+	p := &Pipeline{cfg: cfg, dec: dec, chain: chain, out: out, obs: cfg.Observer, log: cfg.Logger, tracer: newTracer(cfg.TracerProvider)}
 	p.newSession = func() (*kgo.GroupTransactSession, error) { return kgo.NewGroupTransactSession(p.kgoOpts()...) }
 	return p, nil
 }
@@ -93,6 +97,7 @@ func (p *Pipeline) kgoOpts() []kgo.Opt {
 // and returns nil. It returns an error only for problems that a new session
 // cannot fix (none today: it recreates sessions forever, backing off).
 func (p *Pipeline) Run(ctx context.Context) error {
+	ctx = processors.WithProcessorHook(ctx, p.obs.ProcessorDone)
 	backoff := newBackoff(p.cfg.RetryBackoffMin, p.cfg.RetryBackoffMax)
 	for ctx.Err() == nil {
 		sess, err := p.newSession()
@@ -134,13 +139,17 @@ type txn struct {
 	started time.Time
 	records int
 	promise *kgo.FirstErrPromise
-	counts  Counts // what becomes visible if this transaction commits
+	counts  Counts   // what becomes visible if this transaction commits
+	spans   *spanBuf // event spans waiting for the outcome; nil when tracing is off
 }
 
 // runSession is the EOS loop for one session. It returns nil when ctx is
 // cancelled and an error when the session must be recreated.
 func (p *Pipeline) runSession(ctx context.Context, sess *kgo.GroupTransactSession) error {
 	var t txn
+	// A session that fails mid-transaction never ends it here: the broker
+	// aborts it. Its event spans end as "abandoned".
+	defer func() { finishSpans(t.spans, "abandoned", nil) }()
 	retry := newBackoff(p.cfg.RetryBackoffMin, p.cfg.RetryBackoffMax)
 	for {
 		// Poll, but never past the commit deadline of an open transaction.
@@ -164,6 +173,9 @@ func (p *Pipeline) runSession(ctx context.Context, sess *kgo.GroupTransactSessio
 					return fmt.Errorf("begin transaction: %w", err)
 				}
 				t = txn{open: true, started: time.Now(), promise: kgo.AbortingFirstErrPromise(sess.Client())}
+				if p.tracer != nil {
+					t.spans = &spanBuf{}
+				}
 			}
 			t.records += fetches.NumRecords()
 			err := p.processFetches(ctx, sess, fetches, &t)
@@ -210,11 +222,25 @@ func (p *Pipeline) end(ctx context.Context, sess *kgo.GroupTransactSession, t *t
 		p.log.Warn("produce failed; aborting the transaction", "err", perr)
 		try = kgo.TryAbort
 	}
+	_, span := p.startTxnSpan(ctx, t, try)
 	start := time.Now()
 	committed, err := sess.End(ctx, try)
 	dur := time.Since(start)
-	counts := t.counts
+	counts, spans := t.counts, t.spans
 	*t = txn{}
+	outcome := "committed"
+	switch {
+	case err != nil:
+		outcome = "failed"
+		failSpan(span, err)
+	case !committed:
+		outcome = "aborted"
+	}
+	if span != nil {
+		span.SetAttributes(attribute.String("ordo.txn.outcome", outcome), attribute.Int("ordo.txn.events", counts.EventsIn))
+		span.End()
+	}
+	finishSpans(spans, outcome, span)
 	if err != nil {
 		p.obs.TxnAborted(dur, err)
 		return fmt.Errorf("end transaction: %w", err)
@@ -300,18 +326,19 @@ func (p *Pipeline) processPartition(ctx, produceCtx context.Context, sess *kgo.G
 		if ctx.Err() != nil {
 			return c, context.Cause(ctx)
 		}
-		out, dead, err := p.processRecord(ctx, r, t.started)
+		ectx, out, dead, err := p.processRecord(ctx, r, t)
 		if err != nil {
 			return c, err // transient, retries exhausted
 		}
 		c.EventsIn++
+		c.EventTimes = append(c.EventTimes, r.Timestamp)
 		if dead != nil {
 			c.DeadLettered++
-			sess.Produce(produceCtx, dead, t.promise.Promise())
+			p.produce(ectx, produceCtx, sess, dead, t)
 			continue
 		}
 		for _, o := range out {
-			sess.Produce(produceCtx, o, t.promise.Promise())
+			p.produce(ectx, produceCtx, sess, o, t)
 		}
 		c.CommandsOut += len(out)
 	}
@@ -321,37 +348,71 @@ func (p *Pipeline) processPartition(ctx, produceCtx context.Context, sess *kgo.G
 // processRecord decodes r and runs the chain, retrying transient failures
 // with backoff while the transaction has time left. It returns the output
 // records, or a dead letter for a permanent failure, or an error when the
-// transient retries ran out.
-func (p *Pipeline) processRecord(ctx context.Context, r *kgo.Record, txnStart time.Time) ([]*kgo.Record, *kgo.Record, error) {
+// transient retries ran out. The returned context carries the event's
+// processing span (tracing on), the parent of the outputs' send spans.
+func (p *Pipeline) processRecord(ctx context.Context, r *kgo.Record, t *txn) (context.Context, []*kgo.Record, *kgo.Record, error) {
+	ctx, span := p.startEventSpan(ctx, r)
+	if span != nil {
+		defer t.spans.add(span) // ended when the transaction ends
+	}
 	backoff := newBackoff(p.cfg.RetryBackoffMin, p.cfg.RetryBackoffMax)
 	// Retries must leave the transaction enough time to commit.
-	budget := txnStart.Add(p.cfg.TransactionTimeout / 2)
+	budget := t.started.Add(p.cfg.TransactionTimeout / 2)
 	for attempt := 0; ; attempt++ {
-		out, err := p.runChain(ctx, r)
+		out, err := p.runChain(ctx, r, span)
 		if err == nil {
-			return out, nil, nil
+			if span != nil {
+				span.SetAttributes(attribute.Int("ordo.commands", len(out)))
+			}
+			return ctx, out, nil, nil
 		}
 		if !processors.IsTransient(err) {
 			p.obs.DeadLettered(r, err)
-			return nil, p.out.DeadLetter(r, err), nil
+			dead := p.out.DeadLetterContext(ctx, r, err)
+			if span != nil {
+				failSpan(span, err)
+				span.SetAttributes(attribute.Bool("ordo.dead_letter", true), attribute.String("ordo.dead_letter.processor", deadLetterProcessor(err)))
+			}
+			p.log.InfoContext(ctx, "event dead-lettered", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "processor", deadLetterProcessor(err), "err", err)
+			return ctx, nil, dead, nil
 		}
 		d := backoff.next()
 		if attempt >= p.cfg.TransientRetries || time.Now().Add(d).After(budget) || ctx.Err() != nil {
-			return nil, nil, fmt.Errorf("%s/%d@%d: %w", r.Topic, r.Partition, r.Offset, err)
+			err = fmt.Errorf("%s/%d@%d: %w", r.Topic, r.Partition, r.Offset, err)
+			failSpan(span, err)
+			return ctx, nil, nil, err
 		}
 		p.obs.Retried(r, err)
+		if span != nil {
+			span.AddEvent("ordo.retry", trace.WithAttributes(attribute.Int("ordo.attempt", attempt+1), attribute.String("error", err.Error())))
+		}
+		p.log.DebugContext(ctx, "transient failure; retrying the event", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "attempt", attempt+1, "err", err)
 		if !sleep(ctx, d) {
-			return nil, nil, ctx.Err()
+			return ctx, nil, nil, ctx.Err()
 		}
 	}
 }
 
+// deadLetterProcessor is the failing processor's name ("decode" when no
+// processor failed), as in the dead-letter headers.
+func deadLetterProcessor(err error) string {
+	var pe *processors.ProcessorError
+	if errors.As(err, &pe) {
+		return pe.Processor
+	}
+	return "decode"
+}
+
 // runChain decodes one record, runs the processors and encodes the commands.
-func (p *Pipeline) runChain(ctx context.Context, r *kgo.Record) ([]*kgo.Record, error) {
+func (p *Pipeline) runChain(ctx context.Context, r *kgo.Record, span trace.Span) ([]*kgo.Record, error) {
 	start := time.Now()
 	d, err := p.dec.Decode(ctx, r.Topic, r.Value)
 	if err != nil {
 		return nil, err
+	}
+	if span != nil {
+		span.SetName("ordo process " + d.Type)
+		span.SetAttributes(attribute.String("ordo.event.type", d.Type), attribute.Int("ordo.schema.id", d.SchemaID))
 	}
 	ev := eventFrom(r, d)
 	cmds, err := p.chain.Process(ctx, ev)

@@ -14,6 +14,9 @@ type Counts struct {
 	EventsIn     int
 	CommandsOut  int
 	DeadLettered int
+	// EventTimes are the record timestamps (event time) of the input
+	// events, for end-to-end latency (event time → commit).
+	EventTimes []time.Time
 
 	incomplete bool // a partition stopped early (transient failure)
 }
@@ -22,6 +25,7 @@ func (c *Counts) add(o Counts) {
 	c.EventsIn += o.EventsIn
 	c.CommandsOut += o.CommandsOut
 	c.DeadLettered += o.DeadLettered
+	c.EventTimes = append(c.EventTimes, o.EventTimes...)
 	c.incomplete = c.incomplete || o.incomplete
 }
 
@@ -33,6 +37,11 @@ type Observer interface {
 	Processed(ev *processors.Event, commands int, took time.Duration)
 	DeadLettered(r *kgo.Record, err error)
 	Retried(r *kgo.Record, err error)
+	// ProcessorDone reports one run of a named processor (every attempt).
+	ProcessorDone(name string, took time.Duration, err error)
+	// Produced reports every command or dead-letter record handed to the
+	// transactional producer (every attempt; the transaction may abort).
+	Produced(r *kgo.Record)
 	TxnCommitted(took time.Duration, c Counts)
 	TxnAborted(took time.Duration, err error)
 	SessionRestarted(err error)
@@ -44,6 +53,8 @@ type NopObserver struct{}
 func (NopObserver) Processed(*processors.Event, int, time.Duration) {}
 func (NopObserver) DeadLettered(*kgo.Record, error)                 {}
 func (NopObserver) Retried(*kgo.Record, error)                      {}
+func (NopObserver) ProcessorDone(string, time.Duration, error)      {}
+func (NopObserver) Produced(*kgo.Record)                            {}
 func (NopObserver) TxnCommitted(time.Duration, Counts)              {}
 func (NopObserver) TxnAborted(time.Duration, error)                 {}
 func (NopObserver) SessionRestarted(error)                          {}
@@ -101,6 +112,16 @@ func (os Observers) DeadLettered(r *kgo.Record, err error) {
 func (os Observers) Retried(r *kgo.Record, err error) {
 	for _, o := range os {
 		o.Retried(r, err)
+	}
+}
+func (os Observers) ProcessorDone(name string, d time.Duration, err error) {
+	for _, o := range os {
+		o.ProcessorDone(name, d, err)
+	}
+}
+func (os Observers) Produced(r *kgo.Record) {
+	for _, o := range os {
+		o.Produced(r)
 	}
 }
 func (os Observers) TxnCommitted(d time.Duration, c Counts) {

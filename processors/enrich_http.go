@@ -60,6 +60,11 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 )
 
 type enrichHTTPConfig struct {
@@ -205,7 +210,7 @@ func (h *httpEnricher) Process(ctx context.Context, ev *Event) ([]Command, error
 			obj, hit = h.cache.get(k, h.now())
 		}
 		if !hit {
-			if obj, err = h.fetch(ctx, k); err != nil {
+			if obj, err = h.tracedFetch(ctx, k); err != nil {
 				return nil, err
 			}
 			if h.cache != nil {
@@ -227,6 +232,26 @@ func (h *httpEnricher) Process(ctx context.Context, ev *Event) ([]Command, error
 	}
 	ev.Attrs[h.into] = deepCopy(obj)
 	return nil, nil
+}
+
+// tracedFetch is fetch inside a client span "ordo enrich_http GET" when ctx
+// carries a recording span (tracing on); the request carries its traceparent.
+func (h *httpEnricher) tracedFetch(ctx context.Context, key string) (map[string]any, error) {
+	parent := trace.SpanFromContext(ctx)
+	if !parent.IsRecording() {
+		return h.fetch(ctx, key)
+	}
+	ctx, span := parent.TracerProvider().Tracer("github.com/ordo-dev/ordo/processors").Start(ctx, "ordo enrich_http GET",
+		trace.WithSpanKind(trace.SpanKindClient),
+		trace.WithAttributes(attribute.String("http.request.method", http.MethodGet), attribute.String("url.template", h.urlPrefix+"{key}"+h.urlSuffix)))
+	defer span.End()
+	obj, err := h.fetch(ctx, key)
+	if err != nil {
+		span.RecordError(err)
+		span.SetStatus(codes.Error, err.Error())
+	}
+	span.SetAttributes(attribute.Bool("ordo.enrich.found", obj != nil))
+	return obj, err
 }
 
 // errMissing marks a 404/410.
@@ -279,6 +304,7 @@ func (h *httpEnricher) get(ctx context.Context, target string) (obj map[string]a
 		return nil, false, err
 	}
 	req.Header.Set("Accept", "application/json")
+	propagation.TraceContext{}.Inject(ctx, propagation.HeaderCarrier(req.Header))
 	for k, v := range h.headers {
 		req.Header.Set(k, v)
 	}

@@ -4,6 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Error classes. A processor error is permanent unless it is marked transient:
@@ -66,7 +71,10 @@ type ProcessorError struct {
 func (e *ProcessorError) Error() string { return fmt.Sprintf("processor %s: %v", e.Processor, e.Err) }
 func (e *ProcessorError) Unwrap() error { return e.Err }
 
-// Named wraps p so that its errors carry the processor's name.
+// Named wraps p so that its errors carry the processor's name. When ctx
+// carries a recording span (ordo's processing span), each run is a child
+// span "ordo processor <name>"; when ctx carries a hook (WithProcessorHook),
+// each run is reported to it (metrics). Without either it costs nothing.
 func Named(name string, p Processor) Processor { return &named{name: name, p: p} }
 
 type named struct {
@@ -74,8 +82,42 @@ type named struct {
 	p    Processor
 }
 
+type processorHookKey struct{}
+
+// ProcessorHook receives the duration and outcome of each named processor run.
+type ProcessorHook func(name string, took time.Duration, err error)
+
+// WithProcessorHook returns a context whose Named processors report every
+// run to hook.
+func WithProcessorHook(ctx context.Context, hook ProcessorHook) context.Context {
+	return context.WithValue(ctx, processorHookKey{}, hook)
+}
+
 func (n *named) Process(ctx context.Context, ev *Event) ([]Command, error) {
+	var span trace.Span
+	if parent := trace.SpanFromContext(ctx); parent.IsRecording() {
+		ctx, span = parent.TracerProvider().Tracer("github.com/ordo-dev/ordo/processors").Start(ctx, "ordo processor "+n.name,
+			trace.WithAttributes(attribute.String("ordo.processor.name", n.name)))
+	}
+	hook, _ := ctx.Value(processorHookKey{}).(ProcessorHook)
+	var start time.Time
+	if hook != nil {
+		start = time.Now()
+	}
 	cmds, err := n.p.Process(ctx, ev)
+	if hook != nil {
+		hook(n.name, time.Since(start), err)
+	}
+	if span != nil {
+		if err != nil {
+			span.RecordError(err)
+			span.SetStatus(codes.Error, err.Error())
+			span.SetAttributes(attribute.Bool("ordo.error.transient", IsTransient(err)))
+		} else {
+			span.SetAttributes(attribute.Int("ordo.commands", len(cmds)))
+		}
+		span.End()
+	}
 	if err != nil {
 		return nil, &ProcessorError{Processor: n.name, Err: err}
 	}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/ordo-dev/ordo/processors"
 )
@@ -61,7 +62,7 @@ func (o *Output) Commands(ctx context.Context, in *kgo.Record, cmds []processors
 			r.Headers = appendEnvelopeHeaders(r.Headers, env)
 		}
 		r.Headers = append(r.Headers, kgo.RecordHeader{Key: HeaderInput, Value: []byte(input)})
-		r.Headers = appendTraceHeaders(r.Headers, in.Headers)
+		r.Headers = appendTraceHeaders(ctx, r.Headers, in.Headers)
 		for _, h := range c.Headers {
 			r.Headers = append(r.Headers, kgo.RecordHeader{Key: h.Key, Value: h.Value})
 		}
@@ -73,6 +74,13 @@ func (o *Output) Commands(ctx context.Context, in *kgo.Record, cmds []processors
 // DeadLetter builds the dead-letter record for in: the original key, value
 // and headers, plus ordo's reason headers.
 func (o *Output) DeadLetter(in *kgo.Record, cause error) *kgo.Record {
+	return o.DeadLetterContext(context.Background(), in, cause)
+}
+
+// DeadLetterContext is DeadLetter, except that when ctx carries a span (the
+// event's processing span, tracing on) its context replaces the input's
+// trace headers, so the dead letter continues ordo's trace.
+func (o *Output) DeadLetterContext(ctx context.Context, in *kgo.Record, cause error) *kgo.Record {
 	processor := "decode"
 	var pe *processors.ProcessorError
 	if errors.As(cause, &pe) {
@@ -90,6 +98,7 @@ func (o *Output) DeadLetter(in *kgo.Record, cause error) *kgo.Record {
 		kgo.RecordHeader{Key: HeaderDLQTime, Value: []byte(o.now().UTC().Format(time.RFC3339Nano))},
 		kgo.RecordHeader{Key: HeaderDLQGroup, Value: []byte(o.group)},
 	)
+	InjectTrace(ctx, &headers)
 	return &kgo.Record{Topic: o.deadLetterTopic, Key: in.Key, Value: in.Value, Headers: headers}
 }
 
@@ -110,8 +119,14 @@ func appendEnvelopeHeaders(h []kgo.RecordHeader, env map[string]any) []kgo.Recor
 	return h
 }
 
-// appendTraceHeaders carries the W3C trace context of the input to an output.
-func appendTraceHeaders(dst, in []kgo.RecordHeader) []kgo.RecordHeader {
+// appendTraceHeaders sets an output's W3C trace context: the span of ctx
+// (ordo's processing span, when tracing is on) or else a copy of the input's
+// traceparent/tracestate/baggage, so a trace is carried even with tracing off.
+func appendTraceHeaders(ctx context.Context, dst, in []kgo.RecordHeader) []kgo.RecordHeader {
+	if trace.SpanContextFromContext(ctx).IsValid() {
+		Propagator.Inject(ctx, HeaderCarrier{H: &dst})
+		return dst
+	}
 	for _, h := range in {
 		switch h.Key {
 		case HeaderTraceparent, HeaderTracestate, HeaderBaggage:

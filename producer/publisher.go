@@ -5,9 +5,14 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Publisher is the SDK other teams' Go services use to publish events that
@@ -23,6 +28,18 @@ type Publisher struct {
 	enc    Encoder
 	source string
 	now    func() time.Time
+	tracer trace.Tracer // nil: no spans, plain traceparent headers
+}
+
+// WithTracerProvider makes the publisher start a producer span for every
+// record ("send <topic>", the root of the event's trace unless ctx already
+// carries a span or WithTraceparent) and inject its context into the record.
+// Without it the publisher still sets a traceparent (see Record).
+func (p *Publisher) WithTracerProvider(tp trace.TracerProvider) *Publisher {
+	if tp != nil {
+		p.tracer = tp.Tracer("github.com/ordo-dev/ordo/producer")
+	}
+	return p
 }
 
 // NewPublisher returns a Publisher producing with cl. source names the
@@ -35,6 +52,40 @@ func NewPublisher(cl *kgo.Client, enc Encoder, source string) *Publisher {
 // value (a natural Avro value with an "envelope" record): id (random) if
 // empty, type = fullName, source, time = now, correlation_id = key if empty.
 func (p *Publisher) Record(ctx context.Context, topic, fullName, key string, value map[string]any) (*kgo.Record, error) {
+	r, span, err := p.record(ctx, topic, fullName, key, value)
+	if span != nil {
+		endSpan(span, err)
+	}
+	return r, err
+}
+
+func endSpan(span trace.Span, err error) {
+	if err != nil {
+		span.RecordError(err)
+		span.SetStatus(codes.Error, err.Error())
+	}
+	span.End()
+}
+
+func (p *Publisher) record(ctx context.Context, topic, fullName, key string, value map[string]any) (*kgo.Record, trace.Span, error) {
+	var span trace.Span
+	if p.tracer != nil {
+		if tp, ok := ctx.Value(traceparentKey{}).(string); ok && tp != "" {
+			ctx = Propagator.Extract(ctx, propagation.MapCarrier{HeaderTraceparent: tp})
+		}
+		ctx, span = p.tracer.Start(ctx, "send "+topic, trace.WithSpanKind(trace.SpanKindProducer), trace.WithAttributes(
+			attribute.String("messaging.system", "kafka"),
+			attribute.String("messaging.operation.type", "send"),
+			attribute.String("messaging.destination.name", topic),
+			attribute.String("messaging.kafka.message.key", truncate(key, 64)),
+			attribute.String("ordo.event.type", fullName),
+		))
+	}
+	r, err := p.build(ctx, topic, fullName, key, value)
+	return r, span, err
+}
+
+func (p *Publisher) build(ctx context.Context, topic, fullName, key string, value map[string]any) (*kgo.Record, error) {
 	env, _ := value["envelope"].(map[string]any)
 	if env == nil {
 		env = map[string]any{}
@@ -66,18 +117,29 @@ func (p *Publisher) Record(ctx context.Context, topic, fullName, key string, val
 	}
 	r := &kgo.Record{Topic: topic, Key: []byte(key), Value: b}
 	r.Headers = appendEnvelopeHeaders(r.Headers, env)
-	r.Headers = append(r.Headers, kgo.RecordHeader{Key: HeaderTraceparent, Value: []byte(traceparentFrom(ctx))})
+	if p.tracer != nil {
+		Propagator.Inject(ctx, HeaderCarrier{H: &r.Headers})
+	} else {
+		r.Headers = append(r.Headers, kgo.RecordHeader{Key: HeaderTraceparent, Value: []byte(traceparentFrom(ctx))})
+	}
 	return r, nil
 }
 
 // Publish builds the record and produces it synchronously.
 func (p *Publisher) Publish(ctx context.Context, topic, fullName, key string, value map[string]any) (*kgo.Record, error) {
-	r, err := p.Record(ctx, topic, fullName, key, value)
+	r, span, err := p.record(ctx, topic, fullName, key, value)
+	if err == nil {
+		if err = p.cl.ProduceSync(ctx, r).FirstErr(); err != nil {
+			err = fmt.Errorf("publish %s to %s: %w", fullName, topic, err)
+		} else if span != nil {
+			span.SetAttributes(attribute.String("messaging.destination.partition.id", strconv.Itoa(int(r.Partition))), attribute.Int64("messaging.kafka.offset", r.Offset))
+		}
+	}
+	if span != nil {
+		endSpan(span, err)
+	}
 	if err != nil {
 		return nil, err
-	}
-	if err := p.cl.ProduceSync(ctx, r).FirstErr(); err != nil {
-		return nil, fmt.Errorf("publish %s to %s: %w", fullName, topic, err)
 	}
 	return r, nil
 }

@@ -12,6 +12,9 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/sr"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sync/singleflight"
 )
 
@@ -142,6 +145,23 @@ func (r *Registry) SchemaByID(ctx context.Context, id int) (*Schema, error) {
 		return v.(*Schema), nil
 	}
 	r.misses.Add(1)
+	if parent := trace.SpanFromContext(ctx); parent.IsRecording() {
+		var span trace.Span
+		ctx, span = parent.TracerProvider().Tracer("github.com/ordo-dev/ordo/schemas").Start(ctx, "ordo registry fetch schema",
+			trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(attribute.Int("ordo.schema.id", id)))
+		s, err := r.fetchByID(ctx, id)
+		if err != nil {
+			span.RecordError(err)
+			span.SetStatus(codes.Error, err.Error())
+		}
+		span.End()
+		return s, err
+	}
+	return r.fetchByID(ctx, id)
+}
+
+// fetchByID is SchemaByID's miss path: one shared, cached fetch per id.
+func (r *Registry) fetchByID(ctx context.Context, id int) (*Schema, error) {
 	ch := r.flight.DoChan(strconv.Itoa(id), func() (any, error) {
 		if v, ok := r.byID.Load(id); ok {
 			return v, nil

@@ -202,7 +202,11 @@ func Kind(t testing.TB) string {
 	return decide(t).kind
 }
 
-var reachable sync.Map // broker list string -> struct{}: checked once per process
+// reachable caches, per KAFKA_BROKERS value, the outcome of the first check,
+// so a dead cluster fails every test at once instead of after reachTimeout each.
+var reachable sync.Map // string -> reachResult
+
+type reachResult struct{ err error }
 
 // Brokers returns seed broker addresses for the test, starting a broker if
 // needed (see the package doc for the order).
@@ -212,13 +216,17 @@ func Brokers(t testing.TB) []string {
 	switch c.kind {
 	case KindKafka:
 		key := strings.Join(c.brokers, ",")
-		if _, ok := reachable.Load(key); !ok {
-			if err := checkReachable(c.brokers, reachTimeout); err != nil {
-				t.Fatalf("testkit: %s=%s is set but the cluster does not answer: %v "+
-					"(is it running? test/kafka/kafka.sh status)", EnvBrokers, key, err)
+		v, checked := reachable.Load(key)
+		if !checked {
+			err := checkReachable(c.brokers, reachTimeout)
+			v, _ = reachable.LoadOrStore(key, reachResult{err})
+			if err == nil {
+				t.Logf("testkit: using real Kafka from %s=%s", EnvBrokers, key)
 			}
-			reachable.Store(key, struct{}{})
-			t.Logf("testkit: using real Kafka from %s=%s", EnvBrokers, key)
+		}
+		if err := v.(reachResult).err; err != nil {
+			t.Fatalf("testkit: %s=%s is set but the cluster does not answer: %v "+
+				"(is it running? test/kafka/kafka.sh status)", EnvBrokers, key, err)
 		}
 		return c.brokers
 	case KindDocker:

@@ -20,6 +20,8 @@
 #   KAFKA_HEAP_OPTS  default: -Xms256m -Xmx512m
 #   KAFKA_JVM_OPTS   extra JVM flags appended to the defaults
 #   KAFKA_READY_TIMEOUT  seconds to wait for readiness (default 90)
+#   KAFKA_STOP_TIMEOUT   seconds between SIGTERM and SIGKILL (default 20). Stopping a whole
+#                        3-node cluster takes most of it: the last nodes lose the KRaft quorum.
 #   KAFKA_EXTRA_PROPS    extra server properties, "k=v k2=v2" (override the defaults)
 #
 # `start` always formats fresh storage (a clean cluster per run); `restart-node`
@@ -36,6 +38,7 @@ LIB_DIR=$KAFKA_HOME/lib
 RUN_DIR=${KAFKA_RUN_DIR:-$SCRIPT_DIR/run}
 BASE_PORT=${KAFKA_PORT:-9092}
 READY_TIMEOUT=${KAFKA_READY_TIMEOUT:-90}
+STOP_TIMEOUT=${KAFKA_STOP_TIMEOUT:-20}
 HEAP_OPTS=${KAFKA_HEAP_OPTS:--Xms256m -Xmx512m}
 
 log() { printf '[kafka.sh] %s\n' "$*" >&2; }
@@ -43,7 +46,7 @@ die() { log "ERROR: $*"; exit 1; }
 now_ms() { date +%s%3N; }
 
 usage() {
-	sed -n '2,27p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+	sed -n '2,29p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 	exit "${1:-2}"
 }
 
@@ -56,17 +59,17 @@ jars_ok() {
 }
 
 check_lib() {
-	local slf4j
-	slf4j=$(cd "$LIB_DIR" && ls slf4j-api-*.jar 2>/dev/null || true)
-	[[ $slf4j == "slf4j-api-1.7.36.jar" ]] ||
-		die "expected exactly slf4j-api-1.7.36.jar in $LIB_DIR, found: ${slf4j:-none}"
+	local apis=("$LIB_DIR"/slf4j-api-*.jar) j
+	[[ ${#apis[@]} == 1 && ${apis[0]} == "$LIB_DIR/slf4j-api-1.7.36.jar" ]] ||
+		die "expected exactly slf4j-api-1.7.36.jar in $LIB_DIR, found: ${apis[*]##*/}"
 	for j in "kafka_${SCALA_VERSION}-${KAFKA_VERSION}.jar" "kafka-clients-${KAFKA_VERSION}.jar" \
 		log4j-api-2.24.3.jar log4j-core-2.24.3.jar log4j-slf4j-impl-2.24.3.jar; do
 		[[ -f $LIB_DIR/$j ]] || die "missing $LIB_DIR/$j"
 	done
-	if ls "$LIB_DIR" | grep -Eq '^(log4j-slf4j2-impl|slf4j-reload4j|slf4j-log4j12|logback-classic)'; then
-		die "a second SLF4J binding is in $LIB_DIR"
-	fi
+	for j in "$LIB_DIR"/{log4j-slf4j2-impl,slf4j-reload4j,slf4j-log4j12,logback-classic}-*.jar; do
+		[[ -e $j ]] && die "a second SLF4J binding is in $LIB_DIR: ${j##*/}"
+	done
+	return 0
 }
 
 cmd_fetch() {
@@ -88,9 +91,11 @@ cmd_fetch() {
 	fi
 	rm -rf "$LIB_DIR"
 	mv "$tmp" "$LIB_DIR"
+	chmod 755 "$LIB_DIR"
 	check_lib
 	touch "$LIB_DIR/.complete"
-	log "fetched $(ls "$LIB_DIR" | grep -c '\.jar$') jars ($(du -sh "$LIB_DIR" | cut -f1)) in $(($(now_ms) - t0)) ms"
+	local jars=("$LIB_DIR"/*.jar)
+	log "fetched ${#jars[@]} jars ($(du -sh "$LIB_DIR" | cut -f1)) in $(($(now_ms) - t0)) ms"
 }
 
 # ---------------------------------------------------------------- helpers
@@ -144,6 +149,7 @@ port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 #   response: size | correlation_id | throttle_time_ms | brokers.length | ...
 metadata_brokers() {
 	local bytes
+	# shellcheck disable=SC2016 # expanded by the inner bash
 	bytes=$(timeout 3 bash -c '
 		exec 3<>"/dev/tcp/127.0.0.1/$0" || exit 1
 		printf "\x00\x00\x00\x13\x00\x03\x00\x04\x00\x00\x00\x01\x00\x04ordo\xff\xff\xff\xff\x00" >&3
@@ -239,6 +245,7 @@ start_node() { # N: launch the JVM in its own session, pid written by the child 
 	dir=$(node_dir "$i")
 	rm -f "$dir/kafka.pid"
 	# shellcheck disable=SC2086
+	# shellcheck disable=SC2016 # expanded by the inner bash
 	setsid bash -c 'echo $$ >"$0/kafka.pid"; exec "$@"' "$dir" \
 		java $HEAP_OPTS -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:+ExitOnOutOfMemoryError \
 		-Djava.awt.headless=true -Dlog4j2.configurationFile="$dir/log4j2.xml" \
@@ -319,8 +326,9 @@ cmd_start() {
 
 	local t0 cluster_id
 	t0=$(now_ms)
-	rm -rf "$RUN_DIR"
+	# remove only what an earlier start made (--dir may point at a shared folder)
 	mkdir -p "$RUN_DIR"
+	rm -rf "$RUN_DIR"/node[0-9] "$RUN_DIR/cluster.env"
 	# a KRaft cluster id is a base64url (no padding) 16-byte UUID
 	cluster_id=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
 	cat >"$RUN_DIR/cluster.env" <<EOF
@@ -357,12 +365,12 @@ stop_node() { # N
 	local i=$1 pid k
 	pid=$(node_pid "$i") || { rm -f "$(node_dir "$i")/kafka.pid"; return 0; }
 	kill -TERM "$pid" 2>/dev/null || true
-	for ((k = 0; k < 200; k++)); do
+	for ((k = 0; k < STOP_TIMEOUT * 10; k++)); do
 		kill -0 "$pid" 2>/dev/null || break
 		sleep 0.1
 	done
 	if kill -0 "$pid" 2>/dev/null; then
-		log "node $i (pid $pid) still alive after 20s; SIGKILL"
+		log "node $i (pid $pid) still alive after ${STOP_TIMEOUT}s; SIGKILL"
 		kill -KILL "$pid" 2>/dev/null || true
 		for ((k = 0; k < 50; k++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
 	fi
@@ -458,6 +466,7 @@ main() {
 	done
 	# a running cluster remembers its ports
 	if [[ $cmd != start && -f $RUN_DIR/cluster.env ]]; then
+		# shellcheck disable=SC1091
 		BASE_PORT=$(source "$RUN_DIR/cluster.env" && echo "$BASE_PORT")
 	fi
 	case $cmd in

@@ -1,0 +1,402 @@
+package telemetry
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/plugin/kprom"
+
+	"github.com/ordo-dev/ordo/consumer"
+	"github.com/ordo-dev/ordo/processors"
+)
+
+// Metrics is ordo's Prometheus instrumentation: a consumer.Observer for the
+// EOS loop, kgo hooks for the group (rebalances, assignment) and kprom's
+// client metrics, all on one private prometheus.Registry. It also keeps the
+// readiness state (Health).
+//
+// Labels are bounded: event types (the registered schemas), processor names
+// (the config), topics and partitions (the config and the cluster). No ids,
+// keys or error messages are ever labels.
+type Metrics struct {
+	consumer.NopObserver
+	Registry *prometheus.Registry
+	Health   *Health
+	kprom    *kprom.Metrics
+
+	eventsProcessed   *prometheus.CounterVec
+	processing        prometheus.Histogram
+	processor         *prometheus.HistogramVec
+	recordsProduced   *prometheus.CounterVec
+	deadLetters       *prometheus.CounterVec
+	retries           prometheus.Counter
+	committedEvents   prometheus.Counter
+	committedCommands prometheus.Counter
+	committedDead     prometheus.Counter
+	endToEnd          prometheus.Histogram
+	txnCommits        prometheus.Counter
+	txnAborts         *prometheus.CounterVec
+	txnDuration       *prometheus.HistogramVec
+	lastCommit        prometheus.Gauge
+	sessionRestarts   prometheus.Counter
+	rebalances        prometheus.Counter
+	assigned          prometheus.Gauge
+	lag               *prometheus.GaugeVec
+	registryUp        prometheus.Gauge
+}
+
+// Metric names, for the dashboard and alert tests.
+const ns = "ordo"
+
+// latency buckets: 100µs .. ~100s.
+var latencyBuckets = prometheus.ExponentialBuckets(0.0001, 2.5, 16)
+
+// NewMetrics registers ordo's metrics (and Go/process collectors) on a new
+// registry.
+func NewMetrics() *Metrics {
+	reg := prometheus.NewRegistry()
+	m := &Metrics{Registry: reg, Health: newHealth()}
+	f := func(c prometheus.Collector) { reg.MustRegister(c) }
+	m.eventsProcessed = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "events_processed_total",
+		Help: "Input events run through the processor chain, by event type (every attempt, including attempts whose transaction later aborted)."}, []string{"type"})
+	m.processing = prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Name: "event_processing_seconds",
+		Help: "Time to decode one event, run the chain and encode its commands.", Buckets: latencyBuckets})
+	m.processor = prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: ns, Name: "processor_seconds",
+		Help: "Time of one run of one processor, by processor name and outcome (ok, error).", Buckets: latencyBuckets}, []string{"processor", "outcome"})
+	m.recordsProduced = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "records_produced_total",
+		Help: "Command and dead-letter records handed to the transactional producer, by topic (every attempt)."}, []string{"topic"})
+	m.deadLetters = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "dead_letters_total",
+		Help: "Events dead-lettered, by reason: decode, encode or the failing processor's name (every attempt)."}, []string{"reason"})
+	m.retries = prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "transient_retries_total", Help: "Transient failures retried inside a transaction."})
+	m.committedEvents = prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "events_committed_total", Help: "Input events whose outputs committed (exactly once)."})
+	m.committedCommands = prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "commands_committed_total", Help: "Commands committed (exactly once)."})
+	m.committedDead = prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "dead_letters_committed_total", Help: "Dead letters committed (exactly once)."})
+	m.endToEnd = prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Name: "end_to_end_seconds",
+		Help: "From an input event's record timestamp (event time) to the commit of its outputs.", Buckets: latencyBuckets})
+	m.txnCommits = prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "txn_commits_total", Help: "Transactions committed."})
+	m.txnAborts = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "txn_aborts_total",
+		Help: "Transactions aborted, by cause: aborted (requested or by a rebalance) or error (the End call failed; the session is recreated)."}, []string{"cause"})
+	m.txnDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: ns, Name: "txn_end_seconds",
+		Help: "Duration of ending a transaction (flush + commit or abort), by outcome.", Buckets: latencyBuckets}, []string{"outcome"})
+	m.lastCommit = prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "last_commit_timestamp_seconds", Help: "Unix time of the last committed transaction (0: none yet)."})
+	m.sessionRestarts = prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "session_restarts_total", Help: "Transactional sessions recreated after an error."})
+	m.rebalances = prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "rebalances_total", Help: "Group rebalances that assigned, revoked or lost partitions of this replica."})
+	m.assigned = prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "assigned_partitions", Help: "Input partitions assigned to this replica."})
+	m.lag = prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "consumer_lag",
+		Help: "Records between the group's committed offset and the end of each input partition (polled)."}, []string{"topic", "partition"})
+	m.registryUp = prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "registry_up", Help: "1 if the last schema registry check succeeded."})
+	for _, c := range []prometheus.Collector{m.eventsProcessed, m.processing, m.processor, m.recordsProduced, m.deadLetters, m.retries,
+		m.committedEvents, m.committedCommands, m.committedDead, m.endToEnd, m.txnCommits, m.txnAborts, m.txnDuration, m.lastCommit,
+		m.sessionRestarts, m.rebalances, m.assigned, m.lag, m.registryUp} {
+		f(c)
+	}
+	f(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: ns, Name: "ready", Help: "1 if the replica is ready (see /readyz)."},
+		func() float64 {
+			if ok, _ := m.Health.Ready(); ok {
+				return 1
+			}
+			return 0
+		}))
+	f(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: ns, Name: "producer_fenced", Help: "1 if the transactional producer was fenced and has not committed since."},
+		func() float64 { return b2f(m.Health.state().fenced) }))
+	f(collectors.NewGoCollector())
+	f(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	// Every txn_aborts_total cause exists from the start, so rate() works.
+	m.txnAborts.WithLabelValues("aborted")
+	m.txnAborts.WithLabelValues("error")
+	m.kprom = kprom.NewMetrics(ns, kprom.Subsystem("kafka"), kprom.Registry(reg))
+	return m
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// RegistryStats exposes a schema registry cache's hit and miss counters.
+func (m *Metrics) RegistryStats(stats func() (hits, misses uint64)) {
+	m.Registry.MustRegister(
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: ns, Name: "registry_cache_hits_total", Help: "Schema-by-id lookups served from the cache."},
+			func() float64 { h, _ := stats(); return float64(h) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: ns, Name: "registry_cache_misses_total", Help: "Schema-by-id lookups that waited for a registry fetch."},
+			func() float64 { _, mi := stats(); return float64(mi) }),
+	)
+}
+
+// KgoOpts are the client options that feed the metrics and readiness:
+// kprom's hooks and the group assignment callbacks.
+func (m *Metrics) KgoOpts() []kgo.Opt {
+	return []kgo.Opt{
+		kgo.WithHooks(m.kprom),
+		kgo.OnPartitionsAssigned(func(_ context.Context, _ *kgo.Client, ps map[string][]int32) {
+			m.rebalances.Inc()
+			m.assigned.Set(float64(m.Health.assign(ps, true)))
+		}),
+		kgo.OnPartitionsRevoked(func(_ context.Context, _ *kgo.Client, ps map[string][]int32) {
+			if len(ps) > 0 {
+				m.rebalances.Inc()
+			}
+			m.assigned.Set(float64(m.Health.assign(ps, false)))
+		}),
+		kgo.OnPartitionsLost(func(_ context.Context, _ *kgo.Client, _ map[string][]int32) {
+			m.rebalances.Inc()
+			m.Health.lost()
+			m.assigned.Set(0)
+		}),
+	}
+}
+
+// Handler serves the registry in the Prometheus text format.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{Registry: m.Registry})
+}
+
+// Observer implementation.
+
+// Processed implements consumer.Observer.
+func (m *Metrics) Processed(ev *processors.Event, _ int, took time.Duration) {
+	m.eventsProcessed.WithLabelValues(ev.Type).Inc()
+	m.processing.Observe(took.Seconds())
+}
+
+// ProcessorDone implements consumer.Observer.
+func (m *Metrics) ProcessorDone(name string, took time.Duration, err error) {
+	outcome := "ok"
+	if err != nil {
+		outcome = "error"
+	}
+	m.processor.WithLabelValues(name, outcome).Observe(took.Seconds())
+}
+
+// Produced implements consumer.Observer.
+func (m *Metrics) Produced(r *kgo.Record) { m.recordsProduced.WithLabelValues(r.Topic).Inc() }
+
+// DeadLettered implements consumer.Observer.
+func (m *Metrics) DeadLettered(_ *kgo.Record, err error) {
+	reason := "decode"
+	var pe *processors.ProcessorError
+	if errors.As(err, &pe) {
+		reason = pe.Processor
+	}
+	m.deadLetters.WithLabelValues(reason).Inc()
+}
+
+// Retried implements consumer.Observer.
+func (m *Metrics) Retried(*kgo.Record, error) { m.retries.Inc() }
+
+// TxnCommitted implements consumer.Observer.
+func (m *Metrics) TxnCommitted(took time.Duration, c consumer.Counts) {
+	now := time.Now()
+	m.txnCommits.Inc()
+	m.txnDuration.WithLabelValues("committed").Observe(took.Seconds())
+	m.committedEvents.Add(float64(c.EventsIn))
+	m.committedCommands.Add(float64(c.CommandsOut))
+	m.committedDead.Add(float64(c.DeadLettered))
+	for _, t := range c.EventTimes {
+		if !t.IsZero() {
+			m.endToEnd.Observe(max(now.Sub(t).Seconds(), 0))
+		}
+	}
+	m.lastCommit.Set(float64(now.UnixMilli()) / 1000)
+	m.Health.ended(nil)
+}
+
+// TxnAborted implements consumer.Observer.
+func (m *Metrics) TxnAborted(took time.Duration, err error) {
+	cause := "aborted"
+	if err != nil {
+		cause = "error"
+	}
+	m.txnAborts.WithLabelValues(cause).Inc()
+	m.txnDuration.WithLabelValues("aborted").Observe(took.Seconds())
+	m.Health.ended(err)
+}
+
+// SessionRestarted implements consumer.Observer.
+func (m *Metrics) SessionRestarted(err error) {
+	m.sessionRestarts.Inc()
+	m.Health.restarted(err)
+	m.assigned.Set(0)
+}
+
+// PollLag sets consumer_lag for every partition of topics every interval
+// until ctx ends, through adm.
+func (m *Metrics) PollLag(ctx context.Context, adm *kadm.Client, group string, topics []string, every time.Duration) {
+	poll := func() {
+		ctx, cancel := context.WithTimeout(ctx, every)
+		defer cancel()
+		ends, err := adm.ListEndOffsets(ctx, topics...)
+		if err != nil {
+			return
+		}
+		committed, err := adm.FetchOffsets(ctx, group)
+		if err != nil {
+			return
+		}
+		ends.Each(func(e kadm.ListedOffset) {
+			if e.Err != nil {
+				return
+			}
+			lag := e.Offset
+			if c, ok := committed.Lookup(e.Topic, e.Partition); ok && c.Err == nil && c.At >= 0 {
+				lag = e.Offset - c.At
+			}
+			m.lag.WithLabelValues(e.Topic, strconv.Itoa(int(e.Partition))).Set(float64(max(lag, 0)))
+		})
+	}
+	every = max(every, time.Second)
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		poll()
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// PollRegistry runs check every interval until ctx ends; its result is
+// registry_up and part of readiness.
+func (m *Metrics) PollRegistry(ctx context.Context, check func(context.Context) error, every time.Duration) {
+	every = max(every, time.Second)
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		cctx, cancel := context.WithTimeout(ctx, every)
+		err := check(cctx)
+		cancel()
+		if ctx.Err() != nil {
+			return
+		}
+		m.registryUp.Set(b2f(err == nil))
+		m.Health.registry(err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// Health is a replica's readiness: group joined, producer not fenced, last
+// transaction end succeeded, registry reachable.
+type Health struct {
+	mu sync.Mutex
+	st healthState
+}
+
+type healthState struct {
+	joined      bool
+	fenced      bool
+	lastEndErr  error
+	registryErr error
+	assigned    map[string]map[int32]struct{}
+}
+
+func newHealth() *Health {
+	return &Health{st: healthState{registryErr: errors.New("not checked yet"), assigned: map[string]map[int32]struct{}{}}}
+}
+
+func (h *Health) state() healthState {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.st
+}
+
+// Ready reports readiness and, when not ready, why.
+func (h *Health) Ready() (bool, []string) {
+	s := h.state()
+	var why []string
+	if !s.joined {
+		why = append(why, "consumer group not joined")
+	}
+	if s.fenced {
+		why = append(why, "transactional producer fenced")
+	}
+	if s.lastEndErr != nil {
+		why = append(why, "last transaction end failed: "+s.lastEndErr.Error())
+	}
+	if s.registryErr != nil {
+		why = append(why, "schema registry unreachable: "+s.registryErr.Error())
+	}
+	return len(why) == 0, why
+}
+
+func (h *Health) assign(ps map[string][]int32, add bool) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if add {
+		h.st.joined = true
+	}
+	for t, parts := range ps {
+		set := h.st.assigned[t]
+		if set == nil {
+			set = map[int32]struct{}{}
+			h.st.assigned[t] = set
+		}
+		for _, p := range parts {
+			if add {
+				set[p] = struct{}{}
+			} else {
+				delete(set, p)
+			}
+		}
+	}
+	n := 0
+	for _, set := range h.st.assigned {
+		n += len(set)
+	}
+	return n
+}
+
+func (h *Health) lost() {
+	h.mu.Lock()
+	h.st.joined = false
+	h.st.assigned = map[string]map[int32]struct{}{}
+	h.mu.Unlock()
+}
+
+func (h *Health) ended(err error) {
+	h.mu.Lock()
+	h.st.lastEndErr = err
+	if err == nil {
+		h.st.fenced = false
+	} else if isFenced(err) {
+		h.st.fenced = true
+	}
+	h.mu.Unlock()
+}
+
+func (h *Health) restarted(err error) {
+	h.mu.Lock()
+	h.st.joined = false
+	h.st.assigned = map[string]map[int32]struct{}{}
+	if isFenced(err) {
+		h.st.fenced = true
+	}
+	h.mu.Unlock()
+}
+
+func (h *Health) registry(err error) {
+	h.mu.Lock()
+	h.st.registryErr = err
+	h.mu.Unlock()
+}
+
+func isFenced(err error) bool {
+	return errors.Is(err, kerr.ProducerFenced) || errors.Is(err, kerr.InvalidProducerEpoch) || errors.Is(err, kerr.TransactionalIDAuthorizationFailed)
+}
