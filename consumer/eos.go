@@ -161,6 +161,11 @@ func (p *Pipeline) runSession(ctx context.Context, sess *kgo.GroupTransactSessio
 		cancel()
 
 		if ctx.Err() != nil { // shutting down: finish what is open
+			if !fetches.Empty() {
+				// Polling advanced the offsets End would commit past these
+				// unprocessed records: committing now would lose them.
+				t.counts.incomplete = true
+			}
 			return p.shutdown(sess, &t)
 		}
 		if err := p.fetchError(fetches); err != nil {

@@ -35,6 +35,7 @@ type Config struct {
 	Processing Processing         `yaml:"processing"`
 	Pipeline   []PipelineEntry    `yaml:"pipeline"`
 	Admin      Admin              `yaml:"admin"`
+	Tracing    Tracing            `yaml:"tracing"`
 	Topics     map[string]TopicOp `yaml:"topics"`
 
 	// File is the path the config was loaded from ("" for defaults).
@@ -83,6 +84,20 @@ type Processing struct {
 // Admin is the `admin:` block.
 type Admin struct {
 	Listen string `yaml:"listen"`
+	// Pprof serves /debug/pprof/ on the admin listener.
+	Pprof bool `yaml:"pprof"`
+	// LagInterval is how often consumer lag is polled for /metrics.
+	LagInterval Duration `yaml:"lag_interval"`
+}
+
+// Tracing is the `tracing:` block. Whether and where spans are exported is
+// set by the standard OTEL_* environment variables
+// (OTEL_EXPORTER_OTLP_ENDPOINT, ...), not here.
+type Tracing struct {
+	// Parent is "child" (each event's processing span is a child of the
+	// producer's span: one trace from producer to downstream consumer) or
+	// "link" (a new trace per event, linked to the producer's span).
+	Parent string `yaml:"parent"`
 }
 
 // TopicOp is one entry of `topics:` that ordo creates when missing
@@ -142,7 +157,8 @@ func Defaults() Config {
 			TransientRetries: 3,
 			ShutdownTimeout:  Duration(10 * time.Second),
 		},
-		Admin: Admin{Listen: "127.0.0.1:9464"},
+		Admin:   Admin{Listen: "127.0.0.1:9464", LagInterval: Duration(15 * time.Second)},
+		Tracing: Tracing{Parent: "child"},
 	}
 }
 
@@ -222,7 +238,7 @@ func yamlError(path string, err error) error {
 
 var blocks = map[string]reflect.Type{
 	"Config": reflect.TypeFor[Config](), "Kafka": reflect.TypeFor[Kafka](), "SASL": reflect.TypeFor[SASL](),
-	"Registry": reflect.TypeFor[Registry](), "Processing": reflect.TypeFor[Processing](), "Admin": reflect.TypeFor[Admin](),
+	"Registry": reflect.TypeFor[Registry](), "Processing": reflect.TypeFor[Processing](), "Admin": reflect.TypeFor[Admin](), "Tracing": reflect.TypeFor[Tracing](),
 	"PipelineEntry": reflect.TypeFor[PipelineEntry](), "TopicOp": reflect.TypeFor[TopicOp](),
 }
 
@@ -373,6 +389,14 @@ func (c *Config) Validate() error {
 	}
 	if p.Workers < 0 {
 		add("processing.workers", "negative", "use 0 for the default (2×CPUs) or a positive number")
+	}
+	switch c.Tracing.Parent {
+	case "child", "link":
+	default:
+		add("tracing.parent", fmt.Sprintf("unknown value %q", c.Tracing.Parent), "use child (the processing span continues the producer's trace) or link (a new trace linked to it)")
+	}
+	if c.Admin.LagInterval < Duration(time.Second) {
+		add("admin.lag_interval", fmt.Sprintf("%v is below 1s", c.Admin.LagInterval.D()), "poll consumer lag at most once a second, e.g. 15s")
 	}
 	if len(c.Pipeline) == 0 {
 		add("pipeline", "no processors", "add at least an orchestrate processor; see examples/orders/ordo.yaml")

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"regexp"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -53,6 +55,47 @@ type Metrics struct {
 	assigned          prometheus.Gauge
 	lag               *prometheus.GaugeVec
 	registryUp        prometheus.Gauge
+
+	own []prometheus.Collector
+}
+
+var fqName = regexp.MustCompile(`fqName: "([^"]+)"`)
+
+// MetricNames lists the metric families ordo exposes (histograms without
+// their _bucket/_sum/_count suffixes), including kprom's client metrics, for
+// the dashboard and alert-rule tests. It creates (and closes) an unconnected
+// client so that kprom registers its collectors.
+func MetricNames() ([]string, error) {
+	m := NewMetrics()
+	m.RegistryStats(func() (uint64, uint64) { return 0, 0 })
+	cl, err := kgo.NewClient(kgo.WithHooks(m.kprom), kgo.SeedBrokers("127.0.0.1:1"))
+	if err != nil {
+		return nil, err
+	}
+	defer cl.Close()
+	ch := make(chan *prometheus.Desc, 64)
+	go func() {
+		for _, c := range m.own {
+			c.Describe(ch)
+		}
+		m.kprom.Describe(ch)
+		close(ch)
+	}()
+	var names []string
+	for d := range ch {
+		if mm := fqName.FindStringSubmatch(d.String()); mm != nil {
+			names = append(names, mm[1])
+		}
+	}
+	fams, err := m.Registry.Gather()
+	if err != nil {
+		return nil, err
+	}
+	for _, f := range fams {
+		names = append(names, f.GetName())
+	}
+	slices.Sort(names)
+	return slices.Compact(names), nil
 }
 
 // Metric names, for the dashboard and alert tests.
@@ -68,7 +111,7 @@ func NewMetrics() *Metrics {
 	m := &Metrics{Registry: reg, Health: newHealth()}
 	f := func(c prometheus.Collector) { reg.MustRegister(c) }
 	m.eventsProcessed = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "events_processed_total",
-		Help: "Input events run through the processor chain, by event type (every attempt, including attempts whose transaction later aborted)."}, []string{"type"})
+		Help: "Input events processed without error (commands built), by event type; every attempt, including attempts whose transaction later aborted. Dead letters: ordo_dead_letters_total."}, []string{"type"})
 	m.processing = prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Name: "event_processing_seconds",
 		Help: "Time to decode one event, run the chain and encode its commands.", Buckets: latencyBuckets})
 	m.processor = prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: ns, Name: "processor_seconds",
@@ -95,9 +138,10 @@ func NewMetrics() *Metrics {
 	m.lag = prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "consumer_lag",
 		Help: "Records between the group's committed offset and the end of each input partition (polled)."}, []string{"topic", "partition"})
 	m.registryUp = prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "registry_up", Help: "1 if the last schema registry check succeeded."})
-	for _, c := range []prometheus.Collector{m.eventsProcessed, m.processing, m.processor, m.recordsProduced, m.deadLetters, m.retries,
+	m.own = []prometheus.Collector{m.eventsProcessed, m.processing, m.processor, m.recordsProduced, m.deadLetters, m.retries,
 		m.committedEvents, m.committedCommands, m.committedDead, m.endToEnd, m.txnCommits, m.txnAborts, m.txnDuration, m.lastCommit,
-		m.sessionRestarts, m.rebalances, m.assigned, m.lag, m.registryUp} {
+		m.sessionRestarts, m.rebalances, m.assigned, m.lag, m.registryUp}
+	for _, c := range m.own {
 		f(c)
 	}
 	f(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: ns, Name: "ready", Help: "1 if the replica is ready (see /readyz)."},
@@ -114,8 +158,27 @@ func NewMetrics() *Metrics {
 	// Every txn_aborts_total cause exists from the start, so rate() works.
 	m.txnAborts.WithLabelValues("aborted")
 	m.txnAborts.WithLabelValues("error")
-	m.kprom = kprom.NewMetrics(ns, kprom.Subsystem("kafka"), kprom.Registry(reg))
+	m.kprom = kprom.NewMetrics(ns, kprom.Subsystem("kafka"), kprom.Registry(replacing{reg}),
+		kprom.FetchAndProduceDetail(kprom.ByNode, kprom.ByTopic, kprom.Records, kprom.Batches, kprom.UncompressedBytes))
 	return m
+}
+
+// replacing lets a new client's kprom collectors replace those of a client
+// that is not closed yet (a session recreated after its Close timed out):
+// kprom registers with MustRegister, which would panic on the duplicate.
+type replacing struct{ *prometheus.Registry }
+
+func (r replacing) MustRegister(cs ...prometheus.Collector) {
+	for _, c := range cs {
+		if err := r.Register(c); err != nil {
+			var are prometheus.AlreadyRegisteredError
+			if !errors.As(err, &are) {
+				panic(err)
+			}
+			r.Unregister(are.ExistingCollector)
+			r.Registry.MustRegister(c)
+		}
+	}
 }
 
 func b2f(b bool) float64 {

@@ -19,6 +19,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/ordo-dev/ordo/internal/telemetry"
 	"github.com/ordo-dev/ordo/processors"
 )
 
@@ -112,9 +113,9 @@ func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
 	hopts := &slog.HandlerOptions{Level: lv}
 	switch format {
 	case "json":
-		return slog.New(slog.NewJSONHandler(w, hopts)), nil
+		return slog.New(telemetry.NewTraceHandler(slog.NewJSONHandler(w, hopts))), nil
 	case "text":
-		return slog.New(slog.NewTextHandler(w, hopts)), nil
+		return slog.New(telemetry.NewTraceHandler(slog.NewTextHandler(w, hopts))), nil
 	}
 	return nil, fmt.Errorf("--log-format %q: use json or text", format)
 }

@@ -17,9 +17,11 @@ import (
 	"github.com/twmb/franz-go/pkg/sasl/scram"
 	"github.com/twmb/franz-go/pkg/sr"
 	"github.com/twmb/franz-go/plugin/kslog"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/ordo-dev/ordo/consumer"
 	"github.com/ordo-dev/ordo/internal/config"
+	"github.com/ordo-dev/ordo/internal/telemetry"
 	"github.com/ordo-dev/ordo/processors"
 	"github.com/ordo-dev/ordo/producer"
 	"github.com/ordo-dev/ordo/schemas"
@@ -67,8 +69,23 @@ func newSchemaRegistry(cfg *config.Config) (*schemas.Registry, error) {
 	return schemas.NewRegistry(cl, schemas.FetchTimeout(cfg.Registry.Timeout.D())), nil
 }
 
+// observe is the observability a replica is built with; zero = none.
+type observe struct {
+	metrics *telemetry.Metrics // nil: no Prometheus metrics
+	tracing *telemetry.Tracing // nil or off: no spans
+}
+
+// tracerProvider is the provider for the pipeline and publishers, nil when
+// tracing is off.
+func (o observe) tracerProvider() trace.TracerProvider {
+	if !o.tracing.Enabled() {
+		return nil
+	}
+	return o.tracing.Provider
+}
+
 // build assembles a replica from cfg. It connects to nothing.
-func build(cfg *config.Config, reg *processors.Registry, log *slog.Logger, obs consumer.Observer) (*runtime, error) {
+func build(cfg *config.Config, reg *processors.Registry, log *slog.Logger, ob observe) (*runtime, error) {
 	readers, err := schemas.Demo()
 	if err != nil {
 		return nil, fmt.Errorf("load reader schemas: %w", err)
@@ -113,8 +130,12 @@ func build(cfg *config.Config, reg *processors.Registry, log *slog.Logger, obs c
 	}
 	stats := &consumer.Stats{}
 	observers := consumer.Observers{stats}
-	if obs != nil {
-		observers = append(observers, obs)
+	// franz-go's own logs go through the same slog logger.
+	kgoOpts := append(kopts[1:], kgo.WithLogger(kslog.New(kgoLogger(log)))) // brokers are set by the pipeline
+	if ob.metrics != nil {
+		observers = append(observers, ob.metrics)
+		kgoOpts = append(kgoOpts, ob.metrics.KgoOpts()...)
+		ob.metrics.RegistryStats(registry.Stats)
 	}
 	p, err := consumer.New(consumer.Config{
 		Brokers:            cfg.Kafka.Brokers,
@@ -128,10 +149,11 @@ func build(cfg *config.Config, reg *processors.Registry, log *slog.Logger, obs c
 		TransactionTimeout: cfg.Kafka.TransactionTimeout.D(),
 		ShutdownTimeout:    cfg.Processing.ShutdownTimeout.D(),
 		TransientRetries:   cfg.Processing.TransientRetries,
-		// franz-go's own logs go through the same slog logger.
-		KgoOpts:  append(kopts[1:], kgo.WithLogger(kslog.New(kgoLogger(log)))), // brokers are set by the pipeline
-		Logger:   log,
-		Observer: observers,
+		KgoOpts:            kgoOpts,
+		Logger:             log,
+		Observer:           observers,
+		TracerProvider:     ob.tracerProvider(),
+		TraceLink:          cfg.Tracing.Parent == "link",
 	}, serde, chain, producer.NewOutput(serde, cfg.DeadLetter, cfg.Kafka.Group))
 	if err != nil {
 		return nil, err

@@ -18,6 +18,7 @@ import (
 	"github.com/ordo-dev/ordo/internal/config"
 	"github.com/ordo-dev/ordo/internal/demo"
 	"github.com/ordo-dev/ordo/internal/devenv"
+	"github.com/ordo-dev/ordo/internal/telemetry"
 	"github.com/ordo-dev/ordo/producer"
 )
 
@@ -34,6 +35,7 @@ type devFlags struct {
 	duplicateEvery int
 	output         string
 	timeout        time.Duration
+	otlpEndpoint   string
 }
 
 func newDevCmd(o *options) *cobra.Command {
@@ -71,6 +73,7 @@ dead-letter topics (exit status 3 if the verification fails).`,
 	fl.IntVar(&f.duplicateEvery, "duplicate-every", 89, "every Nth demo event re-delivers the previous one, as a retrying producer would (0 = none)")
 	fl.StringVar(&f.output, "output", "text", "summary format: text or json")
 	fl.DurationVar(&f.timeout, "timeout", 10*time.Minute, "with --events: give up waiting for ordo after this long")
+	fl.StringVar(&f.otlpEndpoint, "otlp-endpoint", "", "export traces over OTLP to this URL, e.g. http://127.0.0.1:4318 (sets OTEL_EXPORTER_OTLP_ENDPOINT; the demo publishers start each trace)")
 	return cmd
 }
 
@@ -114,7 +117,22 @@ func runDev(ctx context.Context, o *options, f *devFlags) error {
 	if err := createTopics(ctx, cfg, log); err != nil {
 		return err
 	}
-	rt, err := build(cfg, o.processors, log, nil)
+	if f.otlpEndpoint != "" {
+		// The OTLP exporters read the standard variables themselves.
+		if err := os.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", f.otlpEndpoint); err != nil {
+			return err
+		}
+	}
+	tr, err := telemetry.NewTracing(ctx, os.Getenv, "ordo", Version)
+	if err != nil {
+		return err
+	}
+	defer shutdownTracing(ctx, tr, log)
+	if tr.Enabled() {
+		fmt.Fprintf(errw, "ordo dev: traces → %s (OTLP %s, tracing.parent %s); e.g. Jaeger UI http://127.0.0.1:16686\n", tr.Endpoint, tr.Protocol, cfg.Tracing.Parent)
+	}
+	ob := observe{tracing: tr}
+	rt, err := build(cfg, o.processors, log, ob)
 	if err != nil {
 		return err
 	}
@@ -156,7 +174,7 @@ func runDev(ctx context.Context, o *options, f *devFlags) error {
 				rate = 1000
 			}
 		}
-		gen = demo.NewGenerator(pubCl, producer.NewPublisher(pubCl, rt.serde, "demo"), demo.Options{
+		gen = demo.NewGenerator(pubCl, producer.NewPublisher(pubCl, rt.serde, "demo").WithTracerProvider(ob.tracerProvider()), demo.Options{
 			Events: events, PoisonEvery: f.poisonEvery, DuplicateEvery: f.duplicateEvery, Rate: rate, Seed: uint64(time.Now().UnixNano()),
 		})
 		go func() { genDone <- gen.Run(runCtx) }()

@@ -7,13 +7,18 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/ordo-dev/ordo/internal/config"
+	"github.com/ordo-dev/ordo/internal/telemetry"
 )
 
 type commonFlags struct {
@@ -48,21 +53,35 @@ the open transaction, leaves the group and exits 0.`,
 			if err != nil {
 				return err
 			}
-			rt, err := build(cfg, o.processors, log, nil)
+			ctx := cmd.Context()
+			tr, err := telemetry.NewTracing(ctx, os.Getenv, "ordo", Version)
 			if err != nil {
 				return err
 			}
-			ctx := cmd.Context()
+			defer shutdownTracing(ctx, tr, log)
+			metrics := telemetry.NewMetrics()
+			rt, err := build(cfg, o.processors, log, observe{metrics: metrics, tracing: tr})
+			if err != nil {
+				return err
+			}
 			if create {
 				if err := createTopics(ctx, cfg, log); err != nil {
 					return err
 				}
 			}
-			stopAdmin, err := serveAdmin(ctx, cfg.Admin.Listen, log)
+			stopPolls, err := startPolls(ctx, cfg, rt, metrics)
+			if err != nil {
+				return err
+			}
+			defer stopPolls()
+			stopAdmin, err := serveAdmin(ctx, cfg.Admin, log, metrics)
 			if err != nil {
 				return err
 			}
 			defer stopAdmin()
+			if tr.Enabled() {
+				log.Info("tracing on", "otlp_endpoint", tr.Endpoint, "protocol", tr.Protocol, "parent", cfg.Tracing.Parent)
+			}
 			log.Info("ordo running", "config", cfg.File, "transactional_id", cfg.TransactionalID(), "group", cfg.Kafka.Group, "inputs", cfg.Inputs)
 			err = rt.pipeline.Run(ctx)
 			s := rt.stats.Snapshot()
@@ -75,15 +94,68 @@ the open transaction, leaves the group and exits 0.`,
 	return cmd
 }
 
-// serveAdmin serves /livez and /readyz on addr ("" disables it). The
-// observability work adds /metrics and readiness details here.
-func serveAdmin(ctx context.Context, addr string, log *slog.Logger) (stop func(), err error) {
+// shutdownTracing flushes the span exporter (bounded: a dead collector must
+// not hold up the exit).
+func shutdownTracing(ctx context.Context, tr *telemetry.Tracing, log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := tr.Shutdown(ctx); err != nil {
+		log.Warn("flushing spans failed", "err", err)
+	}
+}
+
+// startPolls starts the consumer-lag and registry-reachability polls that
+// feed /metrics and /readyz.
+func startPolls(ctx context.Context, cfg *config.Config, rt *runtime, m *telemetry.Metrics) (stop func(), err error) {
+	kopts, err := clientOpts(cfg)
+	if err != nil {
+		return nil, err
+	}
+	cl, err := kgo.NewClient(kopts...)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() { m.PollLag(ctx, kadm.NewClient(cl), cfg.Kafka.Group, cfg.Inputs, cfg.Admin.LagInterval.D()) })
+	wg.Go(func() {
+		m.PollRegistry(ctx, func(ctx context.Context) error { _, err := rt.registry.Client().Subjects(ctx); return err }, 10*time.Second)
+	})
+	return func() { cancel(); wg.Wait(); cl.Close() }, nil
+}
+
+// serveAdmin serves /livez, /readyz and /metrics (and /debug/pprof/ when
+// admin.pprof) on admin.listen ("" disables it). m nil: no metrics, always
+// ready.
+func serveAdmin(ctx context.Context, admin config.Admin, log *slog.Logger, m *telemetry.Metrics) (stop func(), err error) {
+	addr := admin.Listen
 	if addr == "" {
 		return func() {}, nil
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/livez", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
-	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if m != nil {
+			if ok, why := m.Health.Ready(); !ok {
+				w.WriteHeader(http.StatusServiceUnavailable)
+				for _, y := range why {
+					fmt.Fprintln(w, "not ready:", y)
+				}
+				return
+			}
+		}
+		fmt.Fprintln(w, "ok")
+	})
+	if m != nil {
+		mux.Handle("/metrics", m.Handler())
+	}
+	if admin.Pprof {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("admin.listen %s: %w (fix: free the port or set admin.listen / ORDO_ADMIN_LISTEN; \"\" disables it)", addr, err)
@@ -118,7 +190,7 @@ func newConfigCmd(o *options) *cobra.Command {
 				return err
 			}
 			log := slog.New(slog.DiscardHandler)
-			if _, err := build(cfg, o.processors, log, nil); err != nil {
+			if _, err := build(cfg, o.processors, log, observe{}); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "%s: ok (%d inputs, %d processors, transactional id %s)\n", path, len(cfg.Inputs), len(cfg.Pipeline), cfg.TransactionalID())
