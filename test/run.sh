@@ -2,7 +2,8 @@
 # ordo's test command (`make test`; CI runs it through .ci/run). On a fresh
 # Debian machine it does everything, in order:
 #   1. installs what is missing (Java + Maven from Debian, Go modules, the
-#      Kafka jars from Maven Central),
+#      Kafka jars from Maven Central, Jaeger v2 built from the Go module proxy,
+#      Prometheus + promtool from Debian),
 #   2. starts a real Apache Kafka 4.1 broker (KRaft, 127.0.0.1:9092),
 #   3. runs gofmt/vet checks, `go test -race` on the core packages and
 #      `go test` on everything else with KAFKA_BROKERS set,
@@ -10,6 +11,8 @@
 #
 # REQUIRE_REAL_KAFKA=1 (CI) makes a broker that cannot start a failure; without
 # it the tests fall back to kfake (testkit prints which broker each test uses).
+# REQUIRE_OBSERVABILITY=1 (CI) makes missing Jaeger/Prometheus binaries a
+# failure instead of a printed skip.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -30,6 +33,9 @@ if ((${#need_apt[@]})); then
 fi
 go mod download
 "$KAFKA" fetch
+# Jaeger (built from the Go module proxy, cached) and Prometheus/promtool (Debian)
+# for the observability tests; prints JAEGER_BIN=... exports.
+eval "$(test/observability/setup.sh)"
 
 # 2. broker ---------------------------------------------------------------------
 cleanup() {
