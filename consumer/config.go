@@ -58,6 +58,25 @@ type Config struct {
 	// 16 MiB and 1 MiB.
 	FetchMaxBytes, FetchMaxPartitionBytes int32
 
+	// KeyParallel processes different keys of one partition concurrently
+	// (KeyLanes lanes per partition, each key always in the same lane, so
+	// per-key order holds). It helps when processors wait on I/O, e.g. an
+	// HTTP enrichment. Default off: partitions in parallel, records of a
+	// partition in order.
+	KeyParallel bool
+	// KeyLanes per partition in key-parallel mode. Default 16.
+	KeyLanes int
+
+	// SkipTypes are event types dropped before decoding, by the value of the
+	// SkipHeader record header (default "ordo-type", which producer.Publisher
+	// sets). Skipped events are committed and counted, never processed.
+	SkipTypes  []string
+	SkipHeader string
+
+	// RateLimits caps events per second per input topic (token bucket with a
+	// one-second burst). A topic over its rate is paused, not buffered.
+	RateLimits map[string]float64
+
 	// KgoOpts are appended to ordo's client options (TLS, SASL, hooks).
 	KgoOpts []kgo.Opt
 	// Logger; default slog.Default().
@@ -97,6 +116,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.TransientRetries <= 0 {
 		c.TransientRetries = 3
+	}
+	if c.KeyLanes <= 0 {
+		c.KeyLanes = 16
+	}
+	if c.SkipHeader == "" {
+		c.SkipHeader = "ordo-type"
 	}
 	if c.FetchMaxBytes <= 0 {
 		c.FetchMaxBytes = 16 << 20

@@ -51,6 +51,8 @@ type Pipeline struct {
 	log   *slog.Logger
 	// tracer is nil when tracing is off (see tracing.go).
 	tracer trace.Tracer
+	// skipTypes is Config.SkipTypes as a set (see flow.go).
+	skipTypes map[string]struct{}
 
 	newSession func() (*kgo.GroupTransactSession, error)
 	// chaos, when set (tests only, see export_test.go), runs at named points
@@ -65,6 +67,10 @@ func New(cfg Config, dec Decoder, chain processors.Processor, out *producer.Outp
 		return nil, err
 	}
 	p := &Pipeline{cfg: cfg, dec: dec, chain: chain, out: out, obs: cfg.Observer, log: cfg.Logger, tracer: newTracer(cfg.TracerProvider)}
+	p.skipTypes = make(map[string]struct{}, len(cfg.SkipTypes))
+	for _, t := range cfg.SkipTypes {
+		p.skipTypes[t] = struct{}{}
+	}
 	p.newSession = func() (*kgo.GroupTransactSession, error) { return kgo.NewGroupTransactSession(p.kgoOpts()...) }
 	return p, nil
 }
@@ -151,13 +157,20 @@ func (p *Pipeline) runSession(ctx context.Context, sess *kgo.GroupTransactSessio
 	// aborts it. Its event spans end as "abandoned".
 	defer func() { finishSpans(t.spans, "abandoned", nil) }()
 	retry := newBackoff(p.cfg.RetryBackoffMin, p.cfg.RetryBackoffMax)
+	limits := newRateLimits(p.cfg.RateLimits)
 	for {
-		// Poll, but never past the commit deadline of an open transaction.
+		// Poll, but never past the commit deadline of an open transaction
+		// nor past the moment a rate-limited topic may resume.
+		resumeAt := limits.resume(sess.Client(), time.Now())
 		pollCtx, cancel := ctx, context.CancelFunc(func() {})
-		if t.open {
-			pollCtx, cancel = context.WithDeadline(ctx, t.started.Add(p.cfg.CommitInterval))
+		if deadline, ok := earliest(t.open, t.started.Add(p.cfg.CommitInterval), resumeAt); ok {
+			pollCtx, cancel = context.WithDeadline(ctx, deadline)
 		}
-		fetches := sess.PollRecords(pollCtx, p.cfg.BatchSize-t.records)
+		max := p.cfg.BatchSize - t.records
+		if c := limits.pollCap(time.Now()); c > 0 && c < max {
+			max = c
+		}
+		fetches := sess.PollRecords(pollCtx, max)
 		cancel()
 
 		if ctx.Err() != nil { // shutting down: finish what is open
@@ -203,6 +216,8 @@ func (p *Pipeline) runSession(ctx context.Context, sess *kgo.GroupTransactSessio
 				continue
 			}
 			retry.reset()
+			// Over its rate? Pause the topic until its bucket refills.
+			limits.charge(sess.Client(), fetches, time.Now())
 		}
 
 		if t.open && (t.records >= p.cfg.BatchSize || time.Since(t.started) >= p.cfg.CommitInterval) {
@@ -324,12 +339,55 @@ func (p *Pipeline) processFetches(ctx context.Context, sess *kgo.GroupTransactSe
 	return nil
 }
 
-// processPartition handles one partition's records in order.
+// processPartition handles one partition's records in order, or, in
+// key-parallel mode, each key's records in order with different keys
+// concurrently (the transaction still ends only after all of them).
 func (p *Pipeline) processPartition(ctx, produceCtx context.Context, sess *kgo.GroupTransactSession, recs []*kgo.Record, t *txn) (Counts, error) {
+	if !p.cfg.KeyParallel || len(recs) < 2 {
+		return p.processInOrder(ctx, produceCtx, sess, recs, t)
+	}
+	lanes := make([][]*kgo.Record, p.cfg.KeyLanes)
+	for _, r := range recs {
+		i := keyLane(r.Key, len(lanes)) // one key → one lane: per-key order kept
+		lanes[i] = append(lanes[i], r)
+	}
+	var (
+		mu    sync.Mutex
+		wg    sync.WaitGroup
+		total Counts
+		first error
+	)
+	for _, lane := range lanes {
+		if len(lane) == 0 {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c, err := p.processInOrder(ctx, produceCtx, sess, lane, t)
+			mu.Lock()
+			defer mu.Unlock()
+			total.add(c)
+			if err != nil && first == nil {
+				first = err
+			}
+		}()
+	}
+	wg.Wait()
+	return total, first
+}
+
+// processInOrder handles records one after the other.
+func (p *Pipeline) processInOrder(ctx, produceCtx context.Context, sess *kgo.GroupTransactSession, recs []*kgo.Record, t *txn) (Counts, error) {
 	var c Counts
 	for _, r := range recs {
 		if ctx.Err() != nil {
 			return c, context.Cause(ctx)
+		}
+		if p.skip(r) {
+			// Filtered before decoding; its offset commits with the batch.
+			c.Skipped++
+			continue
 		}
 		ectx, out, dead, err := p.processRecord(ctx, r, t)
 		if err != nil {

@@ -278,7 +278,13 @@ func run(t *testing.T, p *consumer.Pipeline) (stop func()) {
 // (after producing, before ending) while two replicas share the group, and
 // restarts one replica mid-stream: every event must still yield exactly one
 // visible command.
-func TestExactlyOnceWithCrashes(t *testing.T) {
+func TestExactlyOnceWithCrashes(t *testing.T) { testCrashes(t, false) }
+
+// TestExactlyOnceWithCrashesKeyParallel is the same proof in key-parallel
+// mode (different keys of a partition processed concurrently).
+func TestExactlyOnceWithCrashesKeyParallel(t *testing.T) { testCrashes(t, true) }
+
+func testCrashes(t *testing.T, keyParallel bool) {
 	if testkit.Kind(t) == testkit.KindKfake {
 		// Seen repeatedly on kfake (v0.0.0-20260918054303), never on Apache
 		// Kafka 4.1: after a replica restarts with the same transactional id,
@@ -305,7 +311,7 @@ func TestExactlyOnceWithCrashes(t *testing.T) {
 			sess.Client().Close() // as if the process died here
 		}
 	}
-	small := func(c *consumer.Config) { c.BatchSize = 100 }
+	small := func(c *consumer.Config) { c.BatchSize = 100; c.KeyParallel = keyParallel; c.KeyLanes = 8 }
 	a := e.pipeline("a", e.echo(), small)
 	a.SetChaos(chaos)
 	b := e.pipeline("b", e.echo(), small)
@@ -314,7 +320,7 @@ func TestExactlyOnceWithCrashes(t *testing.T) {
 	stopB := run(t, b)
 	time.Sleep(500 * time.Millisecond)
 	stopB() // a graceful leave mid-stream: rebalance onto a
-	b2 := e.pipeline("b", e.echo(), nil)
+	b2 := e.pipeline("b", e.echo(), small)
 	run(t, b2)
 
 	e.waitCommitted(90 * time.Second)

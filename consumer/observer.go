@@ -14,6 +14,7 @@ type Counts struct {
 	EventsIn     int
 	CommandsOut  int
 	DeadLettered int
+	Skipped      int // filtered by type before decoding
 	// EventTimes are the record timestamps (event time) of the input
 	// events, for end-to-end latency (event time → commit).
 	EventTimes []time.Time
@@ -25,6 +26,7 @@ func (c *Counts) add(o Counts) {
 	c.EventsIn += o.EventsIn
 	c.CommandsOut += o.CommandsOut
 	c.DeadLettered += o.DeadLettered
+	c.Skipped += o.Skipped
 	c.EventTimes = append(c.EventTimes, o.EventTimes...)
 	c.incomplete = c.incomplete || o.incomplete
 }
@@ -63,8 +65,8 @@ func (NopObserver) SessionRestarted(error)                          {}
 // the `ordo dev` summary. Embed it in a richer observer or use it alone.
 type Stats struct {
 	NopObserver
-	eventsIn, commandsOut, deadLettered atomic.Int64
-	commits, aborts, restarts, retries  atomic.Int64
+	eventsIn, commandsOut, deadLettered, skipped atomic.Int64
+	commits, aborts, restarts, retries           atomic.Int64
 }
 
 // Snapshot is a point-in-time copy of Stats.
@@ -72,6 +74,7 @@ type Snapshot struct {
 	EventsIn        int64 `json:"events_in"`
 	CommandsOut     int64 `json:"commands_out"`
 	DeadLettered    int64 `json:"dead_lettered"`
+	Skipped         int64 `json:"skipped"`
 	TxnCommits      int64 `json:"txn_commits"`
 	TxnAborts       int64 `json:"txn_aborts"`
 	SessionRestarts int64 `json:"session_restarts"`
@@ -86,12 +89,13 @@ func (s *Stats) TxnCommitted(_ time.Duration, c Counts) {
 	s.eventsIn.Add(int64(c.EventsIn))
 	s.commandsOut.Add(int64(c.CommandsOut))
 	s.deadLettered.Add(int64(c.DeadLettered))
+	s.skipped.Add(int64(c.Skipped))
 }
 
 // Snapshot returns the current totals.
 func (s *Stats) Snapshot() Snapshot {
 	return Snapshot{
-		EventsIn: s.eventsIn.Load(), CommandsOut: s.commandsOut.Load(), DeadLettered: s.deadLettered.Load(),
+		EventsIn: s.eventsIn.Load(), CommandsOut: s.commandsOut.Load(), DeadLettered: s.deadLettered.Load(), Skipped: s.skipped.Load(),
 		TxnCommits: s.commits.Load(), TxnAborts: s.aborts.Load(), SessionRestarts: s.restarts.Load(), TransientRetry: s.retries.Load(),
 	}
 }

@@ -79,6 +79,14 @@ type Processing struct {
 	Workers          int      `yaml:"workers"`
 	TransientRetries int      `yaml:"transient_retries"`
 	ShutdownTimeout  Duration `yaml:"shutdown_timeout"`
+	// KeyParallel processes different keys of a partition concurrently.
+	KeyParallel bool `yaml:"key_parallel"`
+	KeyLanes    int  `yaml:"key_lanes"`
+	// SkipTypes are dropped before decoding by the SkipHeader header value.
+	SkipTypes  []string `yaml:"skip_types"`
+	SkipHeader string   `yaml:"skip_header"`
+	// RateLimits caps events per second per input topic.
+	RateLimits map[string]float64 `yaml:"rate_limits"`
 }
 
 // Admin is the `admin:` block.
@@ -386,6 +394,17 @@ func (c *Config) Validate() error {
 	}
 	if p.BatchSize < 0 {
 		add("processing.batch_size", "negative", "use a positive number of records per transaction, e.g. 2000")
+	}
+	if p.KeyLanes < 0 {
+		add("processing.key_lanes", "negative", "use 0 for the default (16) or a positive number")
+	}
+	for topic, r := range p.RateLimits {
+		if !slices.Contains(c.Inputs, topic) {
+			add("processing.rate_limits."+topic, "is not an input topic", "rate limits apply to topics listed in inputs")
+		}
+		if r <= 0 {
+			add("processing.rate_limits."+topic, fmt.Sprintf("%v is not a positive rate", r), "events per second, e.g. 500")
+		}
 	}
 	if p.Workers < 0 {
 		add("processing.workers", "negative", "use 0 for the default (2×CPUs) or a positive number")
