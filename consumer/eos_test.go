@@ -33,7 +33,7 @@ func TestMain(m *testing.M) { os.Exit(testkit.Main(m)) }
 // env is one test's world: a broker (kfake or real Kafka, see testkit), a
 // real schema registry on loopback, the demo schemas, unique topics.
 type env struct {
-	t       *testing.T
+	t       testing.TB
 	brokers []string
 	serde   *schemas.Serde
 	input   string
@@ -42,7 +42,7 @@ type env struct {
 	group   string
 }
 
-func newEnv(t *testing.T, partitions int32) *env {
+func newEnv(t testing.TB, partitions int32) *env {
 	t.Helper()
 	brokers := testkit.Brokers(t)
 	reg, err := devenv.StartRegistry("127.0.0.1:0", "", nil)

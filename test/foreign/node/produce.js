@@ -12,7 +12,7 @@
 
 const fs = require('fs');
 const path = require('path');
-const { Kafka, logLevel } = require('kafkajs');
+const { Kafka, Partitioners, logLevel } = require('kafkajs');
 const { SchemaRegistryClient, AvroSerializer, SerdeType } = require('@confluentinc/schemaregistry');
 
 const ROOT = path.resolve(__dirname, '..', '..', '..');
@@ -115,9 +115,13 @@ async function main() {
     clientId: 'ordo-foreign-node',
     brokers: a.brokers.split(','),
     logLevel: logLevel.WARN,
-    retry: { retries: 8 },
   });
-  const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false });
+  const producer = kafka.producer({
+    idempotent: true, // acks=all, one in-flight request, sequence numbers
+    maxInFlightRequests: 1,
+    allowAutoTopicCreation: false,
+    createPartitioner: Partitioners.DefaultPartitioner, // murmur2, Java-compatible
+  });
   await producer.connect();
   let acked = 0;
   try {

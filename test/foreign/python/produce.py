@@ -84,6 +84,11 @@ def main():
         "linger.ms": 5,
         "client.id": "ordo-foreign-python",
         "message.timeout.ms": 60000,
+        # murmur2 like the Java client, franz-go and kafkajs: a key lands on
+        # the same partition whichever client wrote it (librdkafka's default
+        # is CRC32)
+        "partitioner": "murmur2_random",
+        "enable.metrics.push": False,  # no KIP-714 telemetry chatter
     })
 
     acked, errors = 0, []
