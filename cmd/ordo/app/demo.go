@@ -1,0 +1,82 @@
+package app
+
+import (
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/ordo-dev/ordo/internal/config"
+	"github.com/ordo-dev/ordo/internal/demo"
+	"github.com/ordo-dev/ordo/producer"
+	"github.com/ordo-dev/ordo/schemas"
+)
+
+func newDemoCmd(o *options) *cobra.Command {
+	var (
+		f                           commonFlags
+		events                      int
+		rate                        float64
+		poisonEvery, duplicateEvery int
+	)
+	cmd := &cobra.Command{
+		Use:   "demo",
+		Short: "Publish the order-fulfilment demo traffic to a running cluster",
+		Long: `Publishes the demo traffic of ordo dev (checkout, payments and warehouse
+events, with poison records and duplicate deliveries) to the brokers and
+registry of --config (ORDO_KAFKA_BROKERS / ORDO_REGISTRY_URL override them),
+through the Publisher SDK. Use it with ordo run replicas, e.g. in
+docker-compose.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := config.Load(f.config, os.Environ())
+			if err != nil {
+				return err
+			}
+			registry, err := newSchemaRegistry(cfg)
+			if err != nil {
+				return err
+			}
+			readers, err := schemas.Demo()
+			if err != nil {
+				return err
+			}
+			strategy, err := schemas.ParseSubjectStrategy(cfg.Registry.SubjectStrategy)
+			if err != nil {
+				return err
+			}
+			kopts, err := clientOpts(cfg)
+			if err != nil {
+				return err
+			}
+			cl, err := kgo.NewClient(append(kopts, kgo.ProducerLinger(5*time.Millisecond))...)
+			if err != nil {
+				return err
+			}
+			defer cl.Close()
+			n := events
+			if n == 0 {
+				n = int(^uint(0) >> 1)
+			}
+			gen := demo.NewGenerator(cl, producer.NewPublisher(cl, schemas.NewSerde(registry, readers, strategy, true), "demo"), demo.Options{
+				Events: n, Rate: rate, PoisonEvery: poisonEvery, DuplicateEvery: duplicateEvery, Seed: uint64(time.Now().UnixNano()),
+			})
+			start := time.Now()
+			err = gen.Run(cmd.Context())
+			if cmd.Context().Err() != nil {
+				err = nil
+			}
+			fmt.Fprintf(o.stderr, "published %d demo events in %.1fs\n", len(gen.Published()), time.Since(start).Seconds())
+			return err
+		},
+	}
+	f.register(cmd, config.DefaultPath)
+	fl := cmd.Flags()
+	fl.IntVar(&events, "events", 0, "events to publish (0 = until Ctrl-C)")
+	fl.Float64Var(&rate, "rate", 100, "events per second (0 = as fast as possible)")
+	fl.IntVar(&poisonEvery, "poison-every", 97, "every Nth event is poison (0 = none)")
+	fl.IntVar(&duplicateEvery, "duplicate-every", 89, "every Nth event re-delivers the previous one (0 = none)")
+	return cmd
+}
