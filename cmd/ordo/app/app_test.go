@@ -180,3 +180,40 @@ func TestProduceJSONLines(t *testing.T) {
 		t.Errorf("envelope not filled: %v", env)
 	}
 }
+
+// TestDemoPublishes runs `ordo demo` against the embedded broker and checks
+// that every event landed on the three input topics.
+func TestDemoPublishes(t *testing.T) {
+	kafka, err := devenv.Kafka("127.0.0.1:0", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer kafka.Close()
+	reg, err := devenv.StartRegistry("127.0.0.1:0", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reg.Close()
+	chdirRoot(t)
+	t.Setenv("ORDO_KAFKA_BROKERS", kafka.ListenAddrs()[0])
+	t.Setenv("ORDO_REGISTRY_URL", reg.URL())
+	topics := []string{"checkout.orders.v1", "payments.v1", "warehouse.v1"}
+	for _, topic := range topics {
+		if err := kafka.CreateTopic(topic, 2, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	code, out, errOut := runMain(t, "demo", "--events", "300", "--rate", "0")
+	if code != 0 || !strings.Contains(errOut, "published 300 demo events") {
+		t.Fatalf("demo exited %d: %s %s", code, out, errOut)
+	}
+	total := int64(0)
+	for _, topic := range topics {
+		for _, p := range kafka.PartitionInfos(topic) {
+			total += p.HighWatermark
+		}
+	}
+	if total != 300 {
+		t.Fatalf("%d records on the input topics, want 300", total)
+	}
+}
