@@ -71,6 +71,17 @@ type Options struct {
 	DuplicateEvery int     // every Nth record re-delivers the previous valid one (0 = none)
 	Rate           float64 // records per second (0 = as fast as possible)
 	Seed           uint64
+	// Topics override the demo topic names (TopicOrders, TopicPayments,
+	// TopicWarehouse) when set.
+	Topics map[string]string
+}
+
+// topic maps a demo topic name through Options.Topics.
+func (g *Generator) topic(name string) string {
+	if t, ok := g.opts.Topics[name]; ok && t != "" {
+		return t
+	}
+	return name
 }
 
 // Generator publishes demo traffic through the Publisher SDK.
@@ -163,7 +174,7 @@ func (g *Generator) valid(ctx context.Context, rng *rand.Rand, i int) (*kgo.Reco
 	var v map[string]any
 	switch i % 3 {
 	case 0:
-		topic, typ = TopicOrders, OrderPlaced
+		topic, typ = g.topic(TopicOrders), OrderPlaced
 		n := 1 + rng.IntN(3)
 		items := make([]any, n)
 		total := new(big.Rat)
@@ -183,7 +194,7 @@ func (g *Generator) valid(ctx context.Context, rng *rand.Rand, i int) (*kgo.Reco
 			"shipping_country": []string{"DE", "FR", "US", "GB"}[rng.IntN(4)], "note": note,
 		}
 	case 1:
-		topic = TopicPayments
+		topic = g.topic(TopicPayments)
 		if rng.IntN(5) == 0 {
 			typ = PaymentDeclined
 			v = map[string]any{"order_id": order, "payment_id": fmt.Sprintf("pay-%d", i), "reason": "insufficient funds"}
@@ -192,7 +203,7 @@ func (g *Generator) valid(ctx context.Context, rng *rand.Rand, i int) (*kgo.Reco
 			v = map[string]any{"order_id": order, "payment_id": fmt.Sprintf("pay-%d", i), "amount": big.NewRat(int64(1000+rng.IntN(90000)), 100), "currency": "EUR"}
 		}
 	default:
-		topic = TopicWarehouse
+		topic = g.topic(TopicWarehouse)
 		if rng.IntN(6) == 0 {
 			typ = InventoryShortage
 			v = map[string]any{"order_id": order, "missing_skus": []any{fmt.Sprintf("SKU-%d", rng.IntN(500))}}
@@ -216,9 +227,9 @@ func (g *Generator) poison(ctx context.Context, rng *rand.Rand, i int) (*kgo.Rec
 	key := []byte(fmt.Sprintf("poison-%d", i))
 	switch (i / max(g.opts.PoisonEvery, 1)) % 5 {
 	case 0:
-		return &kgo.Record{Topic: TopicOrders, Key: key, Value: []byte("{\"not\":\"avro\"}")}, Published{Kind: Poison, Why: "not Confluent-framed (JSON)"}, nil
+		return &kgo.Record{Topic: g.topic(TopicOrders), Key: key, Value: []byte("{\"not\":\"avro\"}")}, Published{Kind: Poison, Why: "not Confluent-framed (JSON)"}, nil
 	case 1:
-		return &kgo.Record{Topic: TopicPayments, Key: key, Value: []byte{0, 0, 0x0f, 0x42, 0x3f, 2, 'x'}}, Published{Kind: Poison, Why: "unknown schema id 999999"}, nil
+		return &kgo.Record{Topic: g.topic(TopicPayments), Key: key, Value: []byte{0, 0, 0x0f, 0x42, 0x3f, 2, 'x'}}, Published{Kind: Poison, Why: "unknown schema id 999999"}, nil
 	case 2:
 		good, p, err := g.valid(ctx, rng, i*3) // an OrderPlaced
 		if err != nil {
@@ -232,9 +243,9 @@ func (g *Generator) poison(ctx context.Context, rng *rand.Rand, i int) (*kgo.Rec
 			"envelope": map[string]any{"id": id}, "order_id": fmt.Sprintf("ord-bad-%d", i), "customer_id": "cust-1",
 			"total": big.NewRat(0, 1), "currency": "EUR", "items": []any{}, "shipping_country": "DE", "note": nil,
 		}
-		r, err := g.pub.Record(ctx, TopicOrders, OrderPlaced, string(key), v)
+		r, err := g.pub.Record(ctx, g.topic(TopicOrders), OrderPlaced, string(key), v)
 		return r, Published{Kind: Poison, Type: OrderPlaced, EventID: id, Why: "business rule: zero total, no items"}, err
 	default:
-		return &kgo.Record{Topic: TopicWarehouse, Key: key, Value: []byte{1, 0, 0, 0, 1, 2}}, Published{Kind: Poison, Why: "wrong magic byte"}, nil
+		return &kgo.Record{Topic: g.topic(TopicWarehouse), Key: key, Value: []byte{1, 0, 0, 0, 1, 2}}, Published{Kind: Poison, Why: "wrong magic byte"}, nil
 	}
 }

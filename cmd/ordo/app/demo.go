@@ -20,6 +20,7 @@ func newDemoCmd(o *options) *cobra.Command {
 		events                      int
 		rate                        float64
 		poisonEvery, duplicateEvery int
+		topics                      map[string]string
 	)
 	cmd := &cobra.Command{
 		Use:   "demo",
@@ -61,7 +62,7 @@ docker-compose.`,
 				n = int(^uint(0) >> 1)
 			}
 			gen := demo.NewGenerator(cl, producer.NewPublisher(cl, schemas.NewSerde(registry, readers, strategy, true), "demo"), demo.Options{
-				Events: n, Rate: rate, PoisonEvery: poisonEvery, DuplicateEvery: duplicateEvery, Seed: uint64(time.Now().UnixNano()),
+				Events: n, Rate: rate, PoisonEvery: poisonEvery, DuplicateEvery: duplicateEvery, Seed: uint64(time.Now().UnixNano()), Topics: topics,
 			})
 			start := time.Now()
 			err = gen.Run(cmd.Context())
@@ -78,5 +79,6 @@ docker-compose.`,
 	fl.Float64Var(&rate, "rate", 100, "events per second (0 = as fast as possible)")
 	fl.IntVar(&poisonEvery, "poison-every", 97, "every Nth event is poison (0 = none)")
 	fl.IntVar(&duplicateEvery, "duplicate-every", 89, "every Nth event re-delivers the previous one (0 = none)")
+	fl.StringToStringVar(&topics, "topic", nil, "publish to another topic than a demo topic, e.g. --topic checkout.orders.v1=orders-test")
 	return cmd
 }

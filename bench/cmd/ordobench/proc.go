@@ -1,0 +1,196 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+)
+
+// clockTicks is USER_HZ (100 on every Linux we run on).
+const clockTicks = 100
+
+// procCPU returns the process's user+system CPU time (all threads).
+func procCPU(pid int) (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	s := string(b)
+	// comm may contain spaces: fields start after the last ')'.
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	// f[0] is field 3 (state); utime is field 14, stime field 15.
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(ut+st) * time.Second / clockTicks, nil
+}
+
+// procHWM returns the peak resident set size (VmHWM) in bytes.
+func procHWM(pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(l, "VmHWM:") {
+			f := strings.Fields(l)
+			kb, _ := strconv.ParseInt(f[1], 10, 64)
+			return kb * 1024
+		}
+	}
+	return 0
+}
+
+// contender is one system under test, run as its own OS process.
+type contender struct {
+	key   string // short id: passthrough, ordo, ordo-codec, watermill, kstreams
+	label string // table label
+	// cmd builds the process for a run with a fresh group.
+	cmd func(group string, inputs []string) *exec.Cmd
+}
+
+type result struct {
+	Contender  string
+	Run        int
+	Events     int64         // events in the measured window
+	Window     time.Duration // first commit -> all committed
+	Wall       time.Duration // process start -> all committed
+	CPU        time.Duration // process CPU in the window
+	RSS        int64         // VmHWM at the end
+	Throughput float64       // events/s in the window
+	CPUPerM    float64       // CPU seconds per million events
+	Err        string
+}
+
+// startProc starts c's process with its output in logDir.
+func startProc(c *exec.Cmd, logDir, name string) (*os.File, error) {
+	lf, err := os.Create(filepath.Join(logDir, name+".log"))
+	if err != nil {
+		return nil, err
+	}
+	c.Stdout, c.Stderr = lf, lf
+	c.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := c.Start(); err != nil {
+		lf.Close()
+		return nil, err
+	}
+	return lf, nil
+}
+
+// stopProc sends SIGTERM to the process group and waits, then SIGKILLs it.
+func stopProc(c *exec.Cmd, done <-chan error) {
+	if c.Process == nil {
+		return
+	}
+	_ = syscall.Kill(-c.Process.Pid, syscall.SIGTERM)
+	select {
+	case <-done:
+		return
+	case <-time.After(30 * time.Second):
+	}
+	logf("  %s did not exit after SIGTERM in 30s; SIGKILL", filepath.Base(c.Path))
+	_ = syscall.Kill(-c.Process.Pid, syscall.SIGKILL)
+	<-done
+}
+
+// committed returns the group's committed offsets summed over topics
+// (RequireStable: pending transactional commits are waited for).
+func committed(ctx context.Context, adm *kadm.Client, group string, topics []string) (int64, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	resp, err := adm.FetchOffsetsForTopics(kadm.RequireStable(ctx), group, topics...)
+	if err != nil {
+		return 0, err
+	}
+	var sum int64
+	for _, ps := range resp {
+		for _, o := range ps {
+			if o.Err == nil && o.At > 0 {
+				sum += o.At
+			}
+		}
+	}
+	return sum, nil
+}
+
+// endOffsets sums the high watermarks of topics.
+func endOffsets(ctx context.Context, adm *kadm.Client, topics ...string) (int64, error) {
+	ends, err := adm.ListEndOffsets(ctx, topics...)
+	if err != nil {
+		return 0, err
+	}
+	var sum int64
+	ends.Each(func(o kadm.ListedOffset) { sum += o.Offset })
+	return sum, ends.Error()
+}
+
+// measure runs contender c once over the preloaded input (total events)
+// with a fresh consumer group.
+func measure(ctx context.Context, adm *kadm.Client, c contender, run int, total int64, logDir string, timeout time.Duration) result {
+	res := result{Contender: c.key, Run: run}
+	group := fmt.Sprintf("bench-%s-r%d-%d", c.key, run, time.Now().UnixNano()%1e9)
+	cmd := c.cmd(group, inputTopics)
+	lf, err := startProc(cmd, logDir, fmt.Sprintf("%s-run%d", c.key, run))
+	if err != nil {
+		res.Err = err.Error()
+		return res
+	}
+	defer lf.Close()
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	defer stopProc(cmd, done)
+	pid := cmd.Process.Pid
+	t0 := time.Now()
+	var (
+		t1     time.Time
+		c1     int64
+		cpu1   time.Duration
+		exited bool
+	)
+	deadline := t0.Add(timeout)
+	for {
+		select {
+		case err := <-done:
+			exited = true
+			done <- err
+		case <-time.After(20 * time.Millisecond):
+		}
+		if exited {
+			res.Err = fmt.Sprintf("exited early (see %s)", lf.Name())
+			return res
+		}
+		n, err := committed(ctx, adm, group, inputTopics)
+		now := time.Now()
+		if err != nil {
+			logf("  fetch offsets: %v", err)
+			continue
+		}
+		cpu, _ := procCPU(pid)
+		if t1.IsZero() && n > 0 {
+			t1, c1, cpu1 = now, n, cpu
+		}
+		if n >= total {
+			res.Events = total - c1
+			res.Window = now.Sub(t1)
+			res.Wall = now.Sub(t0)
+			res.CPU = cpu - cpu1
+			res.RSS = procHWM(pid)
+			if res.Events > 0 && res.Window > 0 {
+				res.Throughput = float64(res.Events) / res.Window.Seconds()
+				res.CPUPerM = res.CPU.Seconds() / float64(res.Events) * 1e6
+			}
+			return res
+		}
+		if now.After(deadline) || ctx.Err() != nil {
+			res.Err = fmt.Sprintf("timeout after %s: %d/%d committed", timeout, n, total)
+			return res
+		}
+	}
+}
