@@ -341,20 +341,22 @@ func (h *httpEnricher) get(ctx context.Context, target string) (obj map[string]a
 	if !ok {
 		return nil, true, fmt.Errorf("response is %T, want a JSON object", v)
 	}
-	return naturalJSON(m).(map[string]any), false, nil
+	return NaturalJSON(m).(map[string]any), false, nil
 }
 
-// naturalJSON converts json.Number to int64 (integral) or float64.
-func naturalJSON(v any) any {
+// NaturalJSON converts the json.Number values of a JSON document decoded
+// with UseNumber to int64 (integral) or float64, recursively, in place: the
+// natural form processors and the Avro encoder expect.
+func NaturalJSON(v any) any {
 	switch x := v.(type) {
 	case map[string]any:
 		for k, e := range x {
-			x[k] = naturalJSON(e)
+			x[k] = NaturalJSON(e)
 		}
 		return x
 	case []any:
 		for i, e := range x {
-			x[i] = naturalJSON(e)
+			x[i] = NaturalJSON(e)
 		}
 		return x
 	case json.Number:

@@ -166,6 +166,27 @@ func build(cfg *config.Config, reg *processors.Registry, log *slog.Logger, ob ob
 	return &runtime{cfg: cfg, pipeline: p, serde: serde, registry: registry, readers: readers, stats: stats, strategy: strategy}, nil
 }
 
+// publisherSerde is the serde the publishing commands (produce, demo) use:
+// ordo's schemas plus extra, registered on first use.
+func publisherSerde(cfg *config.Config, extra ...*schemas.Schema) (*schemas.Serde, map[string]*schemas.Schema, error) {
+	registry, err := newSchemaRegistry(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	readers, err := schemas.Demo()
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, s := range extra {
+		readers[s.FullName] = s
+	}
+	strategy, err := schemas.ParseSubjectStrategy(cfg.Registry.SubjectStrategy)
+	if err != nil {
+		return nil, nil, err
+	}
+	return schemas.NewSerde(registry, readers, strategy, true), readers, nil
+}
+
 // createTopics creates cfg.Topics that do not exist yet.
 func createTopics(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	kopts, err := clientOpts(cfg)

@@ -11,7 +11,6 @@ import (
 	"github.com/ordo-dev/ordo/internal/config"
 	"github.com/ordo-dev/ordo/internal/demo"
 	"github.com/ordo-dev/ordo/producer"
-	"github.com/ordo-dev/ordo/schemas"
 )
 
 func newDemoCmd(o *options) *cobra.Command {
@@ -36,15 +35,7 @@ docker-compose.`,
 			if err != nil {
 				return err
 			}
-			registry, err := newSchemaRegistry(cfg)
-			if err != nil {
-				return err
-			}
-			readers, err := schemas.Demo()
-			if err != nil {
-				return err
-			}
-			strategy, err := schemas.ParseSubjectStrategy(cfg.Registry.SubjectStrategy)
+			serde, _, err := publisherSerde(cfg)
 			if err != nil {
 				return err
 			}
@@ -61,7 +52,7 @@ docker-compose.`,
 			if n == 0 {
 				n = int(^uint(0) >> 1)
 			}
-			gen := demo.NewGenerator(cl, producer.NewPublisher(cl, schemas.NewSerde(registry, readers, strategy, true), "demo"), demo.Options{
+			gen := demo.NewGenerator(cl, producer.NewPublisher(cl, serde, "demo"), demo.Options{
 				Events: n, Rate: rate, PoisonEvery: poisonEvery, DuplicateEvery: duplicateEvery, Seed: uint64(time.Now().UnixNano()), Topics: topics,
 			})
 			start := time.Now()

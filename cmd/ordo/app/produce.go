@@ -13,6 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/ordo-dev/ordo/internal/config"
+	"github.com/ordo-dev/ordo/processors"
 	"github.com/ordo-dev/ordo/producer"
 	"github.com/ordo-dev/ordo/schemas"
 )
@@ -48,14 +49,7 @@ epoch milliseconds or RFC 3339 strings, unions as the bare value or null.
 			if err != nil {
 				return err
 			}
-			registry, err := newSchemaRegistry(cfg)
-			if err != nil {
-				return err
-			}
-			readers, err := schemas.Demo()
-			if err != nil {
-				return err
-			}
+			var extra []*schemas.Schema
 			if schema != "" {
 				text, err := os.ReadFile(schema)
 				if err != nil {
@@ -65,19 +59,18 @@ epoch milliseconds or RFC 3339 strings, unions as the bare value or null.
 				if err != nil {
 					return fmt.Errorf("--schema %s: %w", schema, err)
 				}
-				readers[s.FullName] = s
+				extra = append(extra, s)
 				if typ == "" {
 					typ = s.FullName
 				}
 			}
-			if _, ok := readers[typ]; !ok {
-				return fmt.Errorf("--type %q: no schema (fix: pass --schema FILE.avsc or one of the built-in types)", typ)
-			}
-			strategy, err := schemas.ParseSubjectStrategy(cfg.Registry.SubjectStrategy)
+			serde, readers, err := publisherSerde(cfg, extra...)
 			if err != nil {
 				return err
 			}
-			serde := schemas.NewSerde(registry, readers, strategy, true)
+			if _, ok := readers[typ]; !ok {
+				return fmt.Errorf("--type %q: no schema (fix: pass --schema FILE.avsc or one of the built-in types)", typ)
+			}
 			kopts, err := clientOpts(cfg)
 			if err != nil {
 				return err
@@ -151,31 +144,7 @@ func jsonToNatural(b []byte) (map[string]any, error) {
 	if err := dec.Decode(&v); err != nil {
 		return nil, fmt.Errorf("not a JSON object: %w", err)
 	}
-	return convertNumbers(v).(map[string]any), nil
-}
-
-func convertNumbers(v any) any {
-	switch x := v.(type) {
-	case map[string]any:
-		for k, e := range x {
-			x[k] = convertNumbers(e)
-		}
-		return x
-	case []any:
-		for i, e := range x {
-			x[i] = convertNumbers(e)
-		}
-		return x
-	case json.Number:
-		if i, err := x.Int64(); err == nil {
-			return i
-		}
-		// A decimal field accepts a double only when it is exact at the
-		// field's scale; write decimals as strings to be safe.
-		f, _ := x.Float64()
-		return f
-	}
-	return v
+	return processors.NaturalJSON(v).(map[string]any), nil
 }
 
 // normalizeForSchema converts RFC 3339 strings in the envelope's time to
