@@ -55,7 +55,8 @@ type Config struct {
 	RetryBackoffMin, RetryBackoffMax time.Duration
 
 	// FetchMaxBytes and FetchMaxPartitionBytes bound fetch memory. Defaults
-	// 16 MiB and 1 MiB.
+	// 8 MiB and 1 MiB: a transaction holds at most BatchSize records, so a
+	// larger fetch only buffers records that wait.
 	FetchMaxBytes, FetchMaxPartitionBytes int32
 
 	// KeyParallel processes different keys of one partition concurrently
@@ -124,7 +125,7 @@ func (c Config) withDefaults() Config {
 		c.SkipHeader = "ordo-type"
 	}
 	if c.FetchMaxBytes <= 0 {
-		c.FetchMaxBytes = 16 << 20
+		c.FetchMaxBytes = 8 << 20
 	}
 	if c.FetchMaxPartitionBytes <= 0 {
 		c.FetchMaxPartitionBytes = 1 << 20

@@ -87,6 +87,8 @@ type Processing struct {
 	SkipHeader string   `yaml:"skip_header"`
 	// RateLimits caps events per second per input topic.
 	RateLimits map[string]float64 `yaml:"rate_limits"`
+	// MemoryLimitMiB is the Go soft memory limit (GOMEMLIMIT wins when set).
+	MemoryLimitMiB int `yaml:"memory_limit_mib"`
 }
 
 // Admin is the `admin:` block.
@@ -164,6 +166,7 @@ func Defaults() Config {
 			BatchSize:        2000,
 			TransientRetries: 3,
 			ShutdownTimeout:  Duration(10 * time.Second),
+			MemoryLimitMiB:   192,
 		},
 		Admin:   Admin{Listen: "127.0.0.1:9464", LagInterval: Duration(15 * time.Second)},
 		Tracing: Tracing{Parent: "child"},
@@ -394,6 +397,9 @@ func (c *Config) Validate() error {
 	}
 	if p.BatchSize < 0 {
 		add("processing.batch_size", "negative", "use a positive number of records per transaction, e.g. 2000")
+	}
+	if p.MemoryLimitMiB < 0 {
+		add("processing.memory_limit_mib", "negative", "use 0 for no limit or MiB, e.g. 192")
 	}
 	if p.KeyLanes < 0 {
 		add("processing.key_lanes", "negative", "use 0 for the default (16) or a positive number")

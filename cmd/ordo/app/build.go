@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"os"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"time"
@@ -82,6 +84,18 @@ func (o observe) tracerProvider() trace.TracerProvider {
 		return nil
 	}
 	return o.tracing.Provider
+}
+
+// applyMemoryLimit sets the Go soft memory limit from
+// processing.memory_limit_mib unless GOMEMLIMIT is set. A soft limit makes the
+// GC work harder near it instead of letting the heap double (GOGC=100), which
+// keeps RSS flat in an event storm; it never fails an allocation.
+func applyMemoryLimit(cfg *config.Config, log *slog.Logger) {
+	if os.Getenv("GOMEMLIMIT") != "" || cfg.Processing.MemoryLimitMiB <= 0 {
+		return
+	}
+	debug.SetMemoryLimit(int64(cfg.Processing.MemoryLimitMiB) << 20)
+	log.Info("soft memory limit set", "mib", cfg.Processing.MemoryLimitMiB)
 }
 
 // build assembles a replica from cfg. It connects to nothing.

@@ -60,6 +60,7 @@ the open transaction, leaves the group and exits 0.`,
 			}
 			defer shutdownTracing(ctx, tr, log)
 			metrics := telemetry.NewMetrics()
+			applyMemoryLimit(cfg, log)
 			rt, err := build(cfg, o.processors, log, observe{metrics: metrics, tracing: tr})
 			if err != nil {
 				return err
