@@ -1,7 +1,7 @@
 # ordo's make targets. The two that matter:
 #   make test   - everything the tests need, then all tests (what CI runs)
 #   make dev    - go run ./cmd/ordo dev
-.PHONY: test dev build vet fmt clean
+.PHONY: test eos dev build vet clean bench bench-quick
 
 test:
 	bash test/run.sh
@@ -9,8 +9,24 @@ test:
 dev:
 	go run ./cmd/ordo dev
 
+# Only the EOS chaos suite on real Kafka (EOS_EVENTS / EOS_SOAK=1 size it).
+eos:
+	bash test/eos/run.sh
+
+# Benchmarks (bench/run.sh): rewrites docs/benchmarks.md. bench-quick is for
+# iteration (50k events, 1 run) and writes to /tmp/ordo-bench-quick.md.
+bench:
+	bash bench/run.sh
+
+bench-quick:
+	BENCH_EVENTS=$${BENCH_EVENTS:-50000} BENCH_RUNS=$${BENCH_RUNS:-1} BENCH_LAT_SECONDS=$${BENCH_LAT_SECONDS:-10} \
+	BENCH_OUT=$${BENCH_OUT:-/tmp/ordo-bench-quick.md} bash bench/run.sh
+
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+
+# The same flags as the Dockerfile (test/compose checks they agree).
 build:
-	CGO_ENABLED=0 go build -trimpath -o bin/ordo ./cmd/ordo
+	CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X github.com/ordo-dev/ordo/cmd/ordo/app.Version=$(VERSION)" -o bin/ordo ./cmd/ordo
 
 vet:
 	gofmt -l . && go vet ./...

@@ -36,6 +36,17 @@ go mod download
 # Jaeger (built from the Go module proxy, cached) and Prometheus/promtool (Debian)
 # for the observability tests; prints JAEGER_BIN=... exports.
 eval "$(test/observability/setup.sh)"
+# Foreign clients (Python confluent-kafka, kafkajs + @confluentinc/schemaregistry)
+# from PyPI/npm, pinned by lock files, installed into the cache.
+if test/foreign/setup.sh; then
+	export FOREIGN_PRODUCERS_DIR=$ROOT/test/foreign # the EOS suite's hook
+	[[ ${CI:-} == true ]] && export REQUIRE_FOREIGN=1
+elif [[ ${CI:-} == true || ${REQUIRE_FOREIGN:-} == 1 ]]; then
+	log "FAIL: foreign clients (test/foreign/setup.sh) could not be installed"
+	exit 1
+else
+	log "WARNING: foreign clients missing; test/foreign skips"
+fi
 
 # 2. broker ---------------------------------------------------------------------
 cleanup() {

@@ -49,7 +49,7 @@ setup_python() {
 	local venv=$CACHE/venv lock=$HERE/python/requirements.txt want_stamp
 	want_stamp=$(sha "$lock")
 	if [[ -x $venv/bin/python && $(cat "$venv/.ordo-lock" 2>/dev/null) == "$want_stamp" ]]; then
-		log "python: ready ($venv, confluent-kafka $("$venv/bin/python" -c 'import confluent_kafka as c; print(c.version()[0])'), cached)"
+		log "python: ready ($venv, confluent-kafka $("$venv/bin/python" -c 'import importlib.metadata as m; print(m.version("confluent-kafka"))'), cached)"
 		return 0
 	fi
 	((check)) && { log "python: NOT installed ($venv)"; return 1; }
@@ -60,14 +60,14 @@ setup_python() {
 	fi
 	local t0=$SECONDS
 	rm -rf "$venv"
-	mkdir -p "$CACHE"
-	"$py" -m venv "$venv"
+	mkdir -p "$CACHE" || return 1
+	"$py" -m venv "$venv" || return 1
 	# wheels only: confluent-kafka's manylinux wheel bundles librdkafka, so no
 	# compiler and no librdkafka-dev are needed.
 	"$venv/bin/pip" install -q --disable-pip-version-check --no-input \
-		--require-hashes --only-binary=:all: -r "$lock"
-	"$venv/bin/python" -c 'from confluent_kafka.schema_registry.avro import AvroSerializer, AvroDeserializer'
-	echo "$want_stamp" >"$venv/.ordo-lock"
+		--require-hashes --only-binary=:all: -r "$lock" || return 1
+	"$venv/bin/python" -c 'from confluent_kafka.schema_registry.avro import AvroSerializer, AvroDeserializer' || return 1
+	echo "$want_stamp" >"$venv/.ordo-lock" || return 1
 	log "python: installed $(grep -c '==' "$lock") pinned packages into $venv in $((SECONDS - t0))s"
 }
 
@@ -84,17 +84,23 @@ setup_node() {
 	fi
 	local t0=$SECONDS
 	rm -rf "$dir"
-	mkdir -p "$dir"
-	cp "$HERE/node/package.json" "$HERE/node/package-lock.json" "$dir/"
+	mkdir -p "$dir" || return 1
+	cp "$HERE/node/package.json" "$HERE/node/package-lock.json" "$dir/" || return 1
 	# --ignore-scripts: nothing here needs an install script (protobufjs'
 	# postinstall only prints a version hint).
-	(cd "$dir" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error >/dev/null)
-	echo "$want_stamp" >"$dir/.ordo-lock"
+	(cd "$dir" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error >/dev/null) || return 1
+	(cd "$dir" && node -e 'require("kafkajs"); require("@confluentinc/schemaregistry")') || return 1
+	echo "$want_stamp" >"$dir/.ordo-lock" || return 1
 	log "node: installed $(cd "$dir" && node -p 'Object.keys(require("./package-lock.json").packages).length - 1') locked packages into $dir in $((SECONDS - t0))s"
 }
 
 rc=0
 for w in "${want[@]}"; do
-	"setup_$w" || { log "$w: FAILED"; rc=1; }
+	# (errexit is off inside a function called from a condition: each
+	# step that matters ends in `|| return 1`)
+	if ! case $w in python) setup_python ;; node) setup_node ;; esac then
+		((check)) || log "$w: FAILED"
+		rc=1
+	fi
 done
 exit $rc

@@ -145,6 +145,13 @@ async function main() {
   console.log(`produced ${acked}`);
 }
 
+// A bound on the whole run: the idempotent producer retries for ever
+// (kafkajs' default with idempotent: true), a test must not hang.
+setTimeout(() => {
+  console.error('produce.js: not all events were acknowledged within 5 minutes');
+  process.exit(1);
+}, 5 * 60 * 1000).unref();
+
 main().catch((e) => {
   console.error(`produce.js: ${e && e.stack ? e.stack : e}`);
   process.exit(1);

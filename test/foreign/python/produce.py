@@ -83,7 +83,7 @@ def main():
         "enable.idempotence": True,  # implies acks=all, bounded in-flight, retries
         "linger.ms": 5,
         "client.id": "ordo-foreign-python",
-        "message.timeout.ms": 60000,
+        "message.timeout.ms": 120000,  # per message, retries included
         # murmur2 like the Java client, franz-go and kafkajs: a key lands on
         # the same partition whichever client wrote it (librdkafka's default
         # is CRC32)
@@ -111,7 +111,7 @@ def main():
             except BufferError:
                 p.poll(0.1)
         p.poll(0)
-    left = p.flush(60)
+    left = p.flush(120)
     if left or errors or acked != a.count:
         print(f"produce.py: {acked}/{a.count} acknowledged, {left} unflushed, errors: {errors[:5]}", file=sys.stderr)
         return 1
