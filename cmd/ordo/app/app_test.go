@@ -39,7 +39,7 @@ func chdirRoot(t *testing.T) {
 func TestDevEndToEnd(t *testing.T) {
 	chdirRoot(t)
 	code, out, errOut := runMain(t, "dev", "--events", "3000", "--output", "json",
-		"--kafka-addr", "127.0.0.1:0", "--registry-addr", "127.0.0.1:0", "--data-dir", t.TempDir())
+		"--kafka-addr", "127.0.0.1:0", "--registry-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--data-dir", t.TempDir())
 	if code != 0 {
 		t.Fatalf("ordo dev exited %d\nstdout: %s\nstderr: %s", code, out, errOut)
 	}

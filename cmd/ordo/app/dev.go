@@ -36,6 +36,7 @@ type devFlags struct {
 	output         string
 	timeout        time.Duration
 	otlpEndpoint   string
+	adminAddr      string
 }
 
 func newDevCmd(o *options) *cobra.Command {
@@ -73,6 +74,7 @@ dead-letter topics (exit status 3 if the verification fails).`,
 	fl.IntVar(&f.duplicateEvery, "duplicate-every", 89, "every Nth demo event re-delivers the previous one, as a retrying producer would (0 = none)")
 	fl.StringVar(&f.output, "output", "text", "summary format: text or json")
 	fl.DurationVar(&f.timeout, "timeout", 10*time.Minute, "with --events: give up waiting for ordo after this long")
+	fl.StringVar(&f.adminAddr, "admin-addr", "127.0.0.1:9464", "admin server (/metrics, /readyz, /livez); \"\" disables it")
 	fl.StringVar(&f.otlpEndpoint, "otlp-endpoint", "", "export traces over OTLP to this URL, e.g. http://127.0.0.1:4318 (sets OTEL_EXPORTER_OTLP_ENDPOINT; the demo publishers start each trace)")
 	return cmd
 }
@@ -96,7 +98,7 @@ func runDev(ctx context.Context, o *options, f *devFlags) error {
 		return err
 	}
 	cfg.Kafka.ReplicaID = "dev"
-	cfg.Admin.Listen = ""
+	cfg.Admin.Listen = f.adminAddr
 
 	kafka, err := devenv.Kafka(f.kafkaAddr, filepath.Join(f.dataDir, "kafka"))
 	if err != nil {
@@ -131,13 +133,27 @@ func runDev(ctx context.Context, o *options, f *devFlags) error {
 	if tr.Enabled() {
 		fmt.Fprintf(errw, "ordo dev: traces → %s (OTLP %s, tracing.parent %s); e.g. Jaeger UI http://127.0.0.1:16686\n", tr.Endpoint, tr.Protocol, cfg.Tracing.Parent)
 	}
-	ob := observe{tracing: tr}
+	metrics := telemetry.NewMetrics()
+	ob := observe{tracing: tr, metrics: metrics}
 	rt, err := build(cfg, o.processors, log, ob)
 	if err != nil {
 		return err
 	}
 	if err := registerSchemas(ctx, rt); err != nil {
 		return err
+	}
+	stopPolls, err := startPolls(ctx, cfg, rt, metrics)
+	if err != nil {
+		return err
+	}
+	defer stopPolls()
+	stopAdmin, adminAddr, err := serveAdminAt(ctx, cfg.Admin, log, metrics)
+	if err != nil {
+		return err
+	}
+	defer stopAdmin()
+	if adminAddr != "" {
+		fmt.Fprintf(errw, "ordo dev: metrics → http://%s/metrics · health http://%s/readyz\n", adminAddr, adminAddr)
 	}
 
 	kopts, _ := clientOpts(cfg)

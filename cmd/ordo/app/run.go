@@ -129,9 +129,16 @@ func startPolls(ctx context.Context, cfg *config.Config, rt *runtime, m *telemet
 // admin.pprof) on admin.listen ("" disables it). m nil: no metrics, always
 // ready.
 func serveAdmin(ctx context.Context, admin config.Admin, log *slog.Logger, m *telemetry.Metrics) (stop func(), err error) {
+	stop, _, err = serveAdminAt(ctx, admin, log, m)
+	return stop, err
+}
+
+// serveAdminAt is serveAdmin that also returns the bound address ("" when
+// disabled), for admin.listen with port 0.
+func serveAdminAt(ctx context.Context, admin config.Admin, log *slog.Logger, m *telemetry.Metrics) (stop func(), bound string, err error) {
 	addr := admin.Listen
 	if addr == "" {
-		return func() {}, nil
+		return func() {}, "", nil
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/livez", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
@@ -159,7 +166,7 @@ func serveAdmin(ctx context.Context, admin config.Admin, log *slog.Logger, m *te
 	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("admin.listen %s: %w (fix: free the port or set admin.listen / ORDO_ADMIN_LISTEN; \"\" disables it)", addr, err)
+		return nil, "", fmt.Errorf("admin.listen %s: %w (fix: free the port or set admin.listen / ORDO_ADMIN_LISTEN; \"\" disables it)", addr, err)
 	}
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() {
@@ -172,7 +179,7 @@ func serveAdmin(ctx context.Context, admin config.Admin, log *slog.Logger, m *te
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 		defer cancel()
 		_ = srv.Shutdown(ctx)
-	}, nil
+	}, ln.Addr().String(), nil
 }
 
 func newConfigCmd(o *options) *cobra.Command {
