@@ -2,7 +2,6 @@ package eos
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -16,7 +15,6 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/ordo-dev/ordo/internal/testkit"
@@ -70,9 +68,11 @@ type topics struct {
 	inputPartitions, outputPartitions, dlqPar int32
 }
 
-func (tp *topics) inputs() []string   { return []string{tp.orders, tp.payments, tp.warehouse} }
-func (tp *topics) commands() []string { return []string{tp.reserve, tp.capture, tp.ship, tp.cancel, tp.notify} }
-func (tp *topics) outputs() []string  { return append(tp.commands(), tp.dlq) }
+func (tp *topics) inputs() []string { return []string{tp.orders, tp.payments, tp.warehouse} }
+func (tp *topics) commands() []string {
+	return []string{tp.reserve, tp.capture, tp.ship, tp.cancel, tp.notify}
+}
+func (tp *topics) outputs() []string { return append(tp.commands(), tp.dlq) }
 
 func newTopics(base string) *topics {
 	tp := &topics{rename: map[string]string{}, inputPartitions: 6, outputPartitions: 6, dlqPar: 3}
@@ -444,6 +444,3 @@ func short(topic string) string {
 func sleepRand(rng *rand.Rand, lo, hi time.Duration) {
 	time.Sleep(lo + time.Duration(rng.Int64N(int64(hi-lo))))
 }
-
-// isUnknownTopic reports errors meaning metadata does not know a topic yet.
-func isUnknownTopic(err error) bool { return errors.Is(err, kerr.UnknownTopicOrPartition) }

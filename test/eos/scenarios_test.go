@@ -2,7 +2,16 @@ package eos
 
 import (
 	"context"
+	"math"
 	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -71,5 +80,343 @@ func TestPoisonRecordsAreDeadLetteredExactlyOnceByteEqual(t *testing.T) {
 	sc.report(res)
 	if res.poison < len(poisonKinds) {
 		t.Errorf("only %d poison records published; want every kind", res.poison)
+	}
+}
+
+// Scenario 2: SIGSTOP a replica past the session timeout (6s) and the
+// transaction timeout (5s), then SIGCONT it. Invariant: the zombie is
+// fenced: the transaction it had open when stopped is aborted and none of
+// its records become visible; no loss, no duplicate.
+func TestSIGSTOPZombieIsFencedAndItsOutputInvisible(t *testing.T) {
+	sc := newScenario(t, "sigstop-zombie", scenarioOpts{sessionTimeout: "6s", transactionTimeout: "5s"})
+	sc.createTopics()
+	r1, r2 := sc.start("r1", "r1"), sc.start("r2", "r2")
+	n := events(0.09)
+	g := sc.newGenerator(genOpts{})
+	ctx := context.Background()
+	bg := g.goPublish(ctx, n, float64(n)/35)
+	time.Sleep(6 * time.Second)
+	z := sc.stopReplica(r1) // SIGSTOP, with its open transaction described
+	// Past the session timeout (the group moves its partitions to r2) and
+	// the transaction timeout plus the broker's abort sweep (10s): the
+	// coordinator aborts the zombie's transaction and bumps its epoch.
+	time.Sleep(20 * time.Second)
+	sc.contReplica(r1)
+	if err := bg.wait(); err != nil {
+		t.Fatal(err)
+	}
+	sc.waitProcessed(g, drainTimeout(n))
+	sc.checkAlive(r1, r2)
+	sc.stopAll()
+	res := sc.verify(g)
+	sc.checkZombie(z, res)
+	sc.report(res)
+}
+
+// Scenario 3: two processes with the same replica id, hence the same
+// transactional id. Invariant: they fence each other instead of both
+// committing: no loss, no duplicate.
+func TestDuplicateTransactionalIDFencesInsteadOfDoubling(t *testing.T) {
+	sc := newScenario(t, "duplicate-transactional-id", scenarioOpts{})
+	sc.createTopics()
+	a, b, r2 := sc.start("r1a", "r1"), sc.start("r1b", "r1"), sc.start("r2", "r2")
+	n := events(0.07)
+	g := sc.newGenerator(genOpts{})
+	ctx := context.Background()
+	bg := g.goPublish(ctx, n, float64(n)/20)
+	time.Sleep(20 * time.Second)
+	sc.checkAlive(a, b, r2)
+	sc.terminate(b, sc.shutdownDeadline())
+	if err := bg.wait(); err != nil {
+		t.Fatal(err)
+	}
+	sc.waitProcessed(g, drainTimeout(n))
+	sc.checkAlive(a, r2)
+	sc.stopAll()
+	res := sc.verify(g)
+	sc.report(res)
+	fenced := sc.countLog(a, "transact session failed") + sc.countLog(b, "transact session failed")
+	t.Logf("sessions recreated after fencing: %d", fenced)
+	if fenced == 0 {
+		t.Errorf("two live replicas shared a transactional id and neither was fenced (no \"transact session failed\" in %s, %s)", sc.logOf(a), sc.logOf(b))
+	}
+}
+
+// Scenario 4: rolling restart of 3 replicas under load, SIGTERM one at a
+// time, twice around. Invariant: each exits 0 within its shutdown deadline;
+// no loss, no duplicate.
+func TestRollingRestartExitsCleanlyAndKeepsExactlyOnce(t *testing.T) {
+	sc := newScenario(t, "rolling-restart", scenarioOpts{})
+	sc.createTopics()
+	rs := []*replica{sc.start("r1", "r1"), sc.start("r2", "r2"), sc.start("r3", "r3")}
+	n := events(0.11)
+	g := sc.newGenerator(genOpts{})
+	ctx := context.Background()
+	bg := g.goPublish(ctx, n, float64(n)/30)
+	time.Sleep(3 * time.Second)
+	var worst time.Duration
+	for round := 0; round < 2; round++ {
+		for _, r := range rs {
+			took := sc.terminate(r, sc.shutdownDeadline())
+			worst = max(worst, took)
+			time.Sleep(500 * time.Millisecond)
+			sc.start(r.name, r.id)
+			time.Sleep(3 * time.Second)
+		}
+	}
+	t.Logf("slowest SIGTERM exit: %v (deadline %v)", worst, sc.shutdownDeadline())
+	if err := bg.wait(); err != nil {
+		t.Fatal(err)
+	}
+	sc.waitProcessed(g, drainTimeout(n))
+	sc.checkAlive(rs...)
+	sc.stopAll()
+	sc.report(sc.verify(g))
+}
+
+// Scenario 5: scale 1 → 3 → 1 replicas under load. Invariant: no loss, no
+// duplicate across the rebalances; the replicas scaled away exit 0.
+func TestScaleOneThreeOneKeepsExactlyOnce(t *testing.T) {
+	sc := newScenario(t, "scale-1-3-1", scenarioOpts{})
+	sc.createTopics()
+	r1 := sc.start("r1", "r1")
+	n := events(0.11)
+	g := sc.newGenerator(genOpts{})
+	ctx := context.Background()
+	bg := g.goPublish(ctx, n, float64(n)/30)
+	time.Sleep(7 * time.Second)
+	r2, r3 := sc.start("r2", "r2"), sc.start("r3", "r3")
+	time.Sleep(12 * time.Second)
+	sc.checkAlive(r1, r2, r3)
+	sc.terminate(r2, sc.shutdownDeadline())
+	sc.terminate(r3, sc.shutdownDeadline())
+	if err := bg.wait(); err != nil {
+		t.Fatal(err)
+	}
+	sc.waitProcessed(g, drainTimeout(n))
+	sc.checkAlive(r1)
+	sc.stopAll()
+	sc.report(sc.verify(g))
+}
+
+// Scenario 6a: restart the (single) broker mid-run. Invariant: ordo rides
+// out the outage (sessions recreated as needed): no loss, no duplicate.
+func TestBrokerRestartKeepsExactlyOnce(t *testing.T) {
+	requireKafka(t)
+	kc := ownedBroker(t)
+	sc := newScenario(t, "broker-restart", scenarioOpts{brokers: kc.brokers})
+	sc.createTopics()
+	rs := []*replica{sc.start("r1", "r1"), sc.start("r2", "r2")}
+	n := events(0.09)
+	g := sc.newGenerator(genOpts{})
+	ctx := context.Background()
+	bg := g.goPublish(ctx, n, float64(n)/30)
+	time.Sleep(6 * time.Second)
+	t0 := time.Now()
+	if err := kafkaSh(kc.runDir, filepath.Join(sc.dir, "kafka.log"), nil, "restart-node", "1"); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("broker restarted in %.1fs", time.Since(t0).Seconds())
+	if err := bg.wait(); err != nil {
+		t.Fatal(err)
+	}
+	sc.waitProcessed(g, drainTimeout(n))
+	sc.checkAlive(rs...)
+	sc.stopAll()
+	sc.report(sc.verify(g))
+}
+
+// Scenario 6b: SIGKILL the group coordinator's node of a 3-broker cluster
+// (RF 3, min ISR 2) mid-run and start it again. Invariant: no loss, no
+// duplicate.
+func TestThreeBrokerNodeKillKeepsExactlyOnce(t *testing.T) {
+	requireKafka(t)
+	raw := strings.TrimSpace(os.Getenv("KAFKA_BROKERS_3"))
+	runDir := os.Getenv("EOS_KAFKA3_RUN_DIR")
+	if raw == "" || runDir == "" {
+		if truthy(os.Getenv("REQUIRE_REAL_KAFKA")) && truthy(os.Getenv("EOS_THREE_BROKERS")) {
+			t.Fatal("EOS_THREE_BROKERS=1 and REQUIRE_REAL_KAFKA=1 but KAFKA_BROKERS_3 or EOS_KAFKA3_RUN_DIR is unset")
+		}
+		skipf(t, "needs a 3-broker cluster it may kill nodes of: KAFKA_BROKERS_3 and EOS_KAFKA3_RUN_DIR (EOS_THREE_BROKERS=1 test/eos/run.sh sets both)")
+	}
+	sc := newScenario(t, "broker-kill-3node", scenarioOpts{brokers: strings.Split(raw, ",")})
+	sc.createTopics()
+	rs := []*replica{sc.start("r1", "r1"), sc.start("r2", "r2")}
+	n := events(0.05)
+	g := sc.newGenerator(genOpts{})
+	ctx := context.Background()
+	bg := g.goPublish(ctx, n, float64(n)/35)
+	time.Sleep(6 * time.Second)
+	adm, done := sc.admin()
+	co := adm.FindGroupCoordinators(ctx, sc.group)[sc.group]
+	done()
+	if co.Err != nil {
+		t.Fatalf("group coordinator: %v", co.Err)
+	}
+	pid, err := nodePid(runDir, co.NodeID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("SIGKILL node %d (pid %d), the group coordinator", co.NodeID, pid)
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(8 * time.Second)
+	if err := kafkaSh(runDir, filepath.Join(sc.dir, "kafka.log"), nil, "start-node", strconv.Itoa(int(co.NodeID))); err != nil {
+		t.Fatal(err)
+	}
+	if err := bg.wait(); err != nil {
+		t.Fatal(err)
+	}
+	sc.waitProcessed(g, drainTimeout(n))
+	sc.checkAlive(rs...)
+	sc.stopAll()
+	sc.report(sc.verify(g))
+}
+
+// Scenario 7: an enrich_http processor stalls past the transaction timeout
+// (requests arriving in a window sleep 18s > 5s transaction timeout + the
+// broker's 10s abort sweep), then answers. Invariant: the timed-out
+// transaction is aborted and re-run: no loss, no duplicate, no dead letter.
+func TestProcessorStallPastTransactionTimeoutLosesNothing(t *testing.T) {
+	requireKafka(t)
+	const stall = 18 * time.Second
+	var (
+		windowStart, windowEnd atomic.Int64
+		stalled, requests      atomic.Int64
+	)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		requests.Add(1)
+		now := time.Now().UnixNano()
+		if now >= windowStart.Load() && now < windowEnd.Load() {
+			stalled.Add(1)
+			select {
+			case <-time.After(stall):
+			case <-r.Context().Done():
+			}
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"score": 1}`))
+	}))
+	defer srv.Close()
+	windowStart.Store(math.MaxInt64)
+	sc := newScenario(t, "processor-stall", scenarioOpts{extraPipeline: `  - name: risk-lookup
+    type: enrich_http
+    config:
+      url: ` + srv.URL + `/risk/{key}
+      key: event.order_id
+      into: risk
+      timeout: 30s
+      retries: 0
+      cache_size: 0
+`})
+	sc.createTopics()
+	rs := []*replica{sc.start("r1", "r1"), sc.start("r2", "r2")}
+	n := events(0.05)
+	g := sc.newGenerator(genOpts{})
+	ctx := context.Background()
+	bg := g.goPublish(ctx, n, float64(n)/25)
+	time.Sleep(4 * time.Second)
+	windowStart.Store(time.Now().UnixNano())
+	windowEnd.Store(time.Now().Add(2 * time.Second).UnixNano())
+	if err := bg.wait(); err != nil {
+		t.Fatal(err)
+	}
+	sc.waitProcessed(g, drainTimeout(n)+stall)
+	sc.checkAlive(rs...)
+	sc.stopAll()
+	res := sc.verify(g)
+	sc.report(res)
+	fenced := 0
+	for _, r := range rs {
+		fenced += sc.countLog(r, "produce failed; aborting") + sc.countLog(r, "transact session failed")
+	}
+	t.Logf("lookups: %d requests, %d stalled %v; transactions the broker had timed out (produce/End failed afterwards): %d", requests.Load(), stalled.Load(), stall, fenced)
+	if stalled.Load() == 0 {
+		t.Error("no lookup arrived in the stall window: the scenario proved nothing")
+	}
+}
+
+// Scenario 8: the schema registry is down for 10s while events written with
+// a writer schema version registered just before the outage (so ordo must
+// fetch it) arrive. Invariant: processing stalls instead of dead-lettering,
+// then resumes: no dead letter, no loss, no duplicate.
+func TestRegistryOutageStallsWithoutDeadLetters(t *testing.T) {
+	requireKafka(t)
+	sc := newScenario(t, "registry-outage", scenarioOpts{})
+	reg, err := startRegistry(filepath.Join(sc.dir, "registry"), "", filepath.Join(sc.dir, "registry.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { reg.proc.stop(5 * time.Second) }()
+	sc.regURL = reg.url
+	sc.createTopics()
+	rs := []*replica{sc.start("r1", "r1"), sc.start("r2", "r2")}
+	n := events(0.06)
+	g := sc.newGenerator(genOpts{})
+	ctx := context.Background()
+	if err := g.publish(ctx, n/2, 0); err != nil {
+		t.Fatal(err)
+	}
+	sc.waitProcessed(g, drainTimeout(n)) // ordo has every schema so far cached
+
+	// A new writer version of PaymentAuthorized, registered just now.
+	v2, err := g.registerPaymentV2(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs, evs, isV2, err := g.buildOutageTraffic(ctx, v2, n-n/2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Now()
+	if ok, _ := reg.proc.term(5 * time.Second); !ok {
+		reg.proc.kill()
+	}
+	v2Refs, err := g.produceBuilt(ctx, recs, evs, isV2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(10*time.Second - time.Since(t0))
+	// ordo needed the registry: the first v2 record is not committed yet.
+	if behind := sc.uncommitted(v2Refs); behind == 0 {
+		t.Error("ordo committed every v2 record while the registry was down: it never needed the registry")
+	} else {
+		t.Logf("after %.1fs of outage, %d of the v2 records were still uncommitted", time.Since(t0).Seconds(), behind)
+	}
+	reg2, err := startRegistry(reg.dataDir, reg.addr, reg.logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg = reg2
+	t.Logf("registry down for %.1fs", time.Since(t0).Seconds())
+	sc.waitProcessed(g, drainTimeout(n))
+	sc.checkAlive(rs...)
+	sc.stopAll()
+	sc.report(sc.verify(g))
+}
+
+// Scenario 9: an upstream transactional producer aborts about half of its
+// batches. Invariant: ordo never acts on an aborted event (no command or
+// dead letter caused by one), and processes every committed one exactly once.
+func TestUpstreamAbortedEventsAreNeverActedOn(t *testing.T) {
+	sc := newScenario(t, "upstream-aborts", scenarioOpts{})
+	sc.createTopics()
+	rs := []*replica{sc.start("r1", "r1"), sc.start("r2", "r2")}
+	n := events(0.08) * 2 // half of it is aborted
+	g := sc.newGenerator(genOpts{})
+	ctx := context.Background()
+	committed, aborted, err := g.publishTransactional(ctx, n, 50, 0.5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("upstream: %d events committed, %d aborted", committed, aborted)
+	sc.waitProcessed(g, drainTimeout(n))
+	sc.checkAlive(rs...)
+	sc.stopAll()
+	res := sc.verify(g)
+	sc.report(res)
+	if aborted == 0 || committed == 0 {
+		t.Errorf("upstream committed %d and aborted %d events: want both", committed, aborted)
 	}
 }

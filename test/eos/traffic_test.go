@@ -2,7 +2,6 @@ package eos
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math/big"
 	"math/rand/v2"
@@ -410,5 +409,3 @@ func (g *generator) goPublish(ctx context.Context, n int, rate float64) *backgro
 }
 
 func (b *background) wait() error { return <-b.done }
-
-var errStopped = errors.New("stopped")

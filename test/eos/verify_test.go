@@ -32,7 +32,6 @@ type result struct {
 	lost, duplicated, abortedRead, orderViolations int
 	deadLetters, wantDeadLetters                   int
 	problems                                       []string
-	maxProblems                                    int
 }
 
 func (r *result) problem(format string, args ...any) {
@@ -412,16 +411,21 @@ func firstErr(errs ...error) error {
 // records (they occupy offsets: the last offset of a transactional log is a
 // marker), read_committed or read_uncommitted.
 func readAll(ctx context.Context, brokers []string, ends map[tpKey]int64, readCommitted bool) (map[tpKey][]*kgo.Record, error) {
+	return readRange(ctx, brokers, nil, ends, readCommitted)
+}
+
+// readRange reads [starts, ends) (a missing start is 0).
+func readRange(ctx context.Context, brokers []string, starts, ends map[tpKey]int64, readCommitted bool) (map[tpKey][]*kgo.Record, error) {
 	assign := map[string]map[int32]kgo.Offset{}
 	left := map[tpKey]bool{}
 	for k, end := range ends {
-		if end <= 0 {
+		if end <= starts[k] {
 			continue
 		}
 		if assign[k.topic] == nil {
 			assign[k.topic] = map[int32]kgo.Offset{}
 		}
-		assign[k.topic][k.partition] = kgo.NewOffset().At(0)
+		assign[k.topic][k.partition] = kgo.NewOffset().At(starts[k])
 		left[k] = true
 	}
 	out := map[tpKey][]*kgo.Record{}

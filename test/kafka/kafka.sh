@@ -330,7 +330,12 @@ cmd_start() {
 	mkdir -p "$RUN_DIR"
 	rm -rf "$RUN_DIR"/node[0-9] "$RUN_DIR/cluster.env"
 	# a KRaft cluster id is a base64url (no padding) 16-byte UUID
-	cluster_id=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
+	# A random KRaft cluster id (URL-safe base64 of 16 bytes). One starting with
+	# '-' would be read as an option by the format tool: draw again.
+	cluster_id=-
+	while [[ $cluster_id == -* ]]; do
+		cluster_id=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
+	done
 	cat >"$RUN_DIR/cluster.env" <<EOF
 NODES=$n
 BASE_PORT=$BASE_PORT
