@@ -89,7 +89,10 @@ func (g *gen) event(i int, runTag string) (string, string, string, map[string]an
 	order := fmt.Sprintf("ord-%s%09d", runTag, i/3)
 	var topic, typ string
 	var v map[string]any
-	attrs := map[string]any{"trace_origin": "edge-" + []string{"fra", "ams", "dub"}[rng.IntN(3)], "schema_rev": "2024-11-07"}
+	attrs := map[string]any{
+		"trace_origin": "edge-" + []string{"fra", "ams", "dub"}[rng.IntN(3)], "schema_rev": "2024-11-07",
+		"ingest_host": fmt.Sprintf("ip-10-0-%d-%d.eu-central-1.compute.internal", rng.IntN(16), rng.IntN(255)),
+	}
 	switch i % 3 {
 	case 0:
 		topic, typ = demo.TopicOrders, demo.OrderPlaced
@@ -200,31 +203,31 @@ func preload(ctx context.Context, cl *kgo.Client, g *gen, n int) (sizes sizeStat
 		})
 	}
 	wg.Wait()
-	logf("preloaded %d events in %s (value bytes: min %d, mean %.0f, max %d)", n, time.Since(start).Round(time.Millisecond), sizes.min, sizes.mean(), sizes.max)
+	logf("preloaded %d events in %s (value bytes: min %d, mean %.0f, max %d)", n, time.Since(start).Round(time.Millisecond), sizes.Min, sizes.mean(), sizes.Max)
 	return sizes, ferr
 }
 
 type sizeStats struct {
-	n, min, max int
-	sum         int64
+	N, Min, Max int
+	Sum         int64
 }
 
 func (s *sizeStats) add(v int) {
-	if s.n == 0 || v < s.min {
-		s.min = v
+	if s.N == 0 || v < s.Min {
+		s.Min = v
 	}
-	if v > s.max {
-		s.max = v
+	if v > s.Max {
+		s.Max = v
 	}
-	s.n++
-	s.sum += int64(v)
+	s.N++
+	s.Sum += int64(v)
 }
 
 func (s sizeStats) mean() float64 {
-	if s.n == 0 {
+	if s.N == 0 {
 		return 0
 	}
-	return float64(s.sum) / float64(s.n)
+	return float64(s.Sum) / float64(s.N)
 }
 
 var _ = sr.Schema{}

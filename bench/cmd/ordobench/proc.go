@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 )
 
 // clockTicks is USER_HZ (100 on every Linux we run on).
@@ -66,6 +68,8 @@ type result struct {
 	RSS        int64         // VmHWM at the end
 	Throughput float64       // events/s in the window
 	CPUPerM    float64       // CPU seconds per million events
+	DeadLetter int64         // records added to the dead-letter topic (sanity: 0)
+	BrokerCPU  float64       // broker CPU seconds per million events in the window (0: unknown)
 	Err        string
 }
 
@@ -133,9 +137,10 @@ func endOffsets(ctx context.Context, adm *kadm.Client, topics ...string) (int64,
 
 // measure runs contender c once over the preloaded input (total events)
 // with a fresh consumer group.
-func measure(ctx context.Context, adm *kadm.Client, c contender, run int, total int64, logDir string, timeout time.Duration) result {
+func measure(ctx context.Context, adm *kadm.Client, c contender, run int, total int64, logDir string, timeout time.Duration, brokerPID int) result {
 	res := result{Contender: c.key, Run: run}
 	group := fmt.Sprintf("bench-%s-r%d-%d", c.key, run, time.Now().UnixNano()%1e9)
+	dl0, _ := endOffsets(ctx, adm, deadLetterTopic)
 	cmd := c.cmd(group, inputTopics)
 	lf, err := startProc(cmd, logDir, fmt.Sprintf("%s-run%d", c.key, run))
 	if err != nil {
@@ -148,10 +153,18 @@ func measure(ctx context.Context, adm *kadm.Client, c contender, run int, total 
 	defer stopProc(cmd, done)
 	pid := cmd.Process.Pid
 	t0 := time.Now()
+	// Timeline of (seconds since start, committed, CPU seconds) for diagnosis.
+	tl, err := os.Create(filepath.Join(logDir, fmt.Sprintf("%s-run%d.timeline", c.key, run)))
+	if err != nil {
+		res.Err = err.Error()
+		return res
+	}
+	defer tl.Close()
 	var (
 		t1     time.Time
 		c1     int64
 		cpu1   time.Duration
+		bcpu1  time.Duration
 		exited bool
 	)
 	deadline := t0.Add(timeout)
@@ -169,12 +182,18 @@ func measure(ctx context.Context, adm *kadm.Client, c contender, run int, total 
 		n, err := committed(ctx, adm, group, inputTopics)
 		now := time.Now()
 		if err != nil {
-			logf("  fetch offsets: %v", err)
+			if !errors.Is(err, kerr.UnstableOffsetCommit) && !errors.Is(err, kerr.CoordinatorNotAvailable) && !errors.Is(err, kerr.CoordinatorLoadInProgress) {
+				logf("  fetch offsets: %v", err)
+			}
 			continue
 		}
 		cpu, _ := procCPU(pid)
+		fmt.Fprintf(tl, "%.3f %d %.2f\n", now.Sub(t0).Seconds(), n, cpu.Seconds())
 		if t1.IsZero() && n > 0 {
 			t1, c1, cpu1 = now, n, cpu
+			if brokerPID > 0 {
+				bcpu1, _ = procCPU(brokerPID)
+			}
 		}
 		if n >= total {
 			res.Events = total - c1
@@ -182,9 +201,16 @@ func measure(ctx context.Context, adm *kadm.Client, c contender, run int, total 
 			res.Wall = now.Sub(t0)
 			res.CPU = cpu - cpu1
 			res.RSS = procHWM(pid)
+			dl1, _ := endOffsets(ctx, adm, deadLetterTopic)
+			res.DeadLetter = dl1 - dl0
 			if res.Events > 0 && res.Window > 0 {
 				res.Throughput = float64(res.Events) / res.Window.Seconds()
 				res.CPUPerM = res.CPU.Seconds() / float64(res.Events) * 1e6
+				if brokerPID > 0 {
+					if bcpu, err := procCPU(brokerPID); err == nil {
+						res.BrokerCPU = (bcpu - bcpu1).Seconds() / float64(res.Events) * 1e6
+					}
+				}
 			}
 			return res
 		}
@@ -193,4 +219,18 @@ func measure(ctx context.Context, adm *kadm.Client, c contender, run int, total 
 			return res
 		}
 	}
+}
+
+// brokerPID is the pid of the test/kafka/kafka.sh broker (node 1), 0 if
+// unknown.
+func brokerPID() int {
+	b, err := os.ReadFile(filepath.Join(envStr("KAFKA_RUN_DIR", "/tmp/bench-kafka"), "node1", "kafka.pid"))
+	if err != nil {
+		return 0
+	}
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	if _, err := procCPU(pid); err != nil {
+		return 0
+	}
+	return pid
 }

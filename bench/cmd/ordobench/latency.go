@@ -1,0 +1,406 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+type latResult struct {
+	Contender      string
+	Fraction       float64 // of ordo's max rate
+	Offered        float64 // events/s
+	Achieved       float64 // events/s produced
+	Samples        int
+	Missing        int
+	P50, P99, P999 time.Duration
+	Max            time.Duration
+	// From ordo's /metrics (ordo only): transactions committed, mean events
+	// per transaction, mean time of End (flush + EndTxn), mean per-event
+	// processing time.
+	Txns         float64
+	EventsPerTxn float64
+	TxnEnd       time.Duration
+	Processing   time.Duration
+	// The two halves (same clock, same host): input record timestamp ->
+	// command record timestamp (when the contender produced it), and command
+	// record timestamp -> visible to a read_committed consumer (commit).
+	ProcP50, ProcP99 time.Duration
+	// Latency from the generator's Produce call instead of the append time.
+	CallP50, CallP99 time.Duration
+	SeeP50, SeeP99   time.Duration
+	LoadAvg          string // 1-minute load average at the end of the level
+	// CPU cores used during the paced phase by the contender, the broker and
+	// the benchmark process (generator + reader + registry).
+	CoresContender, CoresBroker, CoresBench float64
+	Err                                     string
+}
+
+// latency runs ordo (and the pass-through) at fixed fractions of ordo's
+// maximum rate, each on fresh input topics, with a paced producer.
+func (b *bench) latency(ctx context.Context, ordoMax float64, cs []contender) []latResult {
+	secs := envInt("BENCH_LAT_SECONDS", 20)
+	runs := envInt("BENCH_LAT_RUNS", 1)
+	var out []latResult
+	level := 0
+	var fracs []float64
+	for _, f := range strings.Split(envStr("BENCH_LAT_LEVELS", "0.25,0.5,0.75"), ",") {
+		if v, err := strconv.ParseFloat(strings.TrimSpace(f), 64); err == nil {
+			fracs = append(fracs, v)
+		}
+	}
+	for _, key := range strings.Split(envStr("BENCH_LAT_CONTENDERS", "ordo,passthrough"), ",") {
+		var c contender
+		for _, x := range cs {
+			if x.key == key {
+				c = x
+			}
+		}
+		for _, f := range fracs {
+			for r := 0; r < runs; r++ {
+				level++
+				res := b.latencyOnce(ctx, c, level, f, f*ordoMax, time.Duration(secs)*time.Second)
+				if res.Err != "" {
+					logf("latency %s @%.0f%%: ERROR %s", key, f*100, res.Err)
+				} else {
+					logf("latency %s @%.0f%% (%.0f ev/s offered, %.0f achieved): p50 %s p99 %s p999 %s max %s (%d samples, %d missing; txns %.0f, %.0f ev/txn, End %s, processing %s/ev; load %s; to-produce p50/p99 %s/%s, produce-to-visible p50/p99 %s/%s; from Produce call p50/p99 %s/%s; cores: contender %.2f broker %.2f bench %.2f)",
+						key, f*100, res.Offered, res.Achieved, res.P50, res.P99, res.P999, res.Max, res.Samples, res.Missing, res.Txns, res.EventsPerTxn, res.TxnEnd, res.Processing, res.LoadAvg, res.ProcP50, res.ProcP99, res.SeeP50, res.SeeP99, res.CallP50, res.CallP99, res.CoresContender, res.CoresBroker, res.CoresBench)
+				}
+				out = append(out, res)
+			}
+		}
+	}
+	return out
+}
+
+func (b *bench) latencyOnce(ctx context.Context, c contender, level int, frac, rate float64, dur time.Duration) (res latResult) {
+	res = latResult{Contender: c.key, Fraction: frac, Offered: rate}
+	// Unique per invocation: a reused broker (BENCH_BROKERS) keeps old ones.
+	prefix := fmt.Sprintf("lat%d-%d.", level, b.started.Unix()%1e6)
+	var ins []string
+	for _, t := range inputTopics {
+		ins = append(ins, prefix+t)
+	}
+	// LogAppendTime: an input record's timestamp is when the broker appended
+	// it, so the latency excludes the load generator's own queueing.
+	appendTime := "LogAppendTime"
+	if _, err := b.adm.CreateTopics(ctx, partitions, 1, map[string]*string{"message.timestamp.type": &appendTime}, ins...); err != nil {
+		res.Err = err.Error()
+		return
+	}
+	if err := registerWriters(ctx, b.reg, b.writers, prefix); err != nil {
+		res.Err = err.Error()
+		return
+	}
+	outs := commandTopics
+	if c.key == "passthrough" {
+		outs = []string{passthroughTopic}
+	}
+	// A pool of pre-encoded events, replayed at the offered rate, so the
+	// load generator spends no CPU on Avro while the contender runs. Commands
+	// are matched to their input by the ordo-input header
+	// (topic/partition/offset), which ordo and the pass-through both write.
+	g := newGen(b.pub, uint64(1000+level))
+	pool := make([]*kgo.Record, 6000)
+	for i := range pool {
+		r, err := g.record(ctx, i+1, prefix, fmt.Sprintf("l%d-", level))
+		if err != nil {
+			res.Err = err.Error()
+			return
+		}
+		pool[i] = r
+	}
+	group := fmt.Sprintf("bench-lat-%s-%d-%d", c.key, level, time.Now().UnixNano()%1e9)
+	cmd := c.cmd(group, ins)
+	lf, err := startProc(cmd, b.work, fmt.Sprintf("latency-%s-%d", c.key, level))
+	if err != nil {
+		res.Err = err.Error()
+		return
+	}
+	defer lf.Close()
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	defer stopProc(cmd, done)
+
+	// Wait until the group owns all input partitions.
+	if err := waitAssigned(ctx, b.adm, group, len(ins)*partitions, 60*time.Second); err != nil {
+		res.Err = err.Error()
+		return
+	}
+	// Reader of the output topics from their current ends.
+	ends, err := b.adm.ListEndOffsets(ctx, outs...)
+	if err != nil {
+		res.Err = err.Error()
+		return
+	}
+	parts := map[string]map[int32]kgo.Offset{}
+	ends.Each(func(o kadm.ListedOffset) {
+		if parts[o.Topic] == nil {
+			parts[o.Topic] = map[int32]kgo.Offset{}
+		}
+		parts[o.Topic][o.Partition] = kgo.NewOffset().At(o.Offset)
+	})
+	for _, t := range ins { // the inputs too, for their append times
+		parts[t] = map[int32]kgo.Offset{}
+		for p := int32(0); p < partitions; p++ {
+			parts[t][p] = kgo.NewOffset().AtStart()
+		}
+	}
+	isInput := map[string]bool{}
+	for _, t := range ins {
+		isInput[t] = true
+	}
+	rd, err := kgo.NewClient(kgo.SeedBrokers(strings.Split(b.brokers, ",")...), kgo.ConsumePartitions(parts),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.FetchMaxWait(50*time.Millisecond))
+	if err != nil {
+		res.Err = err.Error()
+		return
+	}
+	defer rd.Close()
+
+	type pend struct {
+		in      string
+		at, cmd time.Time
+	}
+	var (
+		mu       sync.Mutex
+		sent     = map[string]time.Time{} // input topic/partition/offset -> when the generator called Produce
+		appended = map[string]time.Time{} // input topic/partition/offset -> record timestamp (LogAppendTime)
+		fromCall []time.Duration          // latency from the Produce call (includes generator queueing)
+		lat      []time.Duration
+		toProc   []time.Duration // input timestamp -> command record timestamp (ordo produced it)
+		toSee    []time.Duration // command record timestamp -> visible to read_committed
+		seen     = map[string]bool{}
+		pending  []pend // commands seen before their input's produce ack was processed
+		warmEnd  time.Time
+	)
+	record := func(in string, at, cmd time.Time) bool {
+		if seen[in] {
+			return true
+		}
+		call, ok := sent[in]
+		t, ok2 := appended[in]
+		if !ok || !ok2 {
+			return false
+		}
+		seen[in] = true
+		if call.After(warmEnd) {
+			lat = append(lat, at.Sub(t))
+			fromCall = append(fromCall, at.Sub(call))
+			toProc = append(toProc, cmd.Sub(t))
+			toSee = append(toSee, at.Sub(cmd))
+		}
+		return true
+	}
+	rctx, rcancel := context.WithCancel(ctx)
+	defer rcancel()
+	var rwg sync.WaitGroup
+	rwg.Add(1)
+	go func() {
+		defer rwg.Done()
+		for rctx.Err() == nil {
+			fs := rd.PollFetches(rctx)
+			now := time.Now()
+			mu.Lock()
+			fs.EachRecord(func(r *kgo.Record) {
+				if isInput[r.Topic] {
+					appended[r.Topic+"/"+strconv.Itoa(int(r.Partition))+"/"+strconv.FormatInt(r.Offset, 10)] = r.Timestamp
+					return
+				}
+				for _, h := range r.Headers {
+					if h.Key == "ordo-input" {
+						if !record(string(h.Value), now, r.Timestamp) {
+							pending = append(pending, pend{string(h.Value), now, r.Timestamp})
+						}
+						return
+					}
+				}
+			})
+			pending = slices.DeleteFunc(pending, func(p pend) bool { return record(p.in, p.at, p.cmd) })
+			mu.Unlock()
+		}
+	}()
+
+	cpuOf := func(pid int) time.Duration {
+		if pid <= 0 {
+			return 0
+		}
+		d, _ := procCPU(pid)
+		return d
+	}
+	bpid := brokerPID()
+	c0, b0, s0 := cpuOf(cmd.Process.Pid), cpuOf(bpid), cpuOf(os.Getpid())
+	// Paced producer: every 5 ms, produce what is due, through a client
+	// that batches like an upstream service would (5 ms linger; the linger
+	// is inside the measured latency, since the timestamp is set first).
+	pcl, err := kgo.NewClient(kgo.SeedBrokers(strings.Split(b.brokers, ",")...), kgo.ProducerLinger(5*time.Millisecond))
+	if err != nil {
+		res.Err = err.Error()
+		return
+	}
+	defer pcl.Close()
+	start := time.Now()
+	mu.Lock()
+	warmEnd = start.Add(2 * time.Second)
+	mu.Unlock()
+	var (
+		n    int
+		pwg  sync.WaitGroup
+		perr error
+	)
+	tick := time.NewTicker(5 * time.Millisecond)
+	for time.Since(start) < dur && ctx.Err() == nil {
+		<-tick.C
+		due := int(time.Since(start).Seconds() * rate)
+		for n < due {
+			p := pool[n%len(pool)]
+			n++
+			r := &kgo.Record{Topic: p.Topic, Key: p.Key, Value: p.Value, Headers: p.Headers, Timestamp: time.Now()}
+			pwg.Add(1)
+			pcl.Produce(ctx, r, func(r *kgo.Record, err error) {
+				if err != nil {
+					perr = err
+				} else {
+					mu.Lock()
+					sent[r.Topic+"/"+strconv.Itoa(int(r.Partition))+"/"+strconv.FormatInt(r.Offset, 10)] = r.Timestamp
+					mu.Unlock()
+				}
+				pwg.Done()
+			})
+		}
+		if perr != nil {
+			break
+		}
+	}
+	tick.Stop()
+	elapsed := time.Since(start)
+	res.CoresContender = (cpuOf(cmd.Process.Pid) - c0).Seconds() / elapsed.Seconds()
+	res.CoresBroker = (cpuOf(bpid) - b0).Seconds() / elapsed.Seconds()
+	res.CoresBench = (cpuOf(os.Getpid()) - s0).Seconds() / elapsed.Seconds()
+	pwg.Wait()
+	res.Achieved = float64(n) / elapsed.Seconds()
+	if perr != nil {
+		res.Err = perr.Error()
+		return
+	}
+	// Wait for the stragglers.
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		mu.Lock()
+		got := len(seen)
+		mu.Unlock()
+		if got >= n {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	rcancel()
+	rwg.Wait()
+	if la, err := os.ReadFile("/proc/loadavg"); err == nil {
+		res.LoadAvg = strings.Fields(string(la))[0]
+	}
+	if c.key != "passthrough" {
+		if resp, err := http.Get("http://127.0.0.1:19464/metrics"); err == nil {
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			_ = os.WriteFile(filepath.Join(b.work, fmt.Sprintf("latency-%s-%d.metrics", c.key, level)), body, 0o644)
+		}
+		if m, err := scrapeMetrics("http://127.0.0.1:19464/metrics"); err == nil && m["ordo_txn_commits_total"] > 0 {
+			res.Txns = m["ordo_txn_commits_total"]
+			res.EventsPerTxn = m["ordo_event_processing_seconds_count"] / res.Txns
+			if n := m["ordo_txn_end_seconds_count"]; n > 0 {
+				res.TxnEnd = time.Duration(m["ordo_txn_end_seconds_sum"] / n * float64(time.Second))
+			}
+			if n := m["ordo_event_processing_seconds_count"]; n > 0 {
+				res.Processing = time.Duration(m["ordo_event_processing_seconds_sum"] / n * float64(time.Second))
+			}
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	res.Missing = n - len(seen)
+	res.Samples = len(lat)
+	if len(lat) == 0 {
+		res.Err = "no samples"
+		return
+	}
+	slices.Sort(lat)
+	q := func(p float64) time.Duration { return lat[min(len(lat)-1, int(p*float64(len(lat))))] }
+	res.P50, res.P99, res.P999, res.Max = q(0.50), q(0.99), q(0.999), lat[len(lat)-1]
+	slices.Sort(fromCall)
+	res.CallP50, res.CallP99 = fromCall[len(fromCall)/2], fromCall[min(len(fromCall)-1, int(0.99*float64(len(fromCall))))]
+	slices.Sort(toProc)
+	slices.Sort(toSee)
+	res.ProcP50, res.ProcP99 = toProc[len(toProc)/2], toProc[min(len(toProc)-1, int(0.99*float64(len(toProc))))]
+	res.SeeP50, res.SeeP99 = toSee[len(toSee)/2], toSee[min(len(toSee)-1, int(0.99*float64(len(toSee))))]
+	return
+}
+
+// waitAssigned waits until the group is Stable with want partitions assigned.
+func waitAssigned(ctx context.Context, adm *kadm.Client, group string, want int, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		dg, err := adm.DescribeGroups(ctx, group)
+		if err == nil {
+			if g, ok := dg[group]; ok && g.State == "Stable" {
+				n := 0
+				for _, m := range g.Members {
+					if a, ok := m.Assigned.AsConsumer(); ok {
+						for _, t := range a.Topics {
+							n += len(t.Partitions)
+						}
+					}
+				}
+				if n >= want {
+					return nil
+				}
+			}
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	return fmt.Errorf("group %s not assigned %d partitions within %s", group, want, timeout)
+}
+
+// scrapeMetrics sums every sample of each metric name in a Prometheus text
+// exposition.
+func scrapeMetrics(url string) (map[string]float64, error) {
+	resp, err := http.Get(url)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]float64{}
+	for _, l := range strings.Split(string(body), "\n") {
+		if l == "" || l[0] == '#' {
+			continue
+		}
+		f := strings.Fields(l)
+		if len(f) < 2 {
+			continue
+		}
+		name := f[0]
+		if i := strings.IndexByte(name, '{'); i >= 0 {
+			name = name[:i]
+		}
+		v, err := strconv.ParseFloat(f[len(f)-1], 64)
+		if err == nil {
+			out[name] += v
+		}
+	}
+	return out, nil
+}

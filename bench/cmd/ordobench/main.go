@@ -1,0 +1,496 @@
+// Command ordobench is ordo's end-to-end benchmark. It starts (or uses) a
+// real Kafka broker and ordo's schema registry, preloads realistic Avro
+// events, runs each contender as its own OS process on the same data with a
+// fresh consumer group, measures throughput, CPU per million events and peak
+// RSS, measures ordo's end-to-end latency at fixed offered loads, profiles
+// ordo, and writes docs/benchmarks.md. Run it through bench/run.sh (`make
+// bench`), which builds the binaries and the Kafka Streams peer first.
+//
+// Environment (all optional):
+//
+//	BENCH_EVENTS       events to preload (default 300000)
+//	BENCH_RUNS         throughput runs per contender (default 3)
+//	BENCH_CONTENDERS   comma list (default passthrough,ordo,ordo-codec,watermill,kstreams)
+//	BENCH_BROKERS      use this Kafka instead of starting one (test/kafka/kafka.sh)
+//	BENCH_LATENCY      0 disables the latency runs (default 1)
+//	BENCH_LAT_SECONDS  seconds of paced load per latency level (default 20)
+//	BENCH_LAT_RUNS     latency runs per level (default 1)
+//	BENCH_PROFILE      0 disables the ordo CPU profile (default 1)
+//	BENCH_OUT          report path (default docs/benchmarks.md; "-" = stdout only)
+//	BENCH_BIN          directory with ordo, ordo-codec, passthrough, watermill-peer (default bin/bench)
+//	BENCH_WORK         scratch directory (default a new /tmp/ordobench.*)
+//	KAFKA_PORT, KAFKA_RUN_DIR, ORDO_CACHE_DIR   passed to test/kafka/kafka.sh
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sr"
+
+	"github.com/ordo-dev/ordo/internal/devenv"
+	"github.com/ordo-dev/ordo/producer"
+	"github.com/ordo-dev/ordo/schemas"
+)
+
+func logf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "[ordobench %s] %s\n", time.Now().Format("15:04:05"), fmt.Sprintf(format, args...))
+}
+
+func envInt(k string, def int) int {
+	if v := os.Getenv(k); v != "" {
+		n, err := strconv.Atoi(v)
+		if err == nil {
+			return n
+		}
+	}
+	return def
+}
+
+func envStr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}
+
+// Output topics.
+var (
+	commandTopics = []string{
+		"commands.reserve-inventory.v1", "commands.capture-payment.v1", "commands.ship-order.v1",
+		"commands.cancel-order.v1", "commands.notify-customer.v1",
+	}
+	deadLetterTopic  = "ordo.dead-letter.v1"
+	passthroughTopic = "bench.passthrough.v1"
+	codecTopic       = "bench.codec.v1"
+)
+
+const partitions = 12
+
+type bench struct {
+	root     string // repo root
+	work     string
+	bin      string
+	brokers  string
+	regURL   string
+	events   int
+	runs     int
+	adm      *kadm.Client
+	cl       *kgo.Client
+	reg      *schemas.Registry
+	writers  map[string]*schemas.Schema
+	pub      *producer.Publisher
+	sizes    sizeStats
+	started  time.Time
+	loadAvg  string // set when rewriting a report from results.json
+	cleanups []func()
+}
+
+func main() {
+	if err := run(); err != nil {
+		logf("FAILED: %v", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	b := &bench{
+		events:  envInt("BENCH_EVENTS", 300000),
+		runs:    envInt("BENCH_RUNS", 3),
+		bin:     envStr("BENCH_BIN", "bin/bench"),
+		started: time.Now(),
+	}
+	defer func() {
+		for i := len(b.cleanups) - 1; i >= 0; i-- {
+			b.cleanups[i]()
+		}
+	}()
+	var err error
+	if b.root, err = os.Getwd(); err != nil {
+		return err
+	}
+	if b.bin, err = filepath.Abs(b.bin); err != nil {
+		return err
+	}
+	b.work = os.Getenv("BENCH_WORK")
+	if b.work == "" {
+		if b.work, err = os.MkdirTemp("", "ordobench."); err != nil {
+			return err
+		}
+	}
+	if err := os.MkdirAll(b.work, 0o755); err != nil {
+		return err
+	}
+	if from := os.Getenv("BENCH_REPORT_FROM"); from != "" {
+		return b.reportFrom(from)
+	}
+	logf("work dir %s, %d events, %d run(s)", b.work, b.events, b.runs)
+	if err := b.setup(ctx); err != nil {
+		return err
+	}
+	contenders := b.contenders()
+	want := strings.Split(envStr("BENCH_CONTENDERS", "passthrough,ordo,ordo-codec,watermill,kstreams"), ",")
+	var active []contender
+	for _, k := range want {
+		for _, c := range contenders {
+			if c.key == strings.TrimSpace(k) {
+				active = append(active, c)
+			}
+		}
+	}
+	total, err := endOffsets(ctx, b.adm, inputTopics...)
+	if err != nil {
+		return err
+	}
+	timeout := time.Duration(max(180, b.events/500)) * time.Second
+	// A fresh broker JVM is slow until its JIT has seen fetch, produce and
+	// transaction traffic: one unmeasured pass-through run warms it up.
+	if envInt("BENCH_WARMUP", 1) != 0 {
+		for _, c := range contenders {
+			if c.key == "passthrough" {
+				logf("warm-up (not measured): %s ...", c.label)
+				r := measure(ctx, b.adm, c, 0, total, b.work, timeout, brokerPID())
+				logf("  warm-up: %.0f ev/s %s", r.Throughput, r.Err)
+			}
+		}
+	}
+	var results []result
+	// Interleave contenders within a run so machine noise spreads evenly.
+	for run := 1; run <= b.runs; run++ {
+		for _, c := range active {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			logf("run %d/%d: %s ...", run, b.runs, c.label)
+			r := measure(ctx, b.adm, c, run, total, b.work, timeout, brokerPID())
+			if r.Err != "" {
+				logf("  %s run %d: ERROR %s", c.key, run, r.Err)
+			} else {
+				logf("  %s run %d: %.0f ev/s, %.2f CPU-s/M ev (broker %.2f), peak RSS %d MiB, window %s, wall %s", c.key, run, r.Throughput, r.CPUPerM, r.BrokerCPU, r.RSS>>20, r.Window.Round(time.Millisecond), r.Wall.Round(time.Millisecond))
+			}
+			results = append(results, r)
+		}
+	}
+	summ := summarize(results, active)
+
+	ordoMax := 0.0
+	for _, s := range summ {
+		if s.key == "ordo" {
+			ordoMax = s.throughput
+		}
+	}
+	var lats []latResult
+	if envInt("BENCH_LATENCY", 1) != 0 {
+		if ordoMax > 0 {
+			lats = b.latency(ctx, ordoMax, contenders)
+		}
+	}
+	var prof *profile
+	if envInt("BENCH_PROFILE", 1) != 0 && slices.ContainsFunc(active, func(c contender) bool { return c.key == "ordo" }) {
+		// Profile ~60% of the expected drain time (1-10 s).
+		secs := envInt("BENCH_PROFILE_SECONDS", 0)
+		if secs == 0 && ordoMax > 0 {
+			secs = min(10, max(1, int(0.6*float64(total)/ordoMax)))
+		}
+		prof, err = b.profileOrdo(ctx, contenders, max(secs, 1))
+		if err != nil {
+			logf("profile: %v", err)
+		}
+	}
+	micro := ""
+	if envInt("BENCH_MICRO", 1) != 0 {
+		logf("micro-benchmarks: go test -bench Pipeline ./bench/cmd/ordobench ...")
+		out, err := exec.CommandContext(ctx, "go", "test", "-run", "^$", "-bench", "Pipeline", "-benchmem", "-benchtime", "20000x", "-count", "3", "./bench/cmd/ordobench").CombinedOutput()
+		if err != nil {
+			logf("micro-benchmarks: %v\n%s", err, out)
+		}
+		for _, l := range strings.Split(string(out), "\n") {
+			if strings.HasPrefix(l, "Benchmark") {
+				micro += l + "\n"
+			}
+		}
+	}
+	raw := rawResults{Date: b.started, LoadAvg: strings.Join(strings.Fields(shell("cat", "/proc/loadavg"))[:3], " "), LatSeconds: envStr("BENCH_LAT_SECONDS", "20"), Events: b.events, Runs: b.runs, Sizes: b.sizes, Results: results, Latency: lats, Profile: prof, Micro: micro}
+	for _, c := range active {
+		raw.Contenders = append(raw.Contenders, c.key)
+	}
+	if j, err := json.MarshalIndent(raw, "", "  "); err == nil {
+		_ = os.WriteFile(filepath.Join(b.work, "results.json"), j, 0o644)
+		logf("raw results: %s (BENCH_REPORT_FROM=%s rewrites the report from it)", filepath.Join(b.work, "results.json"), filepath.Join(b.work, "results.json"))
+	}
+	doc := b.report(results, summ, lats, prof, active, micro)
+	out := envStr("BENCH_OUT", "docs/benchmarks.md")
+	if out == "-" {
+		fmt.Print(doc)
+		return nil
+	}
+	if err := os.WriteFile(out, []byte(doc), 0o644); err != nil {
+		return err
+	}
+	logf("wrote %s (total %s)", out, time.Since(b.started).Round(time.Second))
+	return nil
+}
+
+func (b *bench) setup(ctx context.Context) error {
+	b.brokers = os.Getenv("BENCH_BROKERS")
+	if b.brokers == "" {
+		env := append(os.Environ(), "KAFKA_PORT="+envStr("KAFKA_PORT", "9792"), "KAFKA_RUN_DIR="+envStr("KAFKA_RUN_DIR", "/tmp/bench-kafka"))
+		start := exec.Command("bash", "test/kafka/kafka.sh", "start")
+		start.Env, start.Stderr = env, os.Stderr
+		outb, err := start.Output()
+		if err != nil {
+			return fmt.Errorf("start kafka: %w", err)
+		}
+		b.cleanups = append(b.cleanups, func() {
+			stopK := exec.Command("bash", "test/kafka/kafka.sh", "stop")
+			stopK.Env, stopK.Stderr = env, os.Stderr
+			_ = stopK.Run()
+		})
+		b.brokers = strings.TrimPrefix(strings.TrimSpace(string(outb)), "export KAFKA_BROKERS=")
+	}
+	logf("kafka %s", b.brokers)
+	reg, err := devenv.StartRegistry("127.0.0.1:0", "", nil)
+	if err != nil {
+		return err
+	}
+	b.cleanups = append(b.cleanups, func() { _ = reg.Close() })
+	b.regURL = reg.URL()
+	logf("schema registry %s", b.regURL)
+
+	b.cl, err = kgo.NewClient(kgo.SeedBrokers(strings.Split(b.brokers, ",")...), kgo.ProducerBatchMaxBytes(1<<20))
+	if err != nil {
+		return err
+	}
+	b.cleanups = append(b.cleanups, b.cl.Close)
+	b.adm = kadm.NewClient(b.cl)
+	src, err := sr.NewClient(sr.URLs(b.regURL))
+	if err != nil {
+		return err
+	}
+	b.reg = schemas.NewRegistry(src)
+	if b.writers, err = writerSchemas(); err != nil {
+		return err
+	}
+	if err := registerWriters(ctx, b.reg, b.writers, ""); err != nil {
+		return err
+	}
+	b.pub = producer.NewPublisher(b.cl, schemas.NewSerde(b.reg, b.writers, schemas.TopicName, true), "bench")
+
+	// A fresh broker per invocation is the norm; with BENCH_BROKERS the
+	// input topics are recreated so every invocation sees exactly N events.
+	if os.Getenv("BENCH_BROKERS") != "" {
+		_, _ = b.adm.DeleteTopics(ctx, inputTopics...)
+		time.Sleep(2 * time.Second)
+	}
+	all := append(append([]string{}, inputTopics...), commandTopics...)
+	all = append(all, passthroughTopic, codecTopic)
+	if err := b.createTopics(ctx, partitions, all...); err != nil {
+		return err
+	}
+	if err := b.createTopics(ctx, 3, deadLetterTopic); err != nil {
+		return err
+	}
+	if err := b.warmup(ctx); err != nil {
+		return fmt.Errorf("warm-up: %w", err)
+	}
+	if err := b.writeConfigs(); err != nil {
+		return err
+	}
+	g := newGen(b.pub, 42)
+	b.sizes, err = preload(ctx, b.cl, g, b.events)
+	return err
+}
+
+func (b *bench) createTopics(ctx context.Context, parts int32, topics ...string) error {
+	resp, err := b.adm.CreateTopics(ctx, parts, 1, nil, topics...)
+	if err != nil {
+		return err
+	}
+	for _, r := range resp.Sorted() {
+		if r.Err != nil && !strings.Contains(r.Err.Error(), "TOPIC_ALREADY_EXISTS") {
+			return fmt.Errorf("create %s: %w", r.Topic, r.Err)
+		}
+	}
+	return nil
+}
+
+// writeConfigs writes the ordo configs: ordo.yaml is the default pipeline
+// (examples/orders/ordo.yaml verbatim; brokers, registry, group and admin
+// come from ORDO_* variables) and ordo-codec.yaml the same file with the
+// pipeline replaced by one processor that re-emits each event unchanged.
+func (b *bench) writeConfigs() error {
+	src, err := os.ReadFile(filepath.Join(b.root, "examples/orders/ordo.yaml"))
+	if err != nil {
+		return err
+	}
+	tiers, err := os.ReadFile(filepath.Join(b.root, "examples/orders/customer-tiers.csv"))
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(b.work, "customer-tiers.csv"), tiers, 0o644); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(b.work, "ordo.yaml"), src, 0o644); err != nil {
+		return err
+	}
+	s := string(src)
+	i, j := strings.Index(s, "\npipeline:\n"), strings.Index(s, "\nadmin:\n")
+	if i < 0 || j < i {
+		return fmt.Errorf("examples/orders/ordo.yaml: no pipeline: ... admin: section")
+	}
+	codec := s[:i] + "\npipeline:\n  - name: codec\n    type: bench_reemit\n    config:\n      topic: " + codecTopic + "\n" + s[j:]
+	return os.WriteFile(filepath.Join(b.work, "ordo-codec.yaml"), []byte(codec), 0o644)
+}
+
+func (b *bench) contenders() []contender {
+	ordoEnv := func(group string, inputs []string) []string {
+		return append(os.Environ(),
+			"ORDO_KAFKA_BROKERS="+b.brokers, "ORDO_REGISTRY_URL="+b.regURL,
+			"ORDO_KAFKA_GROUP="+group, "ORDO_KAFKA_TRANSACTIONAL_ID_PREFIX="+group, "ORDO_REPLICA_ID=bench",
+			"ORDO_ADMIN_LISTEN=127.0.0.1:19464", "ORDO_ADMIN_PPROF=true",
+			"ORDO_INPUTS="+strings.Join(inputs, ","),
+			"OTEL_EXPORTER_OTLP_ENDPOINT=", "OTEL_TRACES_EXPORTER=none",
+		)
+	}
+	peerEnv := func(group string, inputs []string) []string {
+		return append(os.Environ(),
+			"BENCH_BROKERS="+b.brokers, "BENCH_REGISTRY="+b.regURL, "BENCH_GROUP="+group, "BENCH_TXN_ID="+group,
+			"BENCH_INPUTS="+strings.Join(inputs, ","),
+			"BENCH_SCHEMA_DIR="+filepath.Join(b.root, "schemas/avro"),
+			"BENCH_TIERS="+filepath.Join(b.root, "examples/orders/customer-tiers.csv"),
+			"BENCH_STATE_DIR="+filepath.Join(b.work, "kstreams-state"),
+		)
+	}
+	ksDir := filepath.Join(b.root, "bench/peers/kstreams/target")
+	return []contender{
+		{key: "passthrough", label: "(a) franz-go EOS pass-through (limit)", cmd: func(g string, in []string) *exec.Cmd {
+			c := exec.Command(filepath.Join(b.bin, "passthrough"))
+			c.Env = append(peerEnv(g, in), "BENCH_OUTPUT="+passthroughTopic)
+			return c
+		}},
+		{key: "ordo", label: "(b) ordo, full pipeline", cmd: func(g string, in []string) *exec.Cmd {
+			c := exec.Command(filepath.Join(b.bin, "ordo"), "run", "--config", filepath.Join(b.work, "ordo.yaml"), "--log-level", "warn")
+			c.Env = ordoEnv(g, in)
+			return c
+		}},
+		// A/B of an ordo change: put another build at $BENCH_BIN/ordo-alt and
+		// add ordo-alt to BENCH_CONTENDERS; it runs the same config as (b).
+		{key: "ordo-alt", label: "(b') ordo variant: " + envStr("BENCH_ALT_LABEL", "$BENCH_BIN/ordo-alt"), cmd: func(g string, in []string) *exec.Cmd {
+			c := exec.Command(filepath.Join(b.bin, "ordo-alt"), "run", "--config", filepath.Join(b.work, "ordo.yaml"), "--log-level", "warn")
+			c.Env = ordoEnv(g, in)
+			return c
+		}},
+		{key: "ordo-codec", label: "(c) ordo, codec only", cmd: func(g string, in []string) *exec.Cmd {
+			c := exec.Command(filepath.Join(b.bin, "ordo-codec"), "run", "--config", filepath.Join(b.work, "ordo-codec.yaml"), "--log-level", "warn")
+			c.Env = ordoEnv(g, in)
+			return c
+		}},
+		{key: "watermill", label: "(d) Watermill + watermill-kafka (Sarama), at-least-once", cmd: func(g string, in []string) *exec.Cmd {
+			c := exec.Command(filepath.Join(b.bin, "watermill-peer"))
+			c.Env = peerEnv(g, in)
+			return c
+		}},
+		{key: "kstreams", label: "(e) Kafka Streams 4.1.1, exactly_once_v2", cmd: func(g string, in []string) *exec.Cmd {
+			c := exec.Command("java", "-Xms256m", "-Xmx1g", "-XX:+UseG1GC",
+				"-cp", filepath.Join(ksDir, "classes")+":"+filepath.Join(ksDir, "lib")+"/*",
+				"dev.ordo.bench.OrdoStreams")
+			c.Env = peerEnv(g, in)
+			return c
+		}},
+	}
+}
+
+// warmup makes the broker create __transaction_state and __consumer_offsets
+// (50 partitions each) before anything is measured.
+func (b *bench) warmup(ctx context.Context) error {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(strings.Split(b.brokers, ",")...), kgo.TransactionalID("bench-warmup"))
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	if err := cl.BeginTransaction(); err != nil {
+		return err
+	}
+	if err := cl.ProduceSync(ctx, &kgo.Record{Topic: passthroughTopic, Value: []byte("warm-up")}).FirstErr(); err != nil {
+		return err
+	}
+	if err := cl.EndTransaction(ctx, kgo.TryCommit); err != nil {
+		return err
+	}
+	var os kadm.Offsets
+	os.AddOffset(passthroughTopic, 0, 0, -1)
+	for i := 0; i < 60; i++ {
+		if _, err = b.adm.CommitOffsets(ctx, "bench-warmup", os); err == nil {
+			return nil
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	return err
+}
+
+// rawResults is everything a report is made from (results.json in the work
+// dir), so the report can be rewritten without rerunning.
+type rawResults struct {
+	Date         time.Time
+	Events, Runs int
+	LatSeconds   string
+	LoadAvg      string
+	Sizes        sizeStats
+	Contenders   []string
+	Results      []result
+	Latency      []latResult
+	Profile      *profile
+	Micro        string
+}
+
+func (b *bench) reportFrom(file string) error {
+	j, err := os.ReadFile(file)
+	if err != nil {
+		return err
+	}
+	var raw rawResults
+	if err := json.Unmarshal(j, &raw); err != nil {
+		return err
+	}
+	b.events, b.runs, b.sizes, b.started, b.loadAvg = raw.Events, raw.Runs, raw.Sizes, raw.Date, raw.LoadAvg
+	if raw.LatSeconds != "" {
+		os.Setenv("BENCH_LAT_SECONDS", raw.LatSeconds)
+	}
+	var active []contender
+	for _, k := range raw.Contenders {
+		for _, c := range b.contenders() {
+			if c.key == k {
+				active = append(active, c)
+			}
+		}
+	}
+	prof := raw.Profile
+	if prof != nil {
+		if _, err := os.Stat(prof.File); err == nil {
+			if p, err := analyzeProfile(filepath.Join(b.bin, "ordo"), prof.File, prof.Seconds); err == nil {
+				prof = p
+			}
+		}
+	}
+	doc := b.report(raw.Results, summarize(raw.Results, active), raw.Latency, prof, active, raw.Micro)
+	out := envStr("BENCH_OUT", "docs/benchmarks.md")
+	if out == "-" {
+		fmt.Print(doc)
+		return nil
+	}
+	return os.WriteFile(out, []byte(doc), 0o644)
+}

@@ -1,0 +1,232 @@
+package main
+
+// In-memory per-event cost of ordo's pipeline on the benchmark's events,
+// without Kafka: decode (writer->reader resolution), the default chain of
+// examples/orders/ordo.yaml, and command encoding. Use it to iterate on the
+// hotspots docs/benchmarks.md lists:
+//
+//	go test -run '^$' -bench Pipeline -benchmem -cpuprofile /tmp/cpu.out ./bench/cmd/ordobench
+//	go tool pprof -top /tmp/cpu.out
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net/http/httptest"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sr"
+	"github.com/twmb/franz-go/pkg/sr/srfake"
+
+	"github.com/ordo-dev/ordo/internal/config"
+	"github.com/ordo-dev/ordo/processors"
+	"github.com/ordo-dev/ordo/producer"
+	"github.com/ordo-dev/ordo/schemas"
+)
+
+type pipelineFixture struct {
+	serde *schemas.Serde
+	chain processors.Processor
+	out   *producer.Output
+	recs  []*kgo.Record
+}
+
+func fieldNamesOf(text string, requiredOnly bool) []string {
+	var rec struct {
+		Fields []map[string]json.RawMessage `json:"fields"`
+	}
+	if json.Unmarshal([]byte(text), &rec) != nil {
+		return nil
+	}
+	var out []string
+	for _, f := range rec.Fields {
+		if _, has := f["default"]; requiredOnly && has {
+			continue
+		}
+		var n string
+		_ = json.Unmarshal(f["name"], &n)
+		out = append(out, n)
+	}
+	return out
+}
+
+func newPipelineFixture(tb testing.TB, events int) *pipelineFixture {
+	tb.Helper()
+	ctx := context.Background()
+	fake := srfake.New()
+	srv := httptest.NewServer(fake.Handler())
+	tb.Cleanup(srv.Close)
+	cl, err := sr.NewClient(sr.URLs(srv.URL))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	reg := schemas.NewRegistry(cl)
+	readers, err := schemas.Demo()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	writers, err := writerSchemas()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := registerWriters(ctx, reg, writers, ""); err != nil {
+		tb.Fatal(err)
+	}
+	cfg, err := config.Load(filepath.Join("..", "..", "..", "examples", "orders", "ordo.yaml"), nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	chain, err := processors.Builtins().Build(cfg.Specs(), processors.Deps{
+		BaseDir:   cfg.BaseDir(),
+		Logger:    slog.New(slog.DiscardHandler),
+		KnownType: func(t string) bool { _, ok := readers[t]; return ok },
+		Fields: func(t string) ([]string, bool) {
+			s, ok := readers[t]
+			if !ok {
+				return nil, false
+			}
+			return fieldNamesOf(s.Text, false), true
+		},
+		Required: func(t string) ([]string, bool) {
+			s, ok := readers[t]
+			if !ok {
+				return nil, false
+			}
+			return fieldNamesOf(s.Text, true), true
+		},
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	serde := schemas.NewSerde(reg, readers, schemas.TopicName, true)
+	g := newGen(producer.NewPublisher(nil, schemas.NewSerde(reg, writers, schemas.TopicName, true), "bench"), 7)
+	f := &pipelineFixture{serde: serde, chain: chain, out: producer.NewOutput(serde, deadLetterTopic, "bench")}
+	for i := 1; i <= events; i++ {
+		r, err := g.record(ctx, i, "", "")
+		if err != nil {
+			tb.Fatal(err)
+		}
+		r.Partition, r.Offset, r.Timestamp = int32(i%12), int64(i), time.Now()
+		f.recs = append(f.recs, r)
+	}
+	return f
+}
+
+// event mirrors consumer.eventFrom.
+func event(r *kgo.Record, d schemas.Decoded) *processors.Event {
+	ev := &processors.Event{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, Key: r.Key, Timestamp: r.Timestamp,
+		SchemaID: d.SchemaID, Type: d.Type, Value: d.Value, Attrs: map[string]any{}}
+	ev.Headers = make([]processors.Header, len(r.Headers))
+	for i, h := range r.Headers {
+		ev.Headers[i] = processors.Header{Key: h.Key, Value: h.Value}
+	}
+	if env, ok := d.Value["envelope"].(map[string]any); ok {
+		ev.Envelope = processors.EnvelopeFrom(env)
+	}
+	return ev
+}
+
+// BenchmarkPipeline is one event through decode -> chain -> encode, and
+// each stage alone (per event; the event mix is the benchmark's).
+func BenchmarkPipeline(b *testing.B) {
+	f := newPipelineFixture(b, 3000)
+	ctx := context.Background()
+	decoded := make([]schemas.Decoded, len(f.recs))
+	cmds := make([][]processors.Command, len(f.recs))
+	for i, r := range f.recs {
+		d, err := f.serde.Decode(ctx, r.Topic, r.Value)
+		if err != nil {
+			b.Fatal(err)
+		}
+		decoded[i] = d
+		c, err := f.chain.Process(ctx, event(r, d))
+		if err != nil {
+			b.Fatal(err)
+		}
+		cmds[i] = c
+	}
+	b.Run("full", func(b *testing.B) {
+		b.ReportAllocs()
+		i := 0
+		for b.Loop() {
+			r := f.recs[i%len(f.recs)]
+			i++
+			d, err := f.serde.Decode(ctx, r.Topic, r.Value)
+			if err != nil {
+				b.Fatal(err)
+			}
+			c, err := f.chain.Process(ctx, event(r, d))
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := f.out.Commands(ctx, r, c); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("decode", func(b *testing.B) {
+		b.ReportAllocs()
+		i := 0
+		for b.Loop() {
+			r := f.recs[i%len(f.recs)]
+			i++
+			if _, err := f.serde.Decode(ctx, r.Topic, r.Value); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("chain", func(b *testing.B) {
+		b.ReportAllocs()
+		i := 0
+		for b.Loop() {
+			k := i % len(f.recs)
+			i++
+			// Decoded values are not modified by the demo chain except
+			// attrs, which event() makes fresh.
+			if _, err := f.chain.Process(ctx, event(f.recs[k], decoded[k])); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("encode", func(b *testing.B) {
+		b.ReportAllocs()
+		i := 0
+		for b.Loop() {
+			k := i % len(f.recs)
+			i++
+			if _, err := f.out.Commands(ctx, f.recs[k], cmds[k]); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+func TestPipelineFixture(t *testing.T) {
+	f := newPipelineFixture(t, 300)
+	ctx := context.Background()
+	var n int
+	for _, r := range f.recs {
+		if len(r.Value) < 300 || len(r.Value) > 600 {
+			t.Errorf("event value %d bytes, want 300-600", len(r.Value))
+		}
+		d, err := f.serde.Decode(ctx, r.Topic, r.Value)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := f.chain.Process(ctx, event(r, d))
+		if err != nil {
+			t.Fatalf("%s: %v", d.Type, err)
+		}
+		out, err := f.out.Commands(ctx, r, c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n += len(out)
+	}
+	if n < len(f.recs) {
+		t.Fatalf("%d commands for %d events", n, len(f.recs))
+	}
+}

@@ -1,0 +1,209 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+)
+
+type profile struct {
+	File    string
+	Seconds int
+	Top     string             // go tool pprof -top (flat)
+	Stages  []stageShare       // cumulative share of pipeline stages
+	Groups  map[string]float64 // flat share by code area
+}
+
+type stageShare struct {
+	Stage string
+	Func  string
+	Cum   float64
+}
+
+// profileOrdo runs ordo once more over the backlog (a fresh group) and takes
+// a CPU profile from its admin server's /debug/pprof while it drains.
+func (b *bench) profileOrdo(ctx context.Context, cs []contender, secs int) (*profile, error) {
+	var c contender
+	for _, x := range cs {
+		if x.key == "ordo" {
+			c = x
+		}
+	}
+	group := fmt.Sprintf("bench-profile-%d", time.Now().UnixNano()%1e9)
+	cmd := c.cmd(group, inputTopics)
+	lf, err := startProc(cmd, b.work, "ordo-profile")
+	if err != nil {
+		return nil, err
+	}
+	defer lf.Close()
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	defer stopProc(cmd, done)
+	// Start profiling at the first commit, for most of the expected drain.
+	deadline := time.Now().Add(2 * time.Minute)
+	for time.Now().Before(deadline) {
+		n, err := committed(ctx, b.adm, group, inputTopics)
+		if err == nil && n > 0 {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	logf("profiling ordo for %ds ...", secs)
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:19464/debug/pprof/profile?seconds=%d", secs))
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("pprof: %s", resp.Status)
+	}
+	file := filepath.Join(b.work, "ordo.cpu.pprof")
+	f, err := os.Create(file)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return nil, err
+	}
+	f.Close()
+	return analyzeProfile(filepath.Join(b.bin, "ordo"), file, secs)
+}
+
+// analyzeProfile summarizes an ordo CPU profile: top, pipeline stages
+// (cumulative) and flat shares by code area.
+func analyzeProfile(bin, file string, secs int) (*profile, error) {
+	p := &profile{File: file, Seconds: secs, Groups: map[string]float64{}}
+	top, err := exec.Command("go", "tool", "pprof", "-top", "-nodecount=30", bin, file).Output()
+	if err != nil {
+		return nil, fmt.Errorf("pprof -top: %w", err)
+	}
+	p.Top = trimPprofHeader(string(top))
+	cum, err := exec.Command("go", "tool", "pprof", "-top", "-cum", "-nodecount=4000", bin, file).Output()
+	if err != nil {
+		return nil, fmt.Errorf("pprof -top -cum: %w", err)
+	}
+	flat, err := exec.Command("go", "tool", "pprof", "-top", "-nodecount=4000", bin, file).Output()
+	if err != nil {
+		return nil, fmt.Errorf("pprof -top: %w", err)
+	}
+	cums := parseTop(string(cum), 4)
+	stages := []struct{ stage, fn string }{
+		{"decode (frame + goavro + resolve + natural)", "github.com/ordo-dev/ordo/schemas.(*Serde).Decode"},
+		{"  pre-scan + goavro binary decode", "github.com/ordo-dev/ordo/schemas.(*Schema).DecodeNative"},
+		{"    pre-scan (schemas.scan, a second pass over every body)", "github.com/ordo-dev/ordo/schemas.scan"},
+		{"    goavro decode of the writer-only `attributes` map (dropped by resolution)", "github.com/linkedin/goavro/v2.makeMapCodec.func1"},
+		{"  writer->reader resolution", "github.com/ordo-dev/ordo/schemas.(*resolverBuilder).compileRecord.func"},
+		{"  native->natural conversion", "github.com/ordo-dev/ordo/schemas.toNatural"},
+		{"processor chain (validate + enrich + orchestrate)", "github.com/ordo-dev/ordo/processors.Chain.Process"},
+		{"  validate (2 CEL rules)", "github.com/ordo-dev/ordo/processors.(*validator).Process"},
+		{"  enrich_table", "github.com/ordo-dev/ordo/processors.(*tableEnricher).Process"},
+		{"  orchestrate (CEL field mappings)", "github.com/ordo-dev/ordo/processors.(*orchestrator).Process"},
+		{"  CEL evaluation, all processors (cel.(*prog).Eval)", "github.com/google/cel-go/cel.(*prog).Eval"},
+		{"    CEL runtime cost tracking (interpreter.(*costTrackerFactory).Observe)", "github.com/google/cel-go/interpreter.(*costTrackerFactory).Observe"},
+		{"encode commands (natural->Avro + headers)", "github.com/ordo-dev/ordo/producer.(*Output).Commands"},
+		{"  natural -> goavro native (schemas.FromNatural)", "github.com/ordo-dev/ordo/schemas.FromNatural"},
+		{"snappy compression of produced batches (s2)", "github.com/klauspost/compress/s2.EncodeSnappy"},
+		{"event construction (eventFrom)", "github.com/ordo-dev/ordo/consumer.eventFrom"},
+		{"franz-go produce path (kgo.(*Client).Produce)", "github.com/twmb/franz-go/pkg/kgo.(*Client).Produce"},
+		{"franz-go fetch decode (kgo.(*cursorOffsetNext).processRespPartition)", "github.com/twmb/franz-go/pkg/kgo.(*cursorOffsetNext).processRespPartition"},
+		{"garbage collector (runtime.gcBgMarkWorker)", "runtime.gcBgMarkWorker"},
+		{"malloc (runtime.mallocgc)", "runtime.mallocgc"},
+		{"syscalls (Syscall6: network reads/writes, futex)", "internal/runtime/syscall/linux.Syscall6"},
+	}
+	for _, s := range stages {
+		v := 0.0
+		for name, c := range cums {
+			if strings.HasPrefix(name, s.fn) && c > v {
+				v = c
+			}
+		}
+		p.Stages = append(p.Stages, stageShare{Stage: s.stage, Func: s.fn, Cum: v})
+	}
+	for name, v := range parseTop(string(flat), 1) {
+		p.Groups[area(name)] += v
+	}
+	return p, nil
+}
+
+func area(fn string) string {
+	switch {
+	case strings.HasPrefix(fn, "github.com/linkedin/goavro"):
+		return "goavro"
+	case strings.HasPrefix(fn, "github.com/google/cel-go"), strings.HasPrefix(fn, "cel.dev/"):
+		return "cel-go"
+	case strings.HasPrefix(fn, "github.com/ordo-dev/ordo/"):
+		return "ordo code"
+	case strings.HasPrefix(fn, "github.com/twmb/franz-go"):
+		return "franz-go"
+	case strings.HasPrefix(fn, "github.com/klauspost/compress"), strings.HasPrefix(fn, "github.com/pierrec/lz4"), strings.HasPrefix(fn, "hash/crc32"):
+		return "compression/crc"
+	case strings.HasPrefix(fn, "runtime.gc"), strings.HasPrefix(fn, "runtime.scanobject"), strings.HasPrefix(fn, "runtime.markBits"),
+		strings.HasPrefix(fn, "runtime.greyobject"), strings.HasPrefix(fn, "runtime.findObject"), strings.HasPrefix(fn, "runtime.(*gcWork)"),
+		strings.HasPrefix(fn, "runtime.(*mspan)"), strings.HasPrefix(fn, "runtime.sweepone"), strings.HasPrefix(fn, "runtime.(*sweepLocked)"),
+		strings.HasPrefix(fn, "runtime.scanblock"), strings.HasPrefix(fn, "runtime.spanOf"), strings.HasPrefix(fn, "runtime.wbBuf"),
+		strings.HasPrefix(fn, "runtime.bulkBarrier"), strings.HasPrefix(fn, "runtime.typePointers"), strings.HasPrefix(fn, "runtime.(*mheap)"):
+		return "runtime: GC"
+	case strings.HasPrefix(fn, "runtime.malloc"), strings.HasPrefix(fn, "runtime.(*mcache)"), strings.HasPrefix(fn, "runtime.(*mcentral)"),
+		strings.HasPrefix(fn, "runtime.memclr"), strings.HasPrefix(fn, "runtime.newobject"), strings.HasPrefix(fn, "runtime.makeslice"),
+		strings.HasPrefix(fn, "runtime.growslice"), strings.HasPrefix(fn, "runtime.makemap"), strings.HasPrefix(fn, "runtime.nextFreeFast"),
+		strings.HasPrefix(fn, "runtime.heapSetType"), strings.HasPrefix(fn, "runtime.(*mspan).nextFreeIndex"):
+		return "runtime: malloc"
+	case strings.HasPrefix(fn, "runtime.map"), strings.HasPrefix(fn, "internal/runtime/maps"), strings.HasPrefix(fn, "runtime.mapaccess"):
+		return "runtime: maps"
+	case strings.HasPrefix(fn, "internal/runtime/syscall"), strings.HasPrefix(fn, "syscall."):
+		return "syscalls"
+	case strings.HasPrefix(fn, "runtime."), strings.HasPrefix(fn, "internal/runtime"):
+		return "runtime: other (scheduler, futex, memmove, hashing)"
+	default:
+		i := strings.LastIndex(fn, "/")
+		j := strings.Index(fn[i+1:], ".")
+		if j < 0 {
+			return "runtime: other (scheduler, futex, memmove, hashing)" // assembly: aeshashbody, memeqbody, ...
+		}
+		return "other: " + fn[:i+1+j]
+	}
+}
+
+var topLine = regexp.MustCompile(`^\s*\S+\s+([\d.]+)%\s+[\d.]+%\s+\S+\s+([\d.]+)%\s+(.*)$`)
+
+// parseTop maps function -> flat% (col 1) or cum% (col 4) of pprof -top.
+func parseTop(s string, col int) map[string]float64 {
+	out := map[string]float64{}
+	for _, l := range strings.Split(s, "\n") {
+		m := topLine.FindStringSubmatch(l)
+		if m == nil {
+			continue
+		}
+		v := m[1]
+		if col == 4 {
+			v = m[2]
+		}
+		f, _ := strconv.ParseFloat(v, 64)
+		name := strings.TrimSpace(m[3])
+		if strings.HasSuffix(name, " (inline)") {
+			name = strings.TrimSuffix(name, " (inline)")
+		}
+		out[name] += f
+	}
+	return out
+}
+
+func trimPprofHeader(s string) string {
+	var keep []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.HasPrefix(l, "File:") || strings.HasPrefix(l, "Build ID:") || strings.HasPrefix(l, "Type:") || strings.HasPrefix(l, "Time:") {
+			continue
+		}
+		keep = append(keep, l)
+	}
+	return strings.TrimSpace(strings.Join(keep, "\n"))
+}

@@ -1,0 +1,127 @@
+// Command passthrough is benchmark contender (a), the limit: a raw franz-go
+// GroupTransactSession that copies every input record (key, value, headers, plus ordo's
+// ordo-input header naming the input topic/partition/offset)
+// to one output topic, with ordo's session settings (read_committed,
+// cooperative-sticky, RequireStableFetchOffsets, linger 0) and ordo's loop
+// shape (poll at most 2000 records, begin, produce through an aborting
+// promise, end at 2000 records or 100 ms). No decoding, no processing.
+//
+// Environment: BENCH_BROKERS, BENCH_GROUP, BENCH_TXN_ID, BENCH_INPUTS (comma
+// list), BENCH_OUTPUT, BENCH_LINGER (default 0, as ordo).
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+const (
+	batchSize      = 2000
+	commitInterval = 100 * time.Millisecond
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "passthrough:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	out := os.Getenv("BENCH_OUTPUT")
+	// BENCH_LINGER (e.g. 5ms) overrides ordo's linger 0, for experiments.
+	linger := time.Duration(0)
+	if v := os.Getenv("BENCH_LINGER"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			return err
+		}
+		linger = d
+	}
+	sess, err := kgo.NewGroupTransactSession(
+		kgo.SeedBrokers(strings.Split(os.Getenv("BENCH_BROKERS"), ",")...),
+		kgo.ConsumerGroup(os.Getenv("BENCH_GROUP")),
+		kgo.ConsumeTopics(strings.Split(os.Getenv("BENCH_INPUTS"), ",")...),
+		kgo.TransactionalID(os.Getenv("BENCH_TXN_ID")),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.Balancers(kgo.CooperativeStickyBalancer()),
+		kgo.RequireStableFetchOffsets(),
+		kgo.SessionTimeout(45*time.Second),
+		kgo.TransactionTimeout(10*time.Second),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.ProducerLinger(linger),
+	)
+	if err != nil {
+		return err
+	}
+	defer sess.Close()
+	var (
+		open    bool
+		started time.Time
+		records int
+		promise *kgo.FirstErrPromise
+	)
+	end := func(c context.Context) error {
+		if !open {
+			return nil
+		}
+		try := kgo.TryCommit
+		if promise.Err() != nil {
+			try = kgo.TryAbort
+		}
+		open, records = false, 0
+		_, err := sess.End(c, try)
+		return err
+	}
+	for {
+		pollCtx, cancel := ctx, context.CancelFunc(func() {})
+		if open {
+			pollCtx, cancel = context.WithDeadline(ctx, started.Add(commitInterval))
+		}
+		fs := sess.PollRecords(pollCtx, batchSize-records)
+		cancel()
+		if ctx.Err() != nil {
+			if open {
+				// Polled-but-unproduced records would be committed: abort.
+				c, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				_, _ = sess.End(c, kgo.TryAbort)
+				cancel()
+			}
+			return nil
+		}
+		fs.EachError(func(t string, p int32, err error) {
+			if err != context.DeadlineExceeded && err != context.Canceled {
+				fmt.Fprintf(os.Stderr, "fetch %s/%d: %v\n", t, p, err)
+			}
+		})
+		if !fs.Empty() {
+			if !open {
+				if err := sess.Begin(); err != nil {
+					return err
+				}
+				open, started, promise = true, time.Now(), kgo.AbortingFirstErrPromise(sess.Client())
+			}
+			fs.EachRecord(func(r *kgo.Record) {
+				records++
+				// Like ordo, record where the output came from (ordo-input).
+				h := append(r.Headers[:len(r.Headers):len(r.Headers)], kgo.RecordHeader{Key: "ordo-input", Value: []byte(r.Topic + "/" + strconv.Itoa(int(r.Partition)) + "/" + strconv.FormatInt(r.Offset, 10))})
+				sess.Produce(context.WithoutCancel(ctx), &kgo.Record{Topic: out, Key: r.Key, Value: r.Value, Headers: h}, promise.Promise())
+			})
+		}
+		if open && (records >= batchSize || time.Since(started) >= commitInterval) {
+			if err := end(ctx); err != nil {
+				return err
+			}
+		}
+	}
+}

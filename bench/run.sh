@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# ordo's benchmark: builds the contenders, then bench/cmd/ordobench starts a
+# real Kafka 4.1.1 (test/kafka/kafka.sh, port $KAFKA_PORT, default 9792) and
+# the schema registry, preloads the events, runs every contender, measures
+# ordo's latency, profiles ordo and rewrites docs/benchmarks.md.
+#
+#   make bench                     # full: 300k events x 3 runs (~15 min on 2 cores)
+#   make bench-quick               # BENCH_EVENTS=50000 BENCH_RUNS=1, short latency levels
+#   BENCH_CONTENDERS=passthrough,ordo make bench-quick
+#   BENCH_CONTENDERS=passthrough,ordo,ordo-alt BENCH_ALT_LABEL="linger 5ms" make bench
+#       (A/B: put another ordo build at $BENCH_BIN/ordo-alt, default bin/bench/ordo-alt; run.sh
+#        rebuilds ordo from this tree but never touches ordo-alt)
+#   BENCH_REPORT_FROM=/tmp/ordobench.X/results.json bin/bench/ordobench   # rewrite the doc only
+#
+# See bench/cmd/ordobench/main.go for every BENCH_* variable.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+export ORDO_CACHE_DIR=${ORDO_CACHE_DIR:-$HOME/.cache/ordo}
+export KAFKA_PORT=${KAFKA_PORT:-9792}
+export KAFKA_RUN_DIR=${KAFKA_RUN_DIR:-/tmp/bench-kafka}
+BIN=${BENCH_BIN:-bin/bench}
+export BENCH_BIN=$BIN
+mkdir -p "$BIN"
+
+log() { printf '[bench/run.sh] %s\n' "$*" >&2; }
+
+log "building ordo, ordo-codec, passthrough, ordobench"
+CGO_ENABLED=0 go build -trimpath -o "$BIN/ordo" ./cmd/ordo
+CGO_ENABLED=0 go build -trimpath -o "$BIN/" ./bench/cmd/ordo-codec ./bench/cmd/passthrough ./bench/cmd/ordobench
+log "building the Watermill peer (bench/peers/watermill)"
+(cd bench/peers/watermill && CGO_ENABLED=0 go build -trimpath -o "../../../$BIN/watermill-peer" .)
+if [[ ${BENCH_CONTENDERS:-kstreams} == *kstreams* ]]; then
+	log "building the Kafka Streams peer (bench/peers/kstreams, Maven)"
+	command -v mvn >/dev/null || { log "mvn not found (apt-get install maven)"; exit 1; }
+	(cd bench/peers/kstreams && mvn -q -B package -DskipTests)
+	test/kafka/kafka.sh fetch
+fi
+exec "$BIN/ordobench"
