@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sr"
 
@@ -115,19 +116,7 @@ func TestVersion(t *testing.T) {
 // TestProduceJSONLines publishes JSON lines through `ordo produce` to the
 // embedded broker and registry and decodes what landed.
 func TestProduceJSONLines(t *testing.T) {
-	kafka, err := devenv.Kafka("127.0.0.1:0", "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer kafka.Close()
-	reg, err := devenv.StartRegistry("127.0.0.1:0", "", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer reg.Close()
-	chdirRoot(t)
-	t.Setenv("ORDO_KAFKA_BROKERS", kafka.ListenAddrs()[0])
-	t.Setenv("ORDO_REGISTRY_URL", reg.URL())
+	kafka, reg := embedded(t)
 	if err := kafka.CreateTopic("checkout.orders.v1", 1, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -184,19 +173,7 @@ func TestProduceJSONLines(t *testing.T) {
 // TestDemoPublishes runs `ordo demo` against the embedded broker and checks
 // that every event landed on the three input topics.
 func TestDemoPublishes(t *testing.T) {
-	kafka, err := devenv.Kafka("127.0.0.1:0", "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer kafka.Close()
-	reg, err := devenv.StartRegistry("127.0.0.1:0", "", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer reg.Close()
-	chdirRoot(t)
-	t.Setenv("ORDO_KAFKA_BROKERS", kafka.ListenAddrs()[0])
-	t.Setenv("ORDO_REGISTRY_URL", reg.URL())
+	kafka, _ := embedded(t)
 	topics := []string{"checkout.orders.v1", "payments.v1", "warehouse.v1"}
 	for _, topic := range topics {
 		if err := kafka.CreateTopic(topic, 2, nil); err != nil {
@@ -216,4 +193,24 @@ func TestDemoPublishes(t *testing.T) {
 	if total != 300 {
 		t.Fatalf("%d records on the input topics, want 300", total)
 	}
+}
+
+// embedded starts the embedded broker and registry, points ORDO_* at them
+// and runs the test from the repository root.
+func embedded(t *testing.T) (*kfake.Cluster, *devenv.Registry) {
+	t.Helper()
+	kafka, err := devenv.Kafka("127.0.0.1:0", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(kafka.Close)
+	reg, err := devenv.StartRegistry("127.0.0.1:0", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = reg.Close() })
+	chdirRoot(t)
+	t.Setenv("ORDO_KAFKA_BROKERS", kafka.ListenAddrs()[0])
+	t.Setenv("ORDO_REGISTRY_URL", reg.URL())
+	return kafka, reg
 }

@@ -201,13 +201,18 @@ func publisherSerde(cfg *config.Config, extra ...*schemas.Schema) (*schemas.Serd
 	return schemas.NewSerde(registry, readers, strategy, true), readers, nil
 }
 
-// createTopics creates cfg.Topics that do not exist yet.
-func createTopics(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
+// newClient is a Kafka client with cfg's connection options plus extra.
+func newClient(cfg *config.Config, extra ...kgo.Opt) (*kgo.Client, error) {
 	kopts, err := clientOpts(cfg)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	cl, err := kgo.NewClient(kopts...)
+	return kgo.NewClient(append(kopts, extra...)...)
+}
+
+// createTopics creates cfg.Topics that do not exist yet.
+func createTopics(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
+	cl, err := newClient(cfg)
 	if err != nil {
 		return err
 	}

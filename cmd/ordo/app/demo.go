@@ -39,11 +39,7 @@ docker-compose.`,
 			if err != nil {
 				return err
 			}
-			kopts, err := clientOpts(cfg)
-			if err != nil {
-				return err
-			}
-			cl, err := kgo.NewClient(append(kopts, kgo.ProducerLinger(5*time.Millisecond))...)
+			cl, err := newClient(cfg, kgo.ProducerLinger(5*time.Millisecond))
 			if err != nil {
 				return err
 			}

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/ordo-dev/ordo/internal/config"
 	"github.com/ordo-dev/ordo/processors"
@@ -71,11 +70,7 @@ epoch milliseconds or RFC 3339 strings, unions as the bare value or null.
 			if _, ok := readers[typ]; !ok {
 				return fmt.Errorf("--type %q: no schema (fix: pass --schema FILE.avsc or one of the built-in types)", typ)
 			}
-			kopts, err := clientOpts(cfg)
-			if err != nil {
-				return err
-			}
-			cl, err := kgo.NewClient(kopts...)
+			cl, err := newClient(cfg)
 			if err != nil {
 				return err
 			}
