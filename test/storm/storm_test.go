@@ -139,11 +139,12 @@ func TestBacklogDrainsWithBoundedMemory(t *testing.T) {
 	if len(samples) >= 8 && float64(secondHalfMax) > 1.25*float64(firstHalfMax) {
 		t.Errorf("RSS grew while draining: first half max %.1f MiB, second half max %.1f MiB", mib(firstHalfMax), mib(secondHalfMax))
 	}
-	// Steady drain: lag never stays put between samples (2 s apart) while
-	// not yet zero.
-	for i := 1; i < len(lagAt); i++ {
-		if lagAt[i] > 0 && lagAt[i] >= lagAt[i-1] && i > 2 {
-			t.Errorf("lag did not drop between samples %d and %d: %v", i-1, i, lagAt)
+	// Steady drain: over every 10 s window (5 samples 2 s apart) the lag
+	// drops. Single samples may wobble: a partition whose transactional
+	// offsets are pending answers RequireStable with an error for a moment.
+	for i := 5; i < len(lagAt); i++ {
+		if lagAt[i] > 0 && lagAt[i-5] >= 0 && lagAt[i] >= lagAt[i-5] {
+			t.Errorf("lag did not drop over 10 s (samples %d..%d): %v", i-5, i, lagAt)
 			break
 		}
 	}
@@ -242,7 +243,7 @@ func lagOf(t *testing.T, adm *kadm.Client, group string, topics []string) int64 
 	ends.Each(func(o kadm.ListedOffset) {
 		c, ok := committed.Lookup(o.Topic, o.Partition)
 		at := int64(0)
-		if ok && c.At > 0 {
+		if ok && c.Err == nil && c.At > 0 {
 			at = c.At
 		}
 		lag += o.Offset - at
