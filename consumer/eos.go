@@ -91,10 +91,9 @@ func (p *Pipeline) kgoOpts() []kgo.Opt {
 		// Bounded fetches keep memory flat under a backlog.
 		kgo.FetchMaxBytes(c.FetchMaxBytes),
 		kgo.FetchMaxPartitionBytes(c.FetchMaxPartitionBytes),
-		// A short linger batches commands into fewer, larger produce
-		// requests (the broker's CPU per event fell 62% in docs/benchmarks.md)
-		// and costs no latency at commit: End flushes at once.
-		kgo.ProducerLinger(5 * time.Millisecond),
+		// Batch outputs into fewer, larger produce requests (see
+		// Config.ProducerLinger); End flushes at once.
+		kgo.ProducerLinger(c.ProducerLinger),
 	}
 	return append(opts, c.KgoOpts...)
 }

@@ -53,8 +53,10 @@ type Kafka struct {
 	ClientID              string   `yaml:"client_id"`
 	SessionTimeout        Duration `yaml:"session_timeout"`
 	TransactionTimeout    Duration `yaml:"transaction_timeout"`
-	SASL                  SASL     `yaml:"sasl"`
-	TLS                   bool     `yaml:"tls"`
+	// ProducerLinger batches each transaction's output; End flushes at once.
+	ProducerLinger Duration `yaml:"producer_linger"`
+	SASL           SASL     `yaml:"sasl"`
+	TLS            bool     `yaml:"tls"`
 }
 
 // SASL is the `kafka.sasl:` block.
@@ -153,6 +155,7 @@ func Defaults() Config {
 			ClientID:              "ordo",
 			SessionTimeout:        Duration(45 * time.Second),
 			TransactionTimeout:    Duration(10 * time.Second),
+			ProducerLinger:        Duration(5 * time.Millisecond),
 		},
 		Registry: Registry{
 			URL:             "http://127.0.0.1:8081",

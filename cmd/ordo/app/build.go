@@ -98,6 +98,15 @@ func applyMemoryLimit(cfg *config.Config, log *slog.Logger) {
 	log.Info("soft memory limit set", "mib", cfg.Processing.MemoryLimitMiB)
 }
 
+// producerLinger maps kafka.producer_linger to consumer.Config, where 0
+// means the default and a negative value no linger.
+func producerLinger(cfg *config.Config) time.Duration {
+	if cfg.Kafka.ProducerLinger <= 0 {
+		return -1
+	}
+	return cfg.Kafka.ProducerLinger.D()
+}
+
 // build assembles a replica from cfg. It connects to nothing.
 func build(cfg *config.Config, reg *processors.Registry, log *slog.Logger, ob observe) (*runtime, error) {
 	readers, err := schemas.Demo()
@@ -163,6 +172,7 @@ func build(cfg *config.Config, reg *processors.Registry, log *slog.Logger, ob ob
 		TransactionTimeout: cfg.Kafka.TransactionTimeout.D(),
 		ShutdownTimeout:    cfg.Processing.ShutdownTimeout.D(),
 		TransientRetries:   cfg.Processing.TransientRetries,
+		ProducerLinger:     producerLinger(cfg),
 		KeyParallel:        cfg.Processing.KeyParallel,
 		KeyLanes:           cfg.Processing.KeyLanes,
 		SkipTypes:          cfg.Processing.SkipTypes,
