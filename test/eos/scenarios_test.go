@@ -39,8 +39,15 @@ func TestSIGKILLedReplicasLoseAndDuplicateNothing(t *testing.T) {
 	foreign := sc.foreign(ctx, g)
 	bg := g.goPublish(ctx, n, rate)
 	rng := rand.New(rand.NewPCG(rand.Uint64(), 1))
-	for range kills {
+	for i := range kills {
 		sleepRand(rng, meanGap/2, meanGap*3/2)
+		if i%6 == 5 {
+			// Kills every ~2 s keep the group rebalancing (a killed member
+			// holds its partitions for the 6 s session timeout), when few
+			// transactions are open. Let it settle now and then so some
+			// kills land mid-transaction, with output on the broker.
+			time.Sleep(7 * time.Second)
+		}
 		r := rs[rng.IntN(len(rs))]
 		sc.kill(r)
 		sleepRand(rng, 50*time.Millisecond, 800*time.Millisecond)
