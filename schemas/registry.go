@@ -202,16 +202,7 @@ func (r *Registry) fetchByID(ctx context.Context, id int) (*Schema, error) {
 // an existing identical schema returns its id) and caches the id by
 // (subject, text) so producers call the registry once per schema.
 func (r *Registry) Register(ctx context.Context, subject, schemaText string) (int, error) {
-	k := regKey{subject, schemaText}
-	r.regMu.Lock()
-	id, ok := r.regMemo[k]
-	r.regMu.Unlock()
-	if ok {
-		return id, nil
-	}
-	v, err, _ := r.flight.Do("register\x00"+subject+"\x00"+schemaText, func() (any, error) {
-		fctx, cancel := context.WithTimeout(ctx, r.fetchTimeout)
-		defer cancel()
+	return r.idOf(ctx, "register", subject, schemaText, func(fctx context.Context) (int, error) {
 		// RegisterSchema (POST /subjects/{s}/versions) is CreateSchema
 		// without its follow-up usages lookup: one round trip.
 		id, err := r.cl.RegisterSchema(fctx, subject, sr.Schema{Schema: schemaText, Type: sr.TypeAvro}, -1, -1)
@@ -220,12 +211,6 @@ func (r *Registry) Register(ctx context.Context, subject, schemaText string) (in
 		}
 		return id, nil
 	})
-	if err != nil {
-		return 0, err
-	}
-	id = v.(int)
-	r.remember(k, id)
-	return id, nil
 }
 
 // Lookup returns the id of schemaText if it is registered under subject,
@@ -233,16 +218,7 @@ func (r *Registry) Register(ctx context.Context, subject, schemaText string) (in
 // Returns a *RegistryError wrapping sr.ErrSchemaNotFound / subject not
 // found when it is not registered.
 func (r *Registry) Lookup(ctx context.Context, subject, schemaText string) (int, error) {
-	k := regKey{subject, schemaText}
-	r.regMu.Lock()
-	id, ok := r.regMemo[k]
-	r.regMu.Unlock()
-	if ok {
-		return id, nil
-	}
-	v, err, _ := r.flight.Do("lookup\x00"+subject+"\x00"+schemaText, func() (any, error) {
-		fctx, cancel := context.WithTimeout(ctx, r.fetchTimeout)
-		defer cancel()
+	return r.idOf(ctx, "lookup", subject, schemaText, func(fctx context.Context) (int, error) {
 		ss, err := r.cl.LookupSchema(fctx, subject, sr.Schema{Schema: schemaText, Type: sr.TypeAvro})
 		if err != nil {
 			if isTransient(err) {
@@ -251,6 +227,24 @@ func (r *Registry) Lookup(ctx context.Context, subject, schemaText string) (int,
 			return 0, &RegistryError{Op: "look up schema under subject " + subject, Err: err}
 		}
 		return ss.ID, nil
+	})
+}
+
+// idOf is the memo and single-flight shared by Register and Lookup: the id
+// of (subject, text) is remembered once known; concurrent callers share one
+// registry call, bounded by the fetch timeout.
+func (r *Registry) idOf(ctx context.Context, op, subject, schemaText string, call func(context.Context) (int, error)) (int, error) {
+	k := regKey{subject, schemaText}
+	r.regMu.Lock()
+	id, ok := r.regMemo[k]
+	r.regMu.Unlock()
+	if ok {
+		return id, nil
+	}
+	v, err, _ := r.flight.Do(op+"\x00"+subject+"\x00"+schemaText, func() (any, error) {
+		fctx, cancel := context.WithTimeout(ctx, r.fetchTimeout)
+		defer cancel()
+		return call(fctx)
 	})
 	if err != nil {
 		return 0, err
