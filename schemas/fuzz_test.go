@@ -7,8 +7,9 @@ import (
 
 // FuzzDecode feeds arbitrary frames through the full Serde decode path
 // (writer schemas of the interop vectors, resolution to the vector reader,
-// natural form). It must never panic, and whatever decodes must re-encode
-// with the reader schema and decode again to the same natural value.
+// natural form). It must never panic, it must agree with the reference
+// decoder (pre-scan + goavro + resolver) on every input, and whatever decodes
+// must re-encode with the reader schema and decode again to the same value.
 func FuzzDecode(f *testing.F) {
 	v := loadVectors(f)
 	for _, c := range v.Valid {
@@ -28,6 +29,7 @@ func FuzzDecode(f *testing.F) {
 		if w == nil {
 			return
 		}
+		checkAgainstReference(t, w, v.reader, body)
 		d, err := s.decodeWith(w, body)
 		if err != nil {
 			if err.Error() == "" {

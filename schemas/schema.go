@@ -26,6 +26,9 @@ type Schema struct {
 	// *Schema; a writer Schema is cached per id by Registry, so this is the
 	// per-(writerID, reader) cache the hot path uses.
 	resolvers sync.Map // *Schema -> *resolverResult
+	// decoders caches compiled single-pass decoders keyed by reader *Schema
+	// (the writer itself for "as written"); see decoder.go.
+	decoders sync.Map // *Schema -> *decProgram
 }
 
 type resolverResult struct {
@@ -128,13 +131,15 @@ func (s *Schema) EncodeNatural(v map[string]any) ([]byte, error) {
 }
 
 // AppendNatural is EncodeNatural appending to dst, so a framed message can
-// be built in one buffer: s.AppendNatural(AppendHeader(nil, id), v).
+// be built in one buffer: s.AppendNatural(AppendHeader(nil, id), v). It
+// encodes directly from the natural form (see encoder.go); on error dst is
+// returned unchanged.
 func (s *Schema) AppendNatural(dst []byte, v map[string]any) ([]byte, error) {
-	native, err := FromNatural(s, v)
+	out, err := appendNatural(dst, s.root, v)
 	if err != nil {
-		return dst, err
+		return dst, fmt.Errorf("avro: from natural %s: %w", s.FullName, err)
 	}
-	return s.EncodeNative(dst, native)
+	return out, nil
 }
 
 //go:embed avro/*.avsc

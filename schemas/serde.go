@@ -65,32 +65,13 @@ func (s *Serde) Decode(ctx context.Context, topic string, value []byte) (Decoded
 
 func (s *Serde) decodeWith(w *Schema, body []byte) (Decoded, error) {
 	d := Decoded{SchemaID: w.ID, Type: w.FullName}
-	native, err := w.DecodeNative(body)
+	v, err := w.decodeNatural(s.readers[w.FullName], body)
 	if err != nil {
 		return d, err
 	}
-	target := w
-	if rd := s.readers[w.FullName]; rd != nil {
-		r, err := w.resolverFor(rd)
-		if err != nil {
-			return d, &MalformedError{SchemaID: w.ID, Type: w.FullName, Reason: err.Error(), Err: err}
-		}
-		if r != nil {
-			if native, err = r.run(native); err != nil {
-				return d, &MalformedError{SchemaID: w.ID, Type: w.FullName, Reason: "resolve to reader schema: " + err.Error(), Err: err}
-			}
-		}
-		target = rd
-	}
-	// native is owned by us (fresh from goavro or the resolver), so convert
-	// in place; bytes are still copied off the payload buffer.
-	nat, err := toNatural(target.root, native, true)
-	if err != nil {
-		return d, &MalformedError{SchemaID: w.ID, Type: w.FullName, Reason: "to natural: " + err.Error(), Err: err}
-	}
-	m, ok := nat.(map[string]any)
+	m, ok := v.(map[string]any)
 	if !ok {
-		return d, &MalformedError{SchemaID: w.ID, Type: w.FullName, Reason: fmt.Sprintf("top-level type is %s, not a record", target.root.describe())}
+		return d, &MalformedError{SchemaID: w.ID, Type: w.FullName, Reason: fmt.Sprintf("top-level type is %T, not a record", v)}
 	}
 	d.Value = m
 	return d, nil

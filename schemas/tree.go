@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/big"
 	"strings"
+	"sync"
 )
 
 // kind is the Avro type of a node in the parsed schema tree.
@@ -83,6 +84,11 @@ type field struct {
 	typ        *node
 	hasDefault bool
 	def        any // raw JSON default (json.Number for numbers)
+
+	// The default's binary encoding, built on first use by encodedDefault.
+	defOnce sync.Once
+	defEnc  []byte
+	defErr  error
 }
 
 func (n *node) shortName() string {

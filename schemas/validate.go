@@ -22,9 +22,27 @@ const (
 type scanError struct {
 	offset int
 	reason string
+	path   string // field path inside the datum ("items[2].qty"), when known
 }
 
-func (e *scanError) Error() string { return fmt.Sprintf("%s at offset %d", e.reason, e.offset) }
+func (e *scanError) Error() string {
+	if e.path != "" {
+		return fmt.Sprintf("%s: %s at offset %d", e.path, e.reason, e.offset)
+	}
+	return fmt.Sprintf("%s at offset %d", e.reason, e.offset)
+}
+
+// prefix adds an outer path segment: a field name or "[i]".
+func (e *scanError) prefix(seg string) {
+	switch {
+	case e.path == "":
+		e.path = seg
+	case e.path[0] == '[':
+		e.path = seg + e.path
+	default:
+		e.path = seg + "." + e.path
+	}
+}
 
 // scanner walks an Avro body against a schema tree without allocating,
 // verifying that every length, count, index and varint is well-formed and
@@ -72,6 +90,24 @@ func (s *scanner) varint(maxBytes int, what string) (int64, error) {
 	return int64(v>>1) ^ -int64(v&1), nil
 }
 
+// Constant descriptions, so the happy path builds no strings.
+var (
+	lengthWhat = [kUnion + 1]string{kString: "string length", kBytes: "bytes length"}
+	blockWhat  = [kUnion + 1][3]string{
+		kArray: {"array block count", "array block size", "array block"},
+		kMap:   {"map block count", "map block size", "map block"},
+	}
+)
+
+// needNamed is need for a named type; the description is built only on
+// failure.
+func (s *scanner) needNamed(n int64, what, name string) error {
+	if n >= 0 && n <= int64(len(s.buf)-s.pos) {
+		return nil
+	}
+	return s.need(n, what+" "+name)
+}
+
 func (s *scanner) need(n int64, what string) error {
 	if n < 0 {
 		return s.fail(s.pos, "negative length %d for %s", n, what)
@@ -115,7 +151,7 @@ func (s *scanner) value(n *node, depth int) error {
 		s.pos += int(w)
 		return nil
 	case kBytes, kString:
-		l, err := s.varint(10, n.kind.String()+" length")
+		l, err := s.varint(10, lengthWhat[n.kind])
 		if err != nil {
 			return err
 		}
@@ -130,7 +166,7 @@ func (s *scanner) value(n *node, depth int) error {
 		s.pos += int(l)
 		return nil
 	case kFixed:
-		if err := s.need(int64(n.size), "fixed "+n.name); err != nil {
+		if err := s.needNamed(int64(n.size), "fixed", n.name); err != nil {
 			return err
 		}
 		if n.logical == lDecimal {
@@ -181,7 +217,7 @@ func (s *scanner) blocks(n *node, depth int) error {
 	}
 	for {
 		at := s.pos
-		count, err := s.varint(10, what+" block count")
+		count, err := s.varint(10, blockWhat[n.kind][0])
 		if err != nil {
 			return err
 		}
@@ -196,10 +232,10 @@ func (s *scanner) blocks(n *node, depth int) error {
 				return s.fail(at, "invalid %s block count", what)
 			}
 			count = -count
-			if blockSize, err = s.varint(10, what+" block size"); err != nil {
+			if blockSize, err = s.varint(10, blockWhat[n.kind][1]); err != nil {
 				return err
 			}
-			if err := s.need(blockSize, what+" block"); err != nil {
+			if err := s.need(blockSize, blockWhat[n.kind][2]); err != nil {
 				return err
 			}
 			blockStart = s.pos

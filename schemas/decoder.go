@@ -1,0 +1,661 @@
+package schemas
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math"
+	"math/big"
+	"time"
+)
+
+// The compiled decoder turns a writer-schema body straight into the natural
+// form of the reader schema in a single pass over the bytes:
+//
+//   - every length, count, index and varint is bounds-checked as it is read
+//     (the same limits as the pre-scan in validate.go: nesting depth, block
+//     counts against the bytes left, a budget for zero-width items), so
+//     untrusted input cannot panic or trigger a large allocation;
+//   - writer fields the reader does not have are skipped without allocating;
+//   - resolution (defaults, promotions, enum mapping, unions on either side)
+//     is decided once per (writer, reader) pair when the program is compiled,
+//     not per record.
+//
+// It replaces pre-scan + goavro decode + resolve + natural conversion (four
+// passes and goavro's generic maps) on the hot path. The reference path
+// (DecodeNative + Resolve + ToNatural) stays for tools and is checked
+// against this one in differential tests and the fuzzer.
+
+// decOp decodes one value of a writer type as a reader type. run is set
+// after construction so recursive schemas can refer to themselves.
+type decOp struct {
+	run func(s *scanner, depth int) (any, error)
+}
+
+// decode checks the nesting bound (as the pre-scan does for every value)
+// and runs op.
+func (op *decOp) decode(s *scanner, depth int) (any, error) {
+	if depth > maxDepth {
+		return nil, s.fail(s.pos, "nesting deeper than %d", maxDepth)
+	}
+	return op.run(s, depth)
+}
+
+// decProgram is a compiled (writer, reader) decoder; err is set when the
+// schemas cannot be resolved at all.
+type decProgram struct {
+	root *decOp
+	err  error
+}
+
+// decoderFor returns the compiled program decoding s (as writer) into
+// reader's natural form; reader == nil or identical JSON means "as written".
+// Programs are cached on the writer per reader, like resolvers.
+func (s *Schema) decoderFor(reader *Schema) *decProgram {
+	key := reader
+	if reader == nil {
+		key = s
+	}
+	if v, ok := s.decoders.Load(key); ok {
+		return v.(*decProgram)
+	}
+	target := s.root
+	if key != s && !jsonEqualText(s.Text, key.Text) {
+		target = key.root
+	}
+	b := &decBuilder{memo: map[[2]*node]*decOp{}}
+	p := &decProgram{}
+	op, err := b.build(s.root, target)
+	if err != nil {
+		p.err = fmt.Errorf("avro: writer %s (id %d) cannot be resolved to reader %s: %w", s.FullName, s.ID, key.FullName, err)
+	}
+	p.root = op
+	v, _ := s.decoders.LoadOrStore(key, p)
+	return v.(*decProgram)
+}
+
+// decodeNatural decodes body with the compiled program for reader.
+func (s *Schema) decodeNatural(reader *Schema, body []byte) (any, error) {
+	p := s.decoderFor(reader)
+	if p.err != nil {
+		return nil, &MalformedError{SchemaID: s.ID, Type: s.FullName, Reason: p.err.Error(), Err: p.err}
+	}
+	sc := scanner{buf: body, budget: len(body) + zeroWidthSlack}
+	v, err := p.root.decode(&sc, 0)
+	if err != nil {
+		if se, ok := err.(*scanError); ok {
+			return nil, s.malformed(se.offset, se.Error(), nil)
+		}
+		return nil, s.malformed(sc.pos, err.Error(), err)
+	}
+	if sc.pos != len(body) {
+		return nil, s.malformed(sc.pos, fmt.Sprintf("%d trailing bytes after datum at offset %d", len(body)-sc.pos, sc.pos), nil)
+	}
+	return v, nil
+}
+
+type decBuilder struct {
+	memo map[[2]*node]*decOp
+}
+
+func (b *decBuilder) build(w, r *node) (*decOp, error) {
+	key := [2]*node{w, r}
+	if op, ok := b.memo[key]; ok {
+		return op, nil
+	}
+	op := &decOp{}
+	b.memo[key] = op
+	run, err := b.compile(w, r)
+	if err != nil {
+		delete(b.memo, key)
+		return nil, err
+	}
+	op.run = run
+	return op, nil
+}
+
+type decFn = func(s *scanner, depth int) (any, error)
+
+func (b *decBuilder) compile(w, r *node) (decFn, error) {
+	if w.kind == kUnion {
+		return b.compileWriterUnion(w, r)
+	}
+	if r.kind == kUnion {
+		// The natural form unwraps unions, so reading into a reader union is
+		// reading into the branch the writer type selects.
+		rb, err := readerBranch(w, r)
+		if err != nil {
+			return nil, err
+		}
+		op, err := b.build(w, rb)
+		if err != nil {
+			return nil, within("reader branch "+rb.branchName, err)
+		}
+		// op.run may not be set yet (recursive schemas), so call through op.
+		return func(s *scanner, depth int) (any, error) { return op.run(s, depth) }, nil
+	}
+	switch {
+	case w.kind == r.kind:
+		switch w.kind {
+		case kRecord:
+			if !namesMatch(w, r) {
+				return nil, perr("writer record %s does not match reader record %s", w.name, r.name)
+			}
+			return b.compileRecord(w, r)
+		case kEnum:
+			if !namesMatch(w, r) {
+				return nil, perr("writer enum %s does not match reader enum %s", w.name, r.name)
+			}
+			return compileEnumDecoder(w, r), nil
+		case kFixed:
+			if !namesMatch(w, r) || w.size != r.size {
+				return nil, perr("writer fixed %s[%d] does not match reader fixed %s[%d]", w.name, w.size, r.name, r.size)
+			}
+		case kArray, kMap:
+			items, err := b.build(w.items, r.items)
+			if err != nil {
+				return nil, within(w.kind.String()+" items", err)
+			}
+			if w.kind == kArray {
+				return arrayDecoder(w, items), nil
+			}
+			return mapDecoder(w, items), nil
+		}
+	case promotable(w.kind, r.kind):
+	default:
+		return nil, perr("writer type %s cannot be read as %s", w.describe(), r.describe())
+	}
+	// Leaves: read the writer's value, then convert when the reader's type or
+	// logical type differs (the conversions are the resolver's).
+	read := leafDecoder(w)
+	if w.kind == r.kind && w.logical == r.logical && (w.logical != lDecimal || w.scale == r.scale && w.precision <= r.precision) {
+		return read, nil
+	}
+	var conv func(any) (any, error)
+	var err error
+	if w.kind == r.kind {
+		conv, err = compileLogical(w, r)
+	} else {
+		conv = compilePromotion(w, r)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return func(s *scanner, depth int) (any, error) {
+		at := s.pos
+		v, err := read(s, depth)
+		if err != nil {
+			return nil, err
+		}
+		out, err := conv(v)
+		if err != nil {
+			return nil, &scanError{offset: at, reason: err.Error()}
+		}
+		return out, nil
+	}, nil
+}
+
+// readerBranch picks the reader union branch for a non-union writer type:
+// the first of the same type, else the first the writer promotes to.
+func readerBranch(w, r *node) (*node, error) {
+	for _, rb := range r.branches {
+		if sameKind(w, rb) {
+			return rb, nil
+		}
+	}
+	for _, rb := range r.branches {
+		if promotable(w.kind, rb.kind) {
+			return rb, nil
+		}
+	}
+	return nil, perr("writer type %s matches no branch of reader %s", w.describe(), r.describe())
+}
+
+func (b *decBuilder) compileWriterUnion(w, r *node) (decFn, error) {
+	ops := make([]*decOp, len(w.branches))
+	errs := make([]error, len(w.branches))
+	ok := 0
+	var firstErr error
+	for i, wb := range w.branches {
+		op, err := b.build(wb, r)
+		if err != nil {
+			// Only an error if the data actually uses this branch.
+			errs[i] = within("writer branch "+wb.branchName, err)
+			if firstErr == nil {
+				firstErr = errs[i]
+			}
+			continue
+		}
+		ops[i] = op
+		ok++
+	}
+	if ok == 0 {
+		return nil, firstErr
+	}
+	return func(s *scanner, depth int) (any, error) {
+		at := s.pos
+		i, err := s.varint(10, "union index")
+		if err != nil {
+			return nil, err
+		}
+		if i < 0 || i >= int64(len(ops)) {
+			return nil, s.fail(at, "union index %d out of range [0,%d)", i, len(ops))
+		}
+		if ops[i] == nil {
+			return nil, &scanError{offset: at, reason: errs[i].Error()}
+		}
+		return ops[i].decode(s, depth+1)
+	}, nil
+}
+
+// recStep is one writer field: decoded into reader field name, or skipped.
+type recStep struct {
+	name string // reader field name
+	op   *decOp // nil: skip the writer field
+	skip *node  // writer type to skip
+	seg  string // writer field name, for error paths
+}
+
+type recDefault struct {
+	name  string
+	val   any
+	clone bool
+}
+
+func (b *decBuilder) compileRecord(w, r *node) (decFn, error) {
+	steps := make([]recStep, len(w.fields))
+	for i, wf := range w.fields {
+		steps[i] = recStep{skip: wf.typ, seg: wf.name}
+	}
+	var defaults []recDefault
+	for _, rf := range r.fields {
+		wf := findWriterField(w, rf)
+		if wf == nil {
+			if !rf.hasDefault {
+				return nil, within(rf.name, perr("reader field missing in writer %s and has no default", w.name))
+			}
+			nat, err := naturalDefault(rf)
+			if err != nil {
+				return nil, within(rf.name, fmt.Errorf("invalid default: %w", err))
+			}
+			d := recDefault{name: rf.name, val: nat}
+			switch nat.(type) {
+			case map[string]any, []any, []byte, *big.Rat:
+				d.clone = true
+			}
+			defaults = append(defaults, d)
+			continue
+		}
+		op, err := b.build(wf.typ, rf.typ)
+		if err != nil {
+			return nil, within(rf.name, err)
+		}
+		st := &steps[w.fieldIdx[wf.name]]
+		st.name, st.op, st.skip = rf.name, op, nil
+	}
+	size := len(r.fields)
+	return func(s *scanner, depth int) (any, error) {
+		out := make(map[string]any, size)
+		for i := range steps {
+			st := &steps[i]
+			if st.op == nil {
+				if err := s.value(st.skip, depth+1); err != nil {
+					return nil, inField(st.seg, err)
+				}
+				continue
+			}
+			v, err := st.op.decode(s, depth+1)
+			if err != nil {
+				return nil, inField(st.seg, err)
+			}
+			out[st.name] = v
+		}
+		for i := range defaults {
+			d := &defaults[i]
+			if d.clone {
+				out[d.name] = cloneNative(d.val)
+			} else {
+				out[d.name] = d.val
+			}
+		}
+		return out, nil
+	}, nil
+}
+
+// naturalDefault is a reader field's default in natural form.
+func naturalDefault(f *field) (any, error) {
+	native, err := defaultNative(f.typ, f.def)
+	if err != nil {
+		return nil, err
+	}
+	return toNatural(f.typ, native, true)
+}
+
+func compileEnumDecoder(w, r *node) decFn {
+	// symbols[i] is the reader symbol for writer index i; "" means unknown to
+	// the reader, which has no default.
+	symbols := make([]string, len(w.symbols))
+	for i, sym := range w.symbols {
+		if _, ok := r.symbolIdx[sym]; ok {
+			symbols[i] = sym
+		} else if r.hasEnumDef {
+			symbols[i] = r.enumDef
+		}
+	}
+	return func(s *scanner, depth int) (any, error) {
+		at := s.pos
+		i, err := s.varint(10, "enum index")
+		if err != nil {
+			return nil, err
+		}
+		if i < 0 || i >= int64(len(symbols)) {
+			return nil, s.fail(at, "enum %s index %d out of range [0,%d)", w.name, i, len(symbols))
+		}
+		if symbols[i] == "" {
+			return nil, s.fail(at, "enum symbol %q of writer %s is unknown to reader %s, which has no default", w.symbols[i], w.name, r.name)
+		}
+		return symbols[i], nil
+	}
+}
+
+// blockHeader reads one array/map block header (count, and size for
+// negative counts) and charges it against the remaining bytes or the
+// zero-width budget, exactly like the pre-scan. count == 0 ends the value.
+func (s *scanner) blockHeader(n *node) (count int64, blockStart int, blockSize int64, err error) {
+	what := n.kind.String()
+	itemMin := n.items.minSize
+	if n.kind == kMap {
+		itemMin++ // key length varint
+	}
+	at := s.pos
+	count, err = s.varint(10, blockWhat[n.kind][0])
+	if err != nil || count == 0 {
+		return 0, 0, 0, err
+	}
+	blockStart = -1
+	if count < 0 {
+		if count == -1<<63 {
+			return 0, 0, 0, s.fail(at, "invalid %s block count", what)
+		}
+		count = -count
+		if blockSize, err = s.varint(10, blockWhat[n.kind][1]); err != nil {
+			return 0, 0, 0, err
+		}
+		if err = s.need(blockSize, blockWhat[n.kind][2]); err != nil {
+			return 0, 0, 0, err
+		}
+		blockStart = s.pos
+	}
+	remaining := int64(len(s.buf) - s.pos)
+	if itemMin > 0 {
+		if count > remaining/int64(itemMin) {
+			return 0, 0, 0, s.fail(at, "%s block count %d exceeds what the remaining %d bytes can hold", what, count, remaining)
+		}
+	} else {
+		if count > int64(s.budget) {
+			return 0, 0, 0, s.fail(at, "%s block count %d of zero-width items exceeds limit", what, count)
+		}
+		s.budget -= int(count)
+	}
+	return count, blockStart, blockSize, nil
+}
+
+func (s *scanner) blockEnd(n *node, blockStart int, blockSize int64) error {
+	if blockStart >= 0 && int64(s.pos-blockStart) != blockSize {
+		return s.fail(blockStart, "%s block size %d does not match encoded size %d", n.kind, blockSize, s.pos-blockStart)
+	}
+	return nil
+}
+
+func arrayDecoder(w *node, items *decOp) decFn {
+	return func(s *scanner, depth int) (any, error) {
+		var out []any
+		for {
+			count, start, size, err := s.blockHeader(w)
+			if err != nil {
+				return nil, err
+			}
+			if count == 0 {
+				if out == nil {
+					out = []any{}
+				}
+				return out, nil
+			}
+			if out == nil {
+				out = make([]any, 0, count)
+			}
+			for range count {
+				v, err := items.decode(s, depth+1)
+				if err != nil {
+					return nil, inIndex(len(out), err)
+				}
+				out = append(out, v)
+			}
+			if err := s.blockEnd(w, start, size); err != nil {
+				return nil, err
+			}
+		}
+	}
+}
+
+func mapDecoder(w *node, items *decOp) decFn {
+	return func(s *scanner, depth int) (any, error) {
+		var out map[string]any
+		for {
+			count, start, size, err := s.blockHeader(w)
+			if err != nil {
+				return nil, err
+			}
+			if count == 0 {
+				if out == nil {
+					out = map[string]any{}
+				}
+				return out, nil
+			}
+			if out == nil {
+				out = make(map[string]any, count)
+			}
+			for range count {
+				if depth+1 > maxDepth {
+					return nil, s.fail(s.pos, "nesting deeper than %d", maxDepth)
+				}
+				k, err := s.readString()
+				if err != nil {
+					return nil, err
+				}
+				v, err := items.decode(s, depth+1)
+				if err != nil {
+					return nil, inField(k, err)
+				}
+				out[k] = v
+			}
+			if err := s.blockEnd(w, start, size); err != nil {
+				return nil, err
+			}
+		}
+	}
+}
+
+// readBytes returns a length-prefixed slice of the buffer (aliasing it).
+func (s *scanner) readBytes(kind kind) ([]byte, error) {
+	what := kind.String()
+	l, err := s.varint(10, lengthWhat[kind])
+	if err != nil {
+		return nil, err
+	}
+	if err := s.need(l, what); err != nil {
+		return nil, err
+	}
+	b := s.buf[s.pos : s.pos+int(l)]
+	s.pos += int(l)
+	return b, nil
+}
+
+func (s *scanner) readString() (string, error) {
+	b, err := s.readBytes(kString)
+	if err != nil {
+		return "", err
+	}
+	return string(b), nil
+}
+
+// leafDecoder reads a primitive, enum-free leaf in the writer's natural form
+// (the same values goavro + ToNatural produce).
+func leafDecoder(n *node) decFn {
+	switch n.kind {
+	case kNull:
+		return func(*scanner, int) (any, error) { return nil, nil }
+	case kBoolean:
+		return func(s *scanner, _ int) (any, error) {
+			if s.pos >= len(s.buf) {
+				return nil, s.fail(s.pos, "truncated body reading boolean")
+			}
+			b := s.buf[s.pos]
+			if b > 1 {
+				return nil, s.fail(s.pos, "invalid boolean byte 0x%02x", b)
+			}
+			s.pos++
+			return b == 1, nil
+		}
+	case kInt:
+		return func(s *scanner, _ int) (any, error) {
+			v, err := s.varint(5, "int")
+			if err != nil {
+				return nil, err
+			}
+			i := int32(v)
+			switch n.logical {
+			case lDate:
+				return time.Unix(int64(i)*86400, 0).UTC(), nil
+			case lTimeMillis:
+				return time.Duration(i) * time.Millisecond, nil
+			}
+			return i, nil
+		}
+	case kLong:
+		return func(s *scanner, _ int) (any, error) {
+			v, err := s.varint(10, "long")
+			if err != nil {
+				return nil, err
+			}
+			switch n.logical {
+			case lTimestampMillis:
+				sec := v / 1e3
+				return time.Unix(sec, (v-sec*1e3)*1e6).UTC(), nil
+			case lTimestampMicros:
+				sec := v / 1e6
+				return time.Unix(sec, (v-sec*1e6)*1e3).UTC(), nil
+			case lTimeMicros:
+				return time.Duration(v) * time.Microsecond, nil
+			}
+			return v, nil
+		}
+	case kFloat:
+		return func(s *scanner, _ int) (any, error) {
+			if err := s.need(4, "float"); err != nil {
+				return nil, err
+			}
+			f := math.Float32frombits(binary.LittleEndian.Uint32(s.buf[s.pos:]))
+			s.pos += 4
+			return f, nil
+		}
+	case kDouble:
+		return func(s *scanner, _ int) (any, error) {
+			if err := s.need(8, "double"); err != nil {
+				return nil, err
+			}
+			f := math.Float64frombits(binary.LittleEndian.Uint64(s.buf[s.pos:]))
+			s.pos += 8
+			return f, nil
+		}
+	case kString:
+		return func(s *scanner, _ int) (any, error) { return s.readString() }
+	case kBytes:
+		if n.logical == lDecimal {
+			return func(s *scanner, _ int) (any, error) {
+				l, err := s.varint(10, lengthWhat[kBytes])
+				if err != nil {
+					return nil, err
+				}
+				if err := s.need(l, "bytes"); err != nil {
+					return nil, err
+				}
+				return s.readDecimal(n, int(l))
+			}
+		}
+		return func(s *scanner, _ int) (any, error) {
+			b, err := s.readBytes(kBytes)
+			if err != nil {
+				return nil, err
+			}
+			return append([]byte(nil), b...), nil
+		}
+	case kFixed:
+		return func(s *scanner, _ int) (any, error) {
+			if err := s.needNamed(int64(n.size), "fixed", n.name); err != nil {
+				return nil, err
+			}
+			if n.logical == lDecimal {
+				return s.readDecimal(n, n.size)
+			}
+			b := append([]byte(nil), s.buf[s.pos:s.pos+n.size]...)
+			s.pos += n.size
+			return b, nil
+		}
+	}
+	return func(s *scanner, _ int) (any, error) {
+		return nil, s.fail(s.pos, "unsupported schema kind %s", n.kind)
+	}
+}
+
+// readDecimal reads l bytes of two's complement (already bounds-checked) as
+// a decimal of n, rejecting values beyond n's precision. Values that fit in
+// an int64 avoid big.Int parsing.
+func (s *scanner) readDecimal(n *node, l int) (any, error) {
+	if err := s.decimal(n, l); err != nil {
+		return nil, err
+	}
+	raw := s.buf[s.pos : s.pos+l]
+	s.pos += l
+	if l <= 8 {
+		var u int64
+		if l > 0 && raw[0]&0x80 != 0 {
+			u = -1
+		}
+		for _, c := range raw {
+			u = u<<8 | int64(c)
+		}
+		if n.scale < len(pow10Int64) {
+			return new(big.Rat).SetFrac64(u, pow10Int64[n.scale]), nil
+		}
+	}
+	return decimalFromTwos(raw, n.scale), nil
+}
+
+// pow10Int64 holds 10^0..10^18, the scales whose denominator fits an int64.
+var pow10Int64 = func() [19]int64 {
+	var t [19]int64
+	t[0] = 1
+	for i := 1; i < len(t); i++ {
+		t[i] = t[i-1] * 10
+	}
+	return t
+}()
+
+// inField and inIndex prefix a decode error's path (only on the error path,
+// so the happy path allocates nothing for it).
+func inField(seg string, err error) error {
+	if se, ok := err.(*scanError); ok {
+		se.prefix(seg)
+		return se
+	}
+	return within(seg, err)
+}
+
+func inIndex(i int, err error) error {
+	seg := fmt.Sprintf("[%d]", i)
+	if se, ok := err.(*scanError); ok {
+		se.prefix(seg)
+		return se
+	}
+	return within(seg, err)
+}

@@ -1,0 +1,252 @@
+package schemas
+
+import (
+	"bytes"
+	"fmt"
+	"math/big"
+	"strings"
+	"testing"
+	"time"
+)
+
+// referenceDecode is the original four-pass decode (pre-scan, goavro,
+// resolver, natural conversion). The compiled decoder must agree with it on
+// every input: same accept/reject decision, same natural value.
+func referenceDecode(w, reader *Schema, body []byte) (map[string]any, error) {
+	native, err := w.DecodeNative(body)
+	if err != nil {
+		return nil, err
+	}
+	target := w
+	if reader != nil {
+		if native, err = Resolve(w, reader, native); err != nil {
+			return nil, err
+		}
+		target = reader
+	}
+	nat, err := ToNatural(target, native)
+	if err != nil {
+		return nil, err
+	}
+	m, ok := nat.(map[string]any)
+	if !ok {
+		return nil, fmt.Errorf("not a record")
+	}
+	return m, nil
+}
+
+// referenceEncode is FromNatural + goavro, the original encoder.
+func referenceEncode(s *Schema, v map[string]any) ([]byte, error) {
+	native, err := FromNatural(s, v)
+	if err != nil {
+		return nil, err
+	}
+	return s.EncodeNative(nil, native)
+}
+
+// checkAgainstReference decodes body both ways and fails on any
+// disagreement; it returns the compiled decoder's value (nil on error).
+func checkAgainstReference(t *testing.T, w, reader *Schema, body []byte) map[string]any {
+	t.Helper()
+	want, werr := referenceDecode(w, reader, body)
+	got, gerr := w.decodeNatural(reader, body)
+	if (werr == nil) != (gerr == nil) {
+		t.Fatalf("body %x: reference err=%v, compiled err=%v", body, werr, gerr)
+	}
+	if gerr != nil {
+		if _, ok := gerr.(*MalformedError); !ok {
+			t.Fatalf("compiled decoder returned %T, want *MalformedError: %v", gerr, gerr)
+		}
+		return nil
+	}
+	if d := naturalDiff("$", got, want); d != "" {
+		t.Fatalf("body %x: compiled decoder differs from reference: %s", body, d)
+	}
+	return got.(map[string]any)
+}
+
+func TestCompiledDecoderMatchesReferenceOnVectors(t *testing.T) {
+	v := loadVectors(t)
+	for _, c := range v.Valid {
+		_, body, err := ParseHeader(mustHex(t, c.PayloadHex))
+		if err != nil {
+			t.Fatal(err)
+		}
+		w := v.writers[c.WriterSchemaID]
+		if checkAgainstReference(t, w, v.reader, body) == nil {
+			t.Fatalf("%s: valid vector rejected", c.Name)
+		}
+		if checkAgainstReference(t, w, nil, body) == nil {
+			t.Fatalf("%s: valid vector rejected as written", c.Name)
+		}
+		// Every truncation and every single-byte corruption must get the same
+		// verdict from both decoders.
+		for i := 0; i < len(body); i++ {
+			checkAgainstReference(t, w, v.reader, body[:i])
+			for _, x := range []byte{0x00, 0x01, 0x7f, 0x80, 0xff} {
+				mut := bytes.Clone(body)
+				mut[i] = x
+				checkAgainstReference(t, w, v.reader, mut)
+			}
+		}
+	}
+}
+
+// resolutionCases pairs writers and readers covering promotions, defaults,
+// skipped writer fields (including nested containers), enums, unions on
+// either side, logical types and decimals.
+var resolutionCases = []struct {
+	name, writer, reader string
+	values               []map[string]any // natural values of the writer
+}{
+	{
+		name:   "promotions",
+		writer: rec(`{"name":"i","type":"int"},{"name":"l","type":"long"},{"name":"f","type":"float"},{"name":"s","type":"string"},{"name":"b","type":"bytes"}`),
+		reader: rec(`{"name":"i","type":"double"},{"name":"l","type":"float"},{"name":"f","type":"double"},{"name":"s","type":"bytes"},{"name":"b","type":"string"}`),
+		values: []map[string]any{
+			{"i": int32(-7), "l": int64(1 << 40), "f": float32(1.5), "s": "héllo", "b": []byte("raw")},
+			{"i": int32(2147483647), "l": int64(-1), "f": float32(-0.25), "s": "", "b": []byte{}},
+		},
+	},
+	{
+		name:   "skipped-and-defaults",
+		writer: rec(`{"name":"gone","type":{"type":"array","items":{"type":"map","values":["null","string",{"type":"record","name":"G","fields":[{"name":"x","type":"double"}]}]}}},{"name":"keep","type":"string"},{"name":"attrs","type":{"type":"map","values":"string"}}`),
+		reader: rec(`{"name":"keep","type":"string"},{"name":"n","type":"int","default":42},{"name":"tags","type":{"type":"array","items":"string"},"default":["a","b"]},{"name":"opt","type":["null","string"],"default":null},{"name":"amt","type":{"type":"bytes","logicalType":"decimal","precision":9,"scale":2},"default":"\u0001"}`),
+		values: []map[string]any{
+			{"gone": []any{map[string]any{"a": nil, "b": "x", "c": map[string]any{"x": 1.5}}}, "keep": "k", "attrs": map[string]any{"p": "q"}},
+			{"gone": []any{}, "keep": "", "attrs": map[string]any{}},
+		},
+	},
+	{
+		name:   "enum-default-and-unions",
+		writer: rec(`{"name":"e","type":{"type":"enum","name":"E","symbols":["A","B","NEW"]}},{"name":"u","type":["null","int","string"]},{"name":"plain","type":"long"}`),
+		reader: rec(`{"name":"e","type":{"type":"enum","name":"E","symbols":["A","B","OTHER"],"default":"OTHER"}},{"name":"u","type":["null","long","string"]},{"name":"plain","type":["null","double"]}`),
+		values: []map[string]any{
+			{"e": "NEW", "u": int32(5), "plain": int64(9)},
+			{"e": "A", "u": nil, "plain": int64(-9)},
+			{"e": "B", "u": "s", "plain": int64(0)},
+		},
+	},
+	{
+		name:   "logical-types",
+		writer: rec(`{"name":"ts","type":{"type":"long","logicalType":"timestamp-millis"}},{"name":"us","type":{"type":"long","logicalType":"timestamp-micros"}},{"name":"d","type":{"type":"int","logicalType":"date"}},{"name":"tm","type":{"type":"int","logicalType":"time-millis"}},{"name":"tu","type":{"type":"long","logicalType":"time-micros"}},{"name":"raw","type":"long"},{"name":"dec","type":{"type":"bytes","logicalType":"decimal","precision":20,"scale":4}},{"name":"fx","type":{"type":"fixed","name":"F","size":12,"logicalType":"decimal","precision":20,"scale":2}}`),
+		reader: rec(`{"name":"ts","type":"long"},{"name":"us","type":{"type":"long","logicalType":"timestamp-micros"}},{"name":"d","type":{"type":"int","logicalType":"date"}},{"name":"tm","type":{"type":"int","logicalType":"time-millis"}},{"name":"tu","type":{"type":"long","logicalType":"time-micros"}},{"name":"raw","type":{"type":"long","logicalType":"timestamp-millis"}},{"name":"dec","type":{"type":"bytes","logicalType":"decimal","precision":22,"scale":4}},{"name":"fx","type":{"type":"fixed","name":"F","size":12,"logicalType":"decimal","precision":20,"scale":2}}`),
+		values: []map[string]any{
+			{"ts": time.UnixMilli(-1234567).UTC(), "us": time.UnixMicro(1700000000123456).UTC(), "d": time.Unix(-86400*3, 0).UTC(), "tm": 1500 * time.Millisecond, "tu": 1500 * time.Microsecond, "raw": int64(1700000000000), "dec": big.NewRat(-123456789012345, 10000), "fx": big.NewRat(-5, 100)},
+			{"ts": time.UnixMilli(0).UTC(), "us": time.UnixMicro(-1).UTC(), "d": time.Unix(0, 0).UTC(), "tm": time.Duration(0), "tu": time.Duration(0), "raw": int64(-1), "dec": new(big.Rat), "fx": big.NewRat(99999999999, 1)},
+		},
+	},
+	{
+		name:   "recursive",
+		writer: `{"type":"record","name":"L","fields":[{"name":"v","type":"int"},{"name":"next","type":["null","L"]}]}`,
+		reader: `{"type":"record","name":"L","fields":[{"name":"v","type":"long"},{"name":"next","type":["null","L"]},{"name":"tag","type":"string","default":"t"}]}`,
+		values: []map[string]any{
+			{"v": int32(1), "next": map[string]any{"v": int32(2), "next": map[string]any{"v": int32(3), "next": nil}}},
+		},
+	},
+}
+
+func TestCompiledDecoderMatchesReferenceOnResolution(t *testing.T) {
+	for _, c := range resolutionCases {
+		t.Run(c.name, func(t *testing.T) {
+			w := mustSchema(t, 1, c.writer)
+			r := mustSchema(t, 2, c.reader)
+			for i, val := range c.values {
+				body, err := referenceEncode(w, val)
+				if err != nil {
+					t.Fatalf("value %d: reference encode: %v", i, err)
+				}
+				// The direct encoder writes a datum that decodes to the same value.
+				direct, err := w.EncodeNatural(val)
+				if err != nil {
+					t.Fatalf("value %d: direct encode: %v", i, err)
+				}
+				if a, b := checkAgainstReference(t, w, nil, body), checkAgainstReference(t, w, nil, direct); naturalDiff("$", a, b) != "" {
+					t.Fatalf("value %d: direct encoding decodes differently: %s", i, naturalDiff("$", a, b))
+				}
+				if checkAgainstReference(t, w, r, body) == nil {
+					t.Fatalf("value %d rejected", i)
+				}
+				for j := 0; j < len(body); j++ {
+					checkAgainstReference(t, w, r, body[:j])
+					mut := bytes.Clone(body)
+					mut[j] ^= 0x81
+					checkAgainstReference(t, w, r, mut)
+				}
+			}
+		})
+	}
+}
+
+func TestCompiledDecoderReportsFieldPath(t *testing.T) {
+	s := mustSchema(t, 9, rec(`{"name":"items","type":{"type":"array","items":{"type":"record","name":"I","fields":[{"name":"sku","type":"string"},{"name":"qty","type":"int"}]}}}`))
+	body, err := s.EncodeNatural(map[string]any{"items": []any{
+		map[string]any{"sku": "a", "qty": int32(1)},
+		map[string]any{"sku": "b", "qty": int32(2)},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Cut inside items[1].qty.
+	_, err = s.decodeNatural(nil, body[:len(body)-2])
+	if err == nil || !strings.Contains(err.Error(), "items[1].qty: truncated body reading int at offset") {
+		t.Fatalf("want a field path in the error, got %v", err)
+	}
+}
+
+// TestDirectEncoderMatchesReference checks that the direct encoder accepts
+// and rejects exactly what FromNatural + goavro do, with the same message.
+func TestDirectEncoderMatchesReference(t *testing.T) {
+	s := mustSchema(t, 3, guardSchema)
+	cases := []map[string]any{
+		{"i": int64(1) << 40},
+		{"i": 1.5},
+		{"l": "x"},
+		{"e": "NOPE"},
+		{"extra": 1},
+		{"dec": 0.001},
+		{"dec": "123456789012"},
+		{"dec": big.NewRat(123456789012, 1)},
+		{"fdec": big.NewRat(1000000, 1)},
+		{"dec": big.NewRat(1, 3)},
+		{"f": 1e39},
+		{"u": struct{}{}},
+	}
+	for i, c := range cases {
+		_, rerr := referenceEncode(s, c)
+		_, derr := s.EncodeNatural(c)
+		if rerr == nil || derr == nil {
+			t.Fatalf("case %d (%v): reference err=%v, direct err=%v; both must reject", i, c, rerr, derr)
+		}
+		if rerr.Error() != derr.Error() {
+			t.Fatalf("case %d: messages differ:\nreference: %v\ndirect:    %v", i, rerr, derr)
+		}
+	}
+}
+
+func BenchmarkDecodeReference(b *testing.B) {
+	v := loadVectors(b)
+	_, body, _ := ParseHeader(mustHex(b, v.Valid[0].PayloadHex))
+	w := v.writers[v.Valid[0].WriterSchemaID]
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := referenceDecode(w, v.reader, body); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkEncodeReference(b *testing.B) {
+	v := loadVectors(b)
+	_, body, _ := ParseHeader(mustHex(b, v.Valid[0].PayloadHex))
+	d, err := referenceDecode(v.writers[v.Valid[0].WriterSchemaID], v.reader, body)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := referenceEncode(v.reader, d); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
