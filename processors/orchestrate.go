@@ -296,19 +296,28 @@ func (o *orchestrator) Process(_ context.Context, ev *Event) ([]Command, error) 
 
 // commandID derives a command's envelope id (see the file comment).
 func (o *orchestrator) commandID(ev *Event, ri, ei int) string {
-	h := sha256.New()
-	h.Write([]byte("ordo.orchestrate.v1\x00"))
-	h.Write([]byte(o.name))
-	h.Write([]byte{0})
+	// One stack buffer and one Sum256: no hasher or string allocations.
+	var in [256]byte
+	buf := append(in[:0], "ordo.orchestrate.v1\x00"...)
+	buf = append(buf, o.name...)
+	buf = append(buf, 0)
 	if ev.Envelope.ID != "" {
-		h.Write([]byte("id\x00"))
-		h.Write([]byte(ev.Envelope.ID))
+		buf = append(buf, "id\x00"...)
+		buf = append(buf, ev.Envelope.ID...)
 	} else {
-		h.Write([]byte("kafka\x00" + ev.Topic + "\x00" + strconv.Itoa(int(ev.Partition)) + "\x00" + strconv.FormatInt(ev.Offset, 10)))
+		buf = append(buf, "kafka\x00"...)
+		buf = append(buf, ev.Topic...)
+		buf = append(buf, 0)
+		buf = strconv.AppendInt(buf, int64(ev.Partition), 10)
+		buf = append(buf, 0)
+		buf = strconv.AppendInt(buf, ev.Offset, 10)
 	}
-	h.Write([]byte("\x00" + strconv.Itoa(ri) + "\x00" + strconv.Itoa(ei)))
-	var sum [sha256.Size]byte
-	b := h.Sum(sum[:0])[:16]
+	buf = append(buf, 0)
+	buf = strconv.AppendInt(buf, int64(ri), 10)
+	buf = append(buf, 0)
+	buf = strconv.AppendInt(buf, int64(ei), 10)
+	sum := sha256.Sum256(buf)
+	b := sum[:16]
 	b[6] = b[6]&0x0f | 0x80 // version 8
 	b[8] = b[8]&0x3f | 0x80 // RFC 9562 variant
 	var s [36]byte

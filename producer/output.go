@@ -59,9 +59,10 @@ func (o *Output) Commands(ctx context.Context, in *kgo.Record, cmds []processors
 		r := &kgo.Record{Topic: c.Topic, Key: c.Key, Value: value}
 		r.Headers = make([]kgo.RecordHeader, 0, 10+len(c.Headers))
 		if env, ok := c.Value["envelope"].(map[string]any); ok {
-			r.Headers = appendEnvelopeHeaders(r.Headers, env)
+			r.Headers = appendEnvelopeHeaders(r.Headers, env, input)
+		} else {
+			r.Headers = append(r.Headers, kgo.RecordHeader{Key: HeaderInput, Value: []byte(input)})
 		}
-		r.Headers = append(r.Headers, kgo.RecordHeader{Key: HeaderInput, Value: []byte(input)})
 		r.Headers = appendTraceHeaders(ctx, r.Headers, in.Headers)
 		for _, h := range c.Headers {
 			r.Headers = append(r.Headers, kgo.RecordHeader{Key: h.Key, Value: h.Value})
@@ -102,22 +103,42 @@ func (o *Output) DeadLetterContext(ctx context.Context, in *kgo.Record, cause er
 	return &kgo.Record{Topic: o.deadLetterTopic, Key: in.Key, Value: in.Value, Headers: headers}
 }
 
-func appendEnvelopeHeaders(h []kgo.RecordHeader, env map[string]any) []kgo.RecordHeader {
+// appendEnvelopeHeaders adds the envelope headers, and the input header when
+// input is set. All values share one backing array (one allocation per record
+// instead of one per header); each value is capped at its length, so an
+// append by a later reader cannot run into its neighbour.
+func appendEnvelopeHeaders(h []kgo.RecordHeader, env map[string]any, input string) []kgo.RecordHeader {
 	str := func(k string) string { s, _ := env[k].(string); return s }
-	h = append(h,
-		kgo.RecordHeader{Key: HeaderID, Value: []byte(str("id"))},
-		kgo.RecordHeader{Key: HeaderType, Value: []byte(str("type"))},
-		kgo.RecordHeader{Key: HeaderSource, Value: []byte(str("source"))},
-		kgo.RecordHeader{Key: HeaderCorrelationID, Value: []byte(str("correlation_id"))},
-	)
-	if t, ok := env["time"].(time.Time); ok {
-		h = append(h, kgo.RecordHeader{Key: HeaderTime, Value: []byte(t.UTC().Format("2006-01-02T15:04:05.000Z07:00"))})
+	id, typ, src, corr, cause := str("id"), str("type"), str("source"), str("correlation_id"), str("causation_id")
+	t, hasTime := env["time"].(time.Time)
+	buf := make([]byte, 0, len(id)+len(typ)+len(src)+len(corr)+len(cause)+len(input)+len(headerTimeLayout)+8)
+	var start int
+	value := func() []byte { v := buf[start:len(buf):len(buf)]; start = len(buf); return v }
+	buf = append(buf, id...)
+	h = append(h, kgo.RecordHeader{Key: HeaderID, Value: value()})
+	buf = append(buf, typ...)
+	h = append(h, kgo.RecordHeader{Key: HeaderType, Value: value()})
+	buf = append(buf, src...)
+	h = append(h, kgo.RecordHeader{Key: HeaderSource, Value: value()})
+	buf = append(buf, corr...)
+	h = append(h, kgo.RecordHeader{Key: HeaderCorrelationID, Value: value()})
+	if hasTime {
+		buf = t.UTC().AppendFormat(buf, headerTimeLayout)
+		h = append(h, kgo.RecordHeader{Key: HeaderTime, Value: value()})
 	}
-	if c := str("causation_id"); c != "" {
-		h = append(h, kgo.RecordHeader{Key: HeaderCausationID, Value: []byte(c)})
+	if cause != "" {
+		buf = append(buf, cause...)
+		h = append(h, kgo.RecordHeader{Key: HeaderCausationID, Value: value()})
+	}
+	if input != "" {
+		buf = append(buf, input...)
+		h = append(h, kgo.RecordHeader{Key: HeaderInput, Value: value()})
 	}
 	return h
 }
+
+// headerTimeLayout is RFC 3339 with milliseconds.
+const headerTimeLayout = "2006-01-02T15:04:05.000Z07:00"
 
 // appendTraceHeaders sets an output's W3C trace context: the span of ctx
 // (ordo's processing span, when tracing is on) or else a copy of the input's

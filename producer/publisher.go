@@ -116,7 +116,7 @@ func (p *Publisher) build(ctx context.Context, topic, fullName, key string, valu
 		return nil, fmt.Errorf("publish %s to %s: %w", fullName, topic, err)
 	}
 	r := &kgo.Record{Topic: topic, Key: []byte(key), Value: b}
-	r.Headers = appendEnvelopeHeaders(r.Headers, env)
+	r.Headers = appendEnvelopeHeaders(r.Headers, env, "")
 	if p.tracer != nil {
 		Propagator.Inject(ctx, HeaderCarrier{H: &r.Headers})
 	} else {

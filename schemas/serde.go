@@ -17,8 +17,10 @@ type Serde struct {
 	strategy     SubjectStrategy
 	autoRegister bool
 
-	idMu sync.Mutex
-	ids  map[encKey]int // (subject, fullName) -> schema id used for framing
+	// ids maps (subject, fullName) -> schema id used for framing. Read on
+	// every encode by every worker, written once per key: a sync.Map keeps
+	// the readers off a shared lock.
+	ids sync.Map
 }
 
 type encKey struct{ subject, fullName string }
@@ -31,7 +33,7 @@ func NewSerde(reg *Registry, readers map[string]*Schema, strategy SubjectStrateg
 	for k, v := range readers {
 		rs[k] = v
 	}
-	return &Serde{reg: reg, readers: rs, strategy: strategy, autoRegister: autoRegister, ids: map[encKey]int{}}
+	return &Serde{reg: reg, readers: rs, strategy: strategy, autoRegister: autoRegister}
 }
 
 // Decoded is one decoded Kafka value.
@@ -104,12 +106,10 @@ func (s *Serde) Encode(ctx context.Context, topic, fullName string, v map[string
 
 func (s *Serde) schemaID(ctx context.Context, subject string, sch *Schema) (int, error) {
 	k := encKey{subject, sch.FullName}
-	s.idMu.Lock()
-	id, ok := s.ids[k]
-	s.idMu.Unlock()
-	if ok {
-		return id, nil
+	if id, ok := s.ids.Load(k); ok {
+		return id.(int), nil
 	}
+	var id int
 	var err error
 	if s.autoRegister {
 		id, err = s.reg.Register(ctx, subject, sch.Text)
@@ -129,8 +129,6 @@ func (s *Serde) schemaID(ctx context.Context, subject string, sch *Schema) (int,
 	if err != nil {
 		return 0, err
 	}
-	s.idMu.Lock()
-	s.ids[k] = id
-	s.idMu.Unlock()
+	s.ids.Store(k, id)
 	return id, nil
 }

@@ -91,6 +91,9 @@ type Processing struct {
 	RateLimits map[string]float64 `yaml:"rate_limits"`
 	// MemoryLimitMiB is the Go soft memory limit (GOMEMLIMIT wins when set).
 	MemoryLimitMiB int `yaml:"memory_limit_mib"`
+	// GCPercent is the Go GC target (GOGC wins when set); -1 = collect only
+	// near the memory limit, 0 = Go's default (100).
+	GCPercent int `yaml:"gc_percent"`
 }
 
 // Admin is the `admin:` block.
@@ -170,6 +173,7 @@ func Defaults() Config {
 			TransientRetries: 3,
 			ShutdownTimeout:  Duration(10 * time.Second),
 			MemoryLimitMiB:   192,
+			GCPercent:        400,
 		},
 		Admin:   Admin{Listen: "127.0.0.1:9464", LagInterval: Duration(15 * time.Second)},
 		Tracing: Tracing{Parent: "child"},
@@ -403,6 +407,11 @@ func (c *Config) Validate() error {
 	}
 	if p.MemoryLimitMiB < 0 {
 		add("processing.memory_limit_mib", "negative", "use 0 for no limit or MiB, e.g. 192")
+	}
+	if p.GCPercent < -1 {
+		add("processing.gc_percent", fmt.Sprintf("%d is not a GC target", p.GCPercent), "use a percentage such as 400, 0 for Go's default (100), or -1 to collect only near memory_limit_mib")
+	} else if p.GCPercent == -1 && p.MemoryLimitMiB == 0 {
+		add("processing.gc_percent", "-1 (no GC target) needs a memory limit, but processing.memory_limit_mib is 0", "set memory_limit_mib (e.g. 192) or use a percentage such as 400")
 	}
 	if p.KeyLanes < 0 {
 		add("processing.key_lanes", "negative", "use 0 for the default (16) or a positive number")

@@ -91,11 +91,18 @@ func (o observe) tracerProvider() trace.TracerProvider {
 // GC work harder near it instead of letting the heap double (GOGC=100), which
 // keeps RSS flat in an event storm; it never fails an allocation.
 func applyMemoryLimit(cfg *config.Config, log *slog.Logger) {
-	if os.Getenv("GOMEMLIMIT") != "" || cfg.Processing.MemoryLimitMiB <= 0 {
-		return
+	if os.Getenv("GOMEMLIMIT") == "" && cfg.Processing.MemoryLimitMiB > 0 {
+		debug.SetMemoryLimit(int64(cfg.Processing.MemoryLimitMiB) << 20)
+		log.Info("soft memory limit set", "mib", cfg.Processing.MemoryLimitMiB)
 	}
-	debug.SetMemoryLimit(int64(cfg.Processing.MemoryLimitMiB) << 20)
-	log.Info("soft memory limit set", "mib", cfg.Processing.MemoryLimitMiB)
+	// A higher GC target trades heap headroom (bounded by the limit above) for
+	// CPU: ordo's live heap is small and its garbage rate high (decoded
+	// events, commands), so at GOGC=100 the collector runs constantly. See
+	// docs/benchmarks.md for the measured effect.
+	if os.Getenv("GOGC") == "" && cfg.Processing.GCPercent != 0 {
+		debug.SetGCPercent(cfg.Processing.GCPercent)
+		log.Info("GC target set", "gc_percent", cfg.Processing.GCPercent)
+	}
 }
 
 // producerLinger maps kafka.producer_linger to consumer.Config, where 0
