@@ -220,6 +220,7 @@ type celExpr struct {
 	src  string
 	prg  cel.Program
 	path []pathStep // non-nil when the expression is a plain path (see copyPath)
+	fast fastFn     // non-nil when the fast path implements it (celfast.go)
 }
 
 type pathStep struct {
@@ -293,14 +294,22 @@ func compileCEL(spec Spec, n *yaml.Node, key, src string, want exprKind) (*celEx
 	// possible record is bounded (linear in the record) needs no tracking:
 	// the record size is its limit. Only super-linear ones (nested
 	// comprehensions) keep the per-evaluation limit.
+	tracked := false
 	if est, err := env.EstimateCost(checked, recordBound{}); err != nil || est.Max > untrackedCostBound {
 		opts = append(opts, cel.CostLimit(celCostLimit))
+		tracked = true
 	}
 	prg, err := env.Program(checked, opts...)
 	if err != nil {
 		return nil, cfgErr(spec, n, key, "CEL program: "+oneLine(err.Error()), "")
 	}
-	return &celExpr{src: src, prg: prg, path: plainPath(checked.NativeRep().Expr())}, nil
+	expr := checked.NativeRep().Expr()
+	c := &celExpr{src: src, prg: prg, path: plainPath(expr)}
+	if !tracked {
+		// The fast path has no cost meter, so only bounded expressions use it.
+		c.fast = compileFast(expr)
+	}
+	return c, nil
 }
 
 // plainPath recognizes `event.a.b`, `attrs["x"].y`, `event.items[0]`.
@@ -350,6 +359,8 @@ func plainPath(e ast.Expr) []pathStep {
 type vars struct {
 	ev  *Event
 	env map[string]any
+	// locals holds the fast path's comprehension variables (celfast.go).
+	locals [maxFastLocals]any
 }
 
 func newVars(ev *Event) *vars { return &vars{ev: ev} }
@@ -402,6 +413,13 @@ func (c *celExpr) eval(a *vars) (ref.Val, error) {
 
 // evalBool evaluates a condition.
 func (c *celExpr) evalBool(a *vars) (bool, error) {
+	if c.fast != nil {
+		if v, ok := c.fast(a); ok {
+			if b, isBool := v.(bool); isBool {
+				return b, nil
+			}
+		}
+	}
 	out, err := c.eval(a)
 	if err != nil {
 		return false, err
@@ -423,6 +441,13 @@ func (c *celExpr) evalNatural(a *vars) (any, error) {
 		}
 		return deepCopy(v), nil
 	}
+	if c.fast != nil {
+		if v, ok := c.fast(a); ok {
+			if r, ok := fastResult(v); ok {
+				return r, nil
+			}
+		}
+	}
 	out, err := c.eval(a)
 	if err != nil {
 		return nil, err
@@ -436,6 +461,22 @@ func (c *celExpr) evalNatural(a *vars) (any, error) {
 
 // evalKey evaluates a lookup key to a string; ok is false for null.
 func (c *celExpr) evalKey(a *vars) (string, bool, error) {
+	if c.fast != nil {
+		if v, ok := c.fast(a); ok {
+			switch x := v.(type) {
+			case string:
+				return x, true, nil
+			case int64:
+				return strconv.FormatInt(x, 10), true, nil
+			case int32:
+				return strconv.FormatInt(int64(x), 10), true, nil
+			case bool:
+				return strconv.FormatBool(x), true, nil
+			case nil:
+				return "", false, nil
+			}
+		}
+	}
 	out, err := c.eval(a)
 	if err != nil {
 		return "", false, err
