@@ -7,7 +7,6 @@ import (
 	"reflect"
 	"testing"
 	"time"
-
 )
 
 // fastExprs covers what the fast path implements, plus shapes it must leave
@@ -208,4 +207,3 @@ func sameNatural(a, b any) bool {
 	}
 	return reflect.DeepEqual(a, b)
 }
-
