@@ -31,7 +31,9 @@ type Config struct {
 	// raises throughput (fewer transaction markers).
 	CommitInterval time.Duration
 	// BatchSize ends the open transaction once it holds this many input
-	// records. Default 2000.
+	// records. Default 10000: every End is a pause in processing (flush,
+	// EndTxn, offset commit), so the cap should rarely beat CommitInterval;
+	// it bounds how much work an abort redoes.
 	BatchSize int
 	// Workers bounds how many partitions are processed in parallel.
 	// Default 2×GOMAXPROCS (processors may wait on lookups).
@@ -117,7 +119,7 @@ func (c Config) withDefaults() Config {
 	def(&c.RetryBackoffMin, 50*time.Millisecond)
 	def(&c.RetryBackoffMax, 5*time.Second)
 	if c.BatchSize <= 0 {
-		c.BatchSize = 2000
+		c.BatchSize = 10000
 	}
 	if c.Workers <= 0 {
 		c.Workers = 2 * runtime.GOMAXPROCS(0)

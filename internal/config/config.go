@@ -169,7 +169,7 @@ func Defaults() Config {
 		DeadLetter: "ordo.dead-letter.v1",
 		Processing: Processing{
 			CommitInterval:   Duration(100 * time.Millisecond),
-			BatchSize:        2000,
+			BatchSize:        10000,
 			TransientRetries: 3,
 			ShutdownTimeout:  Duration(10 * time.Second),
 			MemoryLimitMiB:   192,
@@ -403,7 +403,7 @@ func (c *Config) Validate() error {
 		add("processing.commit_interval", fmt.Sprintf("%v must be > 0 and below kafka.transaction_timeout %v", p.CommitInterval.D(), k.TransactionTimeout.D()), "the default is 100ms")
 	}
 	if p.BatchSize < 0 {
-		add("processing.batch_size", "negative", "use a positive number of records per transaction, e.g. 2000")
+		add("processing.batch_size", "negative", "use a positive number of records per transaction, e.g. 10000")
 	}
 	if p.MemoryLimitMiB < 0 {
 		add("processing.memory_limit_mib", "negative", "use 0 for no limit or MiB, e.g. 192")

@@ -40,6 +40,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sr"
 
+	"github.com/ordo-dev/ordo/internal/config"
 	"github.com/ordo-dev/ordo/internal/devenv"
 	"github.com/ordo-dev/ordo/producer"
 	"github.com/ordo-dev/ordo/schemas"
@@ -366,8 +367,11 @@ func (b *bench) contenders() []contender {
 			"OTEL_EXPORTER_OTLP_ENDPOINT=", "OTEL_TRACES_EXPORTER=none",
 		)
 	}
+	defaults := config.Defaults().Processing
 	peerEnv := func(group string, inputs []string) []string {
 		return append(os.Environ(),
+			"BENCH_TXN_BATCH="+strconv.Itoa(defaults.BatchSize),
+			"BENCH_COMMIT_INTERVAL_MS="+strconv.FormatInt(defaults.CommitInterval.D().Milliseconds(), 10),
 			"BENCH_BROKERS="+b.brokers, "BENCH_REGISTRY="+b.regURL, "BENCH_GROUP="+group, "BENCH_TXN_ID="+group,
 			"BENCH_INPUTS="+strings.Join(inputs, ","),
 			"BENCH_SCHEMA_DIR="+filepath.Join(b.root, "schemas/avro"),

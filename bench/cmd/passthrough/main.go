@@ -23,10 +23,20 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
-const (
-	batchSize      = 2000
-	commitInterval = 100 * time.Millisecond
+// Transaction size and interval: ordobench passes ordo's defaults
+// (BENCH_TXN_BATCH, BENCH_COMMIT_INTERVAL_MS) so that the limit ends its
+// transactions exactly as often as ordo does.
+var (
+	batchSize      = envInt("BENCH_TXN_BATCH", 10000)
+	commitInterval = time.Duration(envInt("BENCH_COMMIT_INTERVAL_MS", 100)) * time.Millisecond
 )
+
+func envInt(k string, def int) int {
+	if n, err := strconv.Atoi(os.Getenv(k)); err == nil && n > 0 {
+		return n
+	}
+	return def
+}
 
 func main() {
 	if err := run(); err != nil {
