@@ -293,23 +293,34 @@ func (b *bench) analysis(p func(string, ...any), by map[string]summary, prof *pr
 	if cores == 0 {
 		fmt.Sscanf(shell("nproc"), "%g", &cores)
 	}
-	p("(a) keeps only %.2f cores busy (itself + broker) at its rate: it is bound by fetch/transaction round trips, not CPU. ", a.throughput*perEv(a)/1e6)
+	busyA, busyB := a.throughput*perEv(a)/1e6, o.throughput*perEv(o)/1e6
+	p("(a) keeps %.2f cores busy (itself + broker) at its rate. ", busyA)
+	if cores > 0 {
+		if busyB >= 0.85*cores {
+			p("(b) keeps %.2f of %.0f cores busy with the broker: it is CPU-bound. ", busyB, cores)
+		} else {
+			p("(b) keeps %.2f of %.0f cores busy with the broker, so it is not purely CPU-bound: the rest of the time it waits on transaction ends and fetch round trips, as (a) does. ", busyB, cores)
+		}
+	}
 	if perEv(o) > 0 && cores > 0 {
 		target := 0.75 * a.throughput
 		budget := cores / target * 1e6 // µs of CPU per event for ordo + broker together
-		p("(b) is CPU-bound: 0.75 × (a) = %.0f events/s leaves %.1f µs of CPU per event for ordo and the broker together on %.0f cores (now %.1f). ", target, budget, cores, perEv(o))
-		if left := budget - o.brokerCPU; left > 0 {
-			p("With ordo's broker cost unchanged (%.1f µs) ordo itself would have to get from %.1f to %.1f µs per event (%.1fx less). ", o.brokerCPU, o.cpuPerM, left, o.cpuPerM/left)
+		if o.throughput >= target {
+			p("(b) meets 0.75 × (a) = %.0f events/s. ", target)
 		} else {
-			p("ordo's broker cost alone (%.1f µs) exceeds that, so the target needs both a smaller broker cost (the pass-through's is %.1f µs) and ordo's own CPU at about %.1f µs (%.1fx less than now). ", o.brokerCPU, a.brokerCPU, max(budget-a.brokerCPU, 0), o.cpuPerM/max(budget-a.brokerCPU, 0.001))
+			p("0.75 × (a) = %.0f events/s leaves %.1f µs of CPU per event for ordo and the broker together on %.0f cores (now %.1f). ", target, budget, cores, perEv(o))
 		}
 		p("On dedicated broker hardware the bound would be ordo's own CPU alone: %.0f events/s per core. ", 1e6/o.cpuPerM)
 	}
 	p("ordo spends %.1fx the pass-through's own CPU per event; the codec alone (c) accounts for %.1f µs of ordo's %.1f µs, the processors (b − c) for %.1f µs.\n", o.cpuPerM/max(a.cpuPerM, 0.001), c.cpuPerM, o.cpuPerM, o.cpuPerM-c.cpuPerM)
 	if e := by["kstreams"]; e.throughput > 0 {
-		p("\nAgainst Kafka Streams (e): its own CPU is %.1f µs/event (ordo %.1f) but it costs the broker %.1f µs/event (ordo %.1f), ", e.cpuPerM, o.cpuPerM, e.brokerCPU, o.brokerCPU)
-		p("so on this shared 2-core machine it wins on total CPU per event (%.1f vs %.1f µs). ", perEv(e), perEv(o))
-		p("With the broker on other machines, the contenders' own CPU would bound them instead: about %.0f events/s per core for ordo and %.0f for Kafka Streams (ratio %.2f).\n", 1e6/o.cpuPerM, 1e6/max(e.cpuPerM, 0.001), e.cpuPerM/o.cpuPerM)
+		p("\nAgainst Kafka Streams (e): its own CPU is %.1f µs/event (ordo %.1f) and it costs the broker %.1f µs/event (ordo %.1f); ", e.cpuPerM, o.cpuPerM, e.brokerCPU, o.brokerCPU)
+		if perEv(e) > perEv(o) {
+			p("in total ordo needs %.1fx less CPU per event (%.1f vs %.1f µs). ", perEv(e)/perEv(o), perEv(o), perEv(e))
+		} else {
+			p("in total Kafka Streams needs less CPU per event (%.1f vs %.1f µs). ", perEv(e), perEv(o))
+		}
+		p("With the broker on other machines, the contenders' own CPU would bound them: about %.0f events/s per core for ordo and %.0f for Kafka Streams (ratio %.2f).\n", 1e6/o.cpuPerM, 1e6/max(e.cpuPerM, 0.001), e.cpuPerM/o.cpuPerM)
 	}
 	if prof == nil {
 		return
@@ -323,5 +334,10 @@ func (b *bench) analysis(p func(string, ...any), by map[string]summary, prof *pr
 		parts = append(parts, fmt.Sprintf("%s %.0f%%", strings.Split(st.Stage, " (")[0], st.Cum))
 	}
 	p("%s. ", strings.Join(parts, ", "))
-	p("Allocation is the common thread: `runtime.mallocgc` is under every stage and the collector runs on top (see the area table), so the per-event allocations the micro-benchmark counts are the first thing to cut.\n")
+	for _, st := range prof.Stages {
+		if strings.HasPrefix(st.Func, "runtime.mallocgc") {
+			p("`runtime.mallocgc` (%.0f%% cumulative) sits under every stage: allocation per event is what is left to cut.", st.Cum)
+		}
+	}
+	p("\n")
 }
