@@ -158,7 +158,7 @@ func Defaults() Config {
 			ClientID:              "ordo",
 			SessionTimeout:        Duration(45 * time.Second),
 			TransactionTimeout:    Duration(10 * time.Second),
-			ProducerLinger:        Duration(5 * time.Millisecond),
+			ProducerLinger:        Duration(25 * time.Millisecond),
 		},
 		Registry: Registry{
 			URL:             "http://127.0.0.1:8081",
