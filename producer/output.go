@@ -123,7 +123,7 @@ func appendEnvelopeHeaders(h []kgo.RecordHeader, env map[string]any, input strin
 	buf = append(buf, corr...)
 	h = append(h, kgo.RecordHeader{Key: HeaderCorrelationID, Value: value()})
 	if hasTime {
-		buf = t.UTC().AppendFormat(buf, headerTimeLayout)
+		buf = appendHeaderTime(buf, t)
 		h = append(h, kgo.RecordHeader{Key: HeaderTime, Value: value()})
 	}
 	if cause != "" {
@@ -139,6 +139,27 @@ func appendEnvelopeHeaders(h []kgo.RecordHeader, env map[string]any, input strin
 
 // headerTimeLayout is RFC 3339 with milliseconds.
 const headerTimeLayout = "2006-01-02T15:04:05.000Z07:00"
+
+// appendHeaderTime appends t in UTC as headerTimeLayout. Years 0–9999 are
+// written digit by digit (time.AppendFormat was 4% of ordo's CPU); others
+// fall back to AppendFormat.
+func appendHeaderTime(b []byte, t time.Time) []byte {
+	t = t.UTC()
+	year, month, day := t.Date()
+	if year < 0 || year > 9999 {
+		return t.AppendFormat(b, headerTimeLayout)
+	}
+	hour, minute, sec := t.Clock()
+	ms := t.Nanosecond() / 1e6
+	d2 := func(b []byte, v int) []byte { return append(b, byte('0'+v/10), byte('0'+v%10)) }
+	b = append(b, byte('0'+year/1000), byte('0'+year/100%10), byte('0'+year/10%10), byte('0'+year%10), '-')
+	b = append(d2(b, int(month)), '-')
+	b = append(d2(b, day), 'T')
+	b = append(d2(b, hour), ':')
+	b = append(d2(b, minute), ':')
+	b = append(d2(b, sec), '.', byte('0'+ms/100), byte('0'+ms/10%10), byte('0'+ms%10), 'Z')
+	return b
+}
 
 // appendTraceHeaders sets an output's W3C trace context: the span of ctx
 // (ordo's processing span, when tracing is on) or else a copy of the input's

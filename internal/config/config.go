@@ -55,8 +55,10 @@ type Kafka struct {
 	TransactionTimeout    Duration `yaml:"transaction_timeout"`
 	// ProducerLinger batches each transaction's output; End flushes at once.
 	ProducerLinger Duration `yaml:"producer_linger"`
-	SASL           SASL     `yaml:"sasl"`
-	TLS            bool     `yaml:"tls"`
+	// ProducerCompression is the codec of produced batches.
+	ProducerCompression string `yaml:"producer_compression"`
+	SASL                SASL   `yaml:"sasl"`
+	TLS                 bool   `yaml:"tls"`
 }
 
 // SASL is the `kafka.sasl:` block.
@@ -159,6 +161,7 @@ func Defaults() Config {
 			SessionTimeout:        Duration(45 * time.Second),
 			TransactionTimeout:    Duration(10 * time.Second),
 			ProducerLinger:        Duration(25 * time.Millisecond),
+			ProducerCompression:   "snappy",
 		},
 		Registry: Registry{
 			URL:             "http://127.0.0.1:8081",
@@ -378,6 +381,11 @@ func (c *Config) Validate() error {
 	case "", "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512":
 	default:
 		add("kafka.sasl.mechanism", fmt.Sprintf("unknown mechanism %q", k.SASL.Mechanism), "use PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512")
+	}
+	switch k.ProducerCompression {
+	case "none", "snappy", "lz4", "zstd", "gzip":
+	default:
+		add("kafka.producer_compression", fmt.Sprintf("unknown codec %q", k.ProducerCompression), "use none, snappy, lz4, zstd or gzip")
 	}
 	if k.SASL.Mechanism != "" && (k.SASL.Username == "" || k.SASL.Password == "") {
 		add("kafka.sasl", "mechanism set without username and password", "set kafka.sasl.username and kafka.sasl.password (or ORDO_KAFKA_SASL_PASSWORD)")

@@ -37,6 +37,7 @@ func TestErrorsCarryFileLineKeyAndFix(t *testing.T) {
 		{"bad duration", "kafka:\n  session_timeout: soon\n", 2, "(yaml)", "not a duration", "docs/config.md"},
 		{"bad strategy", minimal + "registry:\n  subject_strategy: by_magic\n", 8, "registry.subject_strategy", "unknown strategy", "topic_name"},
 		{"dlq is input", minimal + "dead_letter_topic: in\n", 7, "dead_letter_topic", "also an input", "another topic"},
+		{"compression", "kafka:\n  producer_compression: brotli\n", 2, "kafka.producer_compression", "unknown codec", "zstd"},
 		{"gc target", minimal + "processing:\n  gc_percent: -5\n", 8, "processing.gc_percent", "not a GC target", "400"},
 		{"gc off without limit", minimal + "processing:\n  gc_percent: -1\n  memory_limit_mib: 0\n", 8, "processing.gc_percent", "needs a memory limit", "memory_limit_mib"},
 		{"broker without port", "kafka:\n  brokers: [localhost]\ninputs: [in]\npipeline: [{type: orchestrate}]\n", 2, "kafka.brokers[0]", "no port", "host:port"},

@@ -105,6 +105,22 @@ func applyMemoryLimit(cfg *config.Config, log *slog.Logger) {
 	}
 }
 
+// compressionCodec maps kafka.producer_compression (validated by config) to
+// franz-go's codec.
+func compressionCodec(name string) kgo.CompressionCodec {
+	switch name {
+	case "none":
+		return kgo.NoCompression()
+	case "lz4":
+		return kgo.Lz4Compression()
+	case "zstd":
+		return kgo.ZstdCompression()
+	case "gzip":
+		return kgo.GzipCompression()
+	}
+	return kgo.SnappyCompression()
+}
+
 // producerLinger maps kafka.producer_linger to consumer.Config, where 0
 // means the default and a negative value no linger.
 func producerLinger(cfg *config.Config) time.Duration {
@@ -162,6 +178,7 @@ func build(cfg *config.Config, reg *processors.Registry, log *slog.Logger, ob ob
 	observers := consumer.Observers{stats}
 	// franz-go's own logs go through the same slog logger.
 	kgoOpts := append(kopts[1:], kgo.WithLogger(kslog.New(kgoLogger(log)))) // brokers are set by the pipeline
+	kgoOpts = append(kgoOpts, kgo.ProducerBatchCompression(compressionCodec(cfg.Kafka.ProducerCompression)))
 	if ob.metrics != nil {
 		observers = append(observers, ob.metrics)
 		kgoOpts = append(kgoOpts, ob.metrics.KgoOpts()...)
