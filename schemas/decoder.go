@@ -492,10 +492,14 @@ func (s *scanner) readBytes(kind kind) ([]byte, error) {
 
 func (s *scanner) readString() (string, error) {
 	b, err := s.readBytes(kString)
-	if err != nil {
+	if err != nil || len(b) == 0 {
 		return "", err
 	}
-	return string(b), nil
+	if s.str == "" {
+		s.str = string(s.buf)
+	}
+	end := s.pos
+	return s.str[end-len(b) : end], nil
 }
 
 // leafDecoder reads a primitive, enum-free leaf in the writer's natural form

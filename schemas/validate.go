@@ -52,6 +52,10 @@ type scanner struct {
 	buf    []byte
 	pos    int
 	budget int // remaining zero-width item allowance
+	// str is buf copied into one string on the first string the decoder
+	// reads; decoded strings are substrings of it (one allocation per
+	// record instead of one per string).
+	str string
 }
 
 func (s *scanner) fail(at int, format string, args ...any) error {
