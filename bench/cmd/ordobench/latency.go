@@ -50,8 +50,8 @@ type latResult struct {
 // latency runs ordo (and the pass-through) at fixed fractions of ordo's
 // maximum rate, each on fresh input topics, with a paced producer.
 func (b *bench) latency(ctx context.Context, ordoMax float64, cs []contender) []latResult {
-	secs := envInt("BENCH_LAT_SECONDS", 20)
-	runs := envInt("BENCH_LAT_RUNS", 1)
+	secs := envInt("BENCH_LAT_SECONDS", 15)
+	runs := envInt("BENCH_LAT_RUNS", 3)
 	var out []latResult
 	level := 0
 	var fracs []float64
@@ -60,22 +60,25 @@ func (b *bench) latency(ctx context.Context, ordoMax float64, cs []contender) []
 			fracs = append(fracs, v)
 		}
 	}
-	for _, key := range strings.Split(envStr("BENCH_LAT_CONTENDERS", "ordo,passthrough"), ",") {
-		var c contender
-		for _, x := range cs {
-			if x.key == key {
-				c = x
+	// Runs are interleaved (every contender and level once, then again) so
+	// that the machine's noise spreads over all of them; the report takes
+	// the median of each (contender, level).
+	for r := 0; r < runs; r++ {
+		for _, key := range strings.Split(envStr("BENCH_LAT_CONTENDERS", "ordo,passthrough"), ",") {
+			var c contender
+			for _, x := range cs {
+				if x.key == key {
+					c = x
+				}
 			}
-		}
-		for _, f := range fracs {
-			for r := 0; r < runs; r++ {
+			for _, f := range fracs {
 				level++
 				res := b.latencyOnce(ctx, c, level, f, f*ordoMax, time.Duration(secs)*time.Second)
 				if res.Err != "" {
-					logf("latency %s @%.0f%%: ERROR %s", key, f*100, res.Err)
+					logf("latency %s @%.0f%% run %d/%d: ERROR %s", key, f*100, r+1, runs, res.Err)
 				} else {
-					logf("latency %s @%.0f%% (%.0f ev/s offered, %.0f achieved): p50 %s p99 %s p999 %s max %s (%d samples, %d missing; txns %.0f, %.0f ev/txn, End %s, processing %s/ev; load %s; to-produce p50/p99 %s/%s, produce-to-visible p50/p99 %s/%s; from Produce call p50/p99 %s/%s; cores: contender %.2f broker %.2f bench %.2f)",
-						key, f*100, res.Offered, res.Achieved, res.P50, res.P99, res.P999, res.Max, res.Samples, res.Missing, res.Txns, res.EventsPerTxn, res.TxnEnd, res.Processing, res.LoadAvg, res.ProcP50, res.ProcP99, res.SeeP50, res.SeeP99, res.CallP50, res.CallP99, res.CoresContender, res.CoresBroker, res.CoresBench)
+					logf("latency %s @%.0f%% run %d/%d (%.0f ev/s offered, %.0f achieved): p50 %s p99 %s p999 %s max %s (%d samples, %d missing; txns %.0f, %.0f ev/txn, End %s, processing %s/ev; load %s; to-produce p50/p99 %s/%s, produce-to-visible p50/p99 %s/%s; from Produce call p50/p99 %s/%s; cores: contender %.2f broker %.2f bench %.2f)",
+						key, f*100, r+1, runs, res.Offered, res.Achieved, res.P50, res.P99, res.P999, res.Max, res.Samples, res.Missing, res.Txns, res.EventsPerTxn, res.TxnEnd, res.Processing, res.LoadAvg, res.ProcP50, res.ProcP99, res.SeeP50, res.SeeP99, res.CallP50, res.CallP99, res.CoresContender, res.CoresBroker, res.CoresBench)
 				}
 				out = append(out, res)
 			}
