@@ -628,11 +628,32 @@ func (s *scanner) readDecimal(n *node, l int) (any, error) {
 		for _, c := range raw {
 			u = u<<8 | int64(c)
 		}
-		if n.scale < len(pow10Int64) {
-			return new(big.Rat).SetFrac64(u, pow10Int64[n.scale]), nil
+		if n.scale < len(pow10Int64) && u != math.MinInt64 {
+			return smallRat(u, pow10Int64[n.scale]), nil
 		}
 	}
 	return decimalFromTwos(raw, n.scale), nil
+}
+
+// smallRat returns num/den (den > 0) in lowest terms. The gcd is taken on
+// int64s and the parts are set directly, which skips big.Rat's own
+// normalization (a big-number GCD and two allocations per decimal).
+func smallRat(num, den int64) *big.Rat {
+	a, b := num, den
+	if a < 0 {
+		a = -a // the caller excludes MinInt64
+	}
+	for b != 0 {
+		a, b = b, a%b
+	}
+	if a > 1 {
+		num, den = num/a, den/a
+	}
+	r := new(big.Rat).SetInt64(num)
+	if den != 1 {
+		r.Denom().SetInt64(den)
+	}
+	return r
 }
 
 // pow10Int64 holds 10^0..10^18, the scales whose denominator fits an int64.
