@@ -199,6 +199,27 @@ func (s *fastScope) compileArgs(args []ast.Expr) []fastFn {
 	return out
 }
 
+// binary compiles a two-argument operator: both sides are evaluated, then
+// op decides (or bails).
+func (s *fastScope) binary(args []ast.Expr, op func(x, y any) (any, bool)) fastFn {
+	if len(args) != 2 {
+		return nil
+	}
+	fs := s.compileArgs(args)
+	if fs == nil {
+		return nil
+	}
+	l, r := fs[0], fs[1]
+	return func(a *vars) (any, bool) {
+		x, ok1 := l(a)
+		y, ok2 := r(a)
+		if !ok1 || !ok2 {
+			return nil, false
+		}
+		return op(x, y)
+	}
+}
+
 func (s *fastScope) compileCall(c ast.CallExpr) fastFn {
 	fn := c.FunctionName()
 	if c.IsMemberFunction() {
@@ -212,16 +233,14 @@ func (s *fastScope) compileCall(c ast.CallExpr) fastFn {
 			return func(a *vars) (any, bool) { v, ok := target(a); return fastSize(v, ok) }
 		case (fn == "startsWith" || fn == "endsWith" || fn == "contains") && len(args) == 1:
 			op := map[string]func(string, string) bool{"startsWith": strings.HasPrefix, "endsWith": strings.HasSuffix, "contains": strings.Contains}[fn]
-			return func(a *vars) (any, bool) {
-				x, ok1 := target(a)
-				y, ok2 := args[0](a)
-				xs, ok3 := x.(string)
-				ys, ok4 := y.(string)
-				if !ok1 || !ok2 || !ok3 || !ok4 {
+			return s.binary([]ast.Expr{c.Target(), c.Args()[0]}, func(x, y any) (any, bool) {
+				xs, ok1 := x.(string)
+				ys, ok2 := y.(string)
+				if !ok1 || !ok2 {
 					return nil, false
 				}
 				return op(xs, ys), true
-			}
+			})
 		}
 		return nil
 	}
@@ -240,46 +259,24 @@ func (s *fastScope) compileCall(c ast.CallExpr) fastFn {
 		// right side would fail.
 		short := fn == "_||_"
 		return func(a *vars) (any, bool) {
-			lv, ok := l(a)
-			lb, isBool := lv.(bool)
-			if !ok || !isBool {
-				return nil, false
+			lb, ok := evalFastBool(l, a)
+			if !ok || lb == short {
+				return lb, ok
 			}
-			if lb == short {
-				return lb, true
-			}
-			rv, ok := r(a)
-			rb, isBool := rv.(bool)
-			if !ok || !isBool {
-				return nil, false
-			}
-			return rb, true
+			rb, ok := evalFastBool(r, a)
+			return rb, ok
 		}
-	case "!_":
+	case "!_", "@not_strictly_false":
+		// @not_strictly_false (macro loop conditions) is true for errors in
+		// CEL; on the fast path an error bails, so it is the identity.
 		x := s.compile(args[0])
 		if x == nil {
 			return nil
 		}
+		negate := fn == "!_"
 		return func(a *vars) (any, bool) {
-			v, ok := x(a)
-			b, isBool := v.(bool)
-			if !ok || !isBool {
-				return nil, false
-			}
-			return !b, true
-		}
-	case "@not_strictly_false":
-		x := s.compile(args[0])
-		if x == nil {
-			return nil
-		}
-		return func(a *vars) (any, bool) {
-			v, ok := x(a)
-			b, isBool := v.(bool)
-			if !ok || !isBool {
-				return nil, false
-			}
-			return b, true
+			b, ok := evalFastBool(x, a)
+			return b != negate, ok
 		}
 	case "_?_:_":
 		fs := s.compileArgs(args)
@@ -287,9 +284,8 @@ func (s *fastScope) compileCall(c ast.CallExpr) fastFn {
 			return nil
 		}
 		return func(a *vars) (any, bool) {
-			v, ok := fs[0](a)
-			b, isBool := v.(bool)
-			if !ok || !isBool {
+			b, ok := evalFastBool(fs[0], a)
+			if !ok {
 				return nil, false
 			}
 			if b {
@@ -298,34 +294,16 @@ func (s *fastScope) compileCall(c ast.CallExpr) fastFn {
 			return fs[2](a)
 		}
 	case "_==_", "_!=_":
-		fs := s.compileArgs(args)
-		if fs == nil {
-			return nil
-		}
 		want := fn == "_==_"
-		return func(a *vars) (any, bool) {
-			x, ok1 := fs[0](a)
-			y, ok2 := fs[1](a)
-			if !ok1 || !ok2 {
-				return nil, false
-			}
+		return s.binary(args, func(x, y any) (any, bool) {
 			eq, ok := fastEqual(x, y)
 			if !ok {
 				return nil, false
 			}
 			return eq == want, true
-		}
+		})
 	case "_<_", "_<=_", "_>_", "_>=_":
-		fs := s.compileArgs(args)
-		if fs == nil {
-			return nil
-		}
-		return func(a *vars) (any, bool) {
-			x, ok1 := fs[0](a)
-			y, ok2 := fs[1](a)
-			if !ok1 || !ok2 {
-				return nil, false
-			}
+		return s.binary(args, func(x, y any) (any, bool) {
 			cmp, ok := fastCompare(x, y)
 			if !ok {
 				return nil, false
@@ -339,7 +317,7 @@ func (s *fastScope) compileCall(c ast.CallExpr) fastFn {
 				return cmp > 0, true
 			}
 			return cmp >= 0, true
-		}
+		})
 	case "_+_":
 		if s.appendSafe(args) {
 			// accumulator + [x] inside a macro: append in place. The hidden
@@ -359,32 +337,10 @@ func (s *fastScope) compileCall(c ast.CallExpr) fastFn {
 				return append(acc, v), true
 			}
 		}
-		fs := s.compileArgs(args)
-		if fs == nil {
-			return nil
-		}
-		return func(a *vars) (any, bool) {
-			x, ok1 := fs[0](a)
-			y, ok2 := fs[1](a)
-			if !ok1 || !ok2 {
-				return nil, false
-			}
-			return fastAdd(x, y)
-		}
+		return s.binary(args, fastAdd)
 	case "_-_", "_*_":
-		fs := s.compileArgs(args)
-		if fs == nil || len(fs) != 2 {
-			return nil
-		}
 		mul := fn == "_*_"
-		return func(a *vars) (any, bool) {
-			x, ok1 := fs[0](a)
-			y, ok2 := fs[1](a)
-			if !ok1 || !ok2 {
-				return nil, false
-			}
-			return fastArith(x, y, mul)
-		}
+		return s.binary(args, func(x, y any) (any, bool) { return fastArith(x, y, mul) })
 	case "size":
 		if len(args) != 1 {
 			return nil
@@ -395,16 +351,7 @@ func (s *fastScope) compileCall(c ast.CallExpr) fastFn {
 		}
 		return func(a *vars) (any, bool) { v, ok := x(a); return fastSize(v, ok) }
 	case "@in":
-		fs := s.compileArgs(args)
-		if fs == nil {
-			return nil
-		}
-		return func(a *vars) (any, bool) {
-			x, ok1 := fs[0](a)
-			c, ok2 := fs[1](a)
-			if !ok1 || !ok2 {
-				return nil, false
-			}
+		return s.binary(args, func(x, c any) (any, bool) {
 			if l, ok := fastListOf(c); ok {
 				for _, e := range l {
 					eq, ok := fastEqual(x, e)
@@ -426,18 +373,9 @@ func (s *fastScope) compileCall(c ast.CallExpr) fastFn {
 				return has, true
 			}
 			return nil, false
-		}
+		})
 	case "_[_]":
-		fs := s.compileArgs(args)
-		if fs == nil {
-			return nil
-		}
-		return func(a *vars) (any, bool) {
-			c, ok1 := fs[0](a)
-			k, ok2 := fs[1](a)
-			if !ok1 || !ok2 {
-				return nil, false
-			}
+		return s.binary(args, func(c, k any) (any, bool) {
 			if l, ok := fastListOf(c); ok {
 				i, isInt := k.(int64)
 				if !isInt || i < 0 || i >= int64(len(l)) {
@@ -454,7 +392,7 @@ func (s *fastScope) compileCall(c ast.CallExpr) fastFn {
 				return v, has
 			}
 			return nil, false
-		}
+		})
 	}
 	return nil
 }
@@ -509,9 +447,8 @@ func (s *fastScope) compileComprehension(c ast.ComprehensionExpr) fastFn {
 		}
 		for _, it := range items {
 			a.locals[accuSlot], a.locals[iterSlot] = acc, it
-			c, ok := cond(a)
-			b, isBool := c.(bool)
-			if !ok || !isBool {
+			b, ok := evalFastBool(cond, a)
+			if !ok {
 				return nil, false
 			}
 			if !b {
@@ -526,6 +463,13 @@ func (s *fastScope) compileComprehension(c ast.ComprehensionExpr) fastFn {
 		a.locals[accuSlot] = nil
 		return v, ok
 	}
+}
+
+// evalFastBool evaluates f, which must give a bool.
+func evalFastBool(f fastFn, a *vars) (bool, bool) {
+	v, ok := f(a)
+	b, isBool := v.(bool)
+	return b, ok && isBool
 }
 
 func fastMapOf(v any) (map[string]any, bool) {

@@ -38,21 +38,11 @@ func TestSIGKILLedReplicasLoseAndDuplicateNothing(t *testing.T) {
 	ctx := context.Background()
 	foreign := sc.foreign(ctx, g)
 	bg := g.goPublish(ctx, n, rate)
-	rng := rand.New(rand.NewPCG(rand.Uint64(), 1))
-	for i := range kills {
-		sleepRand(rng, meanGap/2, meanGap*3/2)
-		if i%6 == 5 {
-			// Kills every ~2 s keep the group rebalancing (a killed member
-			// holds its partitions for the 6 s session timeout), when few
-			// transactions are open. Let it settle now and then so some
-			// kills land mid-transaction, with output on the broker.
-			time.Sleep(7 * time.Second)
-		}
-		r := rs[rng.IntN(len(rs))]
-		sc.kill(r)
-		sleepRand(rng, 50*time.Millisecond, 800*time.Millisecond)
-		sc.start(r.name, r.id)
-	}
+	// Kills every ~2 s keep the group rebalancing (a killed member holds its
+	// partitions for the 6 s session timeout), when few transactions are
+	// open. Let it settle before every 6th kill so some kills land
+	// mid-transaction, with output on the broker.
+	sc.killAndRestart(rs, kills, meanGap, 6)
 	if err := bg.wait(); err != nil {
 		t.Fatal(err)
 	}
@@ -64,6 +54,23 @@ func TestSIGKILLedReplicasLoseAndDuplicateNothing(t *testing.T) {
 	sc.report(res)
 	if res.abortedOutput == 0 {
 		t.Errorf("%d SIGKILLs left no aborted output in the log: the kills never hit an open transaction, so this run proved nothing about them", kills)
+	}
+}
+
+// killAndRestart SIGKILLs a random replica kills times, meanGap apart on
+// average, restarting the same replica id 50–800 ms later. With settleEvery
+// > 0 the group gets 7 s to settle before every settleEvery-th kill.
+func (sc *scenario) killAndRestart(rs []*replica, kills int, meanGap time.Duration, settleEvery int) {
+	rng := rand.New(rand.NewPCG(rand.Uint64(), uint64(kills)))
+	for i := range kills {
+		sleepRand(rng, meanGap/2, meanGap*3/2)
+		if settleEvery > 0 && i%settleEvery == settleEvery-1 {
+			time.Sleep(7 * time.Second)
+		}
+		r := rs[rng.IntN(len(rs))]
+		sc.kill(r)
+		sleepRand(rng, 50*time.Millisecond, 800*time.Millisecond)
+		sc.start(r.name, r.id)
 	}
 }
 
@@ -481,14 +488,7 @@ func TestKeyParallelModeKeepsExactlyOnceAndKeyOrder(t *testing.T) {
 	kills := max(4, killCount()/4)
 	meanGap := 2 * time.Second
 	bg := g.goPublish(ctx, n, float64(n)/(float64(kills)*meanGap.Seconds()+4))
-	rng := rand.New(rand.NewPCG(rand.Uint64(), 12))
-	for range kills {
-		sleepRand(rng, meanGap/2, meanGap*3/2)
-		r := rs[rng.IntN(len(rs))]
-		sc.kill(r)
-		sleepRand(rng, 50*time.Millisecond, 800*time.Millisecond)
-		sc.start(r.name, r.id)
-	}
+	sc.killAndRestart(rs, kills, meanGap, 0)
 	if err := bg.wait(); err != nil {
 		t.Fatal(err)
 	}
