@@ -133,23 +133,19 @@ func (b *decBuilder) compile(w, r *node) (decFn, error) {
 		// op.run may not be set yet (recursive schemas), so call through op.
 		return func(s *scanner, depth int) (any, error) { return op.run(s, depth) }, nil
 	}
+	if w.kind == r.kind {
+		if err := namedMismatch(w, r); err != nil {
+			return nil, err
+		}
+	}
 	switch {
 	case w.kind == r.kind:
 		switch w.kind {
 		case kRecord:
-			if !namesMatch(w, r) {
-				return nil, perr("writer record %s does not match reader record %s", w.name, r.name)
-			}
 			return b.compileRecord(w, r)
 		case kEnum:
-			if !namesMatch(w, r) {
-				return nil, perr("writer enum %s does not match reader enum %s", w.name, r.name)
-			}
 			return compileEnumDecoder(w, r), nil
 		case kFixed:
-			if !namesMatch(w, r) || w.size != r.size {
-				return nil, perr("writer fixed %s[%d] does not match reader fixed %s[%d]", w.name, w.size, r.name, r.size)
-			}
 		case kArray, kMap:
 			items, err := b.build(w.items, r.items)
 			if err != nil {

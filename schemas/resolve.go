@@ -136,23 +136,19 @@ func (b *resolverBuilder) compile(w, r *node) (func(any) (any, error), error) {
 	if r.kind == kUnion {
 		return b.compileReaderUnion(w, r)
 	}
+	if w.kind == r.kind {
+		if err := namedMismatch(w, r); err != nil {
+			return nil, err
+		}
+	}
 	switch {
 	case w.kind == r.kind:
 		switch w.kind {
 		case kRecord:
-			if !namesMatch(w, r) {
-				return nil, perr("writer record %s does not match reader record %s", w.name, r.name)
-			}
 			return b.compileRecord(w, r)
 		case kEnum:
-			if !namesMatch(w, r) {
-				return nil, perr("writer enum %s does not match reader enum %s", w.name, r.name)
-			}
 			return compileEnum(w, r)
 		case kFixed:
-			if !namesMatch(w, r) || w.size != r.size {
-				return nil, perr("writer fixed %s[%d] does not match reader fixed %s[%d]", w.name, w.size, r.name, r.size)
-			}
 			return compileLogical(w, r)
 		case kArray, kMap:
 			items, err := b.build(w.items, r.items)
@@ -198,6 +194,18 @@ func (b *resolverBuilder) compile(w, r *node) (func(any) (any, error), error) {
 		return compilePromotion(w, r), nil
 	}
 	return nil, perr("writer type %s cannot be read as %s", w.describe(), r.describe())
+}
+
+// namedMismatch is the error for a named writer type (record, enum, fixed)
+// that the reader's type of the same kind cannot read, or nil.
+func namedMismatch(w, r *node) error {
+	switch {
+	case (w.kind == kRecord || w.kind == kEnum) && !namesMatch(w, r):
+		return perr("writer %s %s does not match reader %s %s", w.kind, w.name, r.kind, r.name)
+	case w.kind == kFixed && (!namesMatch(w, r) || w.size != r.size):
+		return perr("writer fixed %s[%d] does not match reader fixed %s[%d]", w.name, w.size, r.name, r.size)
+	}
+	return nil
 }
 
 func promotable(w, r kind) bool {
