@@ -363,7 +363,17 @@ type vars struct {
 	locals [maxFastLocals]any
 }
 
-func newVars(ev *Event) *vars { return &vars{ev: ev} }
+// newVars returns the event's CEL activation. It is made once per event and
+// reused by the processors of the chain (they run one after another); the
+// envelope map is rebuilt per processor, in case one changed the envelope.
+func newVars(ev *Event) *vars {
+	if ev.cel == nil {
+		ev.cel = &vars{ev: ev}
+	} else {
+		ev.cel.env = nil
+	}
+	return ev.cel
+}
 
 func (v *vars) ResolveName(name string) (any, bool) {
 	switch name {

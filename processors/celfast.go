@@ -34,9 +34,10 @@ import (
 type fastFn func(a *vars) (v any, ok bool)
 
 // Values built by the fast path (list and map literals, macro results) have
-// their own types, because CEL converts them element by element when they
-// leave the expression, while original event/attrs lists and maps are
-// deep-copied as they are (see fromCEL).
+// their own types. Their elements are converted to the natural value CEL
+// would return (fastResult) as they are added, so the container is already
+// the result when it leaves the expression; original event/attrs lists and
+// maps are deep-copied when they leave (see fromCEL).
 type (
 	fastList []any
 	fastMap  map[string]any
@@ -136,6 +137,9 @@ func (s *fastScope) compile(e ast.Expr) fastFn {
 			out := make(fastList, len(elems))
 			for i, f := range elems {
 				v, ok := f(a)
+				if ok {
+					v, ok = fastResult(v)
+				}
 				if !ok {
 					return nil, false
 				}
@@ -174,6 +178,9 @@ func (s *fastScope) compile(e ast.Expr) fastFn {
 			out := make(fastMap, len(keys))
 			for i, f := range vals {
 				v, ok := f(a)
+				if ok {
+					v, ok = fastResult(v)
+				}
 				if !ok {
 					return nil, false
 				}
@@ -331,6 +338,9 @@ func (s *fastScope) compileCall(c ast.CallExpr) fastFn {
 			return func(a *vars) (any, bool) {
 				acc, isList := a.locals[slot].(fastList)
 				v, ok := elem(a)
+				if ok {
+					v, ok = fastResult(v)
+				}
 				if !isList || !ok {
 					return nil, false
 				}
@@ -587,7 +597,16 @@ func fastAdd(x, y any) (any, bool) {
 			return nil, false
 		}
 		out := make(fastList, 0, len(l1)+len(l2))
-		return append(append(out, l1...), l2...), true
+		for _, l := range [2][]any{l1, l2} {
+			for _, e := range l {
+				r, ok := fastResult(e)
+				if !ok {
+					return nil, false
+				}
+				out = append(out, r)
+			}
+		}
+		return out, true
 	}
 	i, f, isInt, ok := fastNumber(x)
 	j, g, isInt2, ok2 := fastNumber(y)
@@ -675,25 +694,9 @@ func fastResult(v any) (any, bool) {
 	case map[string]any, []any:
 		return deepCopy(x), true
 	case fastList:
-		out := make([]any, len(x))
-		for i, e := range x {
-			r, ok := fastResult(e)
-			if !ok {
-				return nil, false
-			}
-			out[i] = r
-		}
-		return out, true
+		return []any(x), true // elements were converted when added
 	case fastMap:
-		out := make(map[string]any, len(x))
-		for k, e := range x {
-			r, ok := fastResult(e)
-			if !ok {
-				return nil, false
-			}
-			out[k] = r
-		}
-		return out, true
+		return map[string]any(x), true
 	}
 	return nil, false
 }

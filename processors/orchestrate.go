@@ -113,6 +113,8 @@ type orchestrator struct {
 	source string
 	routes []orchRoute
 	byType map[string][]int // event type -> route indexes, in order
+	// emitsPerType is the most commands one event of a type can emit.
+	emitsPerType map[string]int
 }
 
 func newOrchestrate(spec Spec, deps Deps) (Processor, error) {
@@ -120,7 +122,7 @@ func newOrchestrate(spec Spec, deps Deps) (Processor, error) {
 	if err := spec.Decode(&cfg); err != nil {
 		return nil, err
 	}
-	o := &orchestrator{name: specName(spec), source: cfg.Source, byType: map[string][]int{}}
+	o := &orchestrator{name: specName(spec), source: cfg.Source, byType: map[string][]int{}, emitsPerType: map[string]int{}}
 	if o.source == "" {
 		o.source = "ordo"
 	}
@@ -153,6 +155,7 @@ func newOrchestrate(spec Spec, deps Deps) (Processor, error) {
 		}
 		o.routes = append(o.routes, r)
 		o.byType[rc.On] = append(o.byType[rc.On], ri)
+		o.emitsPerType[rc.On] += len(r.emits)
 	}
 	return o, nil
 }
@@ -246,7 +249,7 @@ func (o *orchestrator) Process(_ context.Context, ev *Event) ([]Command, error) 
 		return nil, nil
 	}
 	a := newVars(ev)
-	var out []Command
+	out := make([]Command, 0, o.emitsPerType[ev.Type])
 	for _, ri := range idx {
 		r := &o.routes[ri]
 		if r.when != nil {

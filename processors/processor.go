@@ -74,6 +74,9 @@ type Event struct {
 	// of the Avro value (e.g. enrichment results kept out of the schema).
 	// Processors read and write it; CEL sees it as `attrs`.
 	Attrs map[string]any
+
+	// cel is the CEL activation, reused by every processor of the chain.
+	cel *vars
 }
 
 // Command is an output event that ordo produces in the transaction.
