@@ -108,7 +108,11 @@ func (c Chain) Process(ctx context.Context, ev *Event) ([]Command, error) {
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, cmds...)
+		if out == nil {
+			out = cmds[:len(cmds):len(cmds)] // usually one processor emits: no copy (capped: a later append copies)
+		} else {
+			out = append(out, cmds...)
+		}
 	}
 	return out, nil
 }
