@@ -167,6 +167,9 @@ func (p *Pipeline) runSession(ctx context.Context, sess *kgo.GroupTransactSessio
 			pollCtx, cancel = context.WithDeadline(ctx, deadline)
 		}
 		max := p.cfg.BatchSize - t.records
+		if p.cfg.PollRecords > 0 && max > p.cfg.PollRecords {
+			max = p.cfg.PollRecords
+		}
 		if c := limits.pollCap(time.Now()); c > 0 && c < max {
 			max = c
 		}

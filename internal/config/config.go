@@ -80,6 +80,7 @@ type Registry struct {
 type Processing struct {
 	CommitInterval   Duration `yaml:"commit_interval"`
 	BatchSize        int      `yaml:"batch_size"`
+	PollRecords      int      `yaml:"poll_records"`
 	Workers          int      `yaml:"workers"`
 	TransientRetries int      `yaml:"transient_retries"`
 	ShutdownTimeout  Duration `yaml:"shutdown_timeout"`
@@ -173,6 +174,7 @@ func Defaults() Config {
 		Processing: Processing{
 			CommitInterval:   Duration(100 * time.Millisecond),
 			BatchSize:        10000,
+			PollRecords:      1000,
 			TransientRetries: 3,
 			ShutdownTimeout:  Duration(10 * time.Second),
 			MemoryLimitMiB:   192,
@@ -409,6 +411,9 @@ func (c *Config) Validate() error {
 	p := c.Processing
 	if p.CommitInterval <= 0 || p.CommitInterval >= k.TransactionTimeout {
 		add("processing.commit_interval", fmt.Sprintf("%v must be > 0 and below kafka.transaction_timeout %v", p.CommitInterval.D(), k.TransactionTimeout.D()), "the default is 100ms")
+	}
+	if p.PollRecords < 0 {
+		add("processing.poll_records", "negative", "use 0 for up to batch_size or a positive number of records per poll, e.g. 1000")
 	}
 	if p.BatchSize < 0 {
 		add("processing.batch_size", "negative", "use a positive number of records per transaction, e.g. 10000")

@@ -191,6 +191,7 @@ func build(cfg *config.Config, reg *processors.Registry, log *slog.Logger, ob ob
 		TransactionalID:    cfg.TransactionalID(),
 		CommitInterval:     cfg.Processing.CommitInterval.D(),
 		BatchSize:          cfg.Processing.BatchSize,
+		PollRecords:        cfg.Processing.PollRecords,
 		Workers:            cfg.Processing.Workers,
 		SessionTimeout:     cfg.Kafka.SessionTimeout.D(),
 		TransactionTimeout: cfg.Kafka.TransactionTimeout.D(),
