@@ -249,6 +249,14 @@ type recStep struct {
 	op   *decOp // nil: skip the writer field
 	skip *node  // writer type to skip
 	seg  string // writer field name, for error paths
+	// more are further reader fields reading the same writer field (one by
+	// name, others by alias): the value is decoded again for each.
+	more []recTarget
+}
+
+type recTarget struct {
+	name string
+	op   *decOp
 }
 
 type recDefault struct {
@@ -286,6 +294,10 @@ func (b *decBuilder) compileRecord(w, r *node) (decFn, error) {
 			return nil, within(rf.name, err)
 		}
 		st := &steps[w.fieldIdx[wf.name]]
+		if st.op != nil {
+			st.more = append(st.more, recTarget{rf.name, op})
+			continue
+		}
 		st.name, st.op, st.skip = rf.name, op, nil
 	}
 	size := len(r.fields)
@@ -299,11 +311,24 @@ func (b *decBuilder) compileRecord(w, r *node) (decFn, error) {
 				}
 				continue
 			}
+			start, budget := s.pos, s.budget
 			v, err := st.op.decode(s, depth+1)
 			if err != nil {
 				return nil, inField(st.seg, err)
 			}
 			out[st.name] = v
+			for _, t := range st.more {
+				end := s.pos
+				s.pos, s.budget = start, budget
+				v, err := t.op.decode(s, depth+1)
+				if err != nil {
+					return nil, inField(st.seg, err)
+				}
+				if s.pos != end {
+					return nil, s.fail(start, "writer field %s read to different lengths", st.seg)
+				}
+				out[t.name] = v
+			}
 		}
 		for i := range defaults {
 			d := &defaults[i]

@@ -138,6 +138,12 @@ var resolutionCases = []struct {
 		},
 	},
 	{
+		name:   "two-reader-fields-one-writer-field",
+		writer: rec(`{"name":"a","type":"int"},{"name":"s","type":"string"}`),
+		reader: rec(`{"name":"a","type":"long"},{"name":"b","type":"double","aliases":["a"]},{"name":"s","type":"string"}`),
+		values: []map[string]any{{"a": int32(7), "s": "x"}, {"a": int32(-1), "s": ""}},
+	},
+	{
 		name:   "recursive",
 		writer: `{"type":"record","name":"L","fields":[{"name":"v","type":"int"},{"name":"next","type":["null","L"]}]}`,
 		reader: `{"type":"record","name":"L","fields":[{"name":"v","type":"long"},{"name":"next","type":["null","L"]},{"name":"tag","type":"string","default":"t"}]}`,
