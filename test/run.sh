@@ -85,4 +85,9 @@ if [[ ${SKIP_EOS:-} == 1 && ${CI:-} != true ]]; then
 else
 	log "EOS chaos suite (test/eos/run.sh)"
 	EOS_THREE_BROKERS=${EOS_THREE_BROKERS:-1} bash test/eos/run.sh
+	# The process-level fault scenarios again with every replica in
+	# key-parallel mode (processing.key_parallel), at a smaller event count.
+	log "EOS chaos suite, key-parallel mode (EOS_KEY_PARALLEL=1, process faults)"
+	EOS_KEY_PARALLEL=1 EOS_EVENTS=${EOS_KP_EVENTS:-80000} bash test/eos/run.sh \
+		-run 'SIGKILL|SIGSTOP|DuplicateTransactionalID|RollingRestart|ScaleOneThreeOne|Poison'
 fi

@@ -206,8 +206,17 @@ func (sc *scenario) env(replicaID string) []string {
 		"ORDO_PROCESSING_SHUTDOWN_TIMEOUT="+sc.opts.shutdownTimeout,
 		"OTEL_EXPORTER_OTLP_ENDPOINT=", "OTEL_TRACES_EXPORTER=none",
 	)
+	if keyParallelSuite() {
+		// The whole suite in key-parallel mode (scenario options below may
+		// still set their own lanes).
+		env = append(env, "ORDO_PROCESSING_KEY_PARALLEL=true")
+	}
 	return append(env, sc.opts.env...)
 }
+
+// keyParallelSuite reports EOS_KEY_PARALLEL=1: every replica processes the
+// keys of a partition concurrently (processing.key_parallel).
+func keyParallelSuite() bool { return os.Getenv("EOS_KEY_PARALLEL") == "1" }
 
 func (sc *scenario) createTopics() {
 	sc.t.Helper()
@@ -332,8 +341,12 @@ func (sc *scenario) report(res *result) {
 	sc.mu.Lock()
 	kills := sc.kills
 	sc.mu.Unlock()
-	line := fmt.Sprintf("eos: scenario=%s events=%d kills=%d lost=%d duplicated=%d aborted_read=%d order_violations=%d dead_letters=%d elapsed=%.1fs",
-		sc.name, res.events, kills, res.lost, res.duplicated, res.abortedRead, res.orderViolations, res.deadLetters, time.Since(sc.started).Seconds())
+	mode := "partition-serial"
+	if keyParallelSuite() {
+		mode = "key-parallel"
+	}
+	line := fmt.Sprintf("eos: scenario=%s mode=%s events=%d kills=%d lost=%d duplicated=%d aborted_read=%d order_violations=%d dead_letters=%d elapsed=%.1fs",
+		sc.name, mode, res.events, kills, res.lost, res.duplicated, res.abortedRead, res.orderViolations, res.deadLetters, time.Since(sc.started).Seconds())
 	sc.t.Log(line)
 	fmt.Println(line)
 	sc.t.Logf("details: %s", res.details())
