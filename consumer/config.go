@@ -35,10 +35,11 @@ type Config struct {
 	// EndTxn, offset commit), so the cap should rarely beat CommitInterval;
 	// it bounds how much work an abort redoes.
 	BatchSize int
-	// PollRecords caps the records taken per poll (0 = up to BatchSize).
-	// The loop checks the commit deadline only between polls, so a smaller
-	// cap ends transactions closer to CommitInterval under a backlog, at
-	// the cost of more polls.
+	// PollRecords caps the records taken per poll. 0 (default) paces
+	// polls: the loop checks the commit deadline only between polls, so it
+	// takes as many records as it has processed in the time left before
+	// the deadline (at least 100), which ends transactions close to
+	// CommitInterval under a backlog without shrinking the early polls.
 	PollRecords int
 	// Workers bounds how many partitions are processed in parallel.
 	// Default 2×GOMAXPROCS (processors may wait on lookups).

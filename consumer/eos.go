@@ -22,6 +22,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"sync"
 	"time"
 
@@ -158,6 +159,7 @@ func (p *Pipeline) runSession(ctx context.Context, sess *kgo.GroupTransactSessio
 	defer func() { finishSpans(t.spans, "abandoned", nil) }()
 	retry := newBackoff(p.cfg.RetryBackoffMin, p.cfg.RetryBackoffMax)
 	limits := newRateLimits(p.cfg.RateLimits)
+	var pace pollPacer
 	for {
 		// Poll, but never past the commit deadline of an open transaction
 		// nor past the moment a rate-limited topic may resume.
@@ -167,8 +169,10 @@ func (p *Pipeline) runSession(ctx context.Context, sess *kgo.GroupTransactSessio
 			pollCtx, cancel = context.WithDeadline(ctx, deadline)
 		}
 		max := p.cfg.BatchSize - t.records
-		if p.cfg.PollRecords > 0 && max > p.cfg.PollRecords {
-			max = p.cfg.PollRecords
+		if p.cfg.PollRecords > 0 {
+			max = min(max, p.cfg.PollRecords)
+		} else if t.open {
+			max = min(max, pace.records(time.Until(t.started.Add(p.cfg.CommitInterval))))
 		}
 		if c := limits.pollCap(time.Now()); c > 0 && c < max {
 			max = c
@@ -199,7 +203,9 @@ func (p *Pipeline) runSession(ctx context.Context, sess *kgo.GroupTransactSessio
 				}
 			}
 			t.records += fetches.NumRecords()
+			polled := time.Now()
 			err := p.processFetches(ctx, sess, fetches, &t)
+			pace.observe(fetches.NumRecords(), time.Since(polled))
 			if p.chaos != nil {
 				p.chaos("after-produce", sess)
 			}
@@ -232,6 +238,37 @@ func (p *Pipeline) runSession(ctx context.Context, sess *kgo.GroupTransactSessio
 			}
 		}
 	}
+}
+
+// pollPacer sizes polls so that a transaction ends close to its commit
+// deadline: the deadline is only checked between polls, so a poll taken just
+// before it must be small, while the first polls of a transaction may be
+// large (fewer, cheaper rounds). It learns the wall time per record.
+type pollPacer struct {
+	perRecord time.Duration // moving average of processing wall time per record
+}
+
+// minPacedPoll keeps polls near the deadline from shrinking to nothing.
+const minPacedPoll = 100
+
+func (p *pollPacer) observe(n int, took time.Duration) {
+	if n <= 0 {
+		return
+	}
+	sample := took / time.Duration(n)
+	if p.perRecord == 0 {
+		p.perRecord = sample
+		return
+	}
+	p.perRecord = (7*p.perRecord + sample) / 8
+}
+
+// records is how many records fit in the time left, at least minPacedPoll.
+func (p *pollPacer) records(left time.Duration) int {
+	if p.perRecord <= 0 {
+		return math.MaxInt
+	}
+	return max(minPacedPoll, int(left/p.perRecord))
 }
 
 // end ends the open transaction. A produce error turns a commit into an

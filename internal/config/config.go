@@ -174,7 +174,6 @@ func Defaults() Config {
 		Processing: Processing{
 			CommitInterval:   Duration(100 * time.Millisecond),
 			BatchSize:        10000,
-			PollRecords:      1000,
 			TransientRetries: 3,
 			ShutdownTimeout:  Duration(10 * time.Second),
 			MemoryLimitMiB:   192,
@@ -413,7 +412,7 @@ func (c *Config) Validate() error {
 		add("processing.commit_interval", fmt.Sprintf("%v must be > 0 and below kafka.transaction_timeout %v", p.CommitInterval.D(), k.TransactionTimeout.D()), "the default is 100ms")
 	}
 	if p.PollRecords < 0 {
-		add("processing.poll_records", "negative", "use 0 for up to batch_size or a positive number of records per poll, e.g. 1000")
+		add("processing.poll_records", "negative", "use 0 to pace polls by the commit deadline (the default) or a fixed number of records per poll, e.g. 1000")
 	}
 	if p.BatchSize < 0 {
 		add("processing.batch_size", "negative", "use a positive number of records per transaction, e.g. 10000")
