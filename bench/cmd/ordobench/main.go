@@ -225,7 +225,7 @@ func run() error {
 			}
 		}
 	}
-	raw := rawResults{Date: b.started, LoadAvg: strings.Join(strings.Fields(shell("cat", "/proc/loadavg"))[:3], " "), LatSeconds: envStr("BENCH_LAT_SECONDS", "20"), Events: b.events, Runs: b.runs, Sizes: b.sizes, Results: results, Latency: lats, Profile: prof, Micro: micro}
+	raw := rawResults{Date: b.started, LoadAvg: strings.Join(strings.Fields(shell("cat", "/proc/loadavg"))[:3], " "), LatSeconds: envStr("BENCH_LAT_SECONDS", "15"), Events: b.events, Runs: b.runs, Sizes: b.sizes, Results: results, Latency: lats, Profile: prof, Micro: micro}
 	for _, c := range active {
 		raw.Contenders = append(raw.Contenders, c.key)
 	}

@@ -239,7 +239,12 @@ func (b *bench) report(rs []result, summ []summary, lats []latResult, prof *prof
 		for k, v := range prof.Groups {
 			groups = append(groups, kv{k, v})
 		}
-		sort.Slice(groups, func(i, j int) bool { return groups[i].v > groups[j].v })
+		sort.Slice(groups, func(i, j int) bool {
+			if groups[i].v != groups[j].v {
+				return groups[i].v > groups[j].v
+			}
+			return groups[i].k < groups[j].k // equal shares: stable order across rewrites
+		})
 		for i, g := range groups {
 			if i >= 14 || g.v < 0.5 {
 				break
