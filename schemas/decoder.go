@@ -378,55 +378,6 @@ func compileEnumDecoder(w, r *node) decFn {
 	}
 }
 
-// blockHeader reads one array/map block header (count, and size for
-// negative counts) and charges it against the remaining bytes or the
-// zero-width budget, exactly like the pre-scan. count == 0 ends the value.
-func (s *scanner) blockHeader(n *node) (count int64, blockStart int, blockSize int64, err error) {
-	what := n.kind.String()
-	itemMin := n.items.minSize
-	if n.kind == kMap {
-		itemMin++ // key length varint
-	}
-	at := s.pos
-	count, err = s.varint(10, blockWhat[n.kind][0])
-	if err != nil || count == 0 {
-		return 0, 0, 0, err
-	}
-	blockStart = -1
-	if count < 0 {
-		if count == -1<<63 {
-			return 0, 0, 0, s.fail(at, "invalid %s block count", what)
-		}
-		count = -count
-		if blockSize, err = s.varint(10, blockWhat[n.kind][1]); err != nil {
-			return 0, 0, 0, err
-		}
-		if err = s.need(blockSize, blockWhat[n.kind][2]); err != nil {
-			return 0, 0, 0, err
-		}
-		blockStart = s.pos
-	}
-	remaining := int64(len(s.buf) - s.pos)
-	if itemMin > 0 {
-		if count > remaining/int64(itemMin) {
-			return 0, 0, 0, s.fail(at, "%s block count %d exceeds what the remaining %d bytes can hold", what, count, remaining)
-		}
-	} else {
-		if count > int64(s.budget) {
-			return 0, 0, 0, s.fail(at, "%s block count %d of zero-width items exceeds limit", what, count)
-		}
-		s.budget -= int(count)
-	}
-	return count, blockStart, blockSize, nil
-}
-
-func (s *scanner) blockEnd(n *node, blockStart int, blockSize int64) error {
-	if blockStart >= 0 && int64(s.pos-blockStart) != blockSize {
-		return s.fail(blockStart, "%s block size %d does not match encoded size %d", n.kind, blockSize, s.pos-blockStart)
-	}
-	return nil
-}
-
 func arrayDecoder(w *node, items *decOp) decFn {
 	return func(s *scanner, depth int) (any, error) {
 		var out []any
