@@ -517,7 +517,7 @@ func (p *Pipeline) runChain(ctx context.Context, r *kgo.Record, span trace.Span)
 		span.SetName("ordo process " + d.Type)
 		span.SetAttributes(attribute.String("ordo.event.type", d.Type), attribute.Int("ordo.schema.id", d.SchemaID))
 	}
-	ev := eventFrom(r, d)
+	ev := EventFrom(r, d)
 	cmds, err := p.chain.Process(ctx, ev)
 	if err != nil {
 		return nil, err
@@ -530,7 +530,10 @@ func (p *Pipeline) runChain(ctx context.Context, r *kgo.Record, span trace.Span)
 	return out, nil
 }
 
-func eventFrom(r *kgo.Record, d schemas.Decoded) *processors.Event {
+// EventFrom builds the processors' view of a decoded record: the event the
+// pipeline hands to its chain (exported for benchmarks and tools that drive
+// a chain without Kafka).
+func EventFrom(r *kgo.Record, d schemas.Decoded) *processors.Event {
 	ev := &processors.Event{
 		Topic:     r.Topic,
 		Partition: r.Partition,

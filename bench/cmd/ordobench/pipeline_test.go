@@ -21,6 +21,7 @@ import (
 	"github.com/twmb/franz-go/pkg/sr"
 	"github.com/twmb/franz-go/pkg/sr/srfake"
 
+	"github.com/ordo-dev/ordo/consumer"
 	"github.com/ordo-dev/ordo/internal/config"
 	"github.com/ordo-dev/ordo/processors"
 	"github.com/ordo-dev/ordo/producer"
@@ -115,20 +116,6 @@ func newPipelineFixture(tb testing.TB, events int) *pipelineFixture {
 	return f
 }
 
-// event mirrors consumer.eventFrom.
-func event(r *kgo.Record, d schemas.Decoded) *processors.Event {
-	ev := &processors.Event{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, Key: r.Key, Timestamp: r.Timestamp,
-		SchemaID: d.SchemaID, Type: d.Type, Value: d.Value, Attrs: map[string]any{}}
-	ev.Headers = make([]processors.Header, len(r.Headers))
-	for i, h := range r.Headers {
-		ev.Headers[i] = processors.Header{Key: h.Key, Value: h.Value}
-	}
-	if env, ok := d.Value["envelope"].(map[string]any); ok {
-		ev.Envelope = processors.EnvelopeFrom(env)
-	}
-	return ev
-}
-
 // BenchmarkPipeline is one event through decode -> chain -> encode, and
 // each stage alone (per event; the event mix is the benchmark's).
 func BenchmarkPipeline(b *testing.B) {
@@ -142,7 +129,7 @@ func BenchmarkPipeline(b *testing.B) {
 			b.Fatal(err)
 		}
 		decoded[i] = d
-		c, err := f.chain.Process(ctx, event(r, d))
+		c, err := f.chain.Process(ctx, consumer.EventFrom(r, d))
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -158,7 +145,7 @@ func BenchmarkPipeline(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			c, err := f.chain.Process(ctx, event(r, d))
+			c, err := f.chain.Process(ctx, consumer.EventFrom(r, d))
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -185,8 +172,8 @@ func BenchmarkPipeline(b *testing.B) {
 			k := i % len(f.recs)
 			i++
 			// Decoded values are not modified by the demo chain except
-			// attrs, which event() makes fresh.
-			if _, err := f.chain.Process(ctx, event(f.recs[k], decoded[k])); err != nil {
+			// attrs, which consumer.EventFrom makes fresh.
+			if _, err := f.chain.Process(ctx, consumer.EventFrom(f.recs[k], decoded[k])); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -216,7 +203,7 @@ func TestPipelineFixture(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		c, err := f.chain.Process(ctx, event(r, d))
+		c, err := f.chain.Process(ctx, consumer.EventFrom(r, d))
 		if err != nil {
 			t.Fatalf("%s: %v", d.Type, err)
 		}

@@ -109,7 +109,7 @@ func analyzeProfile(bin, file string, secs int) (*profile, error) {
 		{"  direct natural->Avro encoder (schemas.appendNatural)", "github.com/ordo-dev/ordo/schemas.appendNatural"},
 		{"  envelope headers", "github.com/ordo-dev/ordo/producer.appendEnvelopeHeaders"},
 		{"snappy compression of produced batches (s2)", "github.com/klauspost/compress/s2.EncodeSnappy"},
-		{"event construction (eventFrom)", "github.com/ordo-dev/ordo/consumer.eventFrom"},
+		{"event construction (EventFrom)", "github.com/ordo-dev/ordo/consumer.EventFrom"},
 		{"franz-go produce path (kgo.(*Client).Produce)", "github.com/twmb/franz-go/pkg/kgo.(*Client).Produce"},
 		{"franz-go fetch decode (kgo.(*cursorOffsetNext).processRespPartition)", "github.com/twmb/franz-go/pkg/kgo.(*cursorOffsetNext).processRespPartition"},
 		{"garbage collector (runtime.gcBgMarkWorker)", "runtime.gcBgMarkWorker"},
