@@ -202,10 +202,11 @@ func (p *Pipeline) runSession(ctx context.Context, sess *kgo.GroupTransactSessio
 					t.spans = &spanBuf{}
 				}
 			}
-			t.records += fetches.NumRecords()
+			n := fetches.NumRecords() // walks every partition: count once
+			t.records += n
 			polled := time.Now()
 			err := p.processFetches(ctx, sess, fetches, &t)
-			pace.observe(fetches.NumRecords(), time.Since(polled))
+			pace.observe(n, time.Since(polled))
 			if p.chaos != nil {
 				p.chaos("after-produce", sess)
 			}
