@@ -55,6 +55,25 @@ type Config struct {
 	// group on shutdown. Default 10s.
 	ShutdownTimeout time.Duration
 
+	// InstanceID, when set, makes the replica a static group member
+	// (KIP-345): a replica restarted with the same id gets its partitions
+	// back at once instead of after a rebalance, but a replica that stops
+	// and never returns keeps its partitions until SessionTimeout expires
+	// (static members do not leave the group on shutdown). ordo uses the
+	// transactional id, which is already unique per replica and stable
+	// across its restarts. "" = dynamic membership.
+	InstanceID string
+
+	// StallTimeout turns readiness false when the loop has had work (polled
+	// records) for this long without committing any of it: an abort loop, a
+	// dependency that refuses every request, an output that cannot be
+	// written. Default 60s.
+	StallTimeout time.Duration
+	// LivenessTimeout fails liveness when the loop has not come round for
+	// this long (a processor or End stuck beyond every timeout). Default
+	// 2×TransactionTimeout + ShutdownTimeout, at least 30s.
+	LivenessTimeout time.Duration
+
 	// TransientRetries is how often one record's transient failure is
 	// retried inside the transaction before the transaction aborts. Default 3.
 	TransientRetries int
@@ -94,7 +113,10 @@ type Config struct {
 	// one-second burst). A topic over its rate is paused, not buffered.
 	RateLimits map[string]float64
 
-	// KgoOpts are appended to ordo's client options (TLS, SASL, hooks).
+	// KgoOpts are added to ordo's client options (TLS, SASL, hooks). The
+	// exactly-once options (group, transactional id, isolation level,
+	// balancer, timeouts) are applied after them, so KgoOpts cannot weaken
+	// them.
 	KgoOpts []kgo.Opt
 	// Logger; default slog.Default().
 	Logger *slog.Logger
@@ -125,6 +147,8 @@ func (c Config) withDefaults() Config {
 	def(&c.ShutdownTimeout, 10*time.Second)
 	def(&c.RetryBackoffMin, 50*time.Millisecond)
 	def(&c.RetryBackoffMax, 5*time.Second)
+	def(&c.StallTimeout, 60*time.Second)
+	def(&c.LivenessTimeout, max(30*time.Second, 2*c.TransactionTimeout+c.ShutdownTimeout))
 	if c.BatchSize <= 0 {
 		c.BatchSize = 10000
 	}

@@ -55,6 +55,11 @@ type Pipeline struct {
 	// skipTypes is Config.SkipTypes as a set (see flow.go).
 	skipTypes map[string]struct{}
 
+	// health is the loop's progress, for Live and Ready (health.go).
+	health health
+	// served orders partitions fairly across polls (loop goroutine only).
+	served servedOrder
+
 	newSession func() (*kgo.GroupTransactSession, error)
 	// chaos, when set (tests only, see export_test.go), runs at named points
 	// of the loop and may close the session's client to simulate a crash.
@@ -78,7 +83,9 @@ func New(cfg Config, dec Decoder, chain processors.Processor, out *producer.Outp
 
 func (p *Pipeline) kgoOpts() []kgo.Opt {
 	c := p.cfg
-	opts := []kgo.Opt{
+	// The caller's options first: ordo's exactly-once options below must win.
+	opts := append([]kgo.Opt{}, c.KgoOpts...)
+	opts = append(opts,
 		kgo.SeedBrokers(c.Brokers...),
 		kgo.ConsumerGroup(c.Group),
 		kgo.ConsumeTopics(c.Topics...),
@@ -89,40 +96,54 @@ func (p *Pipeline) kgoOpts() []kgo.Opt {
 		kgo.SessionTimeout(c.SessionTimeout),
 		kgo.TransactionTimeout(c.TransactionTimeout),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		// Upstream transaction markers come back as control records, so
+		// the committed offset moves past a partition's final marker and
+		// the lag of an idle, caught-up partition is 0, not 1.
+		kgo.KeepControlRecords(),
 		// Bounded fetches keep memory flat under a backlog.
 		kgo.FetchMaxBytes(c.FetchMaxBytes),
 		kgo.FetchMaxPartitionBytes(c.FetchMaxPartitionBytes),
 		// Batch outputs into fewer, larger produce requests (see
 		// Config.ProducerLinger); End flushes at once.
 		kgo.ProducerLinger(c.ProducerLinger),
+	)
+	if c.InstanceID != "" {
+		opts = append(opts, kgo.InstanceID(c.InstanceID))
 	}
-	return append(opts, c.KgoOpts...)
+	return opts
 }
 
 // Run consumes until ctx is cancelled. On cancellation it finishes the open
-// transaction (commit if everything produced, else abort), leaves the group
-// and returns nil. It returns an error only for problems that a new session
+// transaction (commit what was processed, else abort), leaves the group and
+// returns nil. It returns an error only for problems that a new session
 // cannot fix (none today: it recreates sessions forever, backing off).
 func (p *Pipeline) Run(ctx context.Context) error {
 	ctx = processors.WithProcessorHook(ctx, p.obs.ProcessorDone)
 	backoff := newBackoff(p.cfg.RetryBackoffMin, p.cfg.RetryBackoffMax)
+	p.health.loop(time.Now())
 	for ctx.Err() == nil {
 		sess, err := p.newSession()
 		if err != nil {
 			return fmt.Errorf("consumer: create transact session: %w", err)
 		}
-		p.log.Info("transact session started", "transactional_id", p.cfg.TransactionalID, "group", p.cfg.Group, "topics", p.cfg.Topics)
+		p.log.Info("transact session started", "transactional_id", p.cfg.TransactionalID, "instance_id", p.cfg.InstanceID, "group", p.cfg.Group, "topics", p.cfg.Topics)
 		err = p.runSession(ctx, sess)
 		p.closeSession(sess)
+		p.health.loop(time.Now())
 		if err == nil || ctx.Err() != nil {
 			break
 		}
 		p.obs.SessionRestarted(err)
 		d := backoff.next()
-		p.log.Warn("transact session failed; recreating it", "err", err, "backoff", d)
+		if errors.Is(err, errRewoundAbort) {
+			d = 0 // not a failure: only a fresh view of the committed offsets
+			backoff.reset()
+		}
+		p.log.Warn("transact session ended; recreating it", "err", err, "backoff", d)
 		if !sleep(ctx, d) {
 			break
 		}
+		p.health.loop(time.Now())
 	}
 	return nil
 }
@@ -140,6 +161,16 @@ func (p *Pipeline) closeSession(sess *kgo.GroupTransactSession) {
 	}
 }
 
+// errRewoundAbort ends a session whose transaction aborted after some of its
+// partitions were rewound (see txn.rewind): the client's idea of their
+// committed offsets is then our rewind point, not the broker's, so only a
+// new session (which fetches the committed offsets) is safe.
+var errRewoundAbort = errors.New("transaction with rewound partitions aborted; re-reading committed offsets")
+
+// idlePoll bounds a poll while no transaction is open, so the loop comes
+// round (liveness) even when no input arrives.
+const idlePoll = time.Second
+
 // txn is the state of the open transaction.
 type txn struct {
 	open    bool
@@ -148,6 +179,44 @@ type txn struct {
 	promise *kgo.FirstErrPromise
 	counts  Counts   // what becomes visible if this transaction commits
 	spans   *spanBuf // event spans waiting for the outcome; nil when tracing is off
+	// rewind holds, per partition, the first polled record this
+	// transaction did not process (it ran out of time). End commits these
+	// offsets instead of the polled ones and the records are fetched again.
+	rewind map[string]map[int32]kgo.EpochOffset
+	// work is the context of the transaction's processing: it ends
+	// (errTxnBudget) half a transaction timeout after the start.
+	work       context.Context
+	cancelWork context.CancelFunc
+}
+
+// errTxnBudget cancels processing that would leave its transaction too
+// little time to commit.
+var errTxnBudget = errors.New("the transaction's processing budget (half the transaction timeout) is spent")
+
+// release frees the processing context's timer.
+func (t *txn) release() {
+	if t.cancelWork != nil {
+		t.cancelWork()
+	}
+}
+
+// deadline is when the transaction should end: records not started by then
+// wait for the next transaction.
+func (t *txn) deadline(interval time.Duration) time.Time { return t.started.Add(interval) }
+
+// rewindTo records r as the first unprocessed record of its partition.
+func (t *txn) rewindTo(r *kgo.Record) {
+	if t.rewind == nil {
+		t.rewind = map[string]map[int32]kgo.EpochOffset{}
+	}
+	ps := t.rewind[r.Topic]
+	if ps == nil {
+		ps = map[int32]kgo.EpochOffset{}
+		t.rewind[r.Topic] = ps
+	}
+	if cur, ok := ps[r.Partition]; !ok || r.Offset < cur.Offset {
+		ps[r.Partition] = kgo.EpochOffset{Epoch: r.LeaderEpoch, Offset: r.Offset}
+	}
 }
 
 // runSession is the EOS loop for one session. It returns nil when ctx is
@@ -156,23 +225,34 @@ func (p *Pipeline) runSession(ctx context.Context, sess *kgo.GroupTransactSessio
 	var t txn
 	// A session that fails mid-transaction never ends it here: the broker
 	// aborts it. Its event spans end as "abandoned".
-	defer func() { finishSpans(t.spans, "abandoned", nil) }()
-	retry := newBackoff(p.cfg.RetryBackoffMin, p.cfg.RetryBackoffMax)
+	defer func() { t.release(); finishSpans(t.spans, "abandoned", nil) }()
+	// Every abort backs off (a record that cannot be written, a dependency
+	// that refuses, a rebalance storm); a commit resets it.
+	aborts := newBackoff(p.cfg.RetryBackoffMin, p.cfg.RetryBackoffMax)
 	limits := newRateLimits(p.cfg.RateLimits)
 	var pace pollPacer
 	for {
+		p.health.loop(time.Now())
 		// Poll, but never past the commit deadline of an open transaction
-		// nor past the moment a rate-limited topic may resume.
+		// nor past the moment a rate-limited topic may resume; when idle,
+		// come round every idlePoll.
 		resumeAt := limits.resume(sess.Client(), time.Now())
-		pollCtx, cancel := ctx, context.CancelFunc(func() {})
-		if deadline, ok := earliest(t.open, t.started.Add(p.cfg.CommitInterval), resumeAt); ok {
-			pollCtx, cancel = context.WithDeadline(ctx, deadline)
+		deadline, _ := earliest(t.open, t.deadline(p.cfg.CommitInterval), resumeAt)
+		if !t.open {
+			if idle := time.Now().Add(idlePoll); deadline.IsZero() || idle.Before(deadline) {
+				deadline = idle
+			}
 		}
+		pollCtx, cancel := context.WithDeadline(ctx, deadline)
 		max := p.cfg.BatchSize - t.records
+		left := p.cfg.CommitInterval
+		if t.open {
+			left = time.Until(t.deadline(p.cfg.CommitInterval))
+		}
 		if p.cfg.PollRecords > 0 {
 			max = min(max, p.cfg.PollRecords)
-		} else if t.open {
-			max = min(max, pace.records(time.Until(t.started.Add(p.cfg.CommitInterval))))
+		} else {
+			max = min(max, pace.records(left))
 		}
 		if c := limits.pollCap(time.Now()); c > 0 && c < max {
 			max = c
@@ -181,10 +261,14 @@ func (p *Pipeline) runSession(ctx context.Context, sess *kgo.GroupTransactSessio
 		cancel()
 
 		if ctx.Err() != nil { // shutting down: finish what is open
-			if !fetches.Empty() {
-				// Polling advanced the offsets End would commit past these
-				// unprocessed records: committing now would lose them.
-				t.counts.incomplete = true
+			// Polling advanced the offsets End would commit past these
+			// unprocessed records: rewind their partitions to them.
+			if t.open {
+				fetches.EachPartition(func(ftp kgo.FetchTopicPartition) {
+					if len(ftp.Records) > 0 {
+						t.rewindTo(ftp.Records[0])
+					}
+				})
 			}
 			return p.shutdown(sess, &t)
 		}
@@ -193,11 +277,16 @@ func (p *Pipeline) runSession(ctx context.Context, sess *kgo.GroupTransactSessio
 		}
 
 		if !fetches.Empty() {
+			p.health.work(time.Now())
 			if !t.open {
 				if err := sess.Begin(); err != nil {
 					return fmt.Errorf("begin transaction: %w", err)
 				}
 				t = txn{open: true, started: time.Now(), promise: kgo.AbortingFirstErrPromise(sess.Client())}
+				// Processing must leave the transaction time to commit:
+				// past half the transaction timeout its work is cancelled
+				// and it aborts (never a dead letter).
+				t.work, t.cancelWork = context.WithDeadlineCause(ctx, t.started.Add(p.cfg.TransactionTimeout/2), errTxnBudget)
 				if p.tracer != nil {
 					t.spans = &spanBuf{}
 				}
@@ -205,8 +294,8 @@ func (p *Pipeline) runSession(ctx context.Context, sess *kgo.GroupTransactSessio
 			n := fetches.NumRecords() // walks every partition: count once
 			t.records += n
 			polled := time.Now()
-			err := p.processFetches(ctx, sess, fetches, &t)
-			pace.observe(n, time.Since(polled))
+			done, err := p.processFetches(t.work, sess, fetches, &t)
+			pace.observe(done, time.Since(polled))
 			if p.chaos != nil {
 				p.chaos("after-produce", sess)
 			}
@@ -217,39 +306,47 @@ func (p *Pipeline) runSession(ctx context.Context, sess *kgo.GroupTransactSessio
 				// Transient failure that outlived its retries: abort, which
 				// rewinds to the committed offsets, back off, and re-run.
 				p.log.Warn("transient failure; aborting the transaction and retrying", "err", err)
-				if err := p.end(ctx, sess, &t, kgo.TryAbort); err != nil {
+				if _, err := p.end(ctx, sess, &t, kgo.TryAbort, err); err != nil {
 					return err
 				}
-				if !sleep(ctx, retry.next()) {
+				if !sleep(ctx, aborts.next()) {
 					return p.shutdown(sess, &t)
 				}
 				continue
 			}
-			retry.reset()
 			// Over its rate? Pause the topic until its bucket refills.
 			limits.charge(sess.Client(), fetches, time.Now())
 		}
 
-		if t.open && (t.records >= p.cfg.BatchSize || time.Since(t.started) >= p.cfg.CommitInterval) {
+		if t.open && (t.rewind != nil || t.records >= p.cfg.BatchSize || time.Since(t.started) >= p.cfg.CommitInterval) {
 			if p.chaos != nil {
 				p.chaos("before-end", sess)
 			}
-			if err := p.end(ctx, sess, &t, kgo.TryCommit); err != nil {
+			committed, err := p.end(ctx, sess, &t, kgo.TryCommit, nil)
+			if err != nil {
 				return err
+			}
+			if committed {
+				aborts.reset()
+			} else if !sleep(ctx, aborts.next()) {
+				return p.shutdown(sess, &t)
 			}
 		}
 	}
 }
 
 // pollPacer sizes polls so that a transaction ends close to its commit
-// deadline: the deadline is only checked between polls, so a poll taken just
-// before it must be small, while the first polls of a transaction may be
-// large (fewer, cheaper rounds). It learns the wall time per record.
+// deadline: records not started by the deadline are rewound and fetched
+// again, so a poll much larger than what fits is wasted work, while the
+// first polls of a transaction may be large (fewer, cheaper rounds). It
+// learns the wall time per processed record.
 type pollPacer struct {
 	perRecord time.Duration // moving average of processing wall time per record
 }
 
-// minPacedPoll keeps polls near the deadline from shrinking to nothing.
+// minPacedPoll keeps polls from shrinking to nothing: a poll feeds every
+// partition with work (they run in parallel), and records that do not fit
+// are rewound cheaply.
 const minPacedPoll = 100
 
 func (p *pollPacer) observe(n int, took time.Duration) {
@@ -272,20 +369,46 @@ func (p *pollPacer) records(left time.Duration) int {
 	return max(minPacedPoll, int(left/p.perRecord))
 }
 
-// end ends the open transaction. A produce error turns a commit into an
-// abort. It returns an error only when the session must be recreated.
-func (p *Pipeline) end(ctx context.Context, sess *kgo.GroupTransactSession, t *txn, try kgo.TransactionEndTry) error {
+// endContext bounds one End: it survives the shutdown of ctx (a SIGTERM
+// during End must not leave the transaction to the broker's timeout) but
+// not the transaction timeout, after which the broker aborts it anyway.
+func (p *Pipeline) endContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), p.cfg.TransactionTimeout)
+}
+
+// end ends the open transaction and reports whether it committed. A
+// produce error turns a commit into an abort. It returns an error only when
+// the session must be recreated. why is the reason for an abort the caller
+// asked for (health and logs).
+func (p *Pipeline) end(ctx context.Context, sess *kgo.GroupTransactSession, t *txn, try kgo.TransactionEndTry, why error) (bool, error) {
 	if !t.open {
-		return nil
+		return false, nil
 	}
-	perr := t.promise.Err() // waits for every produce of this transaction
-	if perr != nil {
-		p.log.Warn("produce failed; aborting the transaction", "err", perr)
-		try = kgo.TryAbort
+	t.release()
+	ectx, cancel := p.endContext(ctx)
+	defer cancel()
+	if try == kgo.TryCommit {
+		// Flush first: the produce results are only known once the
+		// lingering batches are sent, and waiting on them unflushed would
+		// sit out the linger.
+		if err := sess.Client().Flush(ectx); err != nil {
+			return false, fmt.Errorf("flush before commit: %w", err)
+		}
+		if perr := t.promise.Err(); perr != nil { // every produce of this transaction
+			p.log.Warn("produce failed; aborting the transaction", "err", perr)
+			try, why = kgo.TryAbort, perr
+		}
+	}
+	rewound := false
+	if try == kgo.TryCommit && len(t.rewind) > 0 {
+		// Commit only what was processed: the records from the rewind
+		// points on are fetched again by the next transaction.
+		sess.Client().SetOffsets(t.rewind)
+		rewound = true
 	}
 	_, span := p.startTxnSpan(ctx, t, try)
 	start := time.Now()
-	committed, err := sess.End(ctx, try)
+	committed, err := sess.End(ectx, try)
 	dur := time.Since(start)
 	counts, spans := t.counts, t.spans
 	*t = txn{}
@@ -303,21 +426,31 @@ func (p *Pipeline) end(ctx context.Context, sess *kgo.GroupTransactSession, t *t
 	}
 	finishSpans(spans, outcome, span)
 	if err != nil {
+		p.health.aborted("end transaction: " + err.Error())
 		p.obs.TxnAborted(dur, err)
-		return fmt.Errorf("end transaction: %w", err)
+		return false, fmt.Errorf("end transaction: %w", err)
 	}
 	if !committed {
 		// (false, nil): we asked to abort, or a rebalance aborted us. The
 		// session rewound to the committed offsets; keep polling.
+		reason := "aborted by a rebalance"
+		if why != nil {
+			reason = why.Error()
+		}
+		p.health.aborted(reason)
 		p.obs.TxnAborted(dur, nil)
-		return nil
+		if rewound {
+			return false, errRewoundAbort
+		}
+		return false, nil
 	}
+	p.health.committed(time.Now())
 	p.obs.TxnCommitted(dur, counts)
-	return nil
+	return true, nil
 }
 
-// shutdown commits the open transaction if everything in it was produced
-// (its work is complete) and aborts it otherwise, within ShutdownTimeout.
+// shutdown commits the open transaction if everything in it that was not
+// rewound was processed, and aborts it otherwise, within ShutdownTimeout.
 func (p *Pipeline) shutdown(sess *kgo.GroupTransactSession, t *txn) error {
 	if !t.open {
 		return nil
@@ -325,26 +458,41 @@ func (p *Pipeline) shutdown(sess *kgo.GroupTransactSession, t *txn) error {
 	ctx, cancel := context.WithTimeout(context.Background(), p.cfg.ShutdownTimeout)
 	defer cancel()
 	try := kgo.TryCommit
+	var why error
 	if t.counts.incomplete {
-		try = kgo.TryAbort
+		try, why = kgo.TryAbort, errors.New("shutdown with unfinished work")
 	}
-	if err := p.end(ctx, sess, t, try); err != nil {
+	if _, err := p.end(ctx, sess, t, try, why); err != nil && !errors.Is(err, errRewoundAbort) {
 		p.log.Warn("ending the transaction at shutdown failed; the broker aborts it", "err", err)
 	}
 	return nil
 }
 
+// partWork is one partition's share of a poll.
+type partWork struct {
+	ftp  kgo.FetchTopicPartition
+	cut  *partCut
+	done Counts
+	n    int // records started (processed, skipped or control)
+}
+
 // processFetches runs the chain on every partition of fetches, partitions in
 // parallel on at most Workers goroutines, each partition's records in order.
-// Outputs are produced as soon as each record is done. The first transient
-// failure cancels the rest and is returned; the caller aborts.
-func (p *Pipeline) processFetches(ctx context.Context, sess *kgo.GroupTransactSession, fetches kgo.Fetches, t *txn) error {
-	var parts []kgo.FetchTopicPartition
+// Outputs are produced as soon as each record is done. Records not started
+// by the transaction's deadline are left for the next transaction
+// (txn.rewind). The first transient failure cancels the rest and is
+// returned; the caller aborts. It returns how many records were started.
+func (p *Pipeline) processFetches(ctx context.Context, sess *kgo.GroupTransactSession, fetches kgo.Fetches, t *txn) (int, error) {
+	deadline := t.deadline(p.cfg.CommitInterval)
+	var parts []*partWork
 	fetches.EachPartition(func(ftp kgo.FetchTopicPartition) {
 		if len(ftp.Records) > 0 {
-			parts = append(parts, ftp)
+			parts = append(parts, &partWork{ftp: ftp, cut: newPartCut(deadline)})
 		}
 	})
+	// Partitions served longest ago go first: with more partitions than
+	// workers, a slow chain would otherwise starve the last ones.
+	p.served.order(parts)
 
 	// Produced records outlive this call: they are flushed by End. Their
 	// context must not be the per-batch one (cancelling it fails them).
@@ -352,40 +500,47 @@ func (p *Pipeline) processFetches(ctx context.Context, sess *kgo.GroupTransactSe
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	var (
-		mu     sync.Mutex
-		wg     sync.WaitGroup
-		sem    = make(chan struct{}, p.cfg.Workers)
-		counts Counts
+		wg  sync.WaitGroup
+		sem = make(chan struct{}, p.cfg.Workers)
 	)
-	for _, ftp := range parts {
+	for _, w := range parts {
 		sem <- struct{}{}
 		wg.Add(1)
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			c, err := p.processPartition(ctx, produceCtx, sess, ftp.Records, t)
-			mu.Lock()
-			counts.add(c)
-			mu.Unlock()
+			c, err := p.processPartition(ctx, produceCtx, sess, w.ftp.Records, w.cut, t)
+			w.done = c
+			w.n = w.cut.started()
 			if err != nil {
 				cancel(err)
 			}
 		}()
 	}
 	wg.Wait()
-	t.counts.add(counts)
+	n := 0
+	for _, w := range parts {
+		t.counts.add(w.done)
+		n += w.n
+		if r := w.cut.rewindTo(w.ftp.Records); r != nil {
+			t.rewindTo(r)
+		}
+		if w.n > 0 {
+			p.served.mark(w.ftp.Topic, w.ftp.Partition)
+		}
+	}
 	if err := context.Cause(ctx); err != nil {
 		t.counts.incomplete = true
-		return err
+		return n, err
 	}
-	return nil
+	return n, nil
 }
 
 // processPartition handles one partition's records in order, or, in
 // key-parallel mode, each key's records in order with different keys
 // concurrently (the transaction still ends only after all of them).
-func (p *Pipeline) processPartition(ctx, produceCtx context.Context, sess *kgo.GroupTransactSession, recs []*kgo.Record, t *txn) (Counts, error) {
+func (p *Pipeline) processPartition(ctx, produceCtx context.Context, sess *kgo.GroupTransactSession, recs []*kgo.Record, cut *partCut, t *txn) (Counts, error) {
 	if !p.cfg.KeyParallel || len(recs) < 2 {
-		return p.processInOrder(ctx, produceCtx, sess, recs, t)
+		return p.processInOrder(ctx, produceCtx, sess, recs, cut, t)
 	}
 	lanes := make([][]*kgo.Record, p.cfg.KeyLanes)
 	for _, r := range recs {
@@ -405,7 +560,7 @@ func (p *Pipeline) processPartition(ctx, produceCtx context.Context, sess *kgo.G
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c, err := p.processInOrder(ctx, produceCtx, sess, lane, t)
+			c, err := p.processInOrder(ctx, produceCtx, sess, lane, cut, t)
 			mu.Lock()
 			defer mu.Unlock()
 			total.add(c)
@@ -418,12 +573,22 @@ func (p *Pipeline) processPartition(ctx, produceCtx context.Context, sess *kgo.G
 	return total, first
 }
 
-// processInOrder handles records one after the other.
-func (p *Pipeline) processInOrder(ctx, produceCtx context.Context, sess *kgo.GroupTransactSession, recs []*kgo.Record, t *txn) (Counts, error) {
+// processInOrder handles records one after the other, until the first
+// record the partition's cut does not admit (out of time).
+func (p *Pipeline) processInOrder(ctx, produceCtx context.Context, sess *kgo.GroupTransactSession, recs []*kgo.Record, cut *partCut, t *txn) (Counts, error) {
 	var c Counts
 	for _, r := range recs {
 		if ctx.Err() != nil {
 			return c, context.Cause(ctx)
+		}
+		if !cut.admit(r.Offset) {
+			return c, nil // the rest waits for the next transaction
+		}
+		if r.Attrs.IsControl() {
+			// A transaction marker of an upstream producer: nothing to
+			// process, but committing past it keeps the lag at 0 on a
+			// partition that ends in a marker.
+			continue
 		}
 		if p.skip(r) {
 			// Filtered before decoding; its offset commits with the batch.
@@ -460,7 +625,8 @@ func (p *Pipeline) processRecord(ctx context.Context, r *kgo.Record, t *txn) (co
 		defer t.spans.add(span) // ended when the transaction ends
 	}
 	backoff := newBackoff(p.cfg.RetryBackoffMin, p.cfg.RetryBackoffMax)
-	// Retries must leave the transaction enough time to commit.
+	// Retries must leave the transaction enough time to commit (ctx, the
+	// transaction's work context, ends at the same budget).
 	budget := t.started.Add(p.cfg.TransactionTimeout / 2)
 	for attempt := 0; ; attempt++ {
 		out, err := p.runChain(ctx, r, span)
@@ -469,6 +635,14 @@ func (p *Pipeline) processRecord(ctx context.Context, r *kgo.Record, t *txn) (co
 				span.SetAttributes(attribute.Int("ordo.commands", len(out)))
 			}
 			return ctx, out, nil, nil
+		}
+		if errors.Is(context.Cause(ctx), errTxnBudget) {
+			// Out of transaction time, whatever the processor made of
+			// its cancelled context: transient, the event is re-run.
+			err = processors.Transient(fmt.Errorf("%s/%d@%d: processing ran out of transaction time (%s after the transaction began): %w",
+				r.Topic, r.Partition, r.Offset, p.cfg.TransactionTimeout/2, err))
+			failSpan(span, err)
+			return ctx, nil, nil, err
 		}
 		if !processors.IsTransient(err) {
 			p.obs.DeadLettered(r, err)
