@@ -36,7 +36,7 @@ func (l *txnLog) TxnCommitted(_ time.Duration, c consumer.Counts) {
 	l.events = append(l.events, c.EventsIn)
 }
 func (l *txnLog) TxnAborted(time.Duration, error) { l.aborts.Add(1) }
-func (l *txnLog) SessionRestarted(error)         { l.restarts.Add(1) }
+func (l *txnLog) SessionRestarted(error)          { l.restarts.Add(1) }
 
 // maxGap is the longest time between two commits that carried events (or
 // between start and the first one).
