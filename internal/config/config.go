@@ -59,6 +59,11 @@ type Kafka struct {
 	ProducerCompression string `yaml:"producer_compression"`
 	SASL                SASL   `yaml:"sasl"`
 	TLS                 bool   `yaml:"tls"`
+	// StaticMembership (default true) joins the group as a static member
+	// (KIP-345) whose instance id is the transactional id: a restarted
+	// replica resumes its partitions without a rebalance, but a replica
+	// removed for good holds its partitions until session_timeout.
+	StaticMembership *bool `yaml:"static_membership"`
 }
 
 // SASL is the `kafka.sasl:` block.
@@ -97,6 +102,12 @@ type Processing struct {
 	// GCPercent is the Go GC target (GOGC wins when set); -1 = collect only
 	// near the memory limit, 0 = Go's default (100).
 	GCPercent int `yaml:"gc_percent"`
+	// StallTimeout turns /readyz false when polled input waits this long
+	// without a commit.
+	StallTimeout Duration `yaml:"stall_timeout"`
+	// LivenessTimeout fails /livez when the loop has not come round for
+	// this long (0: 2×transaction_timeout + shutdown_timeout, at least 30s).
+	LivenessTimeout Duration `yaml:"liveness_timeout"`
 }
 
 // Admin is the `admin:` block.
@@ -163,6 +174,7 @@ func Defaults() Config {
 			TransactionTimeout:    Duration(10 * time.Second),
 			ProducerLinger:        Duration(25 * time.Millisecond),
 			ProducerCompression:   "snappy",
+			StaticMembership:      &t,
 		},
 		Registry: Registry{
 			URL:             "http://127.0.0.1:8081",
@@ -178,6 +190,7 @@ func Defaults() Config {
 			ShutdownTimeout:  Duration(10 * time.Second),
 			MemoryLimitMiB:   192,
 			GCPercent:        400,
+			StallTimeout:     Duration(60 * time.Second),
 		},
 		Admin:   Admin{Listen: "127.0.0.1:9464", LagInterval: Duration(15 * time.Second)},
 		Tracing: Tracing{Parent: "child"},
@@ -424,6 +437,13 @@ func (c *Config) Validate() error {
 		add("processing.gc_percent", fmt.Sprintf("%d is not a GC target", p.GCPercent), "use a percentage such as 400, 0 for Go's default (100), or -1 to collect only near memory_limit_mib")
 	} else if p.GCPercent == -1 && p.MemoryLimitMiB == 0 {
 		add("processing.gc_percent", "-1 (no GC target) needs a memory limit, but processing.memory_limit_mib is 0", "set memory_limit_mib (e.g. 192) or use a percentage such as 400")
+	}
+	if p.StallTimeout < Duration(time.Second) {
+		add("processing.stall_timeout", fmt.Sprintf("%v is below 1s", p.StallTimeout.D()), "readiness should tolerate a few transaction rounds, e.g. 60s")
+	}
+	if p.LivenessTimeout != 0 && p.LivenessTimeout <= k.TransactionTimeout {
+		add("processing.liveness_timeout", fmt.Sprintf("%v is not above kafka.transaction_timeout %v", p.LivenessTimeout.D(), k.TransactionTimeout.D()),
+			"a healthy loop can spend up to a transaction timeout in one End; use 0 for the default or e.g. 60s")
 	}
 	if p.KeyLanes < 0 {
 		add("processing.key_lanes", "negative", "use 0 for the default (16) or a positive number")

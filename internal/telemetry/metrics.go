@@ -206,6 +206,19 @@ func b2f(b bool) float64 {
 	return 0
 }
 
+// LoopProgress exposes the EOS loop's progress: how long polled input has
+// waited without a commit (0 when nothing waits) and the aborts since the
+// last commit. Together with readiness they make an abort loop or a stall
+// visible long before lag alerts fire.
+func (m *Metrics) LoopProgress(progress func() (waiting time.Duration, aborts int)) {
+	m.Registry.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: ns, Name: "input_waiting_seconds", Help: "How long polled input has waited without a commit (0: nothing waits)."},
+			func() float64 { w, _ := progress(); return w.Seconds() }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: ns, Name: "txn_consecutive_aborts", Help: "Transaction aborts since the last commit (each one backs off longer)."},
+			func() float64 { _, a := progress(); return float64(a) }),
+	)
+}
+
 // RegistryStats exposes a schema registry cache's hit and miss counters.
 func (m *Metrics) RegistryStats(stats func() (hits, misses uint64)) {
 	m.Registry.MustRegister(
@@ -387,6 +400,8 @@ type Health struct {
 }
 
 type healthState struct {
+	// loopLive and loopReady are the EOS loop's own probes (LoopProbes).
+	loopLive, loopReady func(time.Time) (bool, string)
 	joined      bool
 	fenced      bool
 	lastEndErr  error
@@ -420,7 +435,30 @@ func (h *Health) Ready() (bool, []string) {
 	if s.registryErr != nil {
 		why = append(why, "schema registry unreachable: "+s.registryErr.Error())
 	}
+	if s.loopReady != nil {
+		if ok, y := s.loopReady(time.Now()); !ok {
+			why = append(why, y)
+		}
+	}
 	return len(why) == 0, why
+}
+
+// Live reports whether the EOS loop still comes round (see LoopProbes);
+// without probes it is always live.
+func (h *Health) Live() (bool, string) {
+	s := h.state()
+	if s.loopLive == nil {
+		return true, ""
+	}
+	return s.loopLive(time.Now())
+}
+
+// LoopProbes connects the EOS loop's liveness and progress checks
+// (consumer.Pipeline.Live and Ready) to /livez and /readyz.
+func (h *Health) LoopProbes(live, ready func(time.Time) (bool, string)) {
+	h.mu.Lock()
+	h.st.loopLive, h.st.loopReady = live, ready
+	h.mu.Unlock()
 }
 
 func (h *Health) assign(ps map[string][]int32, add bool) int {

@@ -184,6 +184,10 @@ func build(cfg *config.Config, reg *processors.Registry, log *slog.Logger, ob ob
 		kgoOpts = append(kgoOpts, ob.metrics.KgoOpts()...)
 		ob.metrics.RegistryStats(registry.Stats)
 	}
+	instanceID := ""
+	if cfg.Kafka.StaticMembership == nil || *cfg.Kafka.StaticMembership {
+		instanceID = cfg.TransactionalID()
+	}
 	p, err := consumer.New(consumer.Config{
 		Brokers:            cfg.Kafka.Brokers,
 		Group:              cfg.Kafka.Group,
@@ -196,6 +200,9 @@ func build(cfg *config.Config, reg *processors.Registry, log *slog.Logger, ob ob
 		SessionTimeout:     cfg.Kafka.SessionTimeout.D(),
 		TransactionTimeout: cfg.Kafka.TransactionTimeout.D(),
 		ShutdownTimeout:    cfg.Processing.ShutdownTimeout.D(),
+		InstanceID:         instanceID,
+		StallTimeout:       cfg.Processing.StallTimeout.D(),
+		LivenessTimeout:    cfg.Processing.LivenessTimeout.D(),
 		TransientRetries:   cfg.Processing.TransientRetries,
 		ProducerLinger:     producerLinger(cfg),
 		KeyParallel:        cfg.Processing.KeyParallel,
@@ -211,6 +218,16 @@ func build(cfg *config.Config, reg *processors.Registry, log *slog.Logger, ob ob
 	}, serde, chain, producer.NewOutput(serde, cfg.DeadLetter, cfg.Kafka.Group))
 	if err != nil {
 		return nil, err
+	}
+	if ob.metrics != nil {
+		ob.metrics.Health.LoopProbes(p.Live, p.Ready)
+		ob.metrics.LoopProgress(func() (time.Duration, int) {
+			pr := p.Progress()
+			if pr.PendingSince.IsZero() {
+				return 0, pr.ConsecutiveAborts
+			}
+			return time.Since(pr.PendingSince), pr.ConsecutiveAborts
+		})
 	}
 	return &runtime{cfg: cfg, pipeline: p, serde: serde, registry: registry, readers: readers, stats: stats, strategy: strategy}, nil
 }

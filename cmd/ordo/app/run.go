@@ -141,7 +141,16 @@ func serveAdminAt(ctx context.Context, admin config.Admin, log *slog.Logger, m *
 		return func() {}, "", nil
 	}
 	mux := http.NewServeMux()
-	mux.HandleFunc("/livez", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("/livez", func(w http.ResponseWriter, _ *http.Request) {
+		if m != nil {
+			if ok, why := m.Health.Live(); !ok {
+				w.WriteHeader(http.StatusServiceUnavailable)
+				fmt.Fprintln(w, "not live:", why)
+				return
+			}
+		}
+		fmt.Fprintln(w, "ok")
+	})
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
 		if m != nil {
 			if ok, why := m.Health.Ready(); !ok {
