@@ -139,7 +139,11 @@ func (p *Pipeline) Run(ctx context.Context) error {
 			d = 0 // not a failure: only a fresh view of the committed offsets
 			backoff.reset()
 		}
-		p.log.Warn("transact session ended; recreating it", "err", err, "backoff", d)
+		if errors.Is(err, errRewoundAbort) {
+			p.log.Info("transact session ended to re-read committed offsets; recreating it", "err", err)
+		} else {
+			p.log.Warn("transact session failed; recreating it", "err", err, "backoff", d)
+		}
 		if !sleep(ctx, d) {
 			break
 		}
