@@ -86,6 +86,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -265,7 +266,7 @@ func newEnrichHTTP(spec Spec, deps Deps) (Processor, error) {
 	}
 	allowed := hostSet{}
 	if cfg.AllowedHosts == nil {
-		allowed[normHost(u.Hostname())+":"+effectivePort(u)] = true
+		allowed[net.JoinHostPort(normHost(u.Hostname()), effectivePort(u))] = true
 	}
 	for j, e := range cfg.AllowedHosts {
 		key, host, err := parseAllowedHost(e)
@@ -414,6 +415,7 @@ const (
 	outMissing           // 404/410
 	outPermanent         // the service's answer for this record is unusable
 	outTransient         // outage class: retry, count toward the breaker
+	outNoRequest         // the request could not be built: nothing was sent
 )
 
 // fetch returns the object for key, nil when the service says it is missing.
@@ -433,6 +435,12 @@ func (h *httpEnricher) fetch(ctx context.Context, key string) (map[string]any, e
 			}
 		}
 		obj, out, retryAfter, err := h.get(ctx, target)
+		if out == outNoRequest {
+			if h.breaker != nil {
+				h.breaker.release(probe)
+			}
+			return nil, Permanent(fmt.Errorf("GET %s: %w", target, err))
+		}
 		if out != outTransient {
 			if h.breaker != nil {
 				h.breaker.success(probe)
@@ -480,7 +488,7 @@ func (h *httpEnricher) get(ctx context.Context, target string) (obj map[string]a
 	defer cancel()
 	req, err := http.NewRequestWithContext(actx, http.MethodGet, target, nil)
 	if err != nil {
-		return nil, outPermanent, 0, err
+		return nil, outNoRequest, 0, err
 	}
 	req.Header.Set("Accept", "application/json")
 	propagation.TraceContext{}.Inject(ctx, propagation.HeaderCarrier(req.Header))

@@ -934,3 +934,22 @@ func TestParseRetryAfter(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkEnrichHTTPMiss is one uncached lookup against a loopback server
+// (pooled connections): the cost of the request path including the breaker
+// and redirect/host checks.
+func BenchmarkEnrichHTTPMiss(b *testing.B) {
+	srv := httptest.NewServer(http.HandlerFunc(jsonOK))
+	defer srv.Close()
+	p, err := newEnrichHTTP(testSpec(b, "enrich_http", "tiers", "url: "+srv.URL+"/tiers/{key}\nkey: event.customer_id\ninto: tier\ncache_size: 0\ntimeout: 5s\n"), Deps{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ev := evFor("cust-7")
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := p.Process(context.Background(), ev); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -221,6 +221,8 @@ func (d *guardedDialer) DialContext(ctx context.Context, network, address string
 
 // hostSet is the allow-list of hosts enrich_http may send requests to.
 // An entry "host" admits every port of host; "host:port" only that port.
+// Keys are the normalized host, or net.JoinHostPort(host, port) (brackets
+// keep an IPv6 host distinct from a host:port pair).
 type hostSet map[string]bool
 
 // normHost lower-cases a host and drops a trailing dot and IPv6 brackets.
@@ -249,7 +251,7 @@ func parseAllowedHost(entry string) (key, host string, err error) {
 		if n, err := strconv.ParseUint(p, 10, 16); err != nil || n == 0 {
 			return "", "", fmt.Errorf("port %q is not 1..65535", p)
 		}
-		return normHost(h) + ":" + p, normHost(h), nil
+		return net.JoinHostPort(normHost(h), p), normHost(h), nil
 	}
 	if strings.Count(e, ":") == 1 { // host: with a bad port
 		return "", "", errors.New("not a host or host:port")
@@ -259,7 +261,7 @@ func parseAllowedHost(entry string) (key, host string, err error) {
 
 func (s hostSet) allows(u *url.URL) bool {
 	h := normHost(u.Hostname())
-	return s[h] || s[h+":"+effectivePort(u)]
+	return s[h] || s[net.JoinHostPort(h, effectivePort(u))]
 }
 
 // redirectRefusedError is a redirect enrich_http would not follow.
