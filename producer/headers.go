@@ -25,9 +25,11 @@ const (
 )
 
 // Header keys ordo adds to a dead-letter record. The original key, value and
-// headers are kept unchanged.
+// headers are kept unchanged, unless the dead letter would be too large for
+// its topic (see Output.DeadLetterContext).
 const (
 	HeaderDLQErrorClass      = "ordo-dlq-error-class" // "permanent"
+	HeaderDLQReason          = "ordo-dlq-reason"      // short code: see DeadLetterReason
 	HeaderDLQError           = "ordo-dlq-error"       // the error message
 	HeaderDLQProcessor       = "ordo-dlq-processor"   // "decode" or the processor name
 	HeaderDLQSourceTopic     = "ordo-dlq-source-topic"
@@ -35,4 +37,11 @@ const (
 	HeaderDLQSourceOffset    = "ordo-dlq-source-offset"
 	HeaderDLQTime            = "ordo-dlq-time" // RFC 3339, when ordo dead-lettered it
 	HeaderDLQGroup           = "ordo-dlq-group"
+
+	// Only on a bounded dead letter (ordo-dlq-reason record_too_large):
+	HeaderDLQOriginalReason = "ordo-dlq-original-reason" // why the event was dead-lettered
+	HeaderDLQTruncated      = "ordo-dlq-truncated"       // what was cut: "value", "key", "headers", "error", comma-separated
+	HeaderDLQRecordSize     = "ordo-dlq-record-size"     // estimated bytes of the full dead letter
+	HeaderDLQValueSize      = "ordo-dlq-value-size"      // the original value's length
+	HeaderDLQKeySize        = "ordo-dlq-key-size"        // the original key's length
 )

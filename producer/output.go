@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -21,26 +22,67 @@ type Encoder interface {
 
 // Output builds the records the EOS loop produces inside its transaction.
 // It does not produce: the consumer owns the transactional client.
+//
+// It never builds a record the broker would refuse as too large (a refused
+// record fails its transaction, and the rerun would refuse it again,
+// forever): a command over its topic's limit fails its event permanently
+// (the event is dead-lettered, reason record_too_large), and a dead letter
+// over the dead-letter topic's limit is replaced by a bounded one (see
+// DeadLetterContext).
 type Output struct {
 	enc             Encoder
 	deadLetterTopic string
 	group           string
 	now             func() time.Time
+	maxBytes        func(ctx context.Context, topic string) int
+}
+
+// OutputOpt configures NewOutput.
+type OutputOpt func(*Output)
+
+// WithMaxRecordBytes sets the largest record, as estimated by RecordBytes,
+// that Output builds for a topic (default: DefaultMaxRecordBytes for every
+// topic). *TopicLimits.For fits: the smaller of the producer's max batch
+// bytes and the topic's max.message.bytes. A result of 0 or less means
+// DefaultMaxRecordBytes. limit is called for every output record, so it must
+// be cheap once a topic is known.
+func WithMaxRecordBytes(limit func(ctx context.Context, topic string) int) OutputOpt {
+	return func(o *Output) {
+		if limit != nil {
+			o.maxBytes = limit
+		}
+	}
 }
 
 // NewOutput returns an Output that encodes commands with enc and sends dead
 // letters to deadLetterTopic. group is recorded in dead-letter headers.
-func NewOutput(enc Encoder, deadLetterTopic, group string) *Output {
-	return &Output{enc: enc, deadLetterTopic: deadLetterTopic, group: group, now: time.Now}
+func NewOutput(enc Encoder, deadLetterTopic, group string, opts ...OutputOpt) *Output {
+	o := &Output{enc: enc, deadLetterTopic: deadLetterTopic, group: group, now: time.Now}
+	for _, opt := range opts {
+		opt(o)
+	}
+	return o
+}
+
+// limit is the record size limit for topic.
+func (o *Output) limit(ctx context.Context, topic string) int {
+	if o.maxBytes != nil {
+		if n := o.maxBytes(ctx, topic); n > 0 {
+			return n
+		}
+	}
+	return DefaultMaxRecordBytes
 }
 
 // DeadLetterTopic is where poison events go.
 func (o *Output) DeadLetterTopic() string { return o.deadLetterTopic }
 
 // Commands encodes every command derived from the input record in. It is all
-// or nothing: if one command cannot be encoded, no record is returned and the
+// or nothing: if one command cannot be encoded, or its record is larger than
+// its topic's limit (a *RecordTooLargeError), no record is returned and the
 // error is permanent (the input event is dead-lettered instead), so a poison
-// event never emits half of its commands.
+// event never emits half of its commands. Transient encoding errors
+// (registry) stay transient.
 func (o *Output) Commands(ctx context.Context, in *kgo.Record, cmds []processors.Command) ([]*kgo.Record, error) {
 	if len(cmds) == 0 {
 		return nil, nil
@@ -67,6 +109,9 @@ func (o *Output) Commands(ctx context.Context, in *kgo.Record, cmds []processors
 		for _, h := range c.Headers {
 			r.Headers = append(r.Headers, kgo.RecordHeader{Key: h.Key, Value: h.Value})
 		}
+		if size, limit := RecordBytes(r), o.limit(ctx, c.Topic); size > limit {
+			return nil, &processors.ProcessorError{Processor: "encode", Err: &RecordTooLargeError{Topic: c.Topic, Type: c.Type, Bytes: size, Limit: limit}}
+		}
 		out = append(out, r)
 	}
 	return out, nil
@@ -81,17 +126,108 @@ func (o *Output) DeadLetter(in *kgo.Record, cause error) *kgo.Record {
 // DeadLetterContext is DeadLetter, except that when ctx carries a span (the
 // event's processing span, tracing on) its context replaces the input's
 // trace headers, so the dead letter continues ordo's trace.
+//
+// A dead letter larger than the dead-letter topic's limit is replaced by a
+// bounded one, in up to three steps, each taken only if the previous one
+// still does not fit: (1) the value and the key are cut to their first
+// DeadLetterPrefixBytes; (2) the original headers are dropped (trace headers
+// kept); (3) the value and key are omitted (an empty value, never null) and
+// ordo-dlq-error is cut to 256 bytes. The bounded dead letter has
+// ordo-dlq-reason record_too_large, ordo-dlq-original-reason (why the event
+// was dead-lettered), ordo-dlq-truncated (what was cut: value, key,
+// headers, error), ordo-dlq-record-size (the full dead letter's estimated
+// size), ordo-dlq-value-size and ordo-dlq-key-size (the original lengths),
+// and the usual source topic/partition/offset, where the full record stays
+// until retention removes it.
 func (o *Output) DeadLetterContext(ctx context.Context, in *kgo.Record, cause error) *kgo.Record {
+	reason := DeadLetterReason(cause)
+	errText := truncate(cause.Error(), 4096)
+	headers := make([]kgo.RecordHeader, 0, len(in.Headers)+10)
+	headers = append(headers, in.Headers...)
+	headers = o.appendDLQHeaders(headers, in, cause, reason, errText)
+	InjectTrace(ctx, &headers)
+	r := &kgo.Record{Topic: o.deadLetterTopic, Key: in.Key, Value: in.Value, Headers: headers}
+	size, limit := RecordBytes(r), o.limit(ctx, o.deadLetterTopic)
+	if size <= limit {
+		return r
+	}
+	return o.boundedDeadLetter(ctx, in, cause, reason, errText, size, limit)
+}
+
+// DeadLetterPrefixBytes is how much of an oversized dead letter's value (and
+// key) is kept: enough for the Confluent header (schema id) and the start of
+// the body, to tell what the record was.
+const DeadLetterPrefixBytes = 1024
+
+// boundedDeadLetter builds the smallest-first replacement for a dead letter
+// of size bytes that exceeds limit (see DeadLetterContext).
+func (o *Output) boundedDeadLetter(ctx context.Context, in *kgo.Record, cause error, reason, errText string, size, limit int) *kgo.Record {
+	var r *kgo.Record
+	for step := 1; step <= 3; step++ {
+		key, value, keepHeaders := in.Key, in.Value, step < 2
+		var cut []string
+		if step < 3 {
+			if len(value) > DeadLetterPrefixBytes {
+				value, cut = value[:DeadLetterPrefixBytes:DeadLetterPrefixBytes], append(cut, "value")
+			}
+			if len(key) > DeadLetterPrefixBytes {
+				key, cut = key[:DeadLetterPrefixBytes:DeadLetterPrefixBytes], append(cut, "key")
+			}
+		} else {
+			value, cut = []byte{}, append(cut, "value")
+			if len(key) > 0 {
+				key, cut = nil, append(cut, "key")
+			}
+		}
+		var headers []kgo.RecordHeader
+		if keepHeaders {
+			headers = append(headers, in.Headers...)
+		} else {
+			for _, h := range in.Headers {
+				switch h.Key {
+				case HeaderTraceparent, HeaderTracestate, HeaderBaggage:
+					headers = append(headers, h)
+				}
+			}
+			if len(headers) < len(in.Headers) {
+				cut = append(cut, "headers")
+			}
+		}
+		msg := errText
+		if step == 3 && len(msg) > 256 {
+			msg, cut = truncate(msg, 256), append(cut, "error")
+		}
+		headers = o.appendDLQHeaders(headers, in, cause, ReasonRecordTooLarge, msg)
+		headers = append(headers,
+			kgo.RecordHeader{Key: HeaderDLQOriginalReason, Value: []byte(reason)},
+			kgo.RecordHeader{Key: HeaderDLQTruncated, Value: []byte(strings.Join(cut, ","))},
+			kgo.RecordHeader{Key: HeaderDLQRecordSize, Value: []byte(strconv.Itoa(size))},
+			kgo.RecordHeader{Key: HeaderDLQValueSize, Value: []byte(strconv.Itoa(len(in.Value)))},
+			kgo.RecordHeader{Key: HeaderDLQKeySize, Value: []byte(strconv.Itoa(len(in.Key)))},
+		)
+		InjectTrace(ctx, &headers)
+		r = &kgo.Record{Topic: o.deadLetterTopic, Key: key, Value: value, Headers: headers}
+		if RecordBytes(r) <= limit {
+			break
+		}
+	}
+	// If even step 3 does not fit, the limit is absurdly small (a few
+	// hundred bytes); the broker refuses it and the transaction fails,
+	// which the operator sees: better than dropping the dead letter.
+	return r
+}
+
+// appendDLQHeaders appends ordo's dead-letter headers.
+func (o *Output) appendDLQHeaders(h []kgo.RecordHeader, in *kgo.Record, cause error, reason, errText string) []kgo.RecordHeader {
 	processor := "decode"
 	var pe *processors.ProcessorError
 	if errors.As(cause, &pe) {
 		processor = pe.Processor
 	}
-	headers := make([]kgo.RecordHeader, 0, len(in.Headers)+8)
-	headers = append(headers, in.Headers...)
-	headers = append(headers,
+	return append(h,
 		kgo.RecordHeader{Key: HeaderDLQErrorClass, Value: []byte("permanent")},
-		kgo.RecordHeader{Key: HeaderDLQError, Value: []byte(truncate(cause.Error(), 4096))},
+		kgo.RecordHeader{Key: HeaderDLQReason, Value: []byte(reason)},
+		kgo.RecordHeader{Key: HeaderDLQError, Value: []byte(errText)},
 		kgo.RecordHeader{Key: HeaderDLQProcessor, Value: []byte(processor)},
 		kgo.RecordHeader{Key: HeaderDLQSourceTopic, Value: []byte(in.Topic)},
 		kgo.RecordHeader{Key: HeaderDLQSourcePartition, Value: []byte(strconv.Itoa(int(in.Partition)))},
@@ -99,8 +235,6 @@ func (o *Output) DeadLetterContext(ctx context.Context, in *kgo.Record, cause er
 		kgo.RecordHeader{Key: HeaderDLQTime, Value: []byte(o.now().UTC().Format(time.RFC3339Nano))},
 		kgo.RecordHeader{Key: HeaderDLQGroup, Value: []byte(o.group)},
 	)
-	InjectTrace(ctx, &headers)
-	return &kgo.Record{Topic: o.deadLetterTopic, Key: in.Key, Value: in.Value, Headers: headers}
 }
 
 // appendEnvelopeHeaders adds the envelope headers, and the input header when

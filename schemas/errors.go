@@ -1,7 +1,20 @@
 package schemas
 
 import (
+	"errors"
 	"fmt"
+)
+
+// Dead-letter reasons: short, stable codes that the producer writes to a dead
+// letter's ordo-dlq-reason header. Errors report theirs through a
+// DeadLetterReason() string method, so the producer needs no import of this
+// package (the same convention as Transient() bool).
+const (
+	ReasonTombstone         = "tombstone"          // null value: a Kafka delete marker, not an event
+	ReasonEmptyPayload      = "empty_payload"      // zero-length (but not null) value
+	ReasonMalformed         = "malformed"          // bad framing or Avro body
+	ReasonUnknownSchema     = "unknown_schema"     // the registry answered 40403 for the record's schema id
+	ReasonUnsupportedSchema = "unsupported_schema" // the id names a non-Avro schema, one with references, or unparsable text
 )
 
 // MalformedError reports a payload that can never be decoded (bad framing,
@@ -19,6 +32,8 @@ type MalformedError struct {
 // style messages so operators can find the broken byte quickly.
 func (e *MalformedError) Error() string {
 	switch {
+	case errors.Is(e.Err, ErrTombstone):
+		return ErrTombstone.Error()
 	case e.SchemaID < 0:
 		return "avro: malformed frame: " + e.Reason
 	case e.Type == "":
@@ -34,9 +49,21 @@ func (e *MalformedError) Unwrap() error { return e.Err }
 // Transient reports false: a malformed payload stays malformed.
 func (e *MalformedError) Transient() bool { return false }
 
+// DeadLetterReason is ReasonTombstone, ReasonEmptyPayload or ReasonMalformed.
+func (e *MalformedError) DeadLetterReason() string {
+	switch {
+	case errors.Is(e.Err, ErrTombstone):
+		return ReasonTombstone
+	case errors.Is(e.Err, ErrEmptyPayload):
+		return ReasonEmptyPayload
+	}
+	return ReasonMalformed
+}
+
 // UnknownSchemaError means the registry answered that the schema id does not
-// exist (error code 40403 / HTTP 404). Permanent: ids are never reassigned,
-// so the record references a schema from another registry or is corrupt.
+// exist (HTTP 404 with Confluent error code 40403). Permanent: ids are never
+// reassigned, so the record references a schema from another registry or is
+// corrupt. A 404 without 40403 (a proxy, a wrong URL path) is transient.
 type UnknownSchemaError struct {
 	ID  int
 	Err error
@@ -53,8 +80,15 @@ func (e *UnknownSchemaError) Unwrap() error { return e.Err }
 // Transient reports false: the id will not appear later.
 func (e *UnknownSchemaError) Transient() bool { return false }
 
-// TransientError wraps failures that may succeed on retry: network errors,
-// timeouts, 5xx and 429 answers from the registry. ordo's processors package
+// DeadLetterReason is ReasonUnknownSchema.
+func (e *UnknownSchemaError) DeadLetterReason() string { return ReasonUnknownSchema }
+
+// TransientError wraps failures that may succeed on retry or once an operator
+// fixes something outside ordo: network errors, timeouts, and every registry
+// answer that is not about the record itself (401/403 refused credentials,
+// 408, 429, 5xx, a 404 without error code 40403, an output schema the
+// registry rejects or does not have). The event is valid, so it is retried
+// (the pipeline stalls and alerts), never dead-lettered. ordo's processors package
 // classifies errors by the Transient method, so this package does not need to
 // import it.
 type TransientError struct {
@@ -73,9 +107,11 @@ func (e *TransientError) Unwrap() error { return e.Err }
 // Transient reports true so callers retry with backoff.
 func (e *TransientError) Transient() bool { return true }
 
-// RegistryError is a permanent, non-404 registry answer (e.g. 409
-// incompatible schema, 422 invalid schema, 401 unauthorized): retrying does
-// not help until someone changes configuration.
+// RegistryError is a permanent problem with the schema a record names: the
+// registry returned it, but it is not Avro, uses references, or does not
+// parse. Ids are immutable, so retrying the record cannot help. (Registry
+// refusals such as 401, 409 or 422 are configuration faults outside the
+// record and are *TransientError.)
 type RegistryError struct {
 	Op  string
 	Err error
@@ -91,3 +127,6 @@ func (e *RegistryError) Unwrap() error { return e.Err }
 
 // Transient reports false.
 func (e *RegistryError) Transient() bool { return false }
+
+// DeadLetterReason is ReasonUnsupportedSchema.
+func (e *RegistryError) DeadLetterReason() string { return ReasonUnsupportedSchema }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -93,19 +94,47 @@ func (s SubjectStrategy) Subject(topic, fullName string, isKey bool) string {
 // forever (ids are immutable), concurrent misses for one id share a single
 // HTTP request, and each fetch has its own timeout so one slow registry
 // call cannot stall a partition indefinitely.
+//
+// Answers that condemn one id for good (40403 "schema not found", a
+// non-Avro or unparsable schema) are remembered in a bounded negative cache
+// for NegativeCacheTTL, so a burst of records naming one bad id costs one
+// lookup, not one per record. Nothing else is cached negatively: a refused,
+// slow or failing registry is asked again on the next retry.
 type Registry struct {
 	cl           *sr.Client
 	fetchTimeout time.Duration
+	negTTL       time.Duration
+	negMax       int
+	now          func() time.Time // tests move the clock
 
 	byID    sync.Map // int -> *Schema
 	flight  singleflight.Group
 	regMu   sync.Mutex
 	regMemo map[regKey]int
 
-	hits, misses atomic.Uint64
+	negMu sync.Mutex
+	neg   map[int]negEntry
+
+	hits, misses, negHits atomic.Uint64
 }
 
 type regKey struct{ subject, text string }
+
+// negEntry is a remembered permanent failure for one schema id.
+type negEntry struct {
+	err   error
+	until time.Time
+}
+
+// DefaultNegativeCacheTTL is how long a permanent "no such schema id" answer
+// is remembered. Ids are never reassigned, so the answer only changes if the
+// id is registered later (e.g. a registry being restored from a backup);
+// a minute bounds both the registry load and that delay.
+const DefaultNegativeCacheTTL = time.Minute
+
+// negativeCacheMax bounds the negative cache: corrupt records can carry any
+// of 2^32 ids, and the cache must not grow with them.
+const negativeCacheMax = 10000
 
 // RegistryOpt configures NewRegistry.
 type RegistryOpt func(*Registry)
@@ -120,9 +149,19 @@ func FetchTimeout(d time.Duration) RegistryOpt {
 	}
 }
 
+// NegativeCacheTTL sets how long a permanent per-id failure (40403, or a
+// schema that is not usable Avro) is remembered (default
+// DefaultNegativeCacheTTL). 0 or less disables the negative cache.
+func NegativeCacheTTL(d time.Duration) RegistryOpt {
+	return func(r *Registry) { r.negTTL = max(d, 0) }
+}
+
 // NewRegistry wraps an sr.Client.
 func NewRegistry(cl *sr.Client, opts ...RegistryOpt) *Registry {
-	r := &Registry{cl: cl, fetchTimeout: 5 * time.Second, regMemo: map[regKey]int{}}
+	r := &Registry{
+		cl: cl, fetchTimeout: 5 * time.Second, negTTL: DefaultNegativeCacheTTL, negMax: negativeCacheMax,
+		now: time.Now, regMemo: map[regKey]int{}, neg: map[int]negEntry{},
+	}
 	for _, o := range opts {
 		o(r)
 	}
@@ -130,19 +169,30 @@ func NewRegistry(cl *sr.Client, opts ...RegistryOpt) *Registry {
 }
 
 // Stats returns schema-by-id cache hits and misses (a miss is a call that
-// had to wait for a fetch, shared or not).
+// had to wait for a fetch, shared or not). Negative-cache hits count as
+// neither; see NegativeHits.
 func (r *Registry) Stats() (hits, misses uint64) { return r.hits.Load(), r.misses.Load() }
+
+// NegativeHits counts SchemaByID calls answered from the negative cache (a
+// remembered permanent failure, no registry request).
+func (r *Registry) NegativeHits() uint64 { return r.negHits.Load() }
 
 // Client returns the underlying sr.Client.
 func (r *Registry) Client() *sr.Client { return r.cl }
 
-// SchemaByID returns the parsed writer schema for id. Not found yields a
-// permanent *UnknownSchemaError; network failures, timeouts, 5xx and 429
-// yield a *TransientError; an unparsable or non-Avro schema is permanent.
+// SchemaByID returns the parsed writer schema for id. A 404 with error code
+// 40403 yields a permanent *UnknownSchemaError and an unparsable or non-Avro
+// schema a permanent *RegistryError (both remembered for NegativeCacheTTL);
+// every other failure (network, timeout, 401, 403, 408, 429, 5xx, a 404
+// without 40403) yields a *TransientError that says what to check.
 func (r *Registry) SchemaByID(ctx context.Context, id int) (*Schema, error) {
 	if v, ok := r.byID.Load(id); ok {
 		r.hits.Add(1)
 		return v.(*Schema), nil
+	}
+	if err := r.negative(id); err != nil {
+		r.negHits.Add(1)
+		return nil, err
 	}
 	r.misses.Add(1)
 	if parent := trace.SpanFromContext(ctx); parent.IsRecording() {
@@ -166,23 +216,19 @@ func (r *Registry) fetchByID(ctx context.Context, id int) (*Schema, error) {
 		if v, ok := r.byID.Load(id); ok {
 			return v, nil
 		}
+		if err := r.negative(id); err != nil {
+			return nil, err
+		}
 		// Detach from the first caller's cancellation: the result is shared
 		// by every waiter and cached, but keep the per-fetch timeout.
 		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.fetchTimeout)
 		defer cancel()
-		s, err := r.cl.SchemaByID(fctx, id)
+		parsed, err := r.fetchParse(fctx, id)
 		if err != nil {
-			return nil, classify(fmt.Sprintf("fetch schema id %d", id), id, err)
-		}
-		if s.Type != sr.TypeAvro {
-			return nil, &RegistryError{Op: fmt.Sprintf("schema id %d", id), Err: fmt.Errorf("schema type %v is not Avro", s.Type)}
-		}
-		if len(s.References) > 0 {
-			return nil, &RegistryError{Op: fmt.Sprintf("schema id %d", id), Err: errors.New("schema references are not supported")}
-		}
-		parsed, err := ParseSchema(id, s.Schema)
-		if err != nil {
-			return nil, &RegistryError{Op: fmt.Sprintf("schema id %d", id), Err: err}
+			if !isTransientErr(err) {
+				r.rememberNegative(id, err)
+			}
+			return nil, err
 		}
 		v, _ := r.byID.LoadOrStore(id, parsed)
 		return v, nil
@@ -198,6 +244,68 @@ func (r *Registry) fetchByID(ctx context.Context, id int) (*Schema, error) {
 	}
 }
 
+// fetchParse asks the registry for id and parses the answer.
+func (r *Registry) fetchParse(ctx context.Context, id int) (*Schema, error) {
+	op := fmt.Sprintf("fetch schema id %d", id)
+	s, err := r.cl.SchemaByID(ctx, id)
+	if err != nil {
+		return nil, classifyFetch(op, id, err)
+	}
+	if s.Type != sr.TypeAvro {
+		return nil, &RegistryError{Op: fmt.Sprintf("schema id %d", id), Err: fmt.Errorf("schema type %v is not Avro", s.Type)}
+	}
+	if len(s.References) > 0 {
+		return nil, &RegistryError{Op: fmt.Sprintf("schema id %d", id), Err: errors.New("schema references are not supported")}
+	}
+	parsed, err := ParseSchema(id, s.Schema)
+	if err != nil {
+		return nil, &RegistryError{Op: fmt.Sprintf("schema id %d", id), Err: err}
+	}
+	return parsed, nil
+}
+
+// negative returns the remembered permanent failure for id, if any and not
+// expired.
+func (r *Registry) negative(id int) error {
+	if r.negTTL <= 0 {
+		return nil
+	}
+	r.negMu.Lock()
+	defer r.negMu.Unlock()
+	e, ok := r.neg[id]
+	if !ok {
+		return nil
+	}
+	if !r.now().Before(e.until) {
+		delete(r.neg, id)
+		return nil
+	}
+	return e.err
+}
+
+// rememberNegative records a permanent failure for id. When the cache is
+// full, expired entries are dropped first; if it is still full the entry is
+// not recorded (the id is simply asked again: bounded memory wins).
+func (r *Registry) rememberNegative(id int, err error) {
+	if r.negTTL <= 0 {
+		return
+	}
+	now := r.now()
+	r.negMu.Lock()
+	defer r.negMu.Unlock()
+	if len(r.neg) >= r.negMax {
+		for k, e := range r.neg {
+			if !now.Before(e.until) {
+				delete(r.neg, k)
+			}
+		}
+		if len(r.neg) >= r.negMax {
+			return
+		}
+	}
+	r.neg[id] = negEntry{err: err, until: now.Add(r.negTTL)}
+}
+
 // Register registers schemaText under subject (idempotent at the registry:
 // an existing identical schema returns its id) and caches the id by
 // (subject, text) so producers call the registry once per schema.
@@ -207,7 +315,7 @@ func (r *Registry) Register(ctx context.Context, subject, schemaText string) (in
 		// without its follow-up usages lookup: one round trip.
 		id, err := r.cl.RegisterSchema(fctx, subject, sr.Schema{Schema: schemaText, Type: sr.TypeAvro}, -1, -1)
 		if err != nil {
-			return 0, classify("register schema under subject "+subject, -1, err)
+			return 0, classifyOwn("register schema under subject "+subject, err)
 		}
 		return id, nil
 	})
@@ -215,16 +323,14 @@ func (r *Registry) Register(ctx context.Context, subject, schemaText string) (in
 
 // Lookup returns the id of schemaText if it is registered under subject,
 // without registering it (for producers running with auto-register off).
-// Returns a *RegistryError wrapping sr.ErrSchemaNotFound / subject not
-// found when it is not registered.
+// Every failure is a *TransientError (the schema is ordo's own, so a missing
+// or refused schema is a deployment fault, not the event's); IsNotRegistered
+// tells "not registered" (404) apart.
 func (r *Registry) Lookup(ctx context.Context, subject, schemaText string) (int, error) {
 	return r.idOf(ctx, "lookup", subject, schemaText, func(fctx context.Context) (int, error) {
 		ss, err := r.cl.LookupSchema(fctx, subject, sr.Schema{Schema: schemaText, Type: sr.TypeAvro})
 		if err != nil {
-			if isTransient(err) {
-				return 0, &TransientError{Op: "look up schema under subject " + subject, Err: err}
-			}
-			return 0, &RegistryError{Op: "look up schema under subject " + subject, Err: err}
+			return 0, classifyOwn("look up schema under subject "+subject, err)
 		}
 		return ss.ID, nil
 	})
@@ -255,16 +361,13 @@ func (r *Registry) idOf(ctx context.Context, op, subject, schemaText string, cal
 }
 
 // Latest returns the latest schema registered under subject (not cached:
-// "latest" changes).
+// "latest" changes). Registry failures are *TransientError, as for Lookup.
 func (r *Registry) Latest(ctx context.Context, subject string) (*Schema, error) {
 	fctx, cancel := context.WithTimeout(ctx, r.fetchTimeout)
 	defer cancel()
 	ss, err := r.cl.SchemaByVersion(fctx, subject, -1)
 	if err != nil {
-		if isTransient(err) {
-			return nil, &TransientError{Op: "latest schema of subject " + subject, Err: err}
-		}
-		return nil, &RegistryError{Op: "latest schema of subject " + subject, Err: err}
+		return nil, classifyOwn("latest schema of subject "+subject, err)
 	}
 	if v, ok := r.byID.Load(ss.ID); ok {
 		return v.(*Schema), nil
@@ -283,27 +386,93 @@ func (r *Registry) remember(k regKey, id int) {
 	r.regMu.Unlock()
 }
 
-// isTransient decides whether a registry error may succeed on retry.
-func isTransient(err error) bool {
+// Fault classes (issue 9). The record is only to blame when the registry
+// positively says its schema id does not exist (404 + 40403) or names a
+// schema ordo cannot use; everything else is the registry, the network or
+// ordo's configuration, so the event is valid and must be retried, never
+// dead-lettered:
+//
+//	401, 403          credentials missing, wrong or lacking rights: fix config
+//	404 w/o 40403     not a registry answer (proxy, wrong URL path): fix config
+//	408, 429, 5xx     registry busy or failing: wait
+//	other 4xx         not a registry answer for this request: fix config
+//	no HTTP answer    network error, timeout, undecodable body: wait
+//
+// For ordo's own (output) schemas, Register, Lookup and Latest, every
+// failure is transient, 404/409/422 included: the event did nothing wrong;
+// the operator must register the schema, fix its compatibility, or enable
+// auto-register.
+
+// classifyFetch maps an error from fetching the writer schema id.
+func classifyFetch(op string, id int, err error) error {
 	var re *sr.ResponseError
-	if errors.As(err, &re) {
-		return re.StatusCode >= 500 || re.StatusCode == http.StatusTooManyRequests || re.StatusCode == http.StatusRequestTimeout
+	if errors.As(err, &re) && re.StatusCode == http.StatusNotFound && re.ErrorCode == sr.ErrSchemaNotFound.Code {
+		return &UnknownSchemaError{ID: id, Err: err}
 	}
-	// Anything that is not an HTTP answer is network/timeout/cancellation.
-	return true
+	return &TransientError{Op: op, Err: explain(err, false)}
 }
 
-// classify maps an sr error to ordo's error taxonomy.
-func classify(op string, id int, err error) error {
+// classifyOwn maps an error from registering or looking up ordo's own
+// schemas: always transient.
+func classifyOwn(op string, err error) error {
+	return &TransientError{Op: op, Err: explain(err, true)}
+}
+
+// IsNotRegistered reports whether err is the registry saying a subject or
+// schema does not exist (HTTP 404 with error code 40401, 40402 or 40403).
+func IsNotRegistered(err error) bool {
 	var re *sr.ResponseError
-	if errors.As(err, &re) {
-		if id >= 0 && (re.ErrorCode == sr.ErrSchemaNotFound.Code || re.StatusCode == http.StatusNotFound) {
-			return &UnknownSchemaError{ID: id, Err: err}
-		}
-		if isTransient(err) {
-			return &TransientError{Op: op, Err: err}
-		}
-		return &RegistryError{Op: op, Err: err}
+	if !errors.As(err, &re) || re.StatusCode != http.StatusNotFound {
+		return false
 	}
-	return &TransientError{Op: op, Err: err}
+	switch re.ErrorCode {
+	case sr.ErrSubjectNotFound.Code, sr.ErrVersionNotFound.Code, sr.ErrSchemaNotFound.Code:
+		return true
+	}
+	return false
+}
+
+// explain wraps a registry error with what the answer means and what to do,
+// keeping the original (errors.As still finds the *sr.ResponseError). own
+// says the request was about ordo's own schema (register, lookup, latest).
+func explain(err error, own bool) error {
+	var re *sr.ResponseError
+	if !errors.As(err, &re) {
+		var ne net.Error
+		if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
+			return fmt.Errorf("registry did not answer in time (raise registry.timeout if it is just slow): %w", err)
+		}
+		return fmt.Errorf("registry unreachable or not answering like a schema registry (check registry.url): %w", err)
+	}
+	code := re.StatusCode
+	what := fmt.Sprintf("HTTP %d %s", code, http.StatusText(code))
+	if re.ErrorCode != 0 {
+		what += fmt.Sprintf(", error code %d", re.ErrorCode)
+	}
+	var hint string
+	switch {
+	case code == http.StatusUnauthorized:
+		hint = "the registry refused ordo's credentials: check the registry credentials ordo is configured with"
+	case code == http.StatusForbidden:
+		hint = "the registry denied ordo access: grant ordo's registry user read access (and write access to register schemas)"
+	case code == http.StatusNotFound && own && IsNotRegistered(err):
+		hint = "the schema or subject is not registered: register ordo's schema, or set registry.auto_register: true"
+	case code == http.StatusNotFound:
+		hint = "a 404 that is not the registry's \"schema not found\" (40403): check that registry.url is the registry's base URL"
+	case code == http.StatusConflict:
+		hint = "the registry rejects ordo's schema as incompatible with the subject's history: fix the schema or the subject's compatibility level"
+	case code == http.StatusUnprocessableEntity:
+		hint = "the registry rejects ordo's schema as invalid: fix the schema"
+	case code == http.StatusRequestTimeout || code == http.StatusTooManyRequests || code >= 500:
+		hint = "the registry is overloaded or failing: retrying"
+	default:
+		hint = "unexpected registry answer: check registry.url"
+	}
+	return fmt.Errorf("%s (%s): %w", hint, what, err)
+}
+
+// isTransientErr reports whether err says it is transient.
+func isTransientErr(err error) bool {
+	var t interface{ Transient() bool }
+	return errors.As(err, &t) && t.Transient()
 }

@@ -47,9 +47,10 @@ type Decoded struct {
 
 // Decode parses a Confluent-framed value. Malformed payloads give a
 // permanent *MalformedError ("avro: schema id 7 (com.acme.X): truncated
-// body ... at offset N"), unknown ids a permanent *UnknownSchemaError,
-// registry outages a *TransientError (Transient() == true), and
-// writer/reader incompatibility a permanent error.
+// body ... at offset N"; a nil value, i.e. a tombstone, wraps ErrTombstone
+// and an empty one ErrEmptyPayload), unknown ids a permanent
+// *UnknownSchemaError, registry outages and refusals a *TransientError
+// (Transient() == true), and writer/reader incompatibility a permanent error.
 func (s *Serde) Decode(ctx context.Context, topic string, value []byte) (Decoded, error) {
 	// topic is part of the signature for future per-topic policies; errors
 	// are not prefixed with it because the consumer logs topic/offset.
@@ -86,7 +87,9 @@ var ErrUnknownType = errors.New("avro: no schema for type")
 // type and frames it with the registry id: registered on first use when
 // autoRegister is set, otherwise looked up under the strategy's subject
 // (falling back to the subject's latest version if it is the same schema).
-// The id is cached per (subject, type).
+// The id is cached per (subject, type). Registry failures, including a
+// schema that is not registered with auto-register off, are transient: the
+// event is fine, ordo's deployment is not.
 func (s *Serde) Encode(ctx context.Context, topic, fullName string, v map[string]any) ([]byte, error) {
 	sch := s.readers[fullName]
 	if sch == nil {
@@ -115,14 +118,18 @@ func (s *Serde) schemaID(ctx context.Context, subject string, sch *Schema) (int,
 		id, err = s.reg.Register(ctx, subject, sch.Text)
 	} else {
 		id, err = s.reg.Lookup(ctx, subject, sch.Text)
-		var te *TransientError
-		if err != nil && !errors.As(err, &te) {
+		// Not registered by that exact text: the latest version may still
+		// be the same schema written differently.
+		if err != nil && IsNotRegistered(err) {
 			latest, lerr := s.reg.Latest(ctx, subject)
 			switch {
 			case lerr == nil && jsonEqualText(latest.Text, sch.Text):
 				id, err = latest.ID, nil
 			case lerr == nil:
-				err = fmt.Errorf("avro: %s is not registered under subject %s (latest is id %d) and auto-register is off: %w", sch.FullName, subject, latest.ID, err)
+				// Transient: the event is fine, ordo's deployment is not.
+				err = &TransientError{Op: "look up schema under subject " + subject, Err: fmt.Errorf(
+					"%s is not registered under subject %s (latest is id %d) and auto-register is off: register it, or set registry.auto_register: true: %w",
+					sch.FullName, subject, latest.ID, err)}
 			}
 		}
 	}

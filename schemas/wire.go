@@ -22,15 +22,25 @@ const MagicByte = 0
 // big-endian schema id.
 const HeaderSize = 5
 
-// ErrEmptyPayload is returned by ParseHeader for a nil or zero-length value,
-// which usually means a tombstone reached a consumer that expected events.
+// ErrEmptyPayload is wrapped by ParseHeader's error for a zero-length (but
+// not null) value.
 var ErrEmptyPayload = errors.New("avro: empty payload (no Confluent framing)")
+
+// ErrTombstone is wrapped by ParseHeader's error for a nil value: a Kafka
+// tombstone (null value, a delete marker for compacted topics), which is not
+// an event. franz-go hands a null value to the consumer as a nil slice and a
+// zero-length one as an empty non-nil slice, so the two are told apart.
+var ErrTombstone = errors.New("avro: tombstone (null value): a Kafka delete marker, not an event")
 
 // ParseHeader splits a Confluent-framed value into the schema id and the Avro
 // body. It returns a *MalformedError (permanent) when the framing is wrong so
-// callers can dead-letter the record instead of retrying it.
+// callers can dead-letter the record instead of retrying it. A nil b (a
+// tombstone) and an empty b are reported differently (ErrTombstone,
+// ErrEmptyPayload).
 func ParseHeader(b []byte) (schemaID int, body []byte, err error) {
 	switch {
+	case b == nil:
+		return 0, nil, &MalformedError{SchemaID: -1, Offset: 0, Reason: "tombstone (null value)", Err: ErrTombstone}
 	case len(b) == 0:
 		return 0, nil, &MalformedError{SchemaID: -1, Offset: 0, Reason: "empty payload (no Confluent framing)", Err: ErrEmptyPayload}
 	case b[0] != MagicByte:
