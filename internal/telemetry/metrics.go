@@ -219,6 +219,14 @@ func (m *Metrics) LoopProgress(progress func() (waiting time.Duration, aborts in
 	)
 }
 
+// RegistryNegativeHits exposes how many schema-id lookups the registry
+// client answered from its negative cache (ids the registry does not know).
+func (m *Metrics) RegistryNegativeHits(hits func() uint64) {
+	m.Registry.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: ns, Name: "registry_negative_cache_hits_total",
+		Help: "Schema-by-id lookups answered from the negative cache (ids the registry reported unknown, kept for a TTL)."},
+		func() float64 { return float64(hits()) }))
+}
+
 // RegistryStats exposes a schema registry cache's hit and miss counters.
 func (m *Metrics) RegistryStats(stats func() (hits, misses uint64)) {
 	m.Registry.MustRegister(

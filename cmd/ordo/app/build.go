@@ -38,6 +38,10 @@ type runtime struct {
 	readers  map[string]*schemas.Schema
 	stats    *consumer.Stats
 	strategy schemas.SubjectStrategy
+	// limits are the output topics' record size limits; close releases
+	// the admin client that reads them.
+	limits *producer.TopicLimits
+	close  func()
 }
 
 // clientOpts are the connection options shared by every Kafka client ordo
@@ -174,6 +178,12 @@ func build(cfg *config.Config, reg *processors.Registry, log *slog.Logger, ob ob
 	if err != nil {
 		return nil, err
 	}
+	// Outputs larger than their topic accepts would abort every
+	// transaction: they become permanent errors and bounded dead letters.
+	limits, closeLimits, err := outputLimits(cfg, log)
+	if err != nil {
+		return nil, err
+	}
 	stats := &consumer.Stats{}
 	observers := consumer.Observers{stats}
 	// franz-go's own logs go through the same slog logger.
@@ -183,6 +193,7 @@ func build(cfg *config.Config, reg *processors.Registry, log *slog.Logger, ob ob
 		observers = append(observers, ob.metrics)
 		kgoOpts = append(kgoOpts, ob.metrics.KgoOpts()...)
 		ob.metrics.RegistryStats(registry.Stats)
+		ob.metrics.RegistryNegativeHits(registry.NegativeHits)
 	}
 	instanceID := ""
 	if cfg.Kafka.StaticMembership == nil || *cfg.Kafka.StaticMembership {
@@ -215,8 +226,9 @@ func build(cfg *config.Config, reg *processors.Registry, log *slog.Logger, ob ob
 		Observer:           observers,
 		TracerProvider:     ob.tracerProvider(),
 		TraceLink:          cfg.Tracing.Parent == "link",
-	}, serde, chain, producer.NewOutput(serde, cfg.DeadLetter, cfg.Kafka.Group))
+	}, serde, chain, producer.NewOutput(serde, cfg.DeadLetter, cfg.Kafka.Group, producer.WithMaxRecordBytes(limits.For)))
 	if err != nil {
+		closeLimits()
 		return nil, err
 	}
 	if ob.metrics != nil {
@@ -229,7 +241,8 @@ func build(cfg *config.Config, reg *processors.Registry, log *slog.Logger, ob ob
 			return time.Since(pr.PendingSince), pr.ConsecutiveAborts
 		})
 	}
-	return &runtime{cfg: cfg, pipeline: p, serde: serde, registry: registry, readers: readers, stats: stats, strategy: strategy}, nil
+	return &runtime{cfg: cfg, pipeline: p, serde: serde, registry: registry, readers: readers, stats: stats, strategy: strategy,
+		limits: limits, close: closeLimits}, nil
 }
 
 // publisherSerde is the serde the publishing commands (produce, demo) use:

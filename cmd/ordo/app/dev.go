@@ -136,6 +136,9 @@ func runDev(ctx context.Context, o *options, f *devFlags) error {
 	metrics := telemetry.NewMetrics()
 	ob := observe{tracing: tr, metrics: metrics}
 	rt, err := build(cfg, o.processors, log, ob)
+	if err == nil {
+		defer rt.close()
+	}
 	if err != nil {
 		return err
 	}

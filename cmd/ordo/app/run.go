@@ -65,6 +65,7 @@ the open transaction, leaves the group and exits 0.`,
 			if err != nil {
 				return err
 			}
+			defer rt.close()
 			if create {
 				if err := createTopics(ctx, cfg, log); err != nil {
 					return err
@@ -84,6 +85,7 @@ the open transaction, leaves the group and exits 0.`,
 				log.Info("tracing on", "otlp_endpoint", tr.Endpoint, "protocol", tr.Protocol, "parent", cfg.Tracing.Parent)
 			}
 			log.Info("ordo running", "config", cfg.File, "transactional_id", cfg.TransactionalID(), "group", cfg.Kafka.Group, "inputs", cfg.Inputs)
+			describeOutputLimits(ctx, cfg, rt.limits)
 			err = rt.pipeline.Run(ctx)
 			s := rt.stats.Snapshot()
 			log.Info("ordo stopped", "events_in", s.EventsIn, "commands_out", s.CommandsOut, "dead_lettered", s.DeadLettered, "txn_commits", s.TxnCommits, "txn_aborts", s.TxnAborts)
@@ -207,9 +209,11 @@ func newConfigCmd(o *options) *cobra.Command {
 				return err
 			}
 			log := slog.New(slog.DiscardHandler)
-			if _, err := build(cfg, o.processors, log, observe{}); err != nil {
+			rt, err := build(cfg, o.processors, log, observe{})
+			if err != nil {
 				return err
 			}
+			rt.close()
 			fmt.Fprintf(cmd.OutOrStdout(), "%s: ok (%d inputs, %d processors, transactional id %s)\n", path, len(cfg.Inputs), len(cfg.Pipeline), cfg.TransactionalID())
 			return nil
 		},
