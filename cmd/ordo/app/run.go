@@ -39,7 +39,8 @@ func newRunCmd(o *options) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "run",
 		Short: "Run one ordo replica against a Kafka cluster (production)",
-		Long: `Run one replica of the pipeline described by --config. Start several replicas
+		Long: `Run one replica of the pipeline described by --config (without it: the
+example config embedded in the binary, with a warning). Start several replicas
 with the same kafka.group and distinct replica ids (ORDO_REPLICA_ID or the
 hostname) to share the input partitions. SIGTERM or SIGINT finishes or aborts
 the open transaction, leaves the group and exits 0.`,

@@ -40,8 +40,9 @@ type Expecter interface {
 // Decode decodes n into v (a non-nil pointer) and returns every problem.
 // Fields that v already holds and n does not mention keep their values
 // (defaults). prefix is the key path of n ("" for a file's root); keys below
-// it are prefix.key, prefix[i]. On problems v is decoded as far as yaml.v3
-// gets; the caller must not use it as a valid value.
+// it are prefix.key, prefix[i]. On problems the reported entries are left
+// out and the rest is decoded, so that checks of the other values still
+// work; the caller must not use v as a valid value.
 func Decode(n *yaml.Node, v any, prefix string) []Issue {
 	rv := reflect.ValueOf(v)
 	if rv.Kind() != reflect.Pointer || rv.IsNil() {
@@ -52,10 +53,12 @@ func Decode(n *yaml.Node, v any, prefix string) []Issue {
 	if root := resolve(n, 0); root == nil {
 		return c.issues
 	}
-	if c.dups {
-		// yaml.v3 stops decoding at a duplicate key; the duplicate is
-		// reported, so decode the rest without it.
-		n = withoutDuplicates(n, 0)
+	if len(c.bad) > 0 {
+		// Decode without what was reported: yaml.v3 would stop at a
+		// duplicate key or a custom unmarshaler's error, and zero a field
+		// it could not decode; the rest must still decode (so that checks
+		// of the other values do not report false errors).
+		n = c.without(n, 0)
 	}
 	if err := n.Decode(v); err != nil {
 		c.fallback(n, prefix, err)
@@ -63,40 +66,49 @@ func Decode(n *yaml.Node, v any, prefix string) []Issue {
 	return c.issues
 }
 
-// withoutDuplicates copies n, keeping the first of duplicate mapping keys.
-func withoutDuplicates(n *yaml.Node, depth int) *yaml.Node {
+// without copies n, leaving out the mapping entries and list items that
+// were reported.
+func (c *checker) without(n *yaml.Node, depth int) *yaml.Node {
 	if n == nil || depth > maxDepth || n.Kind == yaml.AliasNode || len(n.Content) == 0 {
 		return n
 	}
 	cp := *n
 	cp.Content = make([]*yaml.Node, 0, len(n.Content))
-	if n.Kind != yaml.MappingNode {
-		for _, c := range n.Content {
-			cp.Content = append(cp.Content, withoutDuplicates(c, depth+1))
-		}
-		return &cp
-	}
-	seen := map[string]bool{}
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		k := n.Content[i]
-		if k.ShortTag() != "!!merge" {
-			if seen[k.Value] {
-				continue
+	switch n.Kind {
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			if !c.bad[k] && !c.bad[v] {
+				cp.Content = append(cp.Content, k, c.without(v, depth+1))
 			}
-			seen[k.Value] = true
 		}
-		cp.Content = append(cp.Content, k, withoutDuplicates(n.Content[i+1], depth+1))
+	default:
+		for _, e := range n.Content {
+			if !c.bad[e] {
+				cp.Content = append(cp.Content, c.without(e, depth+1))
+			}
+		}
 	}
 	return &cp
 }
 
 type checker struct {
 	issues []Issue
-	dups   bool // a mapping has a duplicate key
+	bad    map[*yaml.Node]bool // nodes reported (keys and values), left out of the decode
 }
 
 func (c *checker) add(line int, key, msg, fix string) {
 	c.issues = append(c.issues, Issue{Line: line, Key: key, Msg: msg, Fix: fix})
+}
+
+// drop marks nodes to leave out of the decode.
+func (c *checker) drop(ns ...*yaml.Node) {
+	if c.bad == nil {
+		c.bad = map[*yaml.Node]bool{}
+	}
+	for _, n := range ns {
+		c.bad[n] = true
+	}
 }
 
 var (
@@ -136,6 +148,7 @@ func isNull(n *yaml.Node) bool { return n.Kind == yaml.ScalarNode && n.ShortTag(
 // check walks node n against type t. def is the value already held (for
 // examples; may be invalid), path the full key, key the last key name.
 func (c *checker) check(n *yaml.Node, t reflect.Type, def reflect.Value, path, key string, depth int) {
+	orig := n
 	n = resolve(n, depth)
 	if n == nil || isNull(n) || depth > maxDepth {
 		return // null leaves the value as it is, as yaml.v3 does
@@ -149,8 +162,10 @@ func (c *checker) check(n *yaml.Node, t reflect.Type, def reflect.Value, path, k
 			if t.Implements(expecterType) || reflect.PointerTo(t).Implements(expecterType) {
 				what, ex := describe(t, def, key)
 				c.add(n.Line, path, fmt.Sprintf("expected %s, got %s", what, got(n)), fix(what, ex))
+				c.drop(orig, n)
 			} else {
 				c.add(n.Line, path, cleanMsg(err.Error()), "see the type's documentation")
+				c.drop(orig, n)
 			}
 		}
 		return
@@ -166,6 +181,7 @@ func (c *checker) check(n *yaml.Node, t reflect.Type, def reflect.Value, path, k
 		fields := structFields(t)
 		if n.Kind != yaml.MappingNode {
 			c.add(n.Line, path, fmt.Sprintf("expected a mapping, got %s", got(n)), "write the keys on indented lines below "+orRoot(key)+": "+strings.Join(fieldNames(fields), ", "))
+			c.drop(orig, n)
 			return
 		}
 		c.mapping(n, path, depth, func(k, v *yaml.Node) {
@@ -184,6 +200,7 @@ func (c *checker) check(n *yaml.Node, t reflect.Type, def reflect.Value, path, k
 		if n.Kind != yaml.SequenceNode {
 			_, ex := describe(t, def, key)
 			c.add(n.Line, path, fmt.Sprintf("expected a list, got %s", got(n)), fix("a list", ex))
+			c.drop(orig, n)
 			return
 		}
 		for i, e := range n.Content {
@@ -197,6 +214,7 @@ func (c *checker) check(n *yaml.Node, t reflect.Type, def reflect.Value, path, k
 		if n.Kind != yaml.MappingNode {
 			_, ex := describe(t, def, key)
 			c.add(n.Line, path, fmt.Sprintf("expected a mapping, got %s", got(n)), fix("a mapping", ex))
+			c.drop(orig, n)
 			return
 		}
 		c.mapping(n, path, depth, func(k, v *yaml.Node) {
@@ -204,6 +222,7 @@ func (c *checker) check(n *yaml.Node, t reflect.Type, def reflect.Value, path, k
 				if err := k.Decode(reflect.New(kt).Interface()); err != nil {
 					what, _ := describe(kt, reflect.Value{}, "")
 					c.add(k.Line, join(path, k.Value), fmt.Sprintf("map key %s is not %s", got(k), what), "use keys of type "+kt.String())
+					c.drop(k)
 					return
 				}
 			}
@@ -221,6 +240,7 @@ func (c *checker) check(n *yaml.Node, t reflect.Type, def reflect.Value, path, k
 			f = "quote the value: YAML reads an unquoted `: ` or `{` as a mapping"
 		}
 		c.add(n.Line, path, fmt.Sprintf("expected %s, got %s", what, got(n)), f)
+		c.drop(orig, n)
 	}
 }
 
@@ -253,7 +273,7 @@ func (c *checker) mapping(n *yaml.Node, path string, depth int, fn func(k, v *ya
 			if prev, dup := seen[k.Value]; dup {
 				switch {
 				case !merged && !prev.merged:
-					c.dups = true
+					c.drop(k)
 					c.add(k.Line, join(path, k.Value), fmt.Sprintf("duplicate key (first at line %d)", prev.line), "remove one of them")
 				case !merged:
 					// The mapping's own key overrides a merged one, by design.
@@ -276,6 +296,7 @@ func (c *checker) unknown(k *yaml.Node, path string, valid []string) {
 		fix = fmt.Sprintf("did you mean %q? Valid keys: %s", s, strings.Join(valid, ", "))
 	}
 	c.add(k.Line, path, "unknown key", fix)
+	c.drop(k)
 }
 
 // typeErrLine is one message of a *yaml.TypeError.

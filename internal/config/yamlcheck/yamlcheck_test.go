@@ -1,6 +1,7 @@
 package yamlcheck
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -199,5 +200,40 @@ func TestIndexLines(t *testing.T) {
 	want := map[string]int{"p.a": 1, "p.a.b": 2, "p.a.b[0]": 2, "p.a.b[1]": 3, "p.c": 4, "p.c[0]": 5, "p.c[0].d": 5}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("got %v, want %v", got, want)
+	}
+}
+
+type picky string
+
+func (p *picky) UnmarshalYAML(n *yaml.Node) error {
+	if n.Value == "bad" {
+		return errors.New("picky: bad is not allowed")
+	}
+	*p = picky(n.Value)
+	return nil
+}
+
+// TestReportedValuesDoNotStopTheDecode: yaml.v3 aborts the whole decode on a
+// custom unmarshaler's plain error and stops a mapping at a duplicate key;
+// everything else must still be decoded, with no extra issue.
+func TestReportedValuesDoNotStopTheDecode(t *testing.T) {
+	var v struct {
+		P    picky    `yaml:"p"`
+		N    int      `yaml:"n"`
+		L    []string `yaml:"l"`
+		Tail string   `yaml:"tail"`
+	}
+	v.L = []string{"default"}
+	issues := Decode(parse(t, "p: bad\nn: 1\nn: 2\nl: x\ntail: end\n"), &v, "")
+	var got []string
+	for _, is := range issues {
+		got = append(got, fmt.Sprintf("%d:%s:%s", is.Line, is.Key, is.Msg))
+	}
+	want := []string{"1:p:picky: bad is not allowed", "3:n:duplicate key (first at line 2)", `4:l:expected a list, got "x"`}
+	if strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Fatalf("got %q, want %q", got, want)
+	}
+	if v.N != 1 || v.Tail != "end" || len(v.L) != 1 || v.L[0] != "default" {
+		t.Fatalf("decode stopped or zeroed a value: %+v", v)
 	}
 }
