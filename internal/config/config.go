@@ -268,9 +268,10 @@ func Parse(path string, data []byte, env []string) (*Config, error) {
 	return &cfg, nil
 }
 
-// under reports whether key is k or below it (k.x, k[0]).
+// under reports whether key is k or below it (k.x, k[0]); everything is
+// below the top level.
 func under(key, k string) bool {
-	return key == k || strings.HasPrefix(key, k+".") || strings.HasPrefix(key, k+"[")
+	return k == yamlcheck.TopLevel || key == k || strings.HasPrefix(key, k+".") || strings.HasPrefix(key, k+"[")
 }
 
 // syntaxError is a YAML syntax error: yaml.v3 stops at the first, and no key

@@ -86,6 +86,7 @@ func TestErrorsCarryFileLineKeyAndFix(t *testing.T) {
 		{"list", "kafka:\n  brokers: [a:1]\ninputs: {a: 1}\npipeline: [{type: orchestrate}]\n", nil, "", 3, "inputs", "expected a list, got a mapping", "write a list"},
 		{"map value", "inputs: [in]\npipeline: [{type: orchestrate}]\nprocessing:\n  rate_limits:\n    in: fast\n", nil, "", 5, "processing.rate_limits.in", `expected a number, got "fast"`, "write a number"},
 		{"block given a scalar", minimal + "admin: on\n", nil, "", 7, "admin", "expected a mapping", "listen, pprof, lag_interval"},
+		{"not a mapping", "- kafka\n- inputs\n", nil, "", 1, "(top level)", "expected a mapping, got a list", "kafka, registry, inputs"},
 		{"duplicate key", minimal + "dead_letter_topic: a\ndead_letter_topic: b\n", nil, "", 8, "dead_letter_topic", "duplicate key (first at line 7)", "remove one"},
 		{"syntax", minimal + "processing:\n  batch_size: 1: 2\n", nil, "", 8, "(syntax)", "mapping values are not allowed", "fix the YAML"},
 		{"duplicate block", minimal + "kafka:\n  group: g\n", nil, "", 7, "kafka", "duplicate key (first at line 2)", "remove one"},
@@ -196,6 +197,15 @@ func TestDuplicateKeyDoesNotStopDecoding(t *testing.T) {
 	got := errorsOf(t, err)
 	if len(got) != 2 || got[0].Key != "kafka" || got[1].Key != "processing.batch_size" {
 		t.Fatalf("want the duplicate and the negative batch size, got:\n%v", err)
+	}
+}
+
+// TestTopLevelErrorIsTheOnlyOne: when the document is not a mapping, the
+// checks of its values would all be noise.
+func TestTopLevelErrorIsTheOnlyOne(t *testing.T) {
+	_, err := Parse("f.yaml", []byte("- a\n"), nil)
+	if got := errorsOf(t, err); len(got) != 1 || got[0].Key != "(top level)" {
+		t.Fatalf("got:\n%v", err)
 	}
 }
 

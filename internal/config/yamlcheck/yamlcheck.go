@@ -97,7 +97,14 @@ type checker struct {
 	bad    map[*yaml.Node]bool // nodes reported (keys and values), left out of the decode
 }
 
+// TopLevel is the key of problems with the document itself (e.g. a list
+// where a mapping was expected).
+const TopLevel = "(top level)"
+
 func (c *checker) add(line int, key, msg, fix string) {
+	if key == "" {
+		key = TopLevel
+	}
 	c.issues = append(c.issues, Issue{Line: line, Key: key, Msg: msg, Fix: fix})
 }
 
