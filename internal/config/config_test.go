@@ -142,8 +142,9 @@ func TestErrorsCarryFileLineKeyAndFix(t *testing.T) {
 	}
 }
 
-// TestFiveMistakesFiveErrors: one load reports every mistake, one per line,
-// sorted by line, and nothing else.
+// TestFiveMistakesFiveErrors: one load reports every mistake (five in the
+// file, one in the environment), one per line, sorted by line, and nothing
+// else.
 func TestFiveMistakesFiveErrors(t *testing.T) {
 	y := `kafka:
   brokers: [127.0.0.1:9092]
