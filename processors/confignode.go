@@ -19,10 +19,15 @@ func specName(s Spec) string {
 	return s.Type
 }
 
-// keyPath renders `pipeline[name].rules[0].expr` for path elements (strings
-// are keys, ints are list indexes).
+// keyPath renders the full key of a path in the spec's config block
+// (strings are keys, ints are list indexes): pipeline[2].config.rules[0].expr
+// for a spec from the config file (Spec.Key set), else
+// pipeline[name].rules[0].expr.
 func keyPath(s Spec, path ...any) string {
 	k := "pipeline[" + specName(s) + "]"
+	if s.Key != "" {
+		k = s.Key + ".config"
+	}
 	for _, p := range path {
 		switch x := p.(type) {
 		case int:
@@ -91,7 +96,7 @@ func cfgErr(s Spec, n *yaml.Node, key, msg, fix string) error {
 		line = n.Line
 	}
 	if line == 0 {
-		line = s.Config.Line
+		line = s.configLine()
 	}
 	return &ConfigError{File: s.File, Line: line, Key: key, Msg: msg, Fix: fix}
 }

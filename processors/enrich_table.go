@@ -36,7 +36,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"strings"
 
@@ -103,7 +102,7 @@ func newEnrichTable(spec Spec, deps Deps) (Processor, error) {
 	if cfg.KeyColumn != "" && format != "csv" {
 		return nil, pathErr(spec, "key_column applies to CSV tables only", "remove `key_column:`; YAML/JSON tables are keyed by their top-level map keys", "key_column")
 	}
-	f, err := os.Open(path)
+	f, err := deps.open(cfg.File)
 	if err != nil {
 		return nil, pathErr(spec, fmt.Sprintf("cannot open table: %v", err), "check the path; relative paths are resolved against the config file's directory", "file")
 	}

@@ -1,14 +1,20 @@
 package processors
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net/http"
+	"os"
+	"path"
+	"path/filepath"
 	"sort"
+	"strings"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/ordo-dev/ordo/internal/config/yamlcheck"
 )
 
 // Spec is one entry of the `pipeline:` list in ordo's YAML config:
@@ -23,26 +29,40 @@ type Spec struct {
 	Config yaml.Node
 	// File is the config file the spec came from, for error messages.
 	File string
+	// Key is the entry's key in the file, e.g. "pipeline[2]": config errors
+	// are then keyed pipeline[2].config.url. Empty: pipeline[<name>].url.
+	Key string
+	// Line is the line of the entry (its type:) in File, for errors about
+	// the entry itself (unknown type) and when the config block is absent.
+	Line int
 }
 
-// Decode strictly decodes the spec's config block into v: unknown keys are
-// errors. Errors carry file:line so the user can find the bad key.
+// Decode strictly decodes the spec's config block into v and reports every
+// problem at once, each with file:line and the full key: unknown keys (with
+// did-you-mean and the valid keys) and values of the wrong type (with the
+// expected type and an example). The error joins one *ConfigError per
+// problem.
 func (s Spec) Decode(v any) error {
 	if s.Config.Kind == 0 { // no config block
 		return nil
 	}
-	var buf bytes.Buffer
-	enc := yaml.NewEncoder(&buf)
-	if err := enc.Encode(&s.Config); err != nil {
-		return s.Errorf(&s.Config, "config: %v", err)
+	var errs []error
+	for _, is := range yamlcheck.Decode(&s.Config, v, keyPath(s)) {
+		line := is.Line
+		if line == 0 {
+			line = s.configLine()
+		}
+		errs = append(errs, &ConfigError{File: s.File, Line: line, Key: is.Key, Msg: is.Msg, Fix: is.Fix})
 	}
-	dec := yaml.NewDecoder(&buf)
-	dec.KnownFields(true)
-	if err := dec.Decode(v); err != nil {
-		// Line numbers from re-encoding are relative; report the block's line.
-		return s.Errorf(&s.Config, "config: %v", err)
+	return errors.Join(errs...)
+}
+
+// configLine is the best line for an error about the whole config block.
+func (s Spec) configLine() int {
+	if s.Config.Line > 0 {
+		return s.Config.Line
 	}
-	return nil
+	return s.Line
 }
 
 // Errorf formats a config error located at node n (nil for the spec itself).
@@ -51,7 +71,10 @@ func (s Spec) Errorf(n *yaml.Node, format string, args ...any) error {
 	if n != nil {
 		line = n.Line
 	}
-	return &ConfigError{File: s.File, Line: line, Key: "pipeline[" + s.Name + "]", Msg: fmt.Sprintf(format, args...)}
+	if line == 0 {
+		line = s.configLine()
+	}
+	return &ConfigError{File: s.File, Line: line, Key: keyPath(s), Msg: fmt.Sprintf(format, args...)}
 }
 
 // ConfigError is a configuration problem with its location and a fix.
@@ -80,6 +103,10 @@ type Deps struct {
 	// BaseDir resolves relative file paths in processor configs (the config
 	// file's directory).
 	BaseDir string
+	// FS, when set, is where relative file paths are opened (BaseDir is then
+	// a directory in it): the embedded example config. nil: the OS
+	// filesystem.
+	FS fs.FS
 	// HTTPClient for lookups; nil means a client with sane timeouts.
 	HTTPClient *http.Client
 	Logger     *slog.Logger
@@ -144,23 +171,74 @@ func (r *Registry) Types() []string {
 	return out
 }
 
-// Build compiles specs into a Chain. Each processor's errors carry its name.
+// Build compiles specs into a Chain. It builds every spec and reports every
+// failure, not just the first: each is a *ConfigError with the spec's file,
+// line and key (an unknown type gets did-you-mean over the registered
+// types); the error joins them.
 func (r *Registry) Build(specs []Spec, deps Deps) (Chain, error) {
 	chain := make(Chain, 0, len(specs))
+	var errs []error
 	for _, s := range specs {
 		if s.Name == "" {
 			s.Name = s.Type
 		}
 		f, ok := r.factories[s.Type]
 		if !ok {
-			return nil, &ConfigError{File: s.File, Line: s.Config.Line, Key: "pipeline[" + s.Name + "].type",
-				Msg: fmt.Sprintf("unknown processor type %q", s.Type), Fix: fmt.Sprintf("use one of %v", r.Types())}
+			errs = append(errs, r.unknownType(s))
+			continue
 		}
 		p, err := f(s, deps)
 		if err != nil {
-			return nil, err
+			errs = append(errs, located(s, err))
+			continue
 		}
 		chain = append(chain, Named(s.Name, p))
 	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
 	return chain, nil
+}
+
+func (r *Registry) unknownType(s Spec) error {
+	key := "pipeline[" + s.Name + "].type"
+	if s.Key != "" {
+		key = s.Key + ".type"
+	}
+	types := r.Types()
+	msg := fmt.Sprintf("unknown processor type %q", s.Type)
+	if s.Type == "" {
+		msg = "no processor type"
+	}
+	fix := "use one of: " + strings.Join(types, ", ")
+	if sug := yamlcheck.Suggest(s.Type, types); sug != "" && s.Type != "" {
+		fix = fmt.Sprintf("did you mean %s? Registered types: %s", sug, strings.Join(types, ", "))
+	}
+	line := s.Line
+	if line == 0 {
+		line = s.Config.Line
+	}
+	return &ConfigError{File: s.File, Line: line, Key: key, Msg: msg, Fix: fix}
+}
+
+// located makes sure a factory's error carries the spec's location: config
+// errors pass through (a joined error keeps its parts), anything else
+// becomes a *ConfigError at the spec's line.
+func located(s Spec, err error) error {
+	if ce := new(ConfigError); errors.As(err, &ce) {
+		return err
+	}
+	return &ConfigError{File: s.File, Line: s.configLine(), Key: keyPath(s), Msg: err.Error()}
+}
+
+// open opens a file named in a processor config: a relative name resolves
+// against BaseDir, inside FS when it is set.
+func (d Deps) open(name string) (fs.File, error) {
+	if d.FS != nil && !filepath.IsAbs(name) {
+		return d.FS.Open(path.Join(d.BaseDir, filepath.ToSlash(name)))
+	}
+	if !filepath.IsAbs(name) && d.BaseDir != "" {
+		name = filepath.Join(d.BaseDir, name)
+	}
+	return os.Open(name)
 }

@@ -170,7 +170,7 @@ func TestValidateConfigErrors(t *testing.T) {
 		{"unknown key", `rules:
   - name: a
     exp: "true"
-`, 1, "pipeline[order-rules]", []string{"exp"}},
+`, 3, "pipeline[order-rules].rules[0].exp", []string{"unknown key", `did you mean "expr"?`, "Valid keys: name, when, expr, message"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

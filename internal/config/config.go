@@ -5,24 +5,25 @@
 package config
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
-	"reflect"
-	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/ordo-dev/ordo/internal/config/yamlcheck"
 	"github.com/ordo-dev/ordo/processors"
 )
 
-// DefaultPath is the config used when --config is not given.
+// DefaultPath is where the example config lives in the repository. Commands
+// run without --config use its embedded copy (package examples/orders), so
+// they work from any directory.
 const DefaultPath = "examples/orders/ordo.yaml"
 
 // Config is the whole file. Field comments are the reference
@@ -40,8 +41,16 @@ type Config struct {
 
 	// File is the path the config was loaded from ("" for defaults).
 	File string `yaml:"-"`
+	// FS, when set, holds the config's relative files (enrich_table tables):
+	// the embedded example. nil means the OS filesystem next to File.
+	FS fs.FS `yaml:"-"`
+	// fsDir is the config's directory inside FS.
+	fsDir string
 	// lines maps a dotted key path to its line, for validation errors.
 	lines map[string]int
+	// env maps the keys set by ORDO_* variables to the variable, so that
+	// validation errors about them point at the environment, not the file.
+	env map[string]string
 }
 
 // Kafka is the `kafka:` block.
@@ -145,15 +154,22 @@ type PipelineEntry struct {
 // Duration is a time.Duration written as "100ms", "45s".
 type Duration time.Duration
 
-// UnmarshalYAML parses Go duration strings.
+// UnmarshalYAML parses Go duration strings. The error is a *yaml.TypeError
+// so that decoding goes on and reports the file's other errors too.
 func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 	v, err := time.ParseDuration(n.Value)
-	if err != nil {
-		return fmt.Errorf("line %d: %q is not a duration (write e.g. 100ms, 45s, 2m)", n.Line, n.Value)
+	if n.Kind != yaml.ScalarNode || err != nil {
+		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: %q is not a duration (write e.g. 100ms, 45s, 2m)", n.Line, n.Value)}}
 	}
 	*d = Duration(v)
 	return nil
 }
+
+// YAMLExpect describes a duration for config errors.
+func (Duration) YAMLExpect() (what, example string) { return "a duration", "100ms" }
+
+// String is the Go duration syntax, e.g. 45s.
+func (d Duration) String() string { return time.Duration(d).String() }
 
 // D returns the time.Duration.
 func (d Duration) D() time.Duration { return time.Duration(d) }
@@ -197,175 +213,219 @@ func Defaults() Config {
 	}
 }
 
-// Load reads path, applies env overrides (ORDO_*) and validates.
+// Load reads path, applies env overrides (ORDO_*) and validates. The error
+// lists every problem found (see Parse).
 func Load(path string, env []string) (*Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return nil, &Error{File: path, Key: "(file)", Msg: err.Error(), Fix: "pass an existing file with --config, e.g. " + DefaultPath}
+		return nil, &Error{File: path, Key: "(file)", Msg: err.Error(), Fix: "pass an existing file with --config, or leave --config out to use the embedded example (" + DefaultPath + ")"}
 	}
 	return Parse(path, data, env)
 }
 
+// LoadFS is Load for the file name inside fsys (the embedded example):
+// messages call it file, and relative paths in it (enrich_table files)
+// resolve inside fsys.
+func LoadFS(fsys fs.FS, name, file string, env []string) (*Config, error) {
+	data, err := fs.ReadFile(fsys, name)
+	if err != nil {
+		return nil, &Error{File: file, Key: "(file)", Msg: err.Error(), Fix: "the embedded config is missing; rebuild ordo"}
+	}
+	cfg, err := Parse(file, data, env)
+	if cfg != nil {
+		cfg.FS, cfg.fsDir = fsys, path.Dir(name)
+	}
+	return cfg, err
+}
+
 // Parse is Load on bytes; path is used in messages and to resolve relative
 // files.
+//
+// It reports every problem of one load in one Errors value, sorted by line:
+// YAML type errors and unknown keys at every level (with the full key, the
+// expected type or the valid keys), ORDO_* variables (bad values, unknown
+// names) and Validate's checks. Only a YAML syntax error stops it early.
+// When the file parsed, the returned *Config is non-nil even with errors, so
+// that a caller can check what depends on it (the processors, see
+// processors.Registry.Build) and report everything at once; it must not be
+// run.
 func Parse(path string, data []byte, env []string) (*Config, error) {
 	cfg := Defaults()
 	cfg.File = path
 	cfg.lines = map[string]int{}
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {
-		return nil, yamlError(path, err)
+		return nil, syntaxError(path, err)
 	}
-	indexLines(&root, "", cfg.lines)
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, errEOF) {
-		if err.Error() != "EOF" {
-			return nil, yamlError(path, err)
+	yamlcheck.IndexLines(&root, "", func(key string, line int) { cfg.lines[key] = line })
+	var errs []*Error
+	for _, is := range yamlcheck.Decode(&root, &cfg, "") {
+		errs = append(errs, &Error{File: path, Line: is.Line, Key: is.Key, Msg: is.Msg, Fix: is.Fix})
+	}
+	// A key whose value did not decode keeps its default (or zero); checks
+	// of that value would only repeat the error.
+	undecoded := make([]string, len(errs))
+	for i, e := range errs {
+		undecoded[i] = e.Key
+	}
+	errs = append(errs, applyEnv(&cfg, env)...)
+	for _, e := range flatten(cfg.Validate()) {
+		if ce, ok := e.(*Error); ok && slices.ContainsFunc(undecoded, func(k string) bool { return under(ce.Key, k) }) {
+			continue
 		}
+		errs = append(errs, asConfigError(path, e))
 	}
-	if err := applyEnv(&cfg, env); err != nil {
-		return nil, err
-	}
-	if err := cfg.Validate(); err != nil {
-		return nil, err
+	if len(errs) > 0 {
+		return &cfg, sortErrors(errs)
 	}
 	return &cfg, nil
 }
 
-var errEOF = errors.New("EOF")
+// under reports whether key is k or below it (k.x, k[0]); everything is
+// below the top level.
+func under(key, k string) bool {
+	return k == yamlcheck.TopLevel || key == k || strings.HasPrefix(key, k+".") || strings.HasPrefix(key, k+"[")
+}
 
-var yamlLine = regexp.MustCompile(`line (\d+): (.*)`)
-var unknownField = regexp.MustCompile(`field (\S+) not found in type config\.(\w+)`)
+// syntaxError is a YAML syntax error: yaml.v3 stops at the first, and no key
+// is known yet.
+func syntaxError(path string, err error) error {
+	msg := strings.TrimSpace(strings.TrimPrefix(err.Error(), "yaml: "))
+	// yaml.v3 gives the line where the construct that failed began, which
+	// can be a line early for unclosed brackets and bad indentation.
+	e := &Error{File: path, Key: "(syntax)", Msg: msg, Fix: "fix the YAML at or just after this line; quote values that contain `: `, `{` or start with `*`, `&`, `!`, `%` or `@`"}
+	var line int
+	if n, _ := fmt.Sscanf(msg, "line %d:", &line); n == 1 {
+		e.Line = line
+		e.Msg = strings.TrimSpace(msg[strings.IndexByte(msg, ':')+1:])
+	}
+	return e
+}
 
-// yamlError turns yaml.v3's messages into ordo's file:line: key: msg (fix).
-func yamlError(path string, err error) error {
-	msg := err.Error()
-	msg = strings.TrimPrefix(msg, "yaml: unmarshal errors:\n")
-	var errs []error
-	for _, l := range strings.Split(msg, "\n") {
-		l = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(l), "yaml: "))
-		if l == "" {
-			continue
-		}
-		e := &Error{File: path, Key: "(yaml)", Msg: l}
-		if m := yamlLine.FindStringSubmatch(l); m != nil {
-			e.Line, _ = strconv.Atoi(m[1])
-			e.Msg = m[2]
-			if u := unknownField.FindStringSubmatch(m[2]); u != nil {
-				block := blockName(u[2])
-				e.Key = strings.TrimPrefix(block+"."+u[1], ".")
-				e.Msg = "unknown key"
-				e.Fix = fmt.Sprintf("remove it or use one of: %s", strings.Join(knownKeys(u[2]), ", "))
-				if s := suggest(u[1], knownKeys(u[2])); s != "" {
-					e.Fix = fmt.Sprintf("did you mean %q?", s)
-				}
+// Errors is every problem of one load, sorted by line. It prints one error
+// per line.
+type Errors []*Error
+
+func (es Errors) Error() string {
+	if len(es) == 1 {
+		return es[0].Error()
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d config errors:", len(es))
+	for _, e := range es {
+		b.WriteString("\n  ")
+		b.WriteString(e.Error())
+	}
+	return b.String()
+}
+
+// Unwrap lets errors.As find each *Error.
+func (es Errors) Unwrap() []error {
+	out := make([]error, len(es))
+	for i, e := range es {
+		out[i] = e
+	}
+	return out
+}
+
+// Join merges config errors from several sources (Load, processor builds)
+// into one Errors, sorted by line, without repeats. Errors that are not
+// config errors are kept, ahead of the list. nil when all are nil.
+func Join(errs ...error) error {
+	var list []*Error
+	var other []error
+	for _, err := range errs {
+		for _, e := range flatten(err) {
+			if ce, ok := e.(*Error); ok {
+				list = append(list, ce)
 			} else {
-				e.Fix = "check the value's type against docs/config.md"
+				other = append(other, e)
 			}
-		} else {
-			e.Fix = "fix the YAML syntax"
 		}
-		errs = append(errs, e)
 	}
-	return errors.Join(errs...)
-}
-
-var blocks = map[string]reflect.Type{
-	"Config": reflect.TypeFor[Config](), "Kafka": reflect.TypeFor[Kafka](), "SASL": reflect.TypeFor[SASL](),
-	"Registry": reflect.TypeFor[Registry](), "Processing": reflect.TypeFor[Processing](), "Admin": reflect.TypeFor[Admin](), "Tracing": reflect.TypeFor[Tracing](),
-	"PipelineEntry": reflect.TypeFor[PipelineEntry](), "TopicOp": reflect.TypeFor[TopicOp](),
-}
-
-func blockName(typ string) string {
-	switch typ {
-	case "Config":
-		return ""
-	case "PipelineEntry":
-		return "pipeline[]"
-	case "TopicOp":
-		return "topics.*"
-	case "SASL":
-		return "kafka.sasl"
+	if len(list) == 0 {
+		return errors.Join(other...)
 	}
-	return strings.ToLower(typ)
+	sorted := sortErrors(list)
+	if len(other) == 0 {
+		return sorted
+	}
+	return errors.Join(append(other, sorted)...)
 }
 
-func knownKeys(typ string) []string {
-	t, ok := blocks[typ]
-	if !ok {
+// flatten unpacks joined errors (errors.Join, Errors) into their parts;
+// other wrapped errors stay whole.
+func flatten(err error) []error {
+	if err == nil {
 		return nil
 	}
-	var keys []string
-	for f := range t.Fields() {
-		if k := strings.Split(f.Tag.Get("yaml"), ",")[0]; k != "" && k != "-" {
-			keys = append(keys, k)
-		}
+	if ce, ok := err.(*Error); ok {
+		return []error{ce}
 	}
-	return keys
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		var out []error
+		for _, e := range j.Unwrap() {
+			out = append(out, flatten(e)...)
+		}
+		return out
+	}
+	return []error{err}
 }
 
-// suggest returns the known key closest to k (edit distance ≤ 2).
-func suggest(k string, known []string) string {
-	best, bestD := "", 3
-	for _, c := range known {
-		if d := editDistance(k, c); d < bestD {
-			best, bestD = c, d
-		}
+// asConfigError keeps a config error; anything else (a bug) becomes one
+// without a line rather than being lost.
+func asConfigError(file string, err error) *Error {
+	var ce *Error
+	if errors.As(err, &ce) {
+		return ce
 	}
-	return best
+	return &Error{File: file, Key: "(config)", Msg: err.Error()}
 }
 
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur := make([]int, len(b)+1)
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
+// sortErrors orders errors by file and line (those without a line, e.g.
+// from the environment, last) and drops exact repeats.
+func sortErrors(errs []*Error) Errors {
+	out := slices.Clone(errs)
+	slices.SortStableFunc(out, func(a, b *Error) int {
+		if (a.Line == 0) != (b.Line == 0) {
+			if a.Line == 0 {
+				return 1
 			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+			return -1
 		}
-		prev = cur
-	}
-	return prev[len(b)]
+		if c := strings.Compare(a.File, b.File); c != 0 {
+			return c
+		}
+		if a.Line != b.Line {
+			return a.Line - b.Line
+		}
+		return strings.Compare(a.Key, b.Key)
+	})
+	return slices.CompactFunc(out, func(a, b *Error) bool { return *a == *b })
 }
 
-// indexLines records the line of every mapping key as a dotted path
-// (sequences as [i]).
-func indexLines(n *yaml.Node, path string, out map[string]int) {
-	switch n.Kind {
-	case yaml.DocumentNode:
-		for _, c := range n.Content {
-			indexLines(c, path, out)
-		}
-	case yaml.MappingNode:
-		for i := 0; i+1 < len(n.Content); i += 2 {
-			k := n.Content[i]
-			p := k.Value
-			if path != "" {
-				p = path + "." + k.Value
-			}
-			out[p] = k.Line
-			indexLines(n.Content[i+1], p, out)
-		}
-	case yaml.SequenceNode:
-		for i, c := range n.Content {
-			p := fmt.Sprintf("%s[%d]", path, i)
-			out[p] = c.Line
-			indexLines(c, p, out)
-		}
-	}
-}
-
-// errAt builds an Error for key located via the line index.
+// errAt builds an Error for key located via the line index, or at its
+// ORDO_* variable when the environment set it.
 func (c *Config) errAt(key, msg, fix string) *Error {
-	return &Error{File: c.File, Line: c.lines[key], Key: key, Msg: msg, Fix: fix}
+	for k := key; k != ""; k = parentKey(k) {
+		if name, ok := c.env[k]; ok {
+			return &Error{File: "environment", Key: name + " (" + key + ")", Msg: msg, Fix: fix}
+		}
+	}
+	line, k := 0, key
+	for ; line == 0 && k != ""; k = parentKey(k) {
+		line = c.lines[k] // a missing key: its block's line is the next best place
+	}
+	return &Error{File: c.File, Line: line, Key: key, Msg: msg, Fix: fix}
+}
+
+// parentKey is the key one level up: kafka.brokers[0] → kafka.brokers →
+// kafka → "".
+func parentKey(k string) string {
+	if i := strings.LastIndexAny(k, ".["); i >= 0 {
+		return k[:i]
+	}
+	return ""
 }
 
 // Validate checks values that YAML types cannot.
@@ -497,8 +557,12 @@ func (c *Config) TransactionalID() string {
 	return c.Kafka.TransactionalIDPrefix + "-" + c.ReplicaID()
 }
 
-// BaseDir is the config file's directory, for relative paths.
+// BaseDir is the config file's directory, for relative paths (a directory
+// in FS when FS is set).
 func (c *Config) BaseDir() string {
+	if c.FS != nil {
+		return c.fsDir
+	}
 	if c.File == "" {
 		return "."
 	}
@@ -513,7 +577,12 @@ func (c *Config) Specs() []processors.Spec {
 		if name == "" {
 			name = e.Type
 		}
-		out[i] = processors.Spec{Name: name, Type: e.Type, Config: e.Config, File: c.File}
+		key := fmt.Sprintf("pipeline[%d]", i)
+		line := c.lines[key+".type"]
+		if line == 0 {
+			line = c.lines[key]
+		}
+		out[i] = processors.Spec{Name: name, Type: e.Type, Config: e.Config, File: c.File, Key: key, Line: line}
 	}
 	return out
 }

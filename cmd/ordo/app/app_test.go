@@ -27,8 +27,9 @@ func runMain(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	return code, out.String(), errb.String()
 }
 
-// chdirRoot runs the test from the repository root, where the default
-// config path (examples/orders/ordo.yaml) resolves.
+// chdirRoot runs the test from the repository root. (The default config is
+// embedded and loads from anywhere; TestDevRunsOutsideTheCheckout checks
+// that.)
 func chdirRoot(t *testing.T) {
 	t.Helper()
 	t.Chdir(filepath.Join("..", "..", ".."))

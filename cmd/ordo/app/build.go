@@ -151,27 +151,9 @@ func build(cfg *config.Config, reg *processors.Registry, log *slog.Logger, ob ob
 	autoRegister := cfg.Registry.AutoRegister == nil || *cfg.Registry.AutoRegister
 	serde := schemas.NewSerde(registry, readers, strategy, autoRegister)
 
-	chain, err := reg.Build(cfg.Specs(), processors.Deps{
-		BaseDir:   cfg.BaseDir(),
-		Logger:    log,
-		KnownType: func(t string) bool { _, ok := readers[t]; return ok },
-		Fields: func(t string) ([]string, bool) {
-			s, ok := readers[t]
-			if !ok {
-				return nil, false
-			}
-			return fieldNames(s.Text, false), true
-		},
-		Required: func(t string) ([]string, bool) {
-			s, ok := readers[t]
-			if !ok {
-				return nil, false
-			}
-			return fieldNames(s.Text, true), true
-		},
-	})
+	chain, err := reg.Build(cfg.Specs(), processorDeps(cfg, readers, log))
 	if err != nil {
-		return nil, err
+		return nil, config.Join(err) // every processor's errors, one per line, by line
 	}
 
 	kopts, err := clientOpts(cfg)

@@ -8,7 +8,6 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/ordo-dev/ordo/internal/config"
 	"github.com/ordo-dev/ordo/internal/demo"
 	"github.com/ordo-dev/ordo/producer"
 )
@@ -31,7 +30,7 @@ through the Publisher SDK. Use it with ordo run replicas, e.g. in
 docker-compose.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := config.Load(f.config, os.Environ())
+			cfg, err := loadConfig(f.config, os.Environ(), nil)
 			if err != nil {
 				return err
 			}
@@ -60,7 +59,7 @@ docker-compose.`,
 			return err
 		},
 	}
-	f.register(cmd, config.DefaultPath)
+	f.register(cmd)
 	fl := cmd.Flags()
 	fl.IntVar(&events, "events", 0, "events to publish (0 = until Ctrl-C)")
 	fl.Float64Var(&rate, "rate", 100, "events per second (0 = as fast as possible)")

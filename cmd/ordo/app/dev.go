@@ -61,7 +61,7 @@ dead-letter topics (exit status 3 if the verification fails).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runDev(cmd.Context(), o, &f) },
 	}
-	f.register(cmd, config.DefaultPath)
+	f.register(cmd)
 	fl := cmd.Flags()
 	fl.StringVar(&f.dataDir, "data-dir", ".ordo", "where the embedded broker and registry keep their data")
 	fl.BoolVar(&f.fresh, "fresh", false, "delete --data-dir first")
@@ -93,7 +93,7 @@ func runDev(ctx context.Context, o *options, f *devFlags) error {
 	if err != nil {
 		return err
 	}
-	cfg, err := config.Load(f.config, os.Environ())
+	cfg, err := loadConfig(f.config, os.Environ(), o.processors)
 	if err != nil {
 		return err
 	}
@@ -114,7 +114,7 @@ func runDev(ctx context.Context, o *options, f *devFlags) error {
 	cfg.Registry.URL = reg.URL()
 
 	errw := o.stderr
-	fmt.Fprintf(errw, "ordo dev: kafka %s · schema registry %s · data %s · logs %s\n", cfg.Kafka.Brokers[0], reg.URL(), f.dataDir, logFile.Name())
+	fmt.Fprintf(errw, "ordo dev: config %s · kafka %s · schema registry %s · data %s · logs %s\n", configName(f.config), cfg.Kafka.Brokers[0], reg.URL(), f.dataDir, logFile.Name())
 
 	if err := createTopics(ctx, cfg, log); err != nil {
 		return err

@@ -11,7 +11,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/ordo-dev/ordo/internal/config"
 	"github.com/ordo-dev/ordo/processors"
 	"github.com/ordo-dev/ordo/producer"
 	"github.com/ordo-dev/ordo/schemas"
@@ -44,7 +43,7 @@ epoch milliseconds or RFC 3339 strings, unions as the bare value or null.
     ordo produce --topic checkout.orders.v1 --type com.acme.checkout.OrderPlaced --key-field order_id`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := config.Load(f.config, os.Environ())
+			cfg, err := loadConfig(f.config, os.Environ(), nil)
 			if err != nil {
 				return err
 			}
@@ -119,7 +118,7 @@ epoch milliseconds or RFC 3339 strings, unions as the bare value or null.
 			return nil
 		},
 	}
-	f.register(cmd, config.DefaultPath)
+	f.register(cmd)
 	fl := cmd.Flags()
 	fl.StringVarP(&topic, "topic", "t", "", "topic to publish to (required)")
 	fl.StringVar(&typ, "type", "", "full Avro name of the event type (required unless --schema names it)")

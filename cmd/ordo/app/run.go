@@ -27,8 +27,8 @@ type commonFlags struct {
 	logLevel  string
 }
 
-func (f *commonFlags) register(cmd *cobra.Command, defConfig string) {
-	cmd.Flags().StringVarP(&f.config, "config", "c", defConfig, "YAML config file; ORDO_* environment variables override its keys")
+func (f *commonFlags) register(cmd *cobra.Command) {
+	cmd.Flags().StringVarP(&f.config, "config", "c", "", configFlagHelp)
 	cmd.Flags().StringVar(&f.logFormat, "log-format", "json", "log format: json or text")
 	cmd.Flags().StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 }
@@ -39,7 +39,8 @@ func newRunCmd(o *options) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "run",
 		Short: "Run one ordo replica against a Kafka cluster (production)",
-		Long: `Run one replica of the pipeline described by --config. Start several replicas
+		Long: `Run one replica of the pipeline described by --config (without it: the
+example config embedded in the binary, with a warning). Start several replicas
 with the same kafka.group and distinct replica ids (ORDO_REPLICA_ID or the
 hostname) to share the input partitions. SIGTERM or SIGINT finishes or aborts
 the open transaction, leaves the group and exits 0.`,
@@ -49,9 +50,12 @@ the open transaction, leaves the group and exits 0.`,
 			if err != nil {
 				return err
 			}
-			cfg, err := config.Load(f.config, os.Environ())
+			cfg, err := loadConfig(f.config, os.Environ(), o.processors)
 			if err != nil {
 				return err
+			}
+			if f.config == "" {
+				log.Warn("no --config: running the embedded example config", "config", embeddedConfig)
 			}
 			ctx := cmd.Context()
 			tr, err := telemetry.NewTracing(ctx, os.Getenv, "ordo", Version)
@@ -92,7 +96,7 @@ the open transaction, leaves the group and exits 0.`,
 			return err
 		},
 	}
-	f.register(cmd, config.DefaultPath)
+	f.register(cmd)
 	cmd.Flags().BoolVar(&create, "create-topics", false, "create the config's topics: entries that do not exist yet")
 	return cmd
 }
@@ -197,14 +201,19 @@ func newConfigCmd(o *options) *cobra.Command {
 	cmd := &cobra.Command{Use: "config", Short: "Inspect and check configuration files"}
 	validate := &cobra.Command{
 		Use:   "validate [FILE]",
-		Short: "Check a config file (syntax, values, processors) without starting anything",
-		Args:  cobra.MaximumNArgs(1),
+		Short: "Check a config file (syntax, values, processors) without starting anything; every error, one per line",
+		Long: `Check a config file and the ORDO_* environment without connecting to anything:
+YAML syntax and types, unknown keys (with did-you-mean), values, ORDO_*
+variables, and every processor's config (including CEL type checks). Every
+problem is printed, one per line, as file:line: key: message (fix: ...).
+Without FILE it checks the embedded example config.`,
+		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			path := config.DefaultPath
+			path := ""
 			if len(args) == 1 {
 				path = args[0]
 			}
-			cfg, err := config.Load(path, os.Environ())
+			cfg, err := loadConfig(path, os.Environ(), o.processors)
 			if err != nil {
 				return err
 			}
@@ -214,7 +223,7 @@ func newConfigCmd(o *options) *cobra.Command {
 				return err
 			}
 			rt.close()
-			fmt.Fprintf(cmd.OutOrStdout(), "%s: ok (%d inputs, %d processors, transactional id %s)\n", path, len(cfg.Inputs), len(cfg.Pipeline), cfg.TransactionalID())
+			fmt.Fprintf(cmd.OutOrStdout(), "%s: ok (%d inputs, %d processors, transactional id %s)\n", configName(path), len(cfg.Inputs), len(cfg.Pipeline), cfg.TransactionalID())
 			return nil
 		},
 	}
@@ -232,7 +241,16 @@ func newConfigCmd(o *options) *cobra.Command {
 			for _, n := range names {
 				fmt.Fprintf(cmd.OutOrStdout(), "%-40s %s\n", n, vars[n])
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "%-40s %s\n", "ORDO_REPLICA_ID", "kafka.replica_id (alias)")
+			other := config.OtherEnvVars()
+			names = names[:0]
+			for n := range other {
+				names = append(names, n)
+			}
+			slices.Sort(names)
+			fmt.Fprintln(cmd.OutOrStdout(), "\nnot config keys, also accepted (any other ORDO_* variable is an error; ORDO_TEST* is reserved for tests):")
+			for _, n := range names {
+				fmt.Fprintf(cmd.OutOrStdout(), "%-40s %s\n", n, other[n])
+			}
 			return nil
 		},
 	}
