@@ -718,7 +718,7 @@ func TestEnrichHTTPConfigRefusesUnsafeTargets(t *testing.T) {
 		{"max body big", base + "url: http://tiers.internal/{key}\nmax_response_bytes: 1000000000\n", 4, "pipeline[tiers].max_response_bytes", []string{"out of range"}},
 		{"breaker failures", base + "url: http://tiers.internal/{key}\nbreaker:\n  failures: -1\n", 5, "pipeline[tiers].breaker.failures", []string{"out of range"}},
 		{"breaker cooldown", base + "url: http://tiers.internal/{key}\nbreaker:\n  cooldown: soon\n", 5, "pipeline[tiers].breaker.cooldown", []string{`"soon"`}},
-		{"breaker unknown key", base + "url: http://tiers.internal/{key}\nbreaker: {threshold: 3}\n", 1, "pipeline[tiers]", []string{"threshold"}},
+		{"breaker unknown key", base + "url: http://tiers.internal/{key}\nbreaker: {threshold: 3}\n", 4, "pipeline[tiers].breaker.threshold", []string{"unknown key", "failures"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
