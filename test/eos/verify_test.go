@@ -196,8 +196,20 @@ func verify(ctx context.Context, brokers []string, regURL string, tp *topics, gr
 					res.problem("valid input %s (%s) was dead-lettered: %s", src, g.eventID(e), h["ordo-dlq-error"])
 					continue
 				}
-				if !bytes.Equal(r.Value, e.ext.value) || string(r.Key) != e.ext.key {
+				if h["ordo-dlq-reason"] == "record_too_large" {
+					// A bounded dead letter (the original did not fit the
+					// topic): a prefix of the value, its full size named.
+					if e.ext.why != "oversize" {
+						res.problem("dead letter %s of %s (%s) was bounded although the input fits", at, src, e.ext.why)
+					}
+					if !bytes.HasPrefix(e.ext.value, r.Value) || len(r.Value) >= len(e.ext.value) ||
+						h["ordo-dlq-value-size"] != strconv.Itoa(len(e.ext.value)) || h["ordo-dlq-original-reason"] == "" {
+						res.problem("bounded dead letter %s of %s: value %d bytes (a prefix of the %d-byte input?), headers %v", at, src, len(r.Value), len(e.ext.value), h)
+					}
+				} else if !bytes.Equal(r.Value, e.ext.value) || string(r.Key) != e.ext.key {
 					res.problem("dead letter %s of %s (%s) is not byte-equal to the input", at, src, e.ext.why)
+				} else if e.ext.why == "oversize" {
+					res.problem("dead letter %s of %s is the whole oversize input: it cannot fit the dead-letter topic", at, src)
 				}
 				if h["ordo-dlq-error"] == "" || h["ordo-dlq-error-class"] != "permanent" || h["ordo-dlq-processor"] == "" {
 					res.problem("dead letter %s of %s (%s) lacks its reason headers: %v", at, src, e.ext.why, h)
