@@ -410,11 +410,11 @@ type Health struct {
 type healthState struct {
 	// loopLive and loopReady are the EOS loop's own probes (LoopProbes).
 	loopLive, loopReady func(time.Time) (bool, string)
-	joined      bool
-	fenced      bool
-	lastEndErr  error
-	registryErr error
-	assigned    map[string]map[int32]struct{}
+	joined              bool
+	fenced              bool
+	lastEndErr          error
+	registryErr         error
+	assigned            map[string]map[int32]struct{}
 }
 
 func newHealth() *Health {
