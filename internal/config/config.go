@@ -58,22 +58,35 @@ type Kafka struct {
 	// ProducerCompression is the codec of produced batches.
 	ProducerCompression string `yaml:"producer_compression"`
 	SASL                SASL   `yaml:"sasl"`
-	TLS                 bool   `yaml:"tls"`
+	// TLS is `tls: true|false` or a mapping (see TLS); security.go.
+	TLS TLS `yaml:"tls"`
 }
 
-// SASL is the `kafka.sasl:` block.
+// SASL is the `kafka.sasl:` block. Secrets come from the file, ORDO_*
+// variables or *_file keys (read at start, relative to the config file).
 type SASL struct {
-	Mechanism string `yaml:"mechanism"` // PLAIN, SCRAM-SHA-256, SCRAM-SHA-512
-	Username  string `yaml:"username"`
-	Password  string `yaml:"password"`
+	Mechanism    string `yaml:"mechanism"` // PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, OAUTHBEARER
+	Username     string `yaml:"username"`
+	Password     string `yaml:"password"`
+	PasswordFile string `yaml:"password_file"`
+	// Token is OAUTHBEARER's static bearer token; TokenFile is re-read on
+	// every new connection, so a rotated token file is picked up.
+	Token      string            `yaml:"token"`
+	TokenFile  string            `yaml:"token_file"`
+	Extensions map[string]string `yaml:"extensions"` // OAUTHBEARER SASL extensions
 }
 
-// Registry is the `registry:` block.
+// Registry is the `registry:` block. The URL may carry user:password@
+// (it is moved to basic auth and redacted everywhere).
 type Registry struct {
-	URL             string   `yaml:"url"`
-	SubjectStrategy string   `yaml:"subject_strategy"`
-	Timeout         Duration `yaml:"timeout"`
-	AutoRegister    *bool    `yaml:"auto_register"`
+	URL             string      `yaml:"url"`
+	SubjectStrategy string      `yaml:"subject_strategy"`
+	Timeout         Duration    `yaml:"timeout"`
+	AutoRegister    *bool       `yaml:"auto_register"`
+	BasicAuth       BasicAuth   `yaml:"basic_auth"`
+	BearerToken     string      `yaml:"bearer_token"`
+	BearerTokenFile string      `yaml:"bearer_token_file"`
+	TLS             RegistryTLS `yaml:"tls"`
 }
 
 // Processing is the `processing:` block.
@@ -260,7 +273,8 @@ func yamlError(path string, err error) error {
 
 var blocks = map[string]reflect.Type{
 	"Config": reflect.TypeFor[Config](), "Kafka": reflect.TypeFor[Kafka](), "SASL": reflect.TypeFor[SASL](),
-	"Registry": reflect.TypeFor[Registry](), "Processing": reflect.TypeFor[Processing](), "Admin": reflect.TypeFor[Admin](), "Tracing": reflect.TypeFor[Tracing](),
+	"Registry": reflect.TypeFor[Registry](), "TLS": reflect.TypeFor[TLS](), "RegistryTLS": reflect.TypeFor[RegistryTLS](), "BasicAuth": reflect.TypeFor[BasicAuth](),
+	"Processing": reflect.TypeFor[Processing](), "Admin": reflect.TypeFor[Admin](), "Tracing": reflect.TypeFor[Tracing](),
 	"PipelineEntry": reflect.TypeFor[PipelineEntry](), "TopicOp": reflect.TypeFor[TopicOp](),
 }
 
@@ -274,6 +288,12 @@ func blockName(typ string) string {
 		return "topics.*"
 	case "SASL":
 		return "kafka.sasl"
+	case "TLS":
+		return "kafka.tls"
+	case "RegistryTLS":
+		return "registry.tls"
+	case "BasicAuth":
+		return "registry.basic_auth"
 	}
 	return strings.ToLower(typ)
 }
@@ -378,21 +398,11 @@ func (c *Config) Validate() error {
 		add("kafka.transaction_timeout", fmt.Sprintf("%v is not below session_timeout %v", k.TransactionTimeout.D(), k.SessionTimeout.D()),
 			"a stalled replica's transaction must time out before its partitions move: lower transaction_timeout (e.g. 10s) or raise session_timeout")
 	}
-	switch strings.ToUpper(k.SASL.Mechanism) {
-	case "", "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512":
-	default:
-		add("kafka.sasl.mechanism", fmt.Sprintf("unknown mechanism %q", k.SASL.Mechanism), "use PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512")
-	}
+	c.validateSecurity(add)
 	switch k.ProducerCompression {
 	case "none", "snappy", "lz4", "zstd", "gzip":
 	default:
 		add("kafka.producer_compression", fmt.Sprintf("unknown codec %q", k.ProducerCompression), "use none, snappy, lz4, zstd or gzip")
-	}
-	if k.SASL.Mechanism != "" && (k.SASL.Username == "" || k.SASL.Password == "") {
-		add("kafka.sasl", "mechanism set without username and password", "set kafka.sasl.username and kafka.sasl.password (or ORDO_KAFKA_SASL_PASSWORD)")
-	}
-	if !strings.HasPrefix(c.Registry.URL, "http://") && !strings.HasPrefix(c.Registry.URL, "https://") {
-		add("registry.url", fmt.Sprintf("%q is not an http(s) URL", c.Registry.URL), "e.g. http://127.0.0.1:8081")
 	}
 	switch c.Registry.SubjectStrategy {
 	case "topic_name", "record_name", "topic_record_name":
