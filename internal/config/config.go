@@ -398,7 +398,7 @@ func (c *Config) Validate() error {
 		add("kafka.transaction_timeout", fmt.Sprintf("%v is not below session_timeout %v", k.TransactionTimeout.D(), k.SessionTimeout.D()),
 			"a stalled replica's transaction must time out before its partitions move: lower transaction_timeout (e.g. 10s) or raise session_timeout")
 	}
-	c.validateSecurity(add)
+	errs = append(errs, c.validateSecurity()...)
 	switch k.ProducerCompression {
 	case "none", "snappy", "lz4", "zstd", "gzip":
 	default:

@@ -12,7 +12,8 @@ import (
 // EnvVars lists every ORDO_* override with its key path, e.g.
 // ORDO_KAFKA_BROKERS → kafka.brokers. Scalars and string lists (comma
 // separated) can be overridden; the pipeline cannot (it lives in the file).
-// ORDO_REPLICA_ID is an alias of ORDO_KAFKA_REPLICA_ID.
+// ORDO_REPLICA_ID is an alias of ORDO_KAFKA_REPLICA_ID, ORDO_KAFKA_TLS of
+// ORDO_KAFKA_TLS_ENABLED.
 func EnvVars() map[string]string {
 	out := map[string]string{}
 	walkEnv(reflect.TypeFor[Config](), "", func(path string, _ []int) {
@@ -66,6 +67,12 @@ func applyEnv(c *Config, env []string) error {
 	if v, ok := vals["ORDO_REPLICA_ID"]; ok {
 		if _, set := vals["ORDO_KAFKA_REPLICA_ID"]; !set {
 			vals["ORDO_KAFKA_REPLICA_ID"] = v
+		}
+	}
+	// kafka.tls was a bool; it is now a block whose switch is enabled.
+	if v, ok := vals["ORDO_KAFKA_TLS"]; ok {
+		if _, set := vals["ORDO_KAFKA_TLS_ENABLED"]; !set {
+			vals["ORDO_KAFKA_TLS_ENABLED"] = v
 		}
 	}
 	var errs []string

@@ -221,8 +221,13 @@ func (c *Config) tlsConfig(block, caFile, certFile, keyFile, serverName string, 
 
 // validateSecurity checks kafka.tls, kafka.sasl and the registry's URL,
 // credentials and TLS; files are read now so that a missing or broken one
-// fails at start with its key.
-func (c *Config) validateSecurity(add func(key, msg, fix string)) {
+// fails at start with its key. A key not written in the file (e.g. a
+// missing password) is located at its block.
+func (c *Config) validateSecurity() []error {
+	var errs []error
+	add := func(key, msg, fix string) {
+		errs = append(errs, &Error{File: c.File, Line: c.lineOf(key), Key: key, Msg: msg, Fix: fix})
+	}
 	t := c.Kafka.TLS
 	if !t.Enabled && (t.CAFile != "" || t.CertFile != "" || t.KeyFile != "" || t.ServerName != "" || t.InsecureSkipVerify) {
 		add("kafka.tls", "TLS settings are given but TLS is off (enabled: false)", "remove them or set kafka.tls.enabled: true (ORDO_KAFKA_TLS_ENABLED=true)")
@@ -312,6 +317,22 @@ func (c *Config) validateSecurity(add func(key, msg, fix string)) {
 	if _, err := c.RegistryTLSConfig(); err != nil {
 		addTLSErr(add, err)
 	}
+	return errs
+}
+
+// lineOf is the line of key, else of its closest written parent.
+func (c *Config) lineOf(key string) int {
+	for k := key; k != ""; {
+		if l, ok := c.lines[k]; ok {
+			return l
+		}
+		i := strings.LastIndexByte(k, '.')
+		if i < 0 {
+			break
+		}
+		k = k[:i]
+	}
+	return 0
 }
 
 func addTLSErr(add func(key, msg, fix string), err error) {
@@ -396,8 +417,9 @@ func NewRedactor(secrets []string) Redactor {
 	return Redactor{r: strings.NewReplacer(pairs...)}
 }
 
-// userinfo matches the password part of scheme://user:password@ in text.
-var userinfo = regexp.MustCompile(`([a-zA-Z][a-zA-Z0-9+.-]*://[^/@\s:"']*):[^/@\s"']*@`)
+// userinfo matches scheme://user:password@ in text. The password part may
+// hold '/' and ':' (a badly escaped URL still must not leak it).
+var userinfo = regexp.MustCompile(`([a-zA-Z][a-zA-Z0-9+.-]*://[^/@\s:"']*):[^@\s"']*@`)
 
 // Redact returns s with every secret and URL password replaced.
 func (r Redactor) Redact(s string) string {

@@ -229,6 +229,7 @@ func newConfigCmd(o *options) *cobra.Command {
 				fmt.Fprintf(cmd.OutOrStdout(), "%-40s %s\n", n, vars[n])
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "%-40s %s\n", "ORDO_REPLICA_ID", "kafka.replica_id (alias)")
+			fmt.Fprintf(cmd.OutOrStdout(), "%-40s %s\n", "ORDO_KAFKA_TLS", "kafka.tls.enabled (alias)")
 			return nil
 		},
 	}
