@@ -20,18 +20,28 @@ func TestMissingACLFailsAtStart(t *testing.T) {
 
 	cases := []struct {
 		missing string
+		extra   string   // an ACL granted for this case only
 		want    []string // all in the error
 	}{
-		{aclInputsRead, append([]string{"TOPIC_AUTHORIZATION_FAILED"}, sc.inputTopics()...)},
-		{aclGroupRead, []string{"GROUP_AUTHORIZATION_FAILED", "group " + sc.group}},
-		{aclOutputs, append([]string{"TOPIC_AUTHORIZATION_FAILED", "WRITE"}, sc.outs...)},
-		{aclDLQ, []string{"TOPIC_AUTHORIZATION_FAILED", "topic " + sc.dlq + " (dead_letter_topic)", "WRITE"}},
-		{aclTxn, []string{"TRANSACTIONAL_ID_AUTHORIZATION_FAILED", "transactional id " + sc.txn + "-r1", "--transactional-id " + sc.txn}},
+		{aclInputsRead, "", append([]string{"TOPIC_AUTHORIZATION_FAILED"}, sc.inputTopics()...)},
+		{aclGroupRead, "", []string{"GROUP_AUTHORIZATION_FAILED", "group " + sc.group}},
+		{aclOutputs, "", append([]string{"TOPIC_AUTHORIZATION_FAILED", "(output)", "--operation Write"}, sc.outs...)},
+		{aclDLQ, "", []string{"TOPIC_AUTHORIZATION_FAILED", "topic " + sc.dlq + " (dead_letter_topic)", "may not even DESCRIBE it", "--operation Write --topic " + sc.dlq}},
+		{aclDLQ, aclDLQRead, []string{"TOPIC_AUTHORIZATION_FAILED", "topic " + sc.dlq + " (dead_letter_topic)", "is not allowed to WRITE it", "--operation Write --topic " + sc.dlq}},
+		{aclTxn, "", []string{"TRANSACTIONAL_ID_AUTHORIZATION_FAILED", "transactional id " + sc.txn + "-r1", "--transactional-id " + sc.txn + "-"}},
 	}
 	granted := map[string]bool{}
 	for _, c := range cases {
-		t.Run(strings.ReplaceAll(c.missing, " ", "_"), func(t *testing.T) {
+		name := c.missing
+		if c.extra != "" {
+			name += " with " + c.extra
+		}
+		t.Run(strings.ReplaceAll(name, " ", "_"), func(t *testing.T) {
 			sc := sc.with(t)
+			if c.extra != "" {
+				sc.grant(c.extra)
+				defer sc.revoke(c.extra)
+			}
 			var give, take []string
 			for _, a := range minimumACLs {
 				switch {
@@ -46,7 +56,7 @@ func TestMissingACLFailsAtStart(t *testing.T) {
 			for _, a := range minimumACLs {
 				granted[a] = a != c.missing
 			}
-			code, out, took := sc.runOrdo("missing-"+strings.ReplaceAll(c.missing, " ", "-"), baseEnv(), 60*time.Second, "run", "--config", cfg)
+			code, out, took := sc.runOrdo("missing-"+strings.ReplaceAll(name, " ", "-"), baseEnv(), 60*time.Second, "run", "--config", cfg)
 			if code <= 0 {
 				t.Fatalf("ordo did not fail without %s (exit %d after %v):\n%s", c.missing, code, took, tail(out, 30))
 			}
@@ -69,7 +79,7 @@ func TestMissingACLFailsAtStart(t *testing.T) {
 			if c := sc.committedOffsets(); len(c) != 0 {
 				t.Errorf("the group committed offsets although ordo could not run: %v", c)
 			}
-			t.Logf("without %s: exit %d after %.1fs: %s", c.missing, code, took.Seconds(), firstProblem(out))
+			t.Logf("%s missing: exit %d after %.1fs: %s", c.missing, code, took.Seconds(), firstProblem(out))
 		})
 	}
 

@@ -139,6 +139,9 @@ const (
 	aclOutputs    = "WRITE outputs"
 	aclDLQ        = "WRITE dead-letter topic"
 	aclTxn        = "WRITE transactional id prefix"
+	// not in the minimum: makes the dead-letter topic describable, so that
+	// a missing WRITE shows in its authorized operations
+	aclDLQRead = "READ dead-letter topic"
 )
 
 var minimumACLs = []string{aclInputsRead, aclGroupRead, aclOutputs, aclDLQ, aclTxn}
@@ -154,8 +157,12 @@ func (sc *scenario) acl(name string) *kadm.ACLBuilder {
 		return b.Topics(sc.outs...).Operations(kadm.OpWrite)
 	case aclDLQ:
 		return b.Topics(sc.dlq).Operations(kadm.OpWrite)
+	case aclDLQRead:
+		return b.Topics(sc.dlq).Operations(kadm.OpRead)
 	case aclTxn:
-		return b.TransactionalIDs(sc.txn).Operations(kadm.OpWrite).ResourcePatternType(kadm.ACLPatternPrefixed)
+		// "<prefix>-": the replica ids of this pipeline, not of one whose
+		// prefix merely starts the same
+		return b.TransactionalIDs(sc.txn + "-").Operations(kadm.OpWrite).ResourcePatternType(kadm.ACLPatternPrefixed)
 	}
 	sc.t.Fatalf("unknown ACL %q", name)
 	return nil

@@ -199,7 +199,7 @@ func groupProblem(cfg *config.Config, who string) string {
 func txnProblem(cfg *config.Config, who string) string {
 	return fmt.Sprintf("TRANSACTIONAL_ID_AUTHORIZATION_FAILED: transactional id %s (kafka.transactional_id_prefix %q): %s is not allowed to use it; fix: %s",
 		cfg.TransactionalID(), cfg.Kafka.TransactionalIDPrefix, who,
-		aclFix(cfg, []kmsg.ACLOperation{kmsg.ACLOperationWrite}, "--resource-pattern-type prefixed --transactional-id "+cfg.Kafka.TransactionalIDPrefix))
+		aclFix(cfg, []kmsg.ACLOperation{kmsg.ACLOperationWrite}, "--resource-pattern-type prefixed --transactional-id "+cfg.Kafka.TransactionalIDPrefix+"-"))
 }
 
 // aclFix is the kafka-acls.sh command that grants ops on the resource.
@@ -210,7 +210,8 @@ func aclFix(cfg *config.Config, ops []kmsg.ACLOperation, resource string) string
 	}
 	var o []string
 	for _, op := range ops {
-		o = append(o, "--operation "+opName(op))
+		n := opName(op)
+		o = append(o, "--operation "+n[:1]+strings.ToLower(n[1:]))
 	}
 	return fmt.Sprintf("kafka-acls.sh --bootstrap-server <broker> --add --allow-principal User:%s %s %s", user, strings.Join(o, " "), resource)
 }
@@ -355,7 +356,7 @@ func (h *authzHook) OnProduceRecordUnbuffered(r *kgo.Record, err error) {
 		h.report("topic "+r.Topic, err, fmt.Sprintf("topic %s (%s)", r.Topic, role), "WRITE", aclFix(h.cfg, []kmsg.ACLOperation{kmsg.ACLOperationWrite}, "--topic "+r.Topic))
 	case errors.Is(err, kerr.TransactionalIDAuthorizationFailed):
 		h.report("txn", err, "transactional id "+h.cfg.TransactionalID(), "WRITE",
-			aclFix(h.cfg, []kmsg.ACLOperation{kmsg.ACLOperationWrite}, "--resource-pattern-type prefixed --transactional-id "+h.cfg.Kafka.TransactionalIDPrefix))
+			aclFix(h.cfg, []kmsg.ACLOperation{kmsg.ACLOperationWrite}, "--resource-pattern-type prefixed --transactional-id "+h.cfg.Kafka.TransactionalIDPrefix+"-"))
 	case errors.Is(err, kerr.GroupAuthorizationFailed):
 		h.groupRefused(err)
 	}
