@@ -238,6 +238,7 @@ func (sc *scenario) waitACLs(ctx context.Context, names []string, present bool) 
 
 // cfgOpts shape the ordo config a scenario writes.
 type cfgOpts struct {
+	brokers  string // "" = the SASL_SSL listener
 	sasl     string // YAML mapping of kafka.sasl; "" = SCRAM-SHA-512 as sc.user with password_file
 	tls      string // YAML of kafka.tls; "" = the test CA and client certificate (relative paths)
 	registry string // YAML lines of registry: (indented 2); "" = the TLS registry with basic auth
@@ -288,6 +289,9 @@ func (sc *scenario) writeConfig(name string, o cfgOpts) (path, adminAddr string)
 	if o.admin == "" {
 		o.admin = freeAddr(t)
 	}
+	if o.brokers == "" {
+		o.brokers = suite.secure
+	}
 	cfg := fmt.Sprintf(`# written by test/security for %s
 kafka:
   brokers: [%s]
@@ -305,7 +309,7 @@ admin:
   listen: %s
   lag_interval: 1s
 %s
-`, sc.t.Name(), suite.secure, sc.group, sc.txn, o.tls, o.sasl, o.registry, strings.Join(sc.inputTopics(), ", "), sc.dlq, o.admin, pipeline)
+`, sc.t.Name(), o.brokers, sc.group, sc.txn, o.tls, o.sasl, o.registry, strings.Join(sc.inputTopics(), ", "), sc.dlq, o.admin, pipeline)
 	path = filepath.Join(sc.dir, name)
 	must(os.WriteFile(path, []byte(cfg), 0o600))
 	return path, o.admin

@@ -48,6 +48,7 @@ var suite struct {
 	pki      *pki
 	runDir   string // kafka.sh run dir
 	secure   string // 127.0.0.1:<SASL_SSL port>
+	plain    string // 127.0.0.1:<PLAINTEXT port> (kafka.sh's readiness check; a TLS mismatch case)
 	adminPW  string // password of User:admin (super user)
 	registry *srfake.Registry
 	regAuth  [2]string // basic-auth user and password of the TLS registry
@@ -118,6 +119,7 @@ func setup() error {
 	suite.adminPW = "admin-" + randHex(8)
 	suite.runDir = filepath.Join(suite.dir, "kafka")
 	suite.secure = "127.0.0.1:" + strconv.Itoa(port+2)
+	suite.plain = "127.0.0.1:" + strconv.Itoa(port)
 	env := []string{
 		"KAFKA_PORT=" + strconv.Itoa(port),
 		"KAFKA_SASL_SSL_PORT=" + strconv.Itoa(port+2),

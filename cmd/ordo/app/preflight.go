@@ -96,6 +96,12 @@ func preflight(ctx context.Context, cfg *config.Config, log *slog.Logger) error 
 		req.Topics = append(req.Topics, rt)
 	}
 	resp, err := req.RequestWith(ctx, cl)
+	// A broker that closes every connection at once usually speaks another
+	// protocol (TLS vs plaintext, SASL); once can be a restart: ask again.
+	for i := 0; i < 3 && isFirstReadEOF(err) && ctx.Err() == nil; i++ {
+		time.Sleep(time.Second)
+		resp, err = req.RequestWith(ctx, cl)
+	}
 	if err != nil {
 		if p, fatal := connectProblem(cfg, err); fatal {
 			pe.Problems = append(pe.Problems, p)
@@ -318,8 +324,20 @@ func connectProblem(cfg *config.Config, err error) (msg string, fatal bool) {
 	case errors.Is(err, kerr.TopicAuthorizationFailed), errors.Is(err, kerr.ClusterAuthorizationFailed):
 		return fmt.Sprintf("%v; fix: grant the ACLs of docs/security.md", err), true
 	}
-	// Anything else (refused, timeout, EOF from a listener that may expect
-	// TLS) can be an outage: not a verdict.
+	// franz-go recognizes these answers only by their first bytes (no
+	// error type): a TLS alert to a plaintext request, an HTTP server.
+	if msg := err.Error(); strings.Contains(msg, "appear to be a tls alert record") {
+		return fmt.Sprintf("kafka.tls: the brokers' listener speaks TLS but kafka.tls is off (%v); fix: set kafka.tls: true (or a kafka.tls block with ca_file)", err), true
+	} else if strings.Contains(msg, "'HTTP' in ascii") {
+		return fmt.Sprintf("kafka.brokers: an HTTP server answered, not Kafka (%v); fix: list the brokers' Kafka listener ports", err), true
+	}
+	if isFirstReadEOF(err) {
+		if cfg.Kafka.TLS.Enabled {
+			return fmt.Sprintf("kafka.tls: the brokers close every TLS connection at once, so their listener does not speak TLS (%v); fix: point kafka.brokers at the TLS listener or set kafka.tls: false", err), true
+		}
+		return fmt.Sprintf("kafka.tls: the brokers close every connection at once, so their listener probably wants TLS or SASL (%v); fix: set kafka.tls (and kafka.sasl) as the listener requires", err), true
+	}
+	// Anything else (refused, timeout) can be an outage: not a verdict.
 	return "", false
 }
 
@@ -394,4 +412,11 @@ func (h *authzHook) report(key string, err error, resource, op, fix string) {
 	}
 	h.log.Error(fmt.Sprintf("%s: %s may not %s %s; ordo aborts the transaction and retries until the ACL is granted (nothing is lost)", code, who, op, resource),
 		"resource", resource, "refusals", n, "fix", fix, "see", "docs/security.md")
+}
+
+// isFirstReadEOF: the broker closed the connection right after the dial or
+// the first request (franz-go's guess at a protocol mismatch).
+func isFirstReadEOF(err error) bool {
+	var fe *kgo.ErrFirstReadEOF
+	return err != nil && errors.As(err, &fe)
 }
