@@ -31,7 +31,8 @@ func TestExactlyOnceWithMinimumACLs(t *testing.T) {
 	sc.grant(minimumACLs...)
 	cfg, _ := sc.writeConfig("ordo.yaml", cfgOpts{})
 	pub := sc.newPublisher()
-	backlog, live := envInt("SECURITY_EVENTS", 3000), envInt("SECURITY_EVENTS", 3000)/3
+	backlog := envInt("SECURITY_EVENTS", 6000)
+	live := backlog / 3
 
 	t0 := time.Now()
 	pub.publish(backlog, 50)
