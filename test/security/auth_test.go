@@ -144,6 +144,9 @@ func TestOAuthBearerAndRegistryBearerToken(t *testing.T) {
 	p.stop(20 * time.Second)
 	rep := sc.verify(pub)
 	out := p.output(t)
+	if !strings.Contains(out, `"principal":"User:`+sc.user+`"`) {
+		t.Errorf("the preflight did not name the token's principal User:%s:\n%s", sc.user, grepLines(out, "preflight", 3))
+	}
 	for _, secret := range []string{kafkaToken, regToken} {
 		if strings.Contains(out, secret) {
 			t.Error("ordo's output contains a token")

@@ -4,6 +4,8 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -61,8 +63,8 @@ func preflight(ctx context.Context, cfg *config.Config, log *slog.Logger) error 
 	defer cancel()
 	s := cfg.Kafka.SASL
 	pe := &PreflightError{Brokers: cfg.Kafka.Brokers}
-	if s.Mechanism != "" && s.Username != "" {
-		pe.Principal = "User:" + s.Username
+	if u := principalUser(cfg); u != "" {
+		pe.Principal = "User:" + u
 	}
 	if strings.EqualFold(s.Mechanism, "PLAIN") && !cfg.Kafka.TLS.Enabled {
 		log.Warn("kafka.sasl.mechanism PLAIN without kafka.tls sends the password in clear text", "fix", "enable kafka.tls or use SCRAM-SHA-512")
@@ -151,7 +153,7 @@ func preflight(ctx context.Context, cfg *config.Config, log *slog.Logger) error 
 			if isAuthz(sh.Err, kerr.GroupAuthorizationFailed) {
 				pe.Problems = append(pe.Problems, groupProblem(cfg, who))
 			} else {
-				log.Warn("kafka preflight: describe group failed; not checked", "group", cfg.Kafka.Group, "err", sh.Err)
+				notChecked(log, "group", cfg.Kafka.Group, sh.Err)
 			}
 			continue
 		}
@@ -161,7 +163,7 @@ func preflight(ctx context.Context, cfg *config.Config, log *slog.Logger) error 
 			case errors.Is(err, kerr.GroupAuthorizationFailed):
 				pe.Problems = append(pe.Problems, groupProblem(cfg, who))
 			case err != nil:
-				log.Warn("kafka preflight: describe group failed; not checked", "group", cfg.Kafka.Group, "err", err)
+				notChecked(log, "group", cfg.Kafka.Group, err)
 			case g.AuthorizedOperations != math.MinInt32 && g.AuthorizedOperations&(1<<int(kmsg.ACLOperationRead)) == 0:
 				pe.Problems = append(pe.Problems, groupProblem(cfg, who))
 			}
@@ -178,7 +180,7 @@ func preflight(ctx context.Context, cfg *config.Config, log *slog.Logger) error 
 			if isAuthz(sh.Err, kerr.TransactionalIDAuthorizationFailed) {
 				pe.Problems = append(pe.Problems, txnProblem(cfg, who))
 			} else {
-				log.Warn("kafka preflight: describe transactions failed; transactional id not checked", "transactional_id", cfg.TransactionalID(), "err", sh.Err)
+				notChecked(log, "transactional id", cfg.TransactionalID(), sh.Err)
 			}
 			continue
 		}
@@ -210,7 +212,7 @@ func txnProblem(cfg *config.Config, who string) string {
 
 // aclFix is the kafka-acls.sh command that grants ops on the resource.
 func aclFix(cfg *config.Config, ops []kmsg.ACLOperation, resource string) string {
-	user := cfg.Kafka.SASL.Username
+	user := principalUser(cfg)
 	if user == "" {
 		user = "<principal>"
 	}
@@ -402,7 +404,7 @@ func (h *authzHook) report(key string, err error, resource, op, fix string) {
 	h.last[key], h.n[key] = time.Now(), 0
 	h.mu.Unlock()
 	who := "ordo"
-	if u := h.cfg.Kafka.SASL.Username; u != "" {
+	if u := principalUser(h.cfg); u != "" {
 		who = "User:" + u
 	}
 	code := err.Error()
@@ -419,4 +421,47 @@ func (h *authzHook) report(key string, err error, resource, op, fix string) {
 func isFirstReadEOF(err error) bool {
 	var fe *kgo.ErrFirstReadEOF
 	return err != nil && errors.As(err, &fe)
+}
+
+// notChecked logs a check the preflight could not make. A coordinator that
+// is not ready yet (a fresh cluster creating its internal topics) is normal;
+// an authorization failure would have been answered before it.
+func notChecked(log *slog.Logger, what, name string, err error) {
+	lvl := slog.LevelWarn
+	if kerr.IsRetriable(err) {
+		lvl = slog.LevelInfo
+	}
+	log.Log(context.Background(), lvl, "kafka preflight: "+what+" not checked", "name", name, "err", err)
+}
+
+// principalUser is the user name Kafka will see, for messages and ACL
+// fixes: the SASL user, or an OAUTHBEARER token's subject (read, not
+// verified); "" when unknown (e.g. mTLS: the certificate's subject).
+func principalUser(cfg *config.Config) string {
+	s := cfg.Kafka.SASL
+	switch strings.ToUpper(s.Mechanism) {
+	case "":
+		return ""
+	case "OAUTHBEARER":
+		tok, err := cfg.SASLToken()
+		if err != nil {
+			return ""
+		}
+		parts := strings.Split(tok, ".")
+		if len(parts) < 2 {
+			return ""
+		}
+		b, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(parts[1], "="))
+		if err != nil {
+			return ""
+		}
+		var claims struct {
+			Sub string `json:"sub"`
+		}
+		if json.Unmarshal(b, &claims) != nil {
+			return ""
+		}
+		return claims.Sub
+	}
+	return s.Username
 }
