@@ -100,9 +100,12 @@ func preflight(ctx context.Context, cfg *config.Config, log *slog.Logger) error 
 	resp, err := req.RequestWith(ctx, cl)
 	// A broker that closes every connection at once usually speaks another
 	// protocol (TLS vs plaintext, SASL); once can be a restart: ask again.
-	for i := 0; i < 3 && isFirstReadEOF(err) && ctx.Err() == nil; i++ {
-		time.Sleep(time.Second)
-		resp, err = req.RequestWith(ctx, cl)
+	for i := 0; i < 3 && isFirstReadEOF(err); i++ {
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Second):
+			resp, err = req.RequestWith(ctx, cl)
+		}
 	}
 	if err != nil {
 		if p, fatal := connectProblem(cfg, err); fatal {
@@ -116,6 +119,7 @@ func preflight(ctx context.Context, cfg *config.Config, log *slog.Logger) error 
 	if who == "" {
 		who = "ordo's principal"
 	}
+	slices.SortFunc(resp.Topics, func(a, b kmsg.MetadataResponseTopic) int { return strings.Compare(deref(a.Topic), deref(b.Topic)) })
 	for _, rt := range resp.Topics {
 		name := ""
 		if rt.Topic != nil {
@@ -150,7 +154,7 @@ func preflight(ctx context.Context, cfg *config.Config, log *slog.Logger) error 
 	greq.IncludeAuthorizedOperations = true
 	for _, sh := range cl.RequestSharded(ctx, greq) {
 		if sh.Err != nil {
-			if isAuthz(sh.Err, kerr.GroupAuthorizationFailed) {
+			if errors.Is(sh.Err, kerr.GroupAuthorizationFailed) {
 				pe.Problems = append(pe.Problems, groupProblem(cfg, who))
 			} else {
 				notChecked(log, "group", cfg.Kafka.Group, sh.Err)
@@ -177,7 +181,7 @@ func preflight(ctx context.Context, cfg *config.Config, log *slog.Logger) error 
 	treq.TransactionalIDs = []string{cfg.TransactionalID()}
 	for _, sh := range cl.RequestSharded(ctx, treq) {
 		if sh.Err != nil {
-			if isAuthz(sh.Err, kerr.TransactionalIDAuthorizationFailed) {
+			if errors.Is(sh.Err, kerr.TransactionalIDAuthorizationFailed) {
 				pe.Problems = append(pe.Problems, txnProblem(cfg, who))
 			} else {
 				notChecked(log, "transactional id", cfg.TransactionalID(), sh.Err)
@@ -197,7 +201,12 @@ func preflight(ctx context.Context, cfg *config.Config, log *slog.Logger) error 
 	return nil
 }
 
-func isAuthz(err, code error) bool { return errors.Is(err, code) }
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}
 
 func groupProblem(cfg *config.Config, who string) string {
 	return fmt.Sprintf("GROUP_AUTHORIZATION_FAILED: group %s (kafka.group): %s is not allowed to READ it; fix: %s",
