@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"slices"
 	"strings"
@@ -61,9 +62,8 @@ func (t *TLS) UnmarshalYAML(n *yaml.Node) error {
 		*t = TLS{Enabled: on}
 		return nil
 	case yaml.MappingNode:
-		// Node.Decode does not inherit the file's KnownFields: check keys here,
-		// in the message yamlError turns into key + suggestion.
-		known := knownKeys("TLS")
+		// Node.Decode does not inherit the file's KnownFields: check keys here.
+		known := tlsKeys()
 		var unknown []string
 		explicit := false
 		for i := 0; i+1 < len(n.Content); i += 2 {
@@ -72,7 +72,7 @@ func (t *TLS) UnmarshalYAML(n *yaml.Node) error {
 				explicit = true
 			}
 			if !slices.Contains(known, k.Value) {
-				unknown = append(unknown, fmt.Sprintf("line %d: field %s not found in type config.TLS", k.Line, k.Value))
+				unknown = append(unknown, fmt.Sprintf("line %d: kafka.tls.%s: unknown key (use one of: %s)", k.Line, k.Value, strings.Join(known, ", ")))
 			}
 		}
 		if len(unknown) > 0 {
@@ -90,6 +90,15 @@ func (t *TLS) UnmarshalYAML(n *yaml.Node) error {
 		return nil
 	}
 	return fmt.Errorf("line %d: kafka.tls: write true/false or a mapping", n.Line)
+}
+
+// tlsKeys are the keys of a kafka.tls mapping.
+func tlsKeys() []string {
+	var keys []string
+	for f := range reflect.TypeFor[TLS]().Fields() {
+		keys = append(keys, strings.Split(f.Tag.Get("yaml"), ",")[0])
+	}
+	return keys
 }
 
 // Path resolves a file named in the config against the config file's

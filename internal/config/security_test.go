@@ -106,7 +106,7 @@ func TestSecurityErrorsNameKeyAndFix(t *testing.T) {
 		line       int
 		key, msg   string
 	}{
-		{"unknown tls key", "kafka:\n  tls:\n    ca_fle: ca.pem\n", nil, 3, "kafka.tls.ca_fle", `did you mean "ca_file"`},
+		{"unknown tls key", "kafka:\n  tls:\n    ca_fle: ca.pem\n", nil, 3, "kafka.tls.ca_fle", "unknown key (use one of: enabled, ca_file,"},
 		{"tls neither bool nor map", "kafka:\n  tls: maybe\n", nil, 0, "(yaml)", "neither true/false nor a mapping"},
 		{"missing CA file", "kafka:\n  tls: {ca_file: nope.pem}\n", nil, 2, "kafka.tls.ca_file", "nope.pem"},
 		{"CA not PEM", "kafka:\n  tls: {ca_file: junk.pem}\n", nil, 2, "kafka.tls.ca_file", "no PEM certificate"},
