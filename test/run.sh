@@ -49,9 +49,16 @@ else
 fi
 
 # 2. broker ---------------------------------------------------------------------
+# test/security starts its own secured broker (TLS + SASL + ACLs) under this
+# dir; stop it here too in case the test binary died before its TestMain could.
+export SECURITY_WORK_DIR=$RUN_DIR/security
+mkdir -p "$SECURITY_WORK_DIR"
 cleanup() {
 	local rc=$?
 	"$KAFKA" stop >/dev/null 2>&1 || true
+	for d in "$SECURITY_WORK_DIR"/sec-suite-*/kafka; do
+		[[ -f $d/cluster.env ]] && { "$KAFKA" stop --dir "$d" >/dev/null 2>&1 || true; }
+	done
 	[[ -z ${KEEP_KAFKA_RUN:-} ]] && rm -rf "$RUN_DIR"
 	log "done in $(($(date +%s) - t0))s (exit $rc)"
 	exit $rc

@@ -67,27 +67,43 @@ type Kafka struct {
 	// ProducerCompression is the codec of produced batches.
 	ProducerCompression string `yaml:"producer_compression"`
 	SASL                SASL   `yaml:"sasl"`
-	TLS                 bool   `yaml:"tls"`
-	// StaticMembership (default true) joins the group as a static member
-	// (KIP-345) whose instance id is the transactional id: a restarted
-	// replica resumes its partitions without a rebalance, but a replica
-	// removed for good holds its partitions until session_timeout.
+	// TLS is `tls: true|false` or a mapping (see TLS); security.go.
+	TLS TLS `yaml:"tls"`
+	// StaticMembership joins the group as a static member (KIP-345) whose
+	// instance id is the transactional id: a restarted replica resumes its
+	// partitions without a rebalance, but a replica removed for good holds
+	// its partitions until session_timeout. Unset: on when the replica id is
+	// set explicitly (kafka.replica_id / ORDO_REPLICA_ID), off when it
+	// falls back to the hostname (a Deployment's pod names change on every
+	// rollout, which would leave departed static members behind).
 	StaticMembership *bool `yaml:"static_membership"`
 }
 
-// SASL is the `kafka.sasl:` block.
+// SASL is the `kafka.sasl:` block. Secrets come from the file, ORDO_*
+// variables or *_file keys (read at start, relative to the config file).
 type SASL struct {
-	Mechanism string `yaml:"mechanism"` // PLAIN, SCRAM-SHA-256, SCRAM-SHA-512
-	Username  string `yaml:"username"`
-	Password  string `yaml:"password"`
+	Mechanism    string `yaml:"mechanism"` // PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, OAUTHBEARER
+	Username     string `yaml:"username"`
+	Password     string `yaml:"password"`
+	PasswordFile string `yaml:"password_file"`
+	// Token is OAUTHBEARER's static bearer token; TokenFile is re-read on
+	// every new connection, so a rotated token file is picked up.
+	Token      string            `yaml:"token"`
+	TokenFile  string            `yaml:"token_file"`
+	Extensions map[string]string `yaml:"extensions"` // OAUTHBEARER SASL extensions
 }
 
-// Registry is the `registry:` block.
+// Registry is the `registry:` block. The URL may carry user:password@
+// (it is moved to basic auth and redacted everywhere).
 type Registry struct {
-	URL             string   `yaml:"url"`
-	SubjectStrategy string   `yaml:"subject_strategy"`
-	Timeout         Duration `yaml:"timeout"`
-	AutoRegister    *bool    `yaml:"auto_register"`
+	URL             string      `yaml:"url"`
+	SubjectStrategy string      `yaml:"subject_strategy"`
+	Timeout         Duration    `yaml:"timeout"`
+	AutoRegister    *bool       `yaml:"auto_register"`
+	BasicAuth       BasicAuth   `yaml:"basic_auth"`
+	BearerToken     string      `yaml:"bearer_token"`
+	BearerTokenFile string      `yaml:"bearer_token_file"`
+	TLS             RegistryTLS `yaml:"tls"`
 }
 
 // Processing is the `processing:` block.
@@ -190,7 +206,6 @@ func Defaults() Config {
 			TransactionTimeout:    Duration(10 * time.Second),
 			ProducerLinger:        Duration(25 * time.Millisecond),
 			ProducerCompression:   "snappy",
-			StaticMembership:      &t,
 		},
 		Registry: Registry{
 			URL:             "http://127.0.0.1:8081",
@@ -451,21 +466,11 @@ func (c *Config) Validate() error {
 		add("kafka.transaction_timeout", fmt.Sprintf("%v is not below session_timeout %v", k.TransactionTimeout.D(), k.SessionTimeout.D()),
 			"a stalled replica's transaction must time out before its partitions move: lower transaction_timeout (e.g. 10s) or raise session_timeout")
 	}
-	switch strings.ToUpper(k.SASL.Mechanism) {
-	case "", "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512":
-	default:
-		add("kafka.sasl.mechanism", fmt.Sprintf("unknown mechanism %q", k.SASL.Mechanism), "use PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512")
-	}
+	errs = append(errs, c.validateSecurity()...)
 	switch k.ProducerCompression {
 	case "none", "snappy", "lz4", "zstd", "gzip":
 	default:
 		add("kafka.producer_compression", fmt.Sprintf("unknown codec %q", k.ProducerCompression), "use none, snappy, lz4, zstd or gzip")
-	}
-	if k.SASL.Mechanism != "" && (k.SASL.Username == "" || k.SASL.Password == "") {
-		add("kafka.sasl", "mechanism set without username and password", "set kafka.sasl.username and kafka.sasl.password (or ORDO_KAFKA_SASL_PASSWORD)")
-	}
-	if !strings.HasPrefix(c.Registry.URL, "http://") && !strings.HasPrefix(c.Registry.URL, "https://") {
-		add("registry.url", fmt.Sprintf("%q is not an http(s) URL", c.Registry.URL), "e.g. http://127.0.0.1:8081")
 	}
 	switch c.Registry.SubjectStrategy {
 	case "topic_name", "record_name", "topic_record_name":
@@ -550,6 +555,16 @@ func (c *Config) ReplicaID() string {
 		return h
 	}
 	return "0"
+}
+
+// StaticMembership is kafka.static_membership, or, when unset, whether the
+// replica id was set explicitly (a hostname fallback may change on every
+// rollout, which would leave departed static members behind).
+func (c *Config) StaticMembership() bool {
+	if c.Kafka.StaticMembership != nil {
+		return *c.Kafka.StaticMembership
+	}
+	return c.Kafka.ReplicaID != ""
 }
 
 // TransactionalID is "<transactional_id_prefix>-<replica id>".

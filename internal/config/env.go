@@ -14,7 +14,8 @@ import (
 // EnvVars lists every ORDO_* override with its key path, e.g.
 // ORDO_KAFKA_BROKERS → kafka.brokers. Scalars and string lists (comma
 // separated) can be overridden; the pipeline cannot (it lives in the file).
-// ORDO_REPLICA_ID is an alias of ORDO_KAFKA_REPLICA_ID.
+// ORDO_REPLICA_ID is an alias of ORDO_KAFKA_REPLICA_ID, ORDO_KAFKA_TLS of
+// ORDO_KAFKA_TLS_ENABLED.
 func EnvVars() map[string]string {
 	out := map[string]string{}
 	walkEnv(reflect.TypeFor[Config](), "", func(path string, _ []int) {
@@ -76,6 +77,7 @@ func walkKeys(t reflect.Type, prefix string, fn func(path string, index []int, s
 func OtherEnvVars() map[string]string {
 	return map[string]string{
 		"ORDO_REPLICA_ID":            "alias of ORDO_KAFKA_REPLICA_ID",
+		"ORDO_KAFKA_TLS":             "alias of ORDO_KAFKA_TLS_ENABLED (kafka.tls was a boolean)",
 		"ORDO_CACHE_DIR":             "cache root of the test and benchmark scripts (Kafka jars, Jaeger, foreign clients)",
 		"ORDO_ALLOW_MISSING_VECTORS": "schemas tests: skip when the interop vectors are not checked out",
 		"ORDO_DEBUG_LOG_DIR":         "consumer tests: keep each replica's log there",
@@ -104,11 +106,17 @@ func applyEnv(c *Config, env []string) []*Error {
 			aliased = true
 		}
 	}
+	// kafka.tls was a bool; it is now a block whose switch is enabled.
+	if v, ok := vals["ORDO_KAFKA_TLS"]; ok {
+		if _, set := vals["ORDO_KAFKA_TLS_ENABLED"]; !set {
+			vals["ORDO_KAFKA_TLS_ENABLED"] = v
+		}
+	}
 	if c.env == nil {
 		c.env = map[string]string{}
 	}
 	var errs []*Error
-	known := map[string]bool{}
+	known := map[string]bool{"ORDO_KAFKA_TLS": true}
 	root := reflect.ValueOf(c).Elem()
 	walkEnv(root.Type(), "", func(path string, index []int) {
 		name := envName(path)

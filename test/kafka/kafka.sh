@@ -24,6 +24,19 @@
 #                        3-node cluster takes most of it: the last nodes lose the KRaft quorum.
 #   KAFKA_EXTRA_PROPS    extra server properties, "k=v k2=v2" (override the defaults)
 #
+# Security (one node only; test/security uses it). Unset, nothing changes:
+#   KAFKA_SASL_SSL_PORT  also listen for clients with SASL over TLS on 127.0.0.1:PORT
+#   KAFKA_TLS_DIR        its certificates, PEM: ca.pem (trust store: CA of client certificates)
+#                        and broker.pem (unencrypted PKCS#8 key, then the certificate chain)
+#   KAFKA_SSL_CLIENT_AUTH  none (default), requested or required (mTLS) on that listener
+#   KAFKA_SASL_MECHANISMS  space separated, default SCRAM-SHA-512; OAUTHBEARER accepts
+#                        unsecured (alg "none") JWTs: test only
+#   KAFKA_SCRAM_USERS    "name=password ..." SCRAM-SHA-512 users written at format time
+#   KAFKA_SUPER_USERS    "User:admin ...": turns on the KRaft StandardAuthorizer (ACLs,
+#                        deny when no ACL matches) with these super users plus
+#                        User:ANONYMOUS, the principal of the PLAINTEXT and controller
+#                        listeners (so those stay unrestricted: test use only)
+#
 # `start` always formats fresh storage (a clean cluster per run); `restart-node`
 # keeps the node's data. No Docker and no network other than 127.0.0.1 (and Maven
 # Central for `fetch`) are used.
@@ -46,7 +59,7 @@ die() { log "ERROR: $*"; exit 1; }
 now_ms() { date +%s%3N; }
 
 usage() {
-	sed -n '2,29p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+	sed -n '2,42p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 	exit "${1:-2}"
 }
 
@@ -206,9 +219,9 @@ write_properties() {
 process.roles=broker,controller
 node.id=$i
 controller.quorum.voters=$voters
-listeners=PLAINTEXT://127.0.0.1:$(client_port "$i"),CONTROLLER://127.0.0.1:$(controller_port "$i")
-advertised.listeners=PLAINTEXT://127.0.0.1:$(client_port "$i")
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+listeners=PLAINTEXT://127.0.0.1:$(client_port "$i"),CONTROLLER://127.0.0.1:$(controller_port "$i")${SASL_SSL_PORT:+,SASL_SSL://127.0.0.1:$SASL_SSL_PORT}
+advertised.listeners=PLAINTEXT://127.0.0.1:$(client_port "$i")${SASL_SSL_PORT:+,SASL_SSL://127.0.0.1:$SASL_SSL_PORT}
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT${SASL_SSL_PORT:+,SASL_SSL:SASL_SSL}
 inter.broker.listener.name=PLAINTEXT
 controller.listener.names=CONTROLLER
 log.dirs=$dir/data
@@ -232,12 +245,61 @@ num.io.threads=4
 num.recovery.threads.per.data.dir=1
 background.threads=4
 EOF
+	write_security_properties "$dir/server.properties"
 	# KAFKA_EXTRA_PROPS: extra or overriding server properties, "k=v" separated by
 	# newlines or spaces (the last occurrence of a key wins in Java properties)
 	if [[ -n ${KAFKA_EXTRA_PROPS:-} ]]; then
 		printf '\n# KAFKA_EXTRA_PROPS\n' >>"$dir/server.properties"
 		tr ' ' '\n' <<<"$KAFKA_EXTRA_PROPS" | sed '/^$/d' >>"$dir/server.properties"
 	fi
+}
+
+# SASL_SSL listener and authorizer (see Security in the header)
+write_security_properties() {
+	local f=$1 m mechs=${KAFKA_SASL_MECHANISMS:-SCRAM-SHA-512} su
+	if [[ -n $SASL_SSL_PORT ]]; then
+		cat >>"$f" <<EOF
+
+# SASL_SSL listener (KAFKA_SASL_SSL_PORT)
+listener.name.sasl_ssl.ssl.keystore.type=PEM
+listener.name.sasl_ssl.ssl.keystore.location=$TLS_DIR/broker.pem
+listener.name.sasl_ssl.ssl.truststore.type=PEM
+listener.name.sasl_ssl.ssl.truststore.location=$TLS_DIR/ca.pem
+listener.name.sasl_ssl.ssl.client.auth=${KAFKA_SSL_CLIENT_AUTH:-none}
+sasl.enabled.mechanisms=${mechs// /,}
+listener.name.sasl_ssl.sasl.enabled.mechanisms=${mechs// /,}
+EOF
+		for m in $mechs; do
+			case $m in
+			SCRAM-SHA-256 | SCRAM-SHA-512)
+				echo "listener.name.sasl_ssl.${m,,}.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;" >>"$f" ;;
+			OAUTHBEARER)
+				# no server callback handler: Kafka's unsecured validator (unsigned JWTs)
+				echo "listener.name.sasl_ssl.oauthbearer.sasl.jaas.config=org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required unsecuredLoginStringClaim_sub=\"broker\";" >>"$f" ;;
+			*) die "KAFKA_SASL_MECHANISMS: $m is not supported here (use SCRAM-SHA-256, SCRAM-SHA-512, OAUTHBEARER)" ;;
+			esac
+		done
+	fi
+	if [[ -n ${KAFKA_SUPER_USERS:-} ]]; then
+		su="User:ANONYMOUS"
+		for m in $KAFKA_SUPER_USERS; do su+=";$m"; done
+		cat >>"$f" <<EOF
+
+# ACLs (KAFKA_SUPER_USERS)
+authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
+allow.everyone.if.no.acl.found=false
+super.users=$su
+EOF
+	fi
+}
+
+# --add-scram arguments for the format tool, one per line (KAFKA_SCRAM_USERS)
+scram_args() {
+	local u
+	for u in ${KAFKA_SCRAM_USERS:-}; do
+		[[ $u == *=* ]] || die "KAFKA_SCRAM_USERS: an entry is not name=password"
+		printf '%s\n' --add-scram "SCRAM-SHA-512=[name=${u%%=*},password=${u#*=}]"
+	done
 }
 
 start_node() { # N: launch the JVM in its own session, pid written by the child itself
@@ -309,6 +371,15 @@ cmd_start() {
 		esac
 	done
 	[[ $n == 1 || $n == 3 ]] || die "--nodes must be 1 or 3"
+	SASL_SSL_PORT=${KAFKA_SASL_SSL_PORT:-}
+	TLS_DIR=${KAFKA_TLS_DIR:-}
+	if [[ -n $SASL_SSL_PORT ]]; then
+		((n == 1)) || die "KAFKA_SASL_SSL_PORT needs --nodes 1"
+		[[ -n $TLS_DIR && -f $TLS_DIR/ca.pem && -f $TLS_DIR/broker.pem ]] ||
+			die "KAFKA_SASL_SSL_PORT needs KAFKA_TLS_DIR with ca.pem and broker.pem"
+		TLS_DIR=$(cd "$TLS_DIR" && pwd)
+		port_open "$SASL_SSL_PORT" && die "port $SASL_SSL_PORT (KAFKA_SASL_SSL_PORT) is already in use"
+	fi
 	command -v java >/dev/null || die "java not found"
 	local i old
 	old=$(recorded_nodes)
@@ -341,6 +412,7 @@ NODES=$n
 BASE_PORT=$BASE_PORT
 CLUSTER_ID=$cluster_id
 KAFKA_BROKERS=$(brokers_list "$n")
+SASL_SSL_PORT=$SASL_SSL_PORT
 EOF
 	local pids=()
 	for ((i = 1; i <= n; i++)); do
@@ -348,8 +420,10 @@ EOF
 		write_properties "$i" "$n"
 		write_log4j "$(node_dir "$i")"
 		# format all nodes in parallel (one JVM start each)
+		local scram=()
+		mapfile -t scram < <(scram_args)
 		java -Xmx256m -Dlog4j2.configurationFile="$(node_dir "$i")/log4j2.xml" -cp "$LIB_DIR/*" \
-			kafka.tools.StorageTool format -t "$cluster_id" -c "$(node_dir "$i")/server.properties" \
+			kafka.tools.StorageTool format -t "$cluster_id" -c "$(node_dir "$i")/server.properties" "${scram[@]}" \
 			>"$(node_dir "$i")/format.log" 2>&1 &
 		pids+=($!)
 	done

@@ -2,7 +2,6 @@ package app
 
 import (
 	"context"
-	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sasl/oauth"
 	"github.com/twmb/franz-go/pkg/sasl/plain"
 	"github.com/twmb/franz-go/pkg/sasl/scram"
 	"github.com/twmb/franz-go/pkg/sr"
@@ -45,32 +45,78 @@ type runtime struct {
 }
 
 // clientOpts are the connection options shared by every Kafka client ordo
-// makes (pipeline, admin, publisher).
+// makes (pipeline, admin, publisher): brokers first (build drops them), then
+// TLS and SASL. Secrets in files are read now (the OAUTHBEARER token file on
+// every authentication).
 func clientOpts(cfg *config.Config) ([]kgo.Opt, error) {
 	opts := []kgo.Opt{kgo.SeedBrokers(cfg.Kafka.Brokers...), kgo.ClientID(cfg.Kafka.ClientID)}
-	if cfg.Kafka.TLS {
-		opts = append(opts, kgo.DialTLSConfig(&tls.Config{MinVersion: tls.VersionTLS12}))
+	tlsCfg, err := cfg.KafkaTLS()
+	if err != nil {
+		return nil, err
+	}
+	if tlsCfg != nil {
+		opts = append(opts, kgo.DialTLSConfig(tlsCfg))
 	}
 	s := cfg.Kafka.SASL
-	switch strings.ToUpper(s.Mechanism) {
+	mech := strings.ToUpper(s.Mechanism)
+	switch mech {
 	case "":
-	case "PLAIN":
-		opts = append(opts, kgo.SASL(plain.Auth{User: s.Username, Pass: s.Password}.AsMechanism()))
-	case "SCRAM-SHA-256":
-		opts = append(opts, kgo.SASL(scram.Auth{User: s.Username, Pass: s.Password}.AsSha256Mechanism()))
-	case "SCRAM-SHA-512":
-		opts = append(opts, kgo.SASL(scram.Auth{User: s.Username, Pass: s.Password}.AsSha512Mechanism()))
+	case "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512":
+		pass, err := cfg.SASLPassword()
+		if err != nil {
+			return nil, fmt.Errorf("kafka.sasl.password_file: %w", err)
+		}
+		switch mech {
+		case "PLAIN":
+			opts = append(opts, kgo.SASL(plain.Auth{User: s.Username, Pass: pass}.AsMechanism()))
+		case "SCRAM-SHA-256":
+			opts = append(opts, kgo.SASL(scram.Auth{User: s.Username, Pass: pass}.AsSha256Mechanism()))
+		default:
+			opts = append(opts, kgo.SASL(scram.Auth{User: s.Username, Pass: pass}.AsSha512Mechanism()))
+		}
+	case "OAUTHBEARER":
+		ext := s.Extensions
+		opts = append(opts, kgo.SASL(oauth.Oauth(func(context.Context) (oauth.Auth, error) {
+			tok, err := cfg.SASLToken()
+			if err != nil {
+				return oauth.Auth{}, fmt.Errorf("kafka.sasl.token_file: %w", err)
+			}
+			return oauth.Auth{Token: tok, Extensions: ext}, nil
+		})))
 	default:
 		return nil, fmt.Errorf("kafka.sasl.mechanism %q is not supported", s.Mechanism)
 	}
 	return opts, nil
 }
 
-// newSchemaRegistry builds the registry client with the configured timeout.
+// newSchemaRegistry builds the registry client with the configured timeout,
+// TLS and credentials. Userinfo in registry.url becomes basic auth: the URL
+// the client knows (and puts in every error) carries no password.
 func newSchemaRegistry(cfg *config.Config) (*schemas.Registry, error) {
-	cl, err := sr.NewClient(sr.URLs(cfg.Registry.URL), sr.HTTPClient(&http.Client{Timeout: cfg.Registry.Timeout.D()}))
+	creds, err := cfg.RegistryCreds()
 	if err != nil {
-		return nil, fmt.Errorf("registry client for %s: %w", cfg.Registry.URL, err)
+		return nil, err
+	}
+	tlsCfg, err := cfg.RegistryTLSConfig()
+	if err != nil {
+		return nil, err
+	}
+	httpcl := &http.Client{Timeout: cfg.Registry.Timeout.D()}
+	if tlsCfg != nil {
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.TLSClientConfig = tlsCfg
+		httpcl.Transport = tr
+	}
+	opts := []sr.ClientOpt{sr.URLs(creds.URL), sr.HTTPClient(httpcl)}
+	if creds.Username != "" || creds.Password != "" {
+		opts = append(opts, sr.BasicAuth(creds.Username, creds.Password))
+	}
+	if creds.BearerToken != "" {
+		opts = append(opts, sr.BearerToken(creds.BearerToken))
+	}
+	cl, err := sr.NewClient(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("registry client for %s: %w", creds.URL, err)
 	}
 	return schemas.NewRegistry(cl, schemas.FetchTimeout(cfg.Registry.Timeout.D())), nil
 }
@@ -171,6 +217,7 @@ func build(cfg *config.Config, reg *processors.Registry, log *slog.Logger, ob ob
 	// franz-go's own logs go through the same slog logger.
 	kgoOpts := append(kopts[1:], kgo.WithLogger(kslog.New(kgoLogger(log)))) // brokers are set by the pipeline
 	kgoOpts = append(kgoOpts, kgo.ProducerBatchCompression(compressionCodec(cfg.Kafka.ProducerCompression)))
+	kgoOpts = append(kgoOpts, kgo.WithHooks(newAuthzHook(cfg, log))) // names a refused topic/group/transactional id
 	if ob.metrics != nil {
 		observers = append(observers, ob.metrics)
 		kgoOpts = append(kgoOpts, ob.metrics.KgoOpts()...)
@@ -178,7 +225,7 @@ func build(cfg *config.Config, reg *processors.Registry, log *slog.Logger, ob ob
 		ob.metrics.RegistryNegativeHits(registry.NegativeHits)
 	}
 	instanceID := ""
-	if cfg.Kafka.StaticMembership == nil || *cfg.Kafka.StaticMembership {
+	if cfg.StaticMembership() {
 		instanceID = cfg.TransactionalID()
 	}
 	p, err := consumer.New(consumer.Config{

@@ -150,7 +150,7 @@ func runDev(ctx context.Context, o *options, f *devFlags) error {
 		return err
 	}
 	defer stopPolls()
-	stopAdmin, adminAddr, err := serveAdminAt(ctx, cfg.Admin, log, metrics)
+	stopAdmin, adminAddr, err := serveAdminAt(ctx, cfg.Admin, log, metrics, cfg.Redactor())
 	if err != nil {
 		return err
 	}

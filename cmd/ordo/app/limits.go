@@ -15,7 +15,7 @@ import (
 // producer.WithMaxRecordBytes(limits.For)) and the close of the admin
 // client that reads them, to call when the replica stops. It connects to
 // nothing: a topic's max.message.bytes is read on its first use, or for
-// all of outputTopics(cfg) at once by describeOutputLimits. The limit is
+// all of knownOutputTopics(cfg) at once by describeOutputLimits. The limit is
 // capped by producer.DefaultMaxRecordBytes, franz-go's default
 // ProducerBatchMaxBytes, which the pipeline's client keeps.
 func outputLimits(cfg *config.Config, log *slog.Logger) (*producer.TopicLimits, func(), error) {
@@ -31,13 +31,14 @@ func outputLimits(cfg *config.Config, log *slog.Logger) (*producer.TopicLimits, 
 // logged by TopicLimits and fall back to the producer's limit; they never
 // stop ordo.
 func describeOutputLimits(ctx context.Context, cfg *config.Config, limits *producer.TopicLimits) {
-	_ = limits.Describe(ctx, outputTopics(cfg)...)
+	_ = limits.Describe(ctx, knownOutputTopics(cfg)...)
 }
 
-// outputTopics are the topics ordo is known to write to before it runs: the
-// dead-letter topic and the configured topics that are not inputs (command
-// topics named only in processor configs are looked up on first use).
-func outputTopics(cfg *config.Config) []string {
+// knownOutputTopics are the topics ordo is known to write to before it
+// runs: the dead-letter topic and the configured topics that are not inputs
+// (command topics named only in processor configs are looked up on first
+// use).
+func knownOutputTopics(cfg *config.Config) []string {
 	out := []string{cfg.DeadLetter}
 	for t := range cfg.Topics {
 		if t != cfg.DeadLetter && !slices.Contains(cfg.Inputs, t) {

@@ -28,8 +28,8 @@ func TestOutputLimits(t *testing.T) {
 	cfg.Inputs = []string{"in"}
 	cfg.DeadLetter = "dlq"
 	cfg.Topics = map[string]config.TopicOp{"in": {}, "out-b": {}, "out-a": {}, "dlq": {}}
-	if got := outputTopics(&cfg); !slices.Equal(got, []string{"dlq", "out-a", "out-b"}) {
-		t.Fatalf("outputTopics = %v", got)
+	if got := knownOutputTopics(&cfg); !slices.Equal(got, []string{"dlq", "out-a", "out-b"}) {
+		t.Fatalf("knownOutputTopics = %v", got)
 	}
 
 	limits, closeLimits, err := outputLimits(&cfg, nil)

@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"gopkg.in/yaml.v3"
 
 	"github.com/ordo-dev/ordo/internal/config"
 	"github.com/ordo-dev/ordo/internal/telemetry"
@@ -45,7 +46,7 @@ with the same kafka.group and distinct replica ids (ORDO_REPLICA_ID or the
 hostname) to share the input partitions. SIGTERM or SIGINT finishes or aborts
 the open transaction, leaves the group and exits 0.`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
+		RunE: func(cmd *cobra.Command, _ []string) (err error) {
 			log, err := newLogger(o.stderr, f.logFormat, f.logLevel)
 			if err != nil {
 				return err
@@ -57,6 +58,10 @@ the open transaction, leaves the group and exits 0.`,
 			if f.config == "" {
 				log.Warn("no --config: running the embedded example config", "config", embeddedConfig)
 			}
+			// Secrets never reach the logs or the error printed at exit.
+			red := cfg.Redactor()
+			defer func() { err = redactErr(red, err) }()
+			log = redactLogger(log, red)
 			ctx := cmd.Context()
 			tr, err := telemetry.NewTracing(ctx, os.Getenv, "ordo", Version)
 			if err != nil {
@@ -75,12 +80,15 @@ the open transaction, leaves the group and exits 0.`,
 					return err
 				}
 			}
+			if err := preflight(ctx, cfg, log); err != nil {
+				return err
+			}
 			stopPolls, err := startPolls(ctx, cfg, rt, metrics)
 			if err != nil {
 				return err
 			}
 			defer stopPolls()
-			stopAdmin, err := serveAdmin(ctx, cfg.Admin, log, metrics)
+			stopAdmin, err := serveAdmin(ctx, cfg.Admin, log, metrics, red)
 			if err != nil {
 				return err
 			}
@@ -133,15 +141,15 @@ func startPolls(ctx context.Context, cfg *config.Config, rt *runtime, m *telemet
 
 // serveAdmin serves /livez, /readyz and /metrics (and /debug/pprof/ when
 // admin.pprof) on admin.listen ("" disables it). m nil: no metrics, always
-// ready.
-func serveAdmin(ctx context.Context, admin config.Admin, log *slog.Logger, m *telemetry.Metrics) (stop func(), err error) {
-	stop, _, err = serveAdminAt(ctx, admin, log, m)
+// ready. red scrubs secrets from the /readyz reasons (they quote errors).
+func serveAdmin(ctx context.Context, admin config.Admin, log *slog.Logger, m *telemetry.Metrics, red config.Redactor) (stop func(), err error) {
+	stop, _, err = serveAdminAt(ctx, admin, log, m, red)
 	return stop, err
 }
 
 // serveAdminAt is serveAdmin that also returns the bound address ("" when
 // disabled), for admin.listen with port 0.
-func serveAdminAt(ctx context.Context, admin config.Admin, log *slog.Logger, m *telemetry.Metrics) (stop func(), bound string, err error) {
+func serveAdminAt(ctx context.Context, admin config.Admin, log *slog.Logger, m *telemetry.Metrics, red config.Redactor) (stop func(), bound string, err error) {
 	addr := admin.Listen
 	if addr == "" {
 		return func() {}, "", nil
@@ -162,7 +170,7 @@ func serveAdminAt(ctx context.Context, admin config.Admin, log *slog.Logger, m *
 			if ok, why := m.Health.Ready(); !ok {
 				w.WriteHeader(http.StatusServiceUnavailable)
 				for _, y := range why {
-					fmt.Fprintln(w, "not ready:", y)
+					fmt.Fprintln(w, "not ready:", red.Redact(y))
 				}
 				return
 			}
@@ -208,7 +216,7 @@ variables, and every processor's config (including CEL type checks). Every
 problem is printed, one per line, as file:line: key: message (fix: ...).
 Without FILE it checks the embedded example config.`,
 		Args: cobra.MaximumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
+		RunE: func(cmd *cobra.Command, args []string) (err error) {
 			path := ""
 			if len(args) == 1 {
 				path = args[0]
@@ -217,6 +225,7 @@ Without FILE it checks the embedded example config.`,
 			if err != nil {
 				return err
 			}
+			defer func() { err = redactErr(cfg.Redactor(), err) }()
 			log := slog.New(slog.DiscardHandler)
 			rt, err := build(cfg, o.processors, log, observe{})
 			if err != nil {
@@ -241,6 +250,7 @@ Without FILE it checks the embedded example config.`,
 			for _, n := range names {
 				fmt.Fprintf(cmd.OutOrStdout(), "%-40s %s\n", n, vars[n])
 			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%-40s %s\n", "ORDO_KAFKA_TLS", "kafka.tls.enabled (alias)")
 			other := config.OtherEnvVars()
 			names = names[:0]
 			for n := range other {
@@ -254,6 +264,44 @@ Without FILE it checks the embedded example config.`,
 			return nil
 		},
 	}
-	cmd.AddCommand(validate, env)
+	show := &cobra.Command{
+		Use:   "show [FILE]",
+		Short: "Print the effective config (file, defaults and ORDO_* overrides) with secrets redacted",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			path := config.DefaultPath
+			if len(args) == 1 {
+				path = args[0]
+			}
+			cfg, err := config.Load(path, os.Environ())
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "# %s with defaults and ORDO_* overrides; secrets are shown as %s\n", path, config.Redacted)
+			enc := yaml.NewEncoder(cmd.OutOrStdout())
+			enc.SetIndent(2)
+			if err := enc.Encode(cfg.Redacted()); err != nil {
+				return fmt.Errorf("config show: %w", err)
+			}
+			return enc.Close()
+		},
+	}
+	cmd.AddCommand(validate, env, show)
 	return cmd
+}
+
+// redactLogger wraps log so that no record carries one of cfg's secrets.
+func redactLogger(log *slog.Logger, red config.Redactor) *slog.Logger {
+	return slog.New(telemetry.NewRedactHandler(log.Handler(), red.Redact))
+}
+
+// redactErr scrubs secrets from an error that is about to be printed.
+func redactErr(red config.Redactor, err error) error {
+	if err == nil {
+		return nil
+	}
+	if s := red.Redact(err.Error()); s != err.Error() {
+		return errors.New(s)
+	}
+	return err
 }
