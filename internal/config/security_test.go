@@ -107,7 +107,7 @@ func TestSecurityErrorsNameKeyAndFix(t *testing.T) {
 		key, msg   string
 	}{
 		{"unknown tls key", "kafka:\n  tls:\n    ca_fle: ca.pem\n", nil, 3, "kafka.tls.ca_fle", "unknown key (use one of: enabled, ca_file,"},
-		{"tls neither bool nor map", "kafka:\n  tls: maybe\n", nil, 0, "(yaml)", "neither true/false nor a mapping"},
+		{"tls neither bool nor map", "kafka:\n  tls: maybe\n", nil, 2, "kafka.tls", "neither true/false nor a mapping"},
 		{"missing CA file", "kafka:\n  tls: {ca_file: nope.pem}\n", nil, 2, "kafka.tls.ca_file", "nope.pem"},
 		{"CA not PEM", "kafka:\n  tls: {ca_file: junk.pem}\n", nil, 2, "kafka.tls.ca_file", "no PEM certificate"},
 		{"cert without key", "kafka:\n  tls: {cert_file: ca.pem}\n", nil, 2, "kafka.tls.key_file", "cert_file without key_file"},
