@@ -181,6 +181,9 @@ func Replay(ctx context.Context, conn []kgo.Opt, opts ReplayOptions) (*ReplayRes
 	fctx, cancel := context.WithTimeout(kadm.RequireStable(ctx), 30*time.Second)
 	committed, err := adm.FetchOffsets(fctx, opts.Group)
 	cancel()
+	if errors.Is(err, kerr.GroupIDNotFound) { // some brokers say so for a group without offsets
+		committed, err = kadm.OffsetResponses{}, nil
+	}
 	if err != nil {
 		if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, kerr.UnstableOffsetCommit) {
 			return nil, fmt.Errorf("group %q: a transaction of its last replica is still open (offsets not stable after 30s); it ends within kafka.transaction_timeout, run replay again then: %w", opts.Group, err)

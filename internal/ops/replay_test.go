@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/ordo-dev/ordo/internal/ops"
@@ -86,6 +87,18 @@ func TestReplayRefusesActiveGroup(t *testing.T) {
 	}
 	if got := e.committedOffsets(e.input); !equalOffsets(got, before) {
 		t.Fatalf("a refused replay changed offsets: %v -> %v", before, got)
+	}
+	// The broker's own guard, which Replay relies on if a replica starts
+	// between its check and its commit: an admin commit to a group with
+	// members is refused.
+	var os kadm.Offsets
+	os.Add(kadm.Offset{Topic: e.input, Partition: 0, At: 0, LeaderEpoch: -1})
+	resp, err := testkit.NewAdmin(t, e.brokers).CommitOffsets(e.ctx(), e.group, os)
+	if err == nil {
+		err = resp.Error()
+	}
+	if !errors.Is(err, kerr.UnknownMemberID) {
+		t.Errorf("admin commit to an active group: %v, want UNKNOWN_MEMBER_ID", err)
 	}
 
 	member.Close() // leaves the group

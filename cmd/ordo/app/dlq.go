@@ -366,6 +366,9 @@ Examples:
 					_ = writeJSON(cmd.OutOrStdout(), res)
 				} else {
 					writeRedrive(cmd.OutOrStdout(), e, res, maxLines)
+					if err != nil && !res.DryRun {
+						fmt.Fprintln(cmd.OutOrStdout(), "stopped early by the error below: the dead letters listed above were redriven (committed); rerun for the rest")
+					}
 				}
 			}
 			return err
