@@ -201,10 +201,18 @@ func TestRedriveFailsAgain(t *testing.T) {
 		t.Fatalf("%d dead letters, want %d", len(dls), 2*pub.poison)
 	}
 	first := map[string]bool{}
-	for _, d := range dls[:pub.poison] {
-		first[d.Coordinates()] = true
+	var again []*ops.DeadLetter
+	for _, d := range dls {
+		if d.RedriveOf == "" {
+			first[d.Coordinates()] = true
+		} else {
+			again = append(again, d)
+		}
 	}
-	for _, d := range dls[pub.poison:] {
+	if len(first) != pub.poison || len(again) != pub.poison {
+		t.Fatalf("%d first dead letters and %d after the redrive, want %d each", len(first), len(again), pub.poison)
+	}
+	for _, d := range again {
 		if !first[d.RedriveOf] {
 			t.Errorf("second dead letter %s: redrive-of %q, want one of %v", d.Coordinates(), d.RedriveOf, first)
 		}
@@ -219,6 +227,29 @@ func TestRedriveFailsAgain(t *testing.T) {
 	sums := ops.Summarize(dls, ledger)
 	if len(sums) != 1 || sums[0].Redriven != pub.poison || sums[0].RedriveAgain != pub.poison {
 		t.Fatalf("summary %+v, want %d redriven and %d failed again", sums, pub.poison, pub.poison)
+	}
+
+	// A tombstone in the ledger forgets one redrive on purpose: the next
+	// run redrives that dead letter again, plus the new ones.
+	cl, err := kgo.NewClient(e.conn...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	var forgotten string
+	for c := range first {
+		forgotten = c
+		break
+	}
+	if err := cl.ProduceSync(e.ctx(), &kgo.Record{Topic: ops.LedgerTopic(e.dlq), Key: []byte(forgotten)}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	res, err = ops.Redrive(e.ctx(), e.conn, ops.RedriveOptions{DLQTopic: e.dlq, TransactionalID: e.group + "-redrive", Filter: ops.Filter{Where: where}})
+	if err != nil || len(res.Redriven) != pub.poison+1 || res.AlreadyRedriven != pub.poison-1 {
+		t.Fatalf("redrive after a tombstone: %v %+v", err, res)
+	}
+	if !slices.ContainsFunc(res.Redriven, func(m ops.Moved) bool { return m.DeadLetter == forgotten }) {
+		t.Errorf("the forgotten dead letter %s was not redriven again: %+v", forgotten, res.Redriven)
 	}
 }
 

@@ -93,6 +93,12 @@ func readLedger(ctx context.Context, conn []kgo.Opt, adm *kadm.Client, ledger st
 		return nil, err
 	}
 	err = readSpans(ctx, conn, ledger, spans, func(r *kgo.Record) error {
+		if r.Value == nil {
+			// A tombstone: an operator deliberately forgot this redrive
+			// so that the dead letter can be redriven again.
+			delete(out, string(r.Key))
+			return nil
+		}
 		var e LedgerEntry
 		if err := json.Unmarshal(r.Value, &e); err != nil || e.DeadLetter != string(r.Key) {
 			return fmt.Errorf("redrive ledger %s/%d@%d is not a ledger entry (%v): is %s used by something else?", ledger, r.Partition, r.Offset, err, ledger)

@@ -57,7 +57,7 @@ Examples:
   ordo replay -c ordo.yaml --to-time -1h --dry-run
 
   # stop the replicas, then rewind checkout orders to 14:00 UTC
-  kubectl scale deployment/ordo --replicas=0
+  kubectl scale statefulset/ordo --replicas=0
   ordo replay -c ordo.yaml --topic checkout.orders.v1 --to-time 2026-03-01T14:00:00Z --wait 2m
 
   # one partition back to an exact offset
