@@ -52,6 +52,7 @@ type opsWorld struct {
 	dlq     string
 	group   string
 	serde   *schemas.Serde
+	sr      *sr.Client
 }
 
 func newOpsWorld(t *testing.T) *opsWorld {
@@ -76,6 +77,7 @@ func newOpsWorld(t *testing.T) *opsWorld {
 		dlq:     testkit.UniqueName(t, "dlq"),
 		group:   testkit.UniqueName(t, "group"),
 		serde:   schemas.NewSerde(schemas.NewRegistry(srcl), readers, schemas.TopicName, true),
+		sr:      srcl,
 	}
 	testkit.CreateTopics(t, brokers, 2, w.input, w.dlq)
 	chdirRoot(t)
@@ -88,10 +90,11 @@ func newOpsWorld(t *testing.T) *opsWorld {
 	return w
 }
 
-// deadLetters writes three inputs and their dead letters the way the
+// deadLetters writes four inputs and their dead letters the way the
 // pipeline does (producer.Output): a valid order the "gate" processor
-// rejected, a value that is not Avro, and one framed with a schema id the
-// registry does not know.
+// rejected, a value that is not Avro, one framed with a schema id the
+// registry does not know, and an OrderPlaced written with a schema ordo's
+// reader schema cannot read (fields without defaults missing).
 func (w *opsWorld) deadLetters(t *testing.T) {
 	t.Helper()
 	ctx := context.Background()
@@ -111,9 +114,23 @@ func (w *opsWorld) deadLetters(t *testing.T) {
 	}
 	unknown := binary.BigEndian.AppendUint32([]byte{0}, 99999)
 	unknown = append(unknown, 2, 'x')
+	const foreign = `{"type":"record","name":"OrderPlaced","namespace":"com.acme.checkout","fields":[{"name":"order_id","type":"string"}]}`
+	ss, err := w.sr.CreateSchema(ctx, w.input+"-foreign-value", sr.Schema{Schema: foreign})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fs, err := schemas.ParseSchema(ss.ID, foreign)
+	if err != nil {
+		t.Fatal(err)
+	}
+	incompatible, err := fs.AppendNatural(schemas.AppendHeader(nil, ss.ID), map[string]any{"order_id": "ord-9"})
+	if err != nil {
+		t.Fatal(err)
+	}
 	ins := []*kgo.Record{valid,
 		{Topic: w.input, Key: []byte("poison"), Value: []byte("not avro")},
 		{Topic: w.input, Key: []byte("alien"), Value: unknown},
+		{Topic: w.input, Key: []byte("ord-9"), Value: incompatible},
 	}
 	for _, r := range ins {
 		r.Partition = 1
@@ -126,6 +143,7 @@ func (w *opsWorld) deadLetters(t *testing.T) {
 		out.DeadLetter(ins[0], &processors.ProcessorError{Processor: "gate", Err: errors.New(`total 1.50 is below the minimum "2.00"`)}),
 		out.DeadLetter(ins[1], fmt.Errorf("decode: %w", errors.New("avro: malformed frame: unknown magic byte 0x6e (want 0x00)"))),
 		out.DeadLetter(ins[2], errors.New("avro: schema id 99999 not found in registry")),
+		out.DeadLetter(ins[3], errors.New("avro: cannot resolve writer schema to reader schema")),
 	}
 	for _, r := range dead {
 		r.Partition = 0
@@ -159,7 +177,7 @@ func TestDLQCommands(t *testing.T) {
 		t.Fatalf("list: exit %d %s", code, errOut)
 	}
 	t.Logf("dlq list:\n%s", out)
-	for _, want := range []string{"3 dead letter(s)", "gate", "decode", w.input, `below the minimum "…"`} {
+	for _, want := range []string{"4 dead letter(s)", "gate", "decode", w.input, `below the minimum "…"`} {
 		if !strings.Contains(out, want) {
 			t.Errorf("list lacks %q", want)
 		}
@@ -177,8 +195,8 @@ func TestDLQCommands(t *testing.T) {
 		t.Errorf("bad --where: exit %d %s", code, errOut)
 	}
 
-	// show: decoded, not Avro, unknown schema.
-	code, out, errOut = runMain(t, "dlq", "show", "0@0", "0@1", "0@2")
+	// show: decoded, not Avro, unknown schema, incompatible schema.
+	code, out, errOut = runMain(t, "dlq", "show", "0@0", "0@1", "0@2", "0@3")
 	if code != 0 {
 		t.Fatalf("show: exit %d %s", code, errOut)
 	}
@@ -186,6 +204,7 @@ func TestDLQCommands(t *testing.T) {
 	for _, want := range []string{
 		"source       " + w.input + "/1@0", `"order_id": "ord-1"`, `"total": "1.5"`, "com.acme.checkout.OrderPlaced (schema id",
 		"not decoded: avro: malformed frame", "6e 6f 74 20 61 76 72 6f", "not found in registry",
+		"decoded with the writer schema: ordo's reader schema cannot read it", `"order_id": "ord-9"`,
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("show lacks %q", want)
@@ -207,7 +226,8 @@ func TestDLQCommands(t *testing.T) {
 	}
 	t.Logf("dlq redrive:\n%s", out)
 	code, out, _ = runMain(t, "dlq", "redrive", "--all")
-	if code != 0 || !strings.Contains(out, "redrove 0") || !strings.Contains(out, "1 already redriven") || strings.Count(out, "would fail again") != 2 {
+	if code != 0 || !strings.Contains(out, "redrove 0") || !strings.Contains(out, "1 already redriven") || strings.Count(out, "would fail again") != 3 ||
+		!strings.Contains(out, "0@2: would fail again: avro: schema id 99999 not found in registry") {
 		t.Fatalf("redrive --all after the filtered one: exit %d\n%s", code, out)
 	}
 	code, out, _ = runMain(t, "dlq", "list")
@@ -216,7 +236,7 @@ func TestDLQCommands(t *testing.T) {
 	}
 	// The ledger shows up in list and show.
 	code, out, _ = runMain(t, "dlq", "show", "0@0")
-	if code != 0 || !strings.Contains(out, "redriven     to "+w.input+"/1@3") {
+	if code != 0 || !strings.Contains(out, "redriven     to "+w.input+"/1@4") {
 		t.Errorf("show after redrive:\n%s", out)
 	}
 }
