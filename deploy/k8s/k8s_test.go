@@ -292,6 +292,14 @@ func (b *bundle) configDir(t *testing.T) string {
 	return ""
 }
 
+// show prints an optional number.
+func show[T int32 | int64](p *T) string {
+	if p == nil {
+		return "unset"
+	}
+	return fmt.Sprint(*p)
+}
+
 func keys(m map[string]string) []string {
 	out := make([]string, 0, len(m))
 	for k := range m {
@@ -556,7 +564,7 @@ func TestGracePeriodCoversShutdown(t *testing.T) {
 	need := 2*cfg.Processing.ShutdownTimeout.D() + 7*time.Second
 	g := s.Spec.Template.Spec.TerminationGracePeriodSeconds
 	if g == nil || time.Duration(*g)*time.Second < need {
-		t.Errorf("terminationGracePeriodSeconds %v; want at least %v (2 × processing.shutdown_timeout %v + 7s)", g, need, cfg.Processing.ShutdownTimeout.D())
+		t.Errorf("terminationGracePeriodSeconds %s; want at least %v (2 × processing.shutdown_timeout %v + 7s)", show(g), need, cfg.Processing.ShutdownTimeout.D())
 	}
 }
 
@@ -690,7 +698,7 @@ func TestKEDAScaledObject(t *testing.T) {
 	cfg := loadConfig(t, base.configDir(t), podEnv(t, bc, "ordo-0"))
 	parts := inputPartitions(t, cfg)
 	if bs.Spec.Replicas == nil || *bs.Spec.Replicas < 1 || int(*bs.Spec.Replicas) > parts {
-		t.Errorf("base replicas %v; want 1..%d (the input partitions)", bs.Spec.Replicas, parts)
+		t.Errorf("base replicas %s; want 1..%d (the input partitions)", show(bs.Spec.Replicas), parts)
 	}
 	if len(base.scaled) != 0 {
 		t.Errorf("the base has a ScaledObject; it must apply to clusters without KEDA")
@@ -709,13 +717,13 @@ func TestKEDAScaledObject(t *testing.T) {
 		t.Errorf("scaleTargetRef %+v; want apps/v1 StatefulSet %s", r, s.Name)
 	}
 	if so.MinReplicaCount == nil || *so.MinReplicaCount < 1 {
-		t.Errorf("minReplicaCount %v; want at least 1 (ordo does not scale to zero: nothing would commit the lag away)", so.MinReplicaCount)
+		t.Errorf("minReplicaCount %s; want at least 1 (ordo does not scale to zero: nothing would commit the lag away)", show(so.MinReplicaCount))
 	}
 	if so.IdleReplicaCount != nil {
 		t.Errorf("idleReplicaCount set: scaling to zero leaves the group without members")
 	}
 	if so.MaxReplicaCount == nil || int(*so.MaxReplicaCount) > parts {
-		t.Errorf("maxReplicaCount %v; want at most %d, the input partitions (more replicas would own nothing)", so.MaxReplicaCount, parts)
+		t.Errorf("maxReplicaCount %s; want at most %d, the input partitions (more replicas would own nothing)", show(so.MaxReplicaCount), parts)
 	} else if so.MinReplicaCount != nil && *so.MinReplicaCount > *so.MaxReplicaCount {
 		t.Errorf("minReplicaCount %d > maxReplicaCount %d", *so.MinReplicaCount, *so.MaxReplicaCount)
 	}
