@@ -229,6 +229,13 @@ func (b *bundle) statefulSet(t *testing.T) (*appsv1.StatefulSet, *corev1.Contain
 	return nil, nil
 }
 
+// firstPod is the name of the StatefulSet's pod with ordinal 0.
+func (b *bundle) firstPod(t *testing.T) string {
+	t.Helper()
+	s, _ := b.statefulSet(t)
+	return s.Name + "-0"
+}
+
 // flagValue returns the value of --name in args.
 func flagValue(args []string, name string) (string, bool) {
 	for i, a := range args {
@@ -493,7 +500,7 @@ func TestConfigMapPassesOrdoConfigValidate(t *testing.T) {
 			os.Unsetenv(k)
 		}
 	}
-	for _, kv := range podEnv(t, c, "ordo-0") {
+	for _, kv := range podEnv(t, c, b.firstPod(t)) {
 		k, v, _ := strings.Cut(kv, "=")
 		t.Setenv(k, v)
 	}
@@ -501,13 +508,32 @@ func TestConfigMapPassesOrdoConfigValidate(t *testing.T) {
 	if code := app.Main([]string{"config", "validate", path}, app.WithOutput(&out, &errOut)); code != 0 {
 		t.Fatalf("ordo config validate exit %d: %s%s", code, out.String(), errOut.String())
 	}
-	if !strings.Contains(out.String(), "transactional id ordo-orders-ordo-0") {
-		t.Errorf("ordo config validate: %q; want transactional id ordo-orders-ordo-0", out.String())
+	cfg := loadConfig(t, path, podEnv(t, c, b.firstPod(t)))
+	if want := "transactional id " + cfg.Kafka.TransactionalIDPrefix + "-" + b.firstPod(t); !strings.Contains(out.String(), want) {
+		t.Errorf("ordo config validate: %q; want %q", out.String(), want)
 	}
-	// The generated name carries a content hash, so a config change rolls
-	// the pods (docs/kubernetes.md relies on it).
-	if cm := b.configMaps[0]; !regexp.MustCompile(`^ordo-config-[a-z0-9]{6,}$`).MatchString(cm.Name) {
-		t.Errorf("ConfigMap %q has no content hash suffix", cm.Name)
+	// The ConfigMap comes from a generator whose output name carries a
+	// content hash, so a config change rolls the pods (docs/kubernetes.md
+	// relies on it).
+	data, err := os.ReadFile(filepath.Join(here(), "base", "kustomization.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kust struct {
+		ConfigMapGenerator []struct {
+			Name string `json:"name"`
+		} `json:"configMapGenerator"`
+	}
+	if err := yaml.Unmarshal(data, &kust); err != nil {
+		t.Fatal(err)
+	}
+	hashed := false
+	for _, g := range kust.ConfigMapGenerator {
+		rest, ok := strings.CutPrefix(b.configMaps[0].Name, g.Name+"-")
+		hashed = hashed || (ok && regexp.MustCompile(`^[a-z0-9]{6,}$`).MatchString(rest))
+	}
+	if !hashed {
+		t.Errorf("ConfigMap %q is not a generator's name plus a content hash (generators: %+v)", b.configMaps[0].Name, kust.ConfigMapGenerator)
 	}
 }
 
@@ -518,7 +544,7 @@ func TestProbesHitTheAdminPort(t *testing.T) {
 		t.Run(o, func(t *testing.T) {
 			b := build(t, o)
 			_, c := b.statefulSet(t)
-			cfg := loadConfig(t, b.configDir(t), podEnv(t, c, "ordo-0"))
+			cfg := loadConfig(t, b.configDir(t), podEnv(t, c, b.firstPod(t)))
 			host, portStr, err := net.SplitHostPort(cfg.Admin.Listen)
 			if err != nil {
 				t.Fatalf("admin.listen %q: %v", cfg.Admin.Listen, err)
@@ -560,7 +586,7 @@ func TestProbesHitTheAdminPort(t *testing.T) {
 func TestGracePeriodCoversShutdown(t *testing.T) {
 	b := build(t, "base")
 	s, c := b.statefulSet(t)
-	cfg := loadConfig(t, b.configDir(t), podEnv(t, c, "ordo-0"))
+	cfg := loadConfig(t, b.configDir(t), podEnv(t, c, b.firstPod(t)))
 	need := 2*cfg.Processing.ShutdownTimeout.D() + 7*time.Second
 	g := s.Spec.Template.Spec.TerminationGracePeriodSeconds
 	if g == nil || time.Duration(*g)*time.Second < need {
@@ -574,7 +600,7 @@ func TestGracePeriodCoversShutdown(t *testing.T) {
 func TestMemoryLimitAboveSoftLimit(t *testing.T) {
 	b := build(t, "base")
 	_, c := b.statefulSet(t)
-	cfg := loadConfig(t, b.configDir(t), podEnv(t, c, "ordo-0"))
+	cfg := loadConfig(t, b.configDir(t), podEnv(t, c, b.firstPod(t)))
 	lim, ok := c.Resources.Limits[corev1.ResourceMemory]
 	if cfg.Processing.MemoryLimitMiB == 0 {
 		t.Skip("processing.memory_limit_mib is 0: no soft limit to compare with")
@@ -612,7 +638,7 @@ func TestSecretsOnlyByReference(t *testing.T) {
 			if refs == 0 {
 				t.Errorf("no secretKeyRef at all: where does kafka.sasl.password come from?")
 			}
-			cfg := loadConfig(t, b.configDir(t), podEnv(t, c, "ordo-0"))
+			cfg := loadConfig(t, b.configDir(t), podEnv(t, c, b.firstPod(t)))
 			if cfg.Kafka.SASL.Password != "" {
 				t.Errorf("the ConfigMap holds kafka.sasl.password; use the Secret (ORDO_KAFKA_SASL_PASSWORD)")
 			}
@@ -695,7 +721,7 @@ func TestSelectorsAndRollout(t *testing.T) {
 func TestKEDAScaledObject(t *testing.T) {
 	base := build(t, "base")
 	bs, bc := base.statefulSet(t)
-	cfg := loadConfig(t, base.configDir(t), podEnv(t, bc, "ordo-0"))
+	cfg := loadConfig(t, base.configDir(t), podEnv(t, bc, base.firstPod(t)))
 	parts := inputPartitions(t, cfg)
 	if bs.Spec.Replicas == nil || *bs.Spec.Replicas < 1 || int(*bs.Spec.Replicas) > parts {
 		t.Errorf("base replicas %s; want 1..%d (the input partitions)", show(bs.Spec.Replicas), parts)
