@@ -374,7 +374,7 @@ func (b *bench) contenders() []contender {
 			"BENCH_COMMIT_INTERVAL_MS="+strconv.FormatInt(defaults.CommitInterval.D().Milliseconds(), 10),
 			"BENCH_BROKERS="+b.brokers, "BENCH_REGISTRY="+b.regURL, "BENCH_GROUP="+group, "BENCH_TXN_ID="+group,
 			"BENCH_INPUTS="+strings.Join(inputs, ","),
-			"BENCH_SCHEMA_DIR="+filepath.Join(b.root, "schemas/avro"),
+			"BENCH_SCHEMA_DIR="+filepath.Join(b.root, "examples/orders/schemas"),
 			"BENCH_TIERS="+filepath.Join(b.root, "examples/orders/customer-tiers.csv"),
 			"BENCH_STATE_DIR="+filepath.Join(b.work, "kstreams-state"),
 		)

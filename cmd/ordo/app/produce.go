@@ -6,7 +6,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
+	"maps"
 	"os"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -62,12 +66,16 @@ epoch milliseconds or RFC 3339 strings, unions as the bare value or null.
 					typ = s.FullName
 				}
 			}
-			serde, readers, err := publisherSerde(cfg, extra...)
+			log, err := publishLogger(cmd, o, &f)
+			if err != nil {
+				return err
+			}
+			serde, readers, err := publisherSerde(cmd.Context(), cfg, log, extra...)
 			if err != nil {
 				return err
 			}
 			if _, ok := readers[typ]; !ok {
-				return fmt.Errorf("--type %q: no schema (fix: pass --schema FILE.avsc or one of the built-in types)", typ)
+				return fmt.Errorf("--type %q: no schema (fix: pass --schema FILE.avsc, add the type's .avsc to schemas.files of --config, or use one of its types: %s)", typ, strings.Join(slices.Sorted(maps.Keys(readers)), ", "))
 			}
 			cl, err := newClient(cfg)
 			if err != nil {
@@ -156,4 +164,15 @@ func normalizeForSchema(_ *schemas.Schema, v map[string]any) error {
 		env["time"] = t
 	}
 	return nil
+}
+
+// publishLogger is the logger of the publishing commands (produce, demo):
+// warnings only unless --log-level is given, so that their output stays the
+// published records.
+func publishLogger(cmd *cobra.Command, o *options, f *commonFlags) (*slog.Logger, error) {
+	level := f.logLevel
+	if !cmd.Flags().Changed("log-level") {
+		level = "warn"
+	}
+	return newLogger(o.stderr, f.logFormat, level)
 }

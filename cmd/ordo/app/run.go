@@ -65,7 +65,18 @@ the open transaction, leaves the group and exits 0.`,
 			defer shutdownTracing(ctx, tr, log)
 			metrics := telemetry.NewMetrics()
 			applyMemoryLimit(cfg, log)
-			rt, err := build(cfg, o.processors, log, observe{metrics: metrics, tracing: tr})
+			// The admin server comes first: while schemas.subjects wait for
+			// the registry, /livez is ok and /readyz says not ready.
+			stopAdmin, err := serveAdmin(ctx, cfg.Admin, log, metrics)
+			if err != nil {
+				return err
+			}
+			defer stopAdmin()
+			rs, err := readers(ctx, cfg, log)
+			if err != nil {
+				return err
+			}
+			rt, err := build(cfg, rs, o.processors, log, observe{metrics: metrics, tracing: tr})
 			if err != nil {
 				return err
 			}
@@ -80,11 +91,6 @@ the open transaction, leaves the group and exits 0.`,
 				return err
 			}
 			defer stopPolls()
-			stopAdmin, err := serveAdmin(ctx, cfg.Admin, log, metrics)
-			if err != nil {
-				return err
-			}
-			defer stopAdmin()
 			if tr.Enabled() {
 				log.Info("tracing on", "otlp_endpoint", tr.Endpoint, "protocol", tr.Protocol, "parent", cfg.Tracing.Parent)
 			}
@@ -218,12 +224,22 @@ Without FILE it checks the embedded example config.`,
 				return err
 			}
 			log := slog.New(slog.DiscardHandler)
-			rt, err := build(cfg, o.processors, log, observe{})
+			// Schema files are checked; schemas.subjects are not fetched
+			// (validate connects to nothing), so types only they could
+			// declare are not reported as unknown.
+			rs, err := localReaders(cfg)
+			if err != nil {
+				return err
+			}
+			rt, err := build(cfg, rs, o.processors, log, observe{})
 			if err != nil {
 				return err
 			}
 			rt.close()
-			fmt.Fprintf(cmd.OutOrStdout(), "%s: ok (%d inputs, %d processors, transactional id %s)\n", configName(path), len(cfg.Inputs), len(cfg.Pipeline), cfg.TransactionalID())
+			fmt.Fprintf(cmd.OutOrStdout(), "%s: ok (%d inputs, %d processors, %d schemas, transactional id %s)\n", configName(path), len(cfg.Inputs), len(cfg.Pipeline), len(rs.byName), cfg.TransactionalID())
+			if n := len(cfg.Schemas.Subjects); n > 0 {
+				fmt.Fprintf(cmd.OutOrStdout(), "note: the %d registry subject(s) of schemas.subjects were not fetched; types they declare were not checked\n", n)
+			}
 			return nil
 		},
 	}
