@@ -36,7 +36,7 @@ func newProduceCmd(o *options) *cobra.Command {
 		Long: `Reads one JSON object per line (stdin, or --file) and publishes each as an
 Avro event of --type on --topic, using the brokers and registry of --config
 (ORDO_KAFKA_BROKERS and ORDO_REGISTRY_URL override them). The schema is
-ordo's built-in schema for --type, or --schema. The envelope is filled in
+the one the config's schemas: block has for --type, or --schema. The envelope is filled in
 when absent (id, type, source, time, correlation_id = the key).
 
 Values are plain JSON: decimals as "12.34" strings or numbers, timestamps as
@@ -130,7 +130,7 @@ epoch milliseconds or RFC 3339 strings, unions as the bare value or null.
 	fl := cmd.Flags()
 	fl.StringVarP(&topic, "topic", "t", "", "topic to publish to (required)")
 	fl.StringVar(&typ, "type", "", "full Avro name of the event type (required unless --schema names it)")
-	fl.StringVar(&schema, "schema", "", "an .avsc file to use instead of ordo's built-in schema")
+	fl.StringVar(&schema, "schema", "", "an .avsc file to use instead of the config's schema for --type")
 	fl.StringVar(&keyField, "key-field", "", "top-level field whose value is the Kafka key (and correlation id)")
 	fl.StringVar(&file, "file", "", "read JSON lines from this file instead of stdin")
 	fl.StringVar(&source, "source", "ordo-produce", "envelope.source of the published events")

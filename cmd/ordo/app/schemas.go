@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
-	"slices"
 	"time"
 
 	"github.com/ordo-dev/ordo/internal/config"
@@ -21,6 +19,8 @@ type readerSet struct {
 	// processor checks then accept types they do not find instead of
 	// reporting them as unknown.
 	open bool
+	// from says where each schema came from, for messages.
+	from map[string]string
 	// source says where the schemas came from, for logs.
 	source string
 }
@@ -41,7 +41,7 @@ func localReaders(cfg *config.Config) (*readerSet, error) {
 	loaded, err := schemas.LoadFiles(cfg.FS, cfg.BaseDir(), cfg.Schemas.Files)
 	// A file that did not load leaves its type unknown to the processor
 	// checks, which then report it too, next to the file's error.
-	rs := &readerSet{byName: loaded.Schemas, open: len(cfg.Schemas.Subjects) > 0, source: "schemas.files"}
+	rs := &readerSet{byName: loaded.Schemas, from: loaded.From, open: len(cfg.Schemas.Subjects) > 0, source: "schemas.files"}
 	return rs, loadErrors(cfg, "schemas.files", err)
 }
 
@@ -62,11 +62,7 @@ func readers(ctx context.Context, cfg *config.Config, log *slog.Logger) (*reader
 	if err != nil {
 		return nil, err
 	}
-	loaded := schemas.NewLoaded()
-	for name, s := range rs.byName {
-		loaded.Schemas[name] = s
-		loaded.From[name] = "a file in schemas.files"
-	}
+	loaded := &schemas.Loaded{Schemas: rs.byName, From: rs.from}
 	start := time.Now()
 	err = schemas.LoadSubjects(ctx, reg, cfg.Schemas.Subjects, loaded, schemas.Backoff{
 		Notify: func(subject string, attempt int, wait time.Duration, err error) {
@@ -81,7 +77,7 @@ func readers(ctx context.Context, cfg *config.Config, log *slog.Logger) (*reader
 		}
 		return nil, fmt.Errorf("fetch reader schemas from %s after %v: %w", cfg.Registry.URL, time.Since(start).Round(time.Millisecond), err)
 	}
-	rs = &readerSet{byName: loaded.Schemas, source: "schemas.files and schemas.subjects"}
+	rs = &readerSet{byName: loaded.Schemas, from: loaded.From, source: "schemas.files and schemas.subjects"}
 	if len(cfg.Schemas.Files) == 0 {
 		rs.source = "schemas.subjects"
 	}
@@ -111,21 +107,4 @@ func loadErrors(cfg *config.Config, key string, err error) error {
 		}
 	}
 	return config.Join(out...)
-}
-
-// missingTypes lists the types of names that rs has no schema for, sorted.
-func (rs *readerSet) missingTypes(names ...string) []string {
-	var out []string
-	for _, n := range names {
-		if _, ok := rs.byName[n]; !ok {
-			out = append(out, n)
-		}
-	}
-	slices.Sort(out)
-	return slices.Compact(out)
-}
-
-// types lists the full names in rs, sorted (for messages).
-func (rs *readerSet) types() []string {
-	return slices.Sorted(maps.Keys(rs.byName))
 }
