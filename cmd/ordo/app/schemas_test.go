@@ -8,12 +8,14 @@ import (
 	"fmt"
 	"io"
 	"math/big"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -21,8 +23,10 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sr"
+	"github.com/twmb/franz-go/pkg/sr/srfake"
 
 	"github.com/ordo-dev/ordo/examples/orders"
+	"github.com/ordo-dev/ordo/internal/devenv"
 	"github.com/ordo-dev/ordo/schemas"
 )
 
@@ -516,4 +520,134 @@ func (b *syncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.b.String()
+}
+
+// TestRunWaitsForRegistrySubjects: `ordo run` with a schemas.subjects
+// entry and a registry that fails at start does not crash-loop: it logs
+// each retry, serves /livez (ok) and /readyz (not ready) meanwhile, and
+// starts once the registry answers, with the subject's schema among its
+// schemas; SIGTERM then stops it cleanly.
+func TestRunWaitsForRegistrySubjects(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the ordo binary; skipped with -short")
+	}
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		t.Skip("no go command on PATH to build the binary:", err)
+	}
+	bin := filepath.Join(t.TempDir(), "ordo")
+	if out, err := exec.Command(goBin, "build", "-o", bin, "github.com/ordo-dev/ordo/cmd/ordo").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	kafka, err := devenv.Kafka("127.0.0.1:0", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer kafka.Close()
+	fake := srfake.New()
+	defer fake.Close()
+	fake.SeedSchema(returnsTopic+"-value", 1, 41, sr.Schema{Schema: returnRequestedAvsc})
+	var failing atomic.Bool
+	failing.Store(true)
+	fake.Intercept(func(w http.ResponseWriter, _ *http.Request) bool {
+		if !failing.Load() {
+			return false
+		}
+		w.Header().Set("Content-Type", "application/vnd.schemaregistry.v1+json")
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = w.Write([]byte(`{"error_code": 50003, "message": "overloaded"}`))
+		return true
+	})
+
+	cfg := extendedExample(t)
+	if err := os.Remove(filepath.Join(filepath.Dir(cfg), returnAvsc)); err != nil {
+		t.Fatal(err)
+	}
+	edit(t, cfg, "  files: [schemas/]", "  files: [schemas/]\n  subjects: ["+returnsTopic+"-value]")
+
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	run := exec.CommandContext(ctx, bin, "run", "--config", cfg, "--create-topics")
+	run.Env = append(os.Environ(), "ORDO_KAFKA_BROKERS="+kafka.ListenAddrs()[0], "ORDO_REGISTRY_URL="+fake.URL(),
+		"ORDO_ADMIN_LISTEN=127.0.0.1:0", "ORDO_REPLICA_ID=subjects", "OTEL_EXPORTER_OTLP_ENDPOINT=", "OTEL_TRACES_EXPORTER=none")
+	stderr, err := run.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := run.Start(); err != nil {
+		t.Fatal(err)
+	}
+	logs := make(chan map[string]any, 1000)
+	var all syncBuffer
+	done := make(chan error, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			all.WriteString(sc.Text() + "\n")
+			var m map[string]any
+			if json.Unmarshal(sc.Bytes(), &m) == nil {
+				logs <- m
+			}
+		}
+		close(logs)
+		done <- run.Wait()
+	}()
+	exited := false
+	defer func() {
+		if !exited {
+			_ = run.Process.Kill()
+			<-done
+		}
+	}()
+	// waitLog returns the next log line with msg (after skipping others).
+	waitLog := func(msg string) map[string]any {
+		t.Helper()
+		for {
+			select {
+			case m, ok := <-logs:
+				if !ok {
+					t.Fatalf("ordo run exited before logging %q:\n%s", msg, all.String())
+				}
+				if m["msg"] == msg {
+					return m
+				}
+			case <-ctx.Done():
+				t.Fatalf("no %q log:\n%s", msg, all.String())
+			}
+		}
+	}
+	admin := waitLog("admin server listening")["addr"].(string)
+	warn := waitLog("cannot fetch a reader schema from the registry; retrying (ordo starts once it has every subject of schemas.subjects)")
+	if warn["level"] != "WARN" || warn["subject"] != returnsTopic+"-value" || !strings.Contains(fmt.Sprint(warn["err"]), "503") {
+		t.Errorf("retry log: %v", warn)
+	}
+	status := func(path string) int {
+		resp, err := http.Get("http://" + admin + path)
+		if err != nil {
+			t.Fatalf("GET %s: %v", path, err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if live, ready := status("/livez"), status("/readyz"); live != http.StatusOK || ready == http.StatusOK {
+		t.Errorf("while waiting for the registry: /livez %d (want 200), /readyz %d (want not ready)", live, ready)
+	}
+	waitLog("cannot fetch a reader schema from the registry; retrying (ordo starts once it has every subject of schemas.subjects)") // a second attempt: it keeps trying
+
+	failing.Store(false)
+	loaded := waitLog("reader schemas loaded")
+	if loaded["types"] != float64(12) || loaded["source"] != "schemas.files and schemas.subjects" {
+		t.Errorf("loaded: %v", loaded)
+	}
+	waitLog("ordo running")
+	if err := run.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	for range logs {
+	}
+	err = <-done
+	exited = true
+	if err != nil {
+		t.Fatalf("ordo run after SIGTERM: %v\n%s", err, all.String())
+	}
 }
