@@ -567,7 +567,21 @@ func (c *Config) Validate() error {
 // subjects themselves are read when ordo starts (cmd/ordo/app).
 func (c *Config) validateSchemas(add func(key, msg, fix string)) {
 	if _, set := c.lines["schemas"]; set && c.Schemas.Builtin() {
-		add("schemas", "names no files or subjects", "list .avsc files or directories under schemas.files (e.g. [schemas/]) or registry subjects under schemas.subjects; or remove the block to use the built-in example schemas")
+		// At the list key when there is one, so that a list that did not
+		// decode is reported once (by its type error); a block with only
+		// unknown keys is reported by those.
+		key, other := "schemas", false
+		for k := range c.lines {
+			other = other || strings.HasPrefix(k, "schemas.")
+		}
+		for _, k := range []string{"schemas.subjects", "schemas.files"} {
+			if _, ok := c.lines[k]; ok {
+				key = k
+			}
+		}
+		if key != "schemas" || !other {
+			add(key, "names no files or subjects", "list .avsc files or directories under schemas.files (e.g. [schemas/]) or registry subjects under schemas.subjects; or remove the block to use the built-in example schemas")
+		}
 	}
 	lists := []struct {
 		key, what, fix string
