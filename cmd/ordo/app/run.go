@@ -210,7 +210,8 @@ func newConfigCmd(o *options) *cobra.Command {
 		Short: "Check a config file (syntax, values, processors) without starting anything; every error, one per line",
 		Long: `Check a config file and the ORDO_* environment without connecting to anything:
 YAML syntax and types, unknown keys (with did-you-mean), values, ORDO_*
-variables, and every processor's config (including CEL type checks). Every
+variables, the .avsc files of schemas.files (registry subjects are not
+fetched), and every processor's config (including CEL type checks). Every
 problem is printed, one per line, as file:line: key: message (fix: ...).
 Without FILE it checks the embedded example config.`,
 		Args: cobra.MaximumNArgs(1),
