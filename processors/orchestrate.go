@@ -134,7 +134,7 @@ func newOrchestrate(spec Spec, deps Deps) (Processor, error) {
 			return nil, pathErr(spec, "route has no `on` event type", "set `on:` to the event's full Avro name, e.g. com.acme.checkout.OrderPlaced", "routes", ri)
 		}
 		if deps.KnownType != nil && !deps.KnownType(rc.On) {
-			return nil, pathErr(spec, fmt.Sprintf("unknown event type %q", rc.On), "use the full Avro name (namespace.Name) of a schema ordo knows", "routes", ri, "on")
+			return nil, pathErr(spec, fmt.Sprintf("unknown event type %q", rc.On), "use the full Avro name (namespace.Name) of an event type, and give ordo its schema: an .avsc file in schemas.files (or a subject in schemas.subjects)", "routes", ri, "on")
 		}
 		r := orchRoute{on: rc.On}
 		if rc.When != "" {
@@ -170,13 +170,13 @@ func buildEmit(spec Spec, deps Deps, ri, ei int, ec orchestrateEmitConf) (orchEm
 		return orchEmit{}, pathErr(spec, fmt.Sprintf("emit of %s has no `topic`", ec.Type), "set `topic:` to the command topic, e.g. commands.reserve-inventory.v1", at...)
 	}
 	if deps.KnownType != nil && !deps.KnownType(ec.Type) {
-		return orchEmit{}, pathErr(spec, fmt.Sprintf("unknown command type %q", ec.Type), "use the full Avro name (namespace.Name) of a command schema ordo knows", sub("type")...)
+		return orchEmit{}, pathErr(spec, fmt.Sprintf("unknown command type %q", ec.Type), "use the full Avro name (namespace.Name) of a command type, and give ordo its schema: an .avsc file in schemas.files (or a subject in schemas.subjects)", sub("type")...)
 	}
 	var schemaFields []string
 	if deps.Fields != nil {
 		fs, ok := deps.Fields(ec.Type)
 		if !ok {
-			return orchEmit{}, pathErr(spec, fmt.Sprintf("no schema fields known for command type %q", ec.Type), "add the command's schema", sub("type")...)
+			return orchEmit{}, pathErr(spec, fmt.Sprintf("no schema fields known for command type %q", ec.Type), "add the command's .avsc file to schemas.files", sub("type")...)
 		}
 		schemaFields = fs
 	}

@@ -55,7 +55,7 @@ routes:
           detail: '"missing: " + event.missing_skus[0]'
 `
 
-// demoSchemas mirrors schemas/avro for Deps.KnownType/Fields/Required.
+// demoSchemas mirrors examples/orders/schemas for Deps.KnownType/Fields/Required.
 var demoSchemas = map[string]struct{ fields, required []string }{
 	"com.acme.checkout.OrderPlaced":           {[]string{"envelope", "order_id", "customer_id", "total", "currency", "items", "shipping_country", "note"}, []string{"envelope", "order_id", "customer_id", "total", "currency", "items", "shipping_country"}},
 	"com.acme.payments.PaymentAuthorized":     {[]string{"envelope", "order_id", "payment_id", "amount", "currency"}, []string{"envelope", "order_id", "payment_id", "amount", "currency"}},

@@ -1,13 +1,14 @@
 package schemas
 
 import (
-	"embed"
 	"fmt"
 	"io/fs"
 	"strings"
 	"sync"
 
 	"github.com/linkedin/goavro/v2"
+
+	"github.com/ordo-dev/ordo/examples/orders"
 )
 
 // Schema is a parsed Avro schema: the goavro codec (binary/textual encoding)
@@ -38,14 +39,24 @@ type resolverResult struct {
 
 // ParseSchema parses Avro schema JSON. Both goavro and ordo's tree parser
 // must accept it; goavro is guarded against panics on odd input.
-func ParseSchema(id int, text string) (s *Schema, err error) {
-	root, err := parseTree(text)
+func ParseSchema(id int, text string) (*Schema, error) {
+	s, err := parseSchema(id, text)
 	if err != nil {
 		return nil, fmt.Errorf("avro: parse schema id %d: %w", id, err)
 	}
+	return s, nil
+}
+
+// parseSchema is ParseSchema without the "which schema" prefix, for callers
+// that name the schema themselves (a file, a subject).
+func parseSchema(id int, text string) (*Schema, error) {
+	root, err := parseTree(text)
+	if err != nil {
+		return nil, err
+	}
 	codec, err := newCodec(text)
 	if err != nil {
-		return nil, fmt.Errorf("avro: parse schema id %d: goavro: %w", id, err)
+		return nil, fmt.Errorf("goavro: %w", err)
 	}
 	name := root.name
 	if name == "" {
@@ -142,18 +153,11 @@ func (s *Schema) AppendNatural(dst []byte, v map[string]any) ([]byte, error) {
 	return out, nil
 }
 
-//go:embed avro/*.avsc
-var demoFS embed.FS
-
 // DemoFS returns ordo's demo schemas (one .avsc per type, file name = full
-// name + ".avsc") for tools that want the raw files.
-func DemoFS() fs.FS {
-	sub, err := fs.Sub(demoFS, "avro")
-	if err != nil {
-		panic(err) // impossible: the directory is embedded at build time
-	}
-	return sub
-}
+// name + ".avsc") for tools that want the raw files. They live next to the
+// example config (examples/orders/schemas), which names them in its
+// `schemas:` block; they are also the default of a config without one.
+func DemoFS() fs.FS { return orders.Schemas() }
 
 // Demo parses the embedded demo schemas, keyed by full name, with ID 0
 // (they become registry ids only once registered). It verifies that each

@@ -38,6 +38,7 @@ type Config struct {
 	Admin      Admin              `yaml:"admin"`
 	Tracing    Tracing            `yaml:"tracing"`
 	Topics     map[string]TopicOp `yaml:"topics"`
+	Schemas    Schemas            `yaml:"schemas"`
 
 	// File is the path the config was loaded from ("" for defaults).
 	File string `yaml:"-"`
@@ -105,6 +106,24 @@ type Registry struct {
 	BearerTokenFile string      `yaml:"bearer_token_file"`
 	TLS             RegistryTLS `yaml:"tls"`
 }
+
+// Schemas is the `schemas:` block: where the reader schemas of input
+// events and the schemas of commands come from. With neither files nor
+// subjects (the block left out), ordo uses its built-in example schemas
+// (examples/orders/schemas, embedded in the binary).
+type Schemas struct {
+	// Files are .avsc files and directories (every *.avsc below them),
+	// relative to the config file's directory. A schema's type is its full
+	// name (namespace.name), whatever the file is called.
+	Files []string `yaml:"files"`
+	// Subjects are registry subjects whose latest version is fetched at
+	// start (registry faults are retried; an unknown subject is an error).
+	Subjects []string `yaml:"subjects"`
+}
+
+// Builtin reports whether the block names no schemas, so the built-in
+// example schemas are used.
+func (s Schemas) Builtin() bool { return len(s.Files) == 0 && len(s.Subjects) == 0 }
 
 // Processing is the `processing:` block.
 type Processing struct {
@@ -434,6 +453,11 @@ func (c *Config) errAt(key, msg, fix string) *Error {
 	return &Error{File: c.File, Line: line, Key: key, Msg: msg, Fix: fix}
 }
 
+// ErrorAt is a config error about key (e.g. "schemas.files[1]") at its
+// line, or at its ORDO_* variable when the environment set it: for checks
+// made outside this package (schema files, processors).
+func (c *Config) ErrorAt(key, msg, fix string) *Error { return c.errAt(key, msg, fix) }
+
 // parentKey is the key one level up: kafka.brokers[0] → kafka.brokers →
 // kafka → "".
 func parentKey(k string) string {
@@ -532,6 +556,7 @@ func (c *Config) Validate() error {
 	if c.Admin.LagInterval < Duration(time.Second) {
 		add("admin.lag_interval", fmt.Sprintf("%v is below 1s", c.Admin.LagInterval.D()), "poll consumer lag at most once a second, e.g. 15s")
 	}
+	c.validateSchemas(add)
 	if len(c.Pipeline) == 0 {
 		add("pipeline", "no processors", "add at least an orchestrate processor; see examples/orders/ordo.yaml")
 	}
@@ -541,6 +566,50 @@ func (c *Config) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// validateSchemas checks the `schemas:` block's lists; the files and
+// subjects themselves are read when ordo starts (cmd/ordo/app).
+func (c *Config) validateSchemas(add func(key, msg, fix string)) {
+	if _, set := c.lines["schemas"]; set && c.Schemas.Builtin() {
+		// At the list key when there is one, so that a list that did not
+		// decode is reported once (by its type error); a block with only
+		// unknown keys is reported by those.
+		key, other := "schemas", false
+		for k := range c.lines {
+			other = other || strings.HasPrefix(k, "schemas.")
+		}
+		for _, k := range []string{"schemas.subjects", "schemas.files"} {
+			if _, ok := c.lines[k]; ok {
+				key = k
+			}
+		}
+		if key != "schemas" || !other {
+			add(key, "names no files or subjects", "list .avsc files or directories under schemas.files (e.g. [schemas/]) or registry subjects under schemas.subjects; or remove the block to use the built-in example schemas")
+		}
+	}
+	lists := []struct {
+		key, what, fix string
+		list           []string
+	}{
+		{"schemas.files", "path", "write an .avsc file or a directory, relative to the config file, e.g. schemas/", c.Schemas.Files},
+		{"schemas.subjects", "subject", "write a registry subject, e.g. payments.v1-value", c.Schemas.Subjects},
+	}
+	for _, l := range lists {
+		first := map[string]int{}
+		for i, v := range l.list {
+			key := fmt.Sprintf("%s[%d]", l.key, i)
+			if strings.TrimSpace(v) == "" {
+				add(key, "empty "+l.what, l.fix)
+				continue
+			}
+			if j, dup := first[v]; dup {
+				add(key, fmt.Sprintf("%q is listed twice (also %s[%d])", v, l.key, j), "remove one of the two entries")
+				continue
+			}
+			first[v] = i
+		}
+	}
 }
 
 // ReplicaID is kafka.replica_id, else $ORDO_REPLICA_ID, else the hostname.

@@ -98,6 +98,14 @@ func TestErrorsCarryFileLineKeyAndFix(t *testing.T) {
 		{"gc off without limit", minimal + "processing:\n  gc_percent: -1\n  memory_limit_mib: 0\n", nil, "", 8, "processing.gc_percent", "needs a memory limit", "memory_limit_mib"},
 		{"broker without port", "kafka:\n  brokers: [localhost]\ninputs: [in]\npipeline: [{type: orchestrate}]\n", nil, "", 2, "kafka.brokers[0]", "no port", "host:port"},
 		{"no type", "inputs: [in]\npipeline:\n  - name: x\n", nil, "", 3, "pipeline[0]", "no type", "orchestrate"},
+		// schemas:
+		{"schemas block naming nothing", minimal + "schemas: {}\n", nil, "", 7, "schemas", "names no files or subjects", "remove the block to use the built-in example schemas"},
+		{"schemas empty path", minimal + "schemas:\n  files: [a/, \"\"]\n", nil, "", 8, "schemas.files[1]", "empty path", "relative to the config file"},
+		{"schemas path twice", minimal + "schemas:\n  files:\n    - a/\n    - b.avsc\n    - a/\n", nil, "", 11, "schemas.files[2]", `"a/" is listed twice (also schemas.files[0])`, "remove one"},
+		{"schemas subject twice", minimal + "schemas:\n  subjects: [x-value, x-value]\n", nil, "", 8, "schemas.subjects[1]", "listed twice", "remove one"},
+		{"schemas empty list", minimal + "schemas:\n  files: []\n", nil, "", 8, "schemas.files", "names no files or subjects", "remove the block"},
+		{"schemas files a scalar", minimal + "schemas:\n  files: schemas/\n", nil, "", 8, "schemas.files", "expected a list", "write a list"},
+		{"schemas unknown key", minimal + "schemas:\n  file: [a/]\n", nil, "", 8, "schemas.file", "unknown key", `did you mean "files"?`},
 		// a value from the environment is reported at the variable
 		{"value from env", minimal, []string{"ORDO_KAFKA_BROKERS=localhost"}, "environment", 0, "ORDO_KAFKA_BROKERS (kafka.brokers[0])", "no port", "host:port"},
 		{"file key checked against an env value", minimal + "dead_letter_topic: dlq\n", []string{"ORDO_INPUTS=dlq"}, "environment", 0, "ORDO_INPUTS (inputs)", "", ""},
@@ -107,6 +115,9 @@ func TestErrorsCarryFileLineKeyAndFix(t *testing.T) {
 			_, err := Parse("ordo.yaml", []byte(c.yaml), c.env)
 			if err == nil {
 				t.Fatal("accepted")
+			}
+			if strings.HasPrefix(c.name, "schemas") && len(errorsOf(t, err)) != 1 {
+				t.Fatalf("want only the error for %s:\n%v", c.key, err)
 			}
 			if c.name == "file key checked against an env value" {
 				// dead_letter_topic is in the file, inputs came from the

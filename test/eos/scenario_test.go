@@ -191,6 +191,13 @@ func (sc *scenario) writeConfig() {
 	if err := os.WriteFile(filepath.Join(sc.dir, "customer-tiers.csv"), csv, 0o644); err != nil {
 		t.Fatal(err)
 	}
+	// and its schemas (schemas.files: [schemas/], beside the config)
+	if err := os.RemoveAll(filepath.Join(sc.dir, "schemas")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.CopyFS(filepath.Join(sc.dir, "schemas"), os.DirFS(filepath.Join(src, "schemas"))); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func (sc *scenario) env(replicaID string) []string {

@@ -330,7 +330,7 @@ func (b *bench) createTopics(ctx context.Context, parts int32, topics ...string)
 }
 
 // writeConfigs writes the ordo configs: ordo.yaml is the default pipeline
-// (examples/orders/ordo.yaml verbatim; brokers, registry, group and admin
+// (examples/orders/ordo.yaml verbatim, with its table and schemas; brokers, registry, group and admin
 // come from ORDO_* variables) and ordo-codec.yaml the same file with the
 // pipeline replaced by one processor that re-emits each event unchanged.
 func (b *bench) writeConfigs() error {
@@ -343,6 +343,13 @@ func (b *bench) writeConfigs() error {
 		return err
 	}
 	if err := os.WriteFile(filepath.Join(b.work, "customer-tiers.csv"), tiers, 0o644); err != nil {
+		return err
+	}
+	// The config names its schemas beside it (schemas.files: [schemas/]).
+	if err := os.RemoveAll(filepath.Join(b.work, "schemas")); err != nil {
+		return err
+	}
+	if err := os.CopyFS(filepath.Join(b.work, "schemas"), os.DirFS(filepath.Join(b.root, "examples/orders/schemas"))); err != nil {
 		return err
 	}
 	if err := os.WriteFile(filepath.Join(b.work, "ordo.yaml"), src, 0o644); err != nil {
@@ -374,7 +381,7 @@ func (b *bench) contenders() []contender {
 			"BENCH_COMMIT_INTERVAL_MS="+strconv.FormatInt(defaults.CommitInterval.D().Milliseconds(), 10),
 			"BENCH_BROKERS="+b.brokers, "BENCH_REGISTRY="+b.regURL, "BENCH_GROUP="+group, "BENCH_TXN_ID="+group,
 			"BENCH_INPUTS="+strings.Join(inputs, ","),
-			"BENCH_SCHEMA_DIR="+filepath.Join(b.root, "schemas/avro"),
+			"BENCH_SCHEMA_DIR="+filepath.Join(b.root, "examples/orders/schemas"),
 			"BENCH_TIERS="+filepath.Join(b.root, "examples/orders/customer-tiers.csv"),
 			"BENCH_STATE_DIR="+filepath.Join(b.work, "kstreams-state"),
 		)

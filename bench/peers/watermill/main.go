@@ -9,7 +9,7 @@
 // offsets every 100 ms; the publisher is Watermill's sync publisher.
 //
 // Environment: BENCH_BROKERS, BENCH_GROUP, BENCH_INPUTS, BENCH_REGISTRY,
-// BENCH_SCHEMA_DIR (schemas/avro), BENCH_TIERS (customer-tiers.csv).
+// BENCH_SCHEMA_DIR (examples/orders/schemas), BENCH_TIERS (customer-tiers.csv).
 package main
 
 import (

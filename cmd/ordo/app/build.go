@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
 	"os"
 	"runtime/debug"
@@ -180,12 +181,10 @@ func producerLinger(cfg *config.Config) time.Duration {
 	return cfg.Kafka.ProducerLinger.D()
 }
 
-// build assembles a replica from cfg. It connects to nothing.
-func build(cfg *config.Config, reg *processors.Registry, log *slog.Logger, ob observe) (*runtime, error) {
-	readers, err := schemas.Demo()
-	if err != nil {
-		return nil, fmt.Errorf("load reader schemas: %w", err)
-	}
+// build assembles a replica from cfg and its schemas (see readers). It
+// connects to nothing.
+func build(cfg *config.Config, rs *readerSet, reg *processors.Registry, log *slog.Logger, ob observe) (*runtime, error) {
+	readers := rs.byName
 	strategy, err := schemas.ParseSubjectStrategy(cfg.Registry.SubjectStrategy)
 	if err != nil {
 		return nil, err
@@ -197,7 +196,7 @@ func build(cfg *config.Config, reg *processors.Registry, log *slog.Logger, ob ob
 	autoRegister := cfg.Registry.AutoRegister == nil || *cfg.Registry.AutoRegister
 	serde := schemas.NewSerde(registry, readers, strategy, autoRegister)
 
-	chain, err := reg.Build(cfg.Specs(), processorDeps(cfg, readers, log))
+	chain, err := reg.Build(cfg.Specs(), processorDeps(cfg, rs, log))
 	if err != nil {
 		return nil, config.Join(err) // every processor's errors, one per line, by line
 	}
@@ -275,16 +274,17 @@ func build(cfg *config.Config, reg *processors.Registry, log *slog.Logger, ob ob
 }
 
 // publisherSerde is the serde the publishing commands (produce, demo) use:
-// ordo's schemas plus extra, registered on first use.
-func publisherSerde(cfg *config.Config, extra ...*schemas.Schema) (*schemas.Serde, map[string]*schemas.Schema, error) {
+// the config's schemas (see readers) plus extra, registered on first use.
+func publisherSerde(ctx context.Context, cfg *config.Config, log *slog.Logger, extra ...*schemas.Schema) (*schemas.Serde, map[string]*schemas.Schema, error) {
 	registry, err := newSchemaRegistry(cfg)
 	if err != nil {
 		return nil, nil, err
 	}
-	readers, err := schemas.Demo()
+	rs, err := readers(ctx, cfg, log)
 	if err != nil {
 		return nil, nil, err
 	}
+	readers := maps.Clone(rs.byName)
 	for _, s := range extra {
 		readers[s.FullName] = s
 	}

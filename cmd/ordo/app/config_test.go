@@ -81,6 +81,7 @@ func TestConfigValidateReportsEveryProcessorError(t *testing.T) {
 	if cfg == string(src) {
 		t.Fatal("example config changed; update the test's edits")
 	}
+	copyExample(t, dir)
 	for name, data := range map[string]string{"ordo.yaml": cfg, "customer-tiers.csv": "customer_id,tier\n"} {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(data), 0o644); err != nil {
 			t.Fatal(err)

@@ -34,7 +34,17 @@ docker-compose.`,
 			if err != nil {
 				return err
 			}
-			serde, _, err := publisherSerde(cfg)
+			log, err := publishLogger(cmd, o, &f)
+			if err != nil {
+				return err
+			}
+			serde, readers, err := publisherSerde(cmd.Context(), cfg, log)
+			if err != nil {
+				return err
+			}
+			if err := demoTypesKnown(readers, "add their .avsc files (examples/orders/schemas) to schemas.files"); err != nil {
+				return err
+			}
 			if err != nil {
 				return err
 			}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -20,6 +21,7 @@ import (
 	"github.com/ordo-dev/ordo/internal/devenv"
 	"github.com/ordo-dev/ordo/internal/telemetry"
 	"github.com/ordo-dev/ordo/producer"
+	"github.com/ordo-dev/ordo/schemas"
 )
 
 type devFlags struct {
@@ -135,7 +137,16 @@ func runDev(ctx context.Context, o *options, f *devFlags) error {
 	}
 	metrics := telemetry.NewMetrics()
 	ob := observe{tracing: tr, metrics: metrics}
-	rt, err := build(cfg, o.processors, log, ob)
+	rs, err := readers(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	if f.demo {
+		if err := demoTypesKnown(rs.byName, "add their .avsc files (examples/orders/schemas) to schemas.files, or run with --demo=false and publish your own events with ordo produce"); err != nil {
+			return err
+		}
+	}
+	rt, err := build(cfg, rs, o.processors, log, ob)
 	if err == nil {
 		defer rt.close()
 	}
@@ -284,18 +295,44 @@ func openDevLog(f *devFlags) (*os.File, error) {
 	return os.OpenFile(filepath.Join(f.dataDir, "ordo.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 }
 
-// registerSchemas registers ordo's reader schemas under their topics'
-// subjects, as the producing teams would.
-func registerSchemas(ctx context.Context, rt *runtime) error {
-	for _, t := range []struct{ topic, typ string }{
+// demoEvents are the event types the demo traffic publishes, with their
+// topics.
+func demoEvents() []struct{ topic, typ string } {
+	return []struct{ topic, typ string }{
 		{demo.TopicOrders, demo.OrderPlaced},
 		{demo.TopicPayments, demo.PaymentAuthorized},
 		{demo.TopicPayments, demo.PaymentDeclined},
 		{demo.TopicWarehouse, demo.InventoryReserved},
 		{demo.TopicWarehouse, demo.InventoryShortage},
-	} {
+	}
+}
+
+// demoTypesKnown checks that readers has a schema for every demo event
+// type, so demo traffic does not fail event by event.
+func demoTypesKnown(readers map[string]*schemas.Schema, fix string) error {
+	var missing []string
+	for _, e := range demoEvents() {
+		if _, ok := readers[e.typ]; !ok && !slices.Contains(missing, e.typ) {
+			missing = append(missing, e.typ)
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	return fmt.Errorf("the demo traffic publishes the example's event types, but the config's schemas (schemas:) have none for %s (fix: %s)",
+		strings.Join(missing, ", "), fix)
+}
+
+// registerSchemas registers the demo event types' schemas under their
+// topics' subjects, as the producing teams would.
+func registerSchemas(ctx context.Context, rt *runtime) error {
+	for _, t := range demoEvents() {
+		s, ok := rt.readers[t.typ]
+		if !ok {
+			continue // not in the config's schemas: no demo traffic of this type (see demoTypesKnown)
+		}
 		subject := rt.strategy.Subject(t.topic, t.typ, false)
-		if _, err := rt.registry.Register(ctx, subject, rt.readers[t.typ].Text); err != nil {
+		if _, err := rt.registry.Register(ctx, subject, s.Text); err != nil {
 			return fmt.Errorf("register %s for %s: %w", t.typ, t.topic, err)
 		}
 	}

@@ -1,12 +1,12 @@
 package app
 
 import (
+	"errors"
 	"log/slog"
 
 	"github.com/ordo-dev/ordo/examples/orders"
 	"github.com/ordo-dev/ordo/internal/config"
 	"github.com/ordo-dev/ordo/processors"
-	"github.com/ordo-dev/ordo/schemas"
 )
 
 // embeddedConfig names the embedded example config in messages.
@@ -16,9 +16,10 @@ const embeddedConfig = config.DefaultPath + " (embedded)"
 const configFlagHelp = "YAML config file; ORDO_* environment variables override its keys (default: the example " + config.DefaultPath + ", embedded in the binary)"
 
 // loadConfig loads path, or the embedded example config when path is "" (so
-// that ordo works from any directory). When the config has errors but
-// parsed, and reg is set, it also builds the processors, so that one report
-// lists every problem of the file, sorted by line.
+// that ordo works from any directory). When reg is set (the commands that
+// run processors), it also loads the schema files the config names and, if
+// anything is wrong, builds the processors, so that one report lists every
+// problem of the file, sorted by line.
 func loadConfig(path string, env []string, reg *processors.Registry) (*config.Config, error) {
 	var cfg *config.Config
 	var err error
@@ -27,24 +28,28 @@ func loadConfig(path string, env []string, reg *processors.Registry) (*config.Co
 	} else {
 		cfg, err = config.Load(path, env)
 	}
-	if err == nil {
+	if cfg == nil || reg == nil {
+		if err != nil {
+			return nil, err
+		}
 		return cfg, nil
 	}
-	if cfg != nil && reg != nil {
+	rs, serr := localReaders(cfg)
+	if err == nil && serr == nil {
+		return cfg, nil
+	}
+	if rs != nil {
 		var specs []processors.Spec
 		for _, s := range cfg.Specs() {
 			if s.Type != "" { // an entry without a type is already reported
 				specs = append(specs, s)
 			}
 		}
-		readers, rerr := schemas.Demo()
-		if rerr == nil {
-			if _, perr := reg.Build(specs, processorDeps(cfg, readers, slog.New(slog.DiscardHandler))); perr != nil {
-				err = config.Join(err, perr)
-			}
+		if _, perr := reg.Build(specs, processorDeps(cfg, rs, slog.New(slog.DiscardHandler))); perr != nil {
+			serr = errors.Join(serr, perr)
 		}
 	}
-	return nil, err
+	return nil, config.Join(err, serr)
 }
 
 // configName is how messages name the config that path selects.
@@ -56,17 +61,19 @@ func configName(path string) string {
 }
 
 // processorDeps are the processors' dependencies for cfg: its files and
-// ordo's reader schemas, for config checks.
-func processorDeps(cfg *config.Config, readers map[string]*schemas.Schema, log *slog.Logger) processors.Deps {
+// its schemas, for config checks. When the set is open (schemas.subjects
+// not fetched), a type it lacks is accepted rather than reported as unknown.
+func processorDeps(cfg *config.Config, rs *readerSet, log *slog.Logger) processors.Deps {
+	readers := rs.byName
 	return processors.Deps{
 		BaseDir:   cfg.BaseDir(),
 		FS:        cfg.FS,
 		Logger:    log,
-		KnownType: func(t string) bool { _, ok := readers[t]; return ok },
+		KnownType: func(t string) bool { _, ok := readers[t]; return ok || rs.open },
 		Fields: func(t string) ([]string, bool) {
 			s, ok := readers[t]
 			if !ok {
-				return nil, false
+				return nil, rs.open // nil fields: no field check
 			}
 			return fieldNames(s.Text, false), true
 		},

@@ -6,7 +6,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
+	"maps"
 	"os"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -32,7 +36,7 @@ func newProduceCmd(o *options) *cobra.Command {
 		Long: `Reads one JSON object per line (stdin, or --file) and publishes each as an
 Avro event of --type on --topic, using the brokers and registry of --config
 (ORDO_KAFKA_BROKERS and ORDO_REGISTRY_URL override them). The schema is
-ordo's built-in schema for --type, or --schema. The envelope is filled in
+the one the config's schemas: block has for --type, or --schema. The envelope is filled in
 when absent (id, type, source, time, correlation_id = the key).
 
 Values are plain JSON: decimals as "12.34" strings or numbers, timestamps as
@@ -62,12 +66,16 @@ epoch milliseconds or RFC 3339 strings, unions as the bare value or null.
 					typ = s.FullName
 				}
 			}
-			serde, readers, err := publisherSerde(cfg, extra...)
+			log, err := publishLogger(cmd, o, &f)
+			if err != nil {
+				return err
+			}
+			serde, readers, err := publisherSerde(cmd.Context(), cfg, log, extra...)
 			if err != nil {
 				return err
 			}
 			if _, ok := readers[typ]; !ok {
-				return fmt.Errorf("--type %q: no schema (fix: pass --schema FILE.avsc or one of the built-in types)", typ)
+				return fmt.Errorf("--type %q: no schema (fix: pass --schema FILE.avsc, add the type's .avsc to schemas.files of --config, or use one of its types: %s)", typ, strings.Join(slices.Sorted(maps.Keys(readers)), ", "))
 			}
 			cl, err := newClient(cfg)
 			if err != nil {
@@ -122,7 +130,7 @@ epoch milliseconds or RFC 3339 strings, unions as the bare value or null.
 	fl := cmd.Flags()
 	fl.StringVarP(&topic, "topic", "t", "", "topic to publish to (required)")
 	fl.StringVar(&typ, "type", "", "full Avro name of the event type (required unless --schema names it)")
-	fl.StringVar(&schema, "schema", "", "an .avsc file to use instead of ordo's built-in schema")
+	fl.StringVar(&schema, "schema", "", "an .avsc file to use instead of the config's schema for --type")
 	fl.StringVar(&keyField, "key-field", "", "top-level field whose value is the Kafka key (and correlation id)")
 	fl.StringVar(&file, "file", "", "read JSON lines from this file instead of stdin")
 	fl.StringVar(&source, "source", "ordo-produce", "envelope.source of the published events")
@@ -156,4 +164,15 @@ func normalizeForSchema(_ *schemas.Schema, v map[string]any) error {
 		env["time"] = t
 	}
 	return nil
+}
+
+// publishLogger is the logger of the publishing commands (produce, demo):
+// warnings only unless --log-level is given, so that their output stays the
+// published records.
+func publishLogger(cmd *cobra.Command, o *options, f *commonFlags) (*slog.Logger, error) {
+	level := f.logLevel
+	if !cmd.Flags().Changed("log-level") {
+		level = "warn"
+	}
+	return newLogger(o.stderr, f.logFormat, level)
 }

@@ -70,7 +70,18 @@ the open transaction, leaves the group and exits 0.`,
 			defer shutdownTracing(ctx, tr, log)
 			metrics := telemetry.NewMetrics()
 			applyMemoryLimit(cfg, log)
-			rt, err := build(cfg, o.processors, log, observe{metrics: metrics, tracing: tr})
+			// The admin server comes first: while schemas.subjects wait for
+			// the registry, /livez is ok and /readyz says not ready.
+			stopAdmin, err := serveAdmin(ctx, cfg.Admin, log, metrics, red)
+			if err != nil {
+				return err
+			}
+			defer stopAdmin()
+			rs, err := readers(ctx, cfg, log)
+			if err != nil {
+				return err
+			}
+			rt, err := build(cfg, rs, o.processors, log, observe{metrics: metrics, tracing: tr})
 			if err != nil {
 				return err
 			}
@@ -88,11 +99,6 @@ the open transaction, leaves the group and exits 0.`,
 				return err
 			}
 			defer stopPolls()
-			stopAdmin, err := serveAdmin(ctx, cfg.Admin, log, metrics, red)
-			if err != nil {
-				return err
-			}
-			defer stopAdmin()
 			if tr.Enabled() {
 				log.Info("tracing on", "otlp_endpoint", tr.Endpoint, "protocol", tr.Protocol, "parent", cfg.Tracing.Parent)
 			}
@@ -212,7 +218,8 @@ func newConfigCmd(o *options) *cobra.Command {
 		Short: "Check a config file (syntax, values, processors) without starting anything; every error, one per line",
 		Long: `Check a config file and the ORDO_* environment without connecting to anything:
 YAML syntax and types, unknown keys (with did-you-mean), values, ORDO_*
-variables, and every processor's config (including CEL type checks). Every
+variables, the .avsc files of schemas.files (registry subjects are not
+fetched), and every processor's config (including CEL type checks). Every
 problem is printed, one per line, as file:line: key: message (fix: ...).
 Without FILE it checks the embedded example config.`,
 		Args: cobra.MaximumNArgs(1),
@@ -227,12 +234,22 @@ Without FILE it checks the embedded example config.`,
 			}
 			defer func() { err = redactErr(cfg.Redactor(), err) }()
 			log := slog.New(slog.DiscardHandler)
-			rt, err := build(cfg, o.processors, log, observe{})
+			// Schema files are checked; schemas.subjects are not fetched
+			// (validate connects to nothing), so types only they could
+			// declare are not reported as unknown.
+			rs, err := localReaders(cfg)
+			if err != nil {
+				return err
+			}
+			rt, err := build(cfg, rs, o.processors, log, observe{})
 			if err != nil {
 				return err
 			}
 			rt.close()
-			fmt.Fprintf(cmd.OutOrStdout(), "%s: ok (%d inputs, %d processors, transactional id %s)\n", configName(path), len(cfg.Inputs), len(cfg.Pipeline), cfg.TransactionalID())
+			fmt.Fprintf(cmd.OutOrStdout(), "%s: ok (%d inputs, %d processors, %d schemas, transactional id %s)\n", configName(path), len(cfg.Inputs), len(cfg.Pipeline), len(rs.byName), cfg.TransactionalID())
+			if n := len(cfg.Schemas.Subjects); n > 0 {
+				fmt.Fprintf(cmd.OutOrStdout(), "note: the %d registry subject(s) of schemas.subjects were not fetched; types they declare were not checked\n", n)
+			}
 			return nil
 		},
 	}

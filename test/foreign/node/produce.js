@@ -16,7 +16,7 @@ const { Kafka, Partitioners, logLevel } = require('kafkajs');
 const { SchemaRegistryClient, AvroSerializer, SerdeType } = require('@confluentinc/schemaregistry');
 
 const ROOT = path.resolve(__dirname, '..', '..', '..');
-const SCHEMA = path.join(ROOT, 'schemas', 'avro', 'com.acme.checkout.OrderPlaced.avsc');
+const SCHEMA = path.join(ROOT, 'examples', 'orders', 'schemas', 'com.acme.checkout.OrderPlaced.avsc');
 const BASE_MS = 1767225600000; // 2026-01-01T00:00:00Z
 const CURRENCIES = ['EUR', 'USD', 'GBP'];
 const COUNTRIES = ['DE', 'US', 'GB'];

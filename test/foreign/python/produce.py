@@ -1,7 +1,7 @@
 """Foreign producer: confluent-kafka + AvroSerializer writing OrderPlaced.
 
 Called through test/foreign/produce.sh python ... . Writes with ordo's
-*current* schema (schemas/avro/com.acme.checkout.OrderPlaced.avsc), registered
+*current* schema (examples/orders/schemas/com.acme.checkout.OrderPlaced.avsc), registered
 under the TopicNameStrategy subject <topic>-value (auto.register.schemas).
 
 The event data is a pure function of (prefix, seq); test/foreign/events.go
@@ -20,7 +20,7 @@ from confluent_kafka.schema_registry.avro import AvroSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-SCHEMA = os.path.join(ROOT, "schemas", "avro", "com.acme.checkout.OrderPlaced.avsc")
+SCHEMA = os.path.join(ROOT, "examples", "orders", "schemas", "com.acme.checkout.OrderPlaced.avsc")
 
 BASE_MS = 1767225600000  # 2026-01-01T00:00:00Z
 CURRENCIES = ["EUR", "USD", "GBP"]
