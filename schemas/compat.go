@@ -80,7 +80,7 @@ func (i Incompatibility) ConfluentDetail() string {
 	if info == "" {
 		info = "(root)"
 	}
-	desc := fmt.Sprintf("%s at path '%s' (fix: %s)", i.Message, path, i.Fix)
+	desc := fmt.Sprintf("%s (path '%s'; fix: %s)", i.Message, path, i.Fix)
 	return fmt.Sprintf("{errorType:'%s', description:'%s', additionalInfo:'%s'}", i.Rule, desc, info)
 }
 
