@@ -534,3 +534,7 @@ func Levels() []string {
 	slices.Sort(out)
 	return out
 }
+
+// Aliases returns the full names the top-level named type also answers to
+// (its "aliases"), e.g. the old name of a renamed record.
+func (s *Schema) Aliases() []string { return slices.Clone(s.root.aliases) }
