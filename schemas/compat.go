@@ -379,6 +379,9 @@ func (f finding) render(dir Direction, version int) Incompatibility {
 		case Backward:
 			in.Message = fmt.Sprintf("%s was renamed from %s (in %s) to %s", where, f.w.name, old, f.r.name)
 			in.Fix = fmt.Sprintf(`add "aliases": ["%s"] to %s %s in the new schema`, f.w.name, f.r.kind, f.r.name)
+			if f.path == "" {
+				in.Fix = fmt.Sprintf(`if it is a rename, add "aliases": ["%s"] to %s %s; if it is another record type, give it its own subject (strategy topic_record_name or record_name): a subject holds one record type`, f.w.name, f.r.kind, f.r.name)
+			}
 		case Forward:
 			in.Message = fmt.Sprintf("%s was renamed from %s (in %s) to %s: consumers still on %s do not know the new name", where, f.r.name, old, f.w.name, old)
 			in.Fix = fmt.Sprintf("keep the name %s (a rename is forward compatible only if %s already lists %s as an alias)", f.r.name, old, f.w.name)

@@ -157,7 +157,12 @@ func confluentDetails(found []schemas.Incompatibility, texts map[int]string, lev
 		out = append(out, in.ConfluentDetail())
 	}
 	v := found[0].Version
-	return append(out, fmt.Sprintf("{oldSchemaVersion: %d}", v), fmt.Sprintf("{oldSchema: '%s'}", texts[v]), fmt.Sprintf("{compatibility: '%s'}", level))
+	old := texts[v]
+	var buf bytes.Buffer
+	if json.Compact(&buf, []byte(old)) == nil {
+		old = buf.String()
+	}
+	return append(out, fmt.Sprintf("{oldSchemaVersion: %d}", v), fmt.Sprintf("{oldSchema: '%s'}", old), fmt.Sprintf("{compatibility: '%s'}", level))
 }
 
 // parse parses a submitted Avro schema with its references' named types.

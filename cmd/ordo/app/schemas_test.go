@@ -298,3 +298,28 @@ func TestSchemasHelpShowsExamples(t *testing.T) {
 	wantRun(t, 0, []string{"check", "register", "diff"}, "schemas", "--help")
 	wantRun(t, 0, []string{"409", "--compatibility"}, "registry", "--help")
 }
+
+// TestDevRefusesTwoTypesUnderOneSubject: with topic_name, ordo dev would put
+// PaymentAuthorized and PaymentDeclined under payments.v1-value; the
+// embedded registry refuses that as a real one does, and dev says why.
+func TestDevRefusesTwoTypesUnderOneSubject(t *testing.T) {
+	src := filepath.Join("..", "..", "..", "examples", "orders")
+	yml, err := os.ReadFile(filepath.Join(src, "ordo.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tiers, err := os.ReadFile(filepath.Join(src, "customer-tiers.csv"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if !bytes.Contains(yml, []byte("subject_strategy: topic_record_name")) {
+		t.Fatal("examples/orders/ordo.yaml no longer uses topic_record_name: update this test")
+	}
+	writeFile(t, filepath.Join(dir, "ordo.yaml"), strings.Replace(string(yml), "subject_strategy: topic_record_name", "subject_strategy: topic_name", 1))
+	writeFile(t, filepath.Join(dir, "customer-tiers.csv"), string(tiers))
+	wantRun(t, 1, []string{"under subject payments.v1-value", "incompatible with an earlier schema", "NAME_MISMATCH", "a subject holds one record type",
+		"registry.subject_strategy: topic_record_name"},
+		"dev", "--config", filepath.Join(dir, "ordo.yaml"), "--events", "10", "--kafka-addr", "127.0.0.1:0", "--registry-addr", "127.0.0.1:0",
+		"--admin-addr", "", "--data-dir", filepath.Join(dir, "data"))
+}
