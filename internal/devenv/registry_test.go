@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/twmb/franz-go/pkg/sr"
@@ -423,4 +424,64 @@ func TestLoadsTheOldFileFormat(t *testing.T) {
 	if _, err := StartRegistry("127.0.0.1:0", file, nil); err == nil || !strings.Contains(err.Error(), "fix:") {
 		t.Errorf("bad level in the file: %v", err)
 	}
+}
+
+// TestConcurrentRegistrationsStayCompatible: X (b:int) and Y (b:string)
+// are each compatible with v1 but not with each other. Racing clients
+// register variants of both; since a check and the registration it allows
+// are atomic, every stored version is compatible with the one before it.
+func TestConcurrentRegistrationsStayCompatible(t *testing.T) {
+	r := startReg(t, "")
+	// Many fields make each check take long enough for the racers to
+	// overlap.
+	wide := make([]string, 150)
+	for i := range wide {
+		wide[i] = fmt.Sprintf(`{"name":"w%d","type":{"type":"record","name":"W%d","fields":[{"name":"x","type":"long"}]}}`, i, i)
+	}
+	base := append([]string{`{"name":"a","type":"string"}`}, wide...)
+	mustRegister(t, r, "race", rec("T", base...))
+	const n = 24
+	var wg sync.WaitGroup
+	codes := make([]int, n)
+	start := make(chan struct{})
+	for i := range n {
+		typ, def := `"int"`, `0`
+		if i%2 == 1 {
+			typ, def = `"string"`, `""`
+		}
+		s := rec("T", append(base, `{"name":"b","type":`+typ+`,"default":`+def+`}`,
+			fmt.Sprintf(`{"name":"c%d","type":"int","default":0}`, i))...)
+		wg.Go(func() {
+			<-start
+			codes[i] = register(t, r, "race", s).status
+		})
+	}
+	close(start)
+	wg.Wait()
+	ok := 0
+	for _, c := range codes {
+		switch c {
+		case http.StatusOK:
+			ok++
+		case http.StatusConflict:
+		default:
+			t.Fatalf("HTTP %d", c)
+		}
+	}
+	cl, _ := sr.NewClient(sr.URLs(r.URL()))
+	all, err := cl.Schemas(context.Background(), "race")
+	if err != nil || len(all) != ok+1 {
+		t.Fatalf("%d versions stored, %d registrations succeeded: %v", len(all), ok, err)
+	}
+	for i := 1; i < len(all); i++ {
+		prev, err1 := schemas.ParseSchema(all[i-1].ID, all[i-1].Schema.Schema)
+		next, err2 := schemas.ParseSchema(all[i].ID, all[i].Schema.Schema)
+		if err1 != nil || err2 != nil {
+			t.Fatal(err1, err2)
+		}
+		if found := schemas.CheckCompatibility(sr.CompatBackward, next, []schemas.Version{{Version: i, Schema: prev}}); len(found) > 0 {
+			t.Errorf("version %d is incompatible with version %d: %v", i+1, i, found)
+		}
+	}
+	t.Logf("%d of %d racing registrations accepted", ok, n)
 }
