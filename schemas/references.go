@@ -2,10 +2,13 @@ package schemas
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
+
+	"github.com/twmb/franz-go/pkg/sr"
 )
 
 // ExpandReferences makes a schema that names types defined elsewhere
@@ -268,4 +271,49 @@ func (x *expander) rewrite(v any, ns string, owner int) (any, error) {
 		return out, nil
 	}
 	return v, nil
+}
+
+// maxReferenceDepth bounds chains of references (a registry refuses
+// cycles; this guards against one that does not).
+const maxReferenceDepth = 32
+
+// ReferencedSchemas fetches the schemas refs point to, each expanded with
+// its own references, for ParseSchemaWithReferences: the writer schema of
+// a record whose schema uses shared types. Each fetch is bounded by the
+// fetch timeout; errors are classified as SchemaByID's are (network, 5xx
+// and 429 transient, anything else a *RegistryError).
+func (r *Registry) ReferencedSchemas(ctx context.Context, refs []sr.SchemaReference) ([]string, error) {
+	return r.referencedSchemas(ctx, refs, 0)
+}
+
+func (r *Registry) referencedSchemas(ctx context.Context, refs []sr.SchemaReference, depth int) ([]string, error) {
+	if depth > maxReferenceDepth {
+		return nil, &RegistryError{Op: "resolve schema references", Err: fmt.Errorf("references nest deeper than %d levels", maxReferenceDepth)}
+	}
+	out := make([]string, 0, len(refs))
+	for _, ref := range refs {
+		op := fmt.Sprintf("schema reference %s (subject %s version %d)", ref.Name, ref.Subject, ref.Version)
+		fctx, cancel := context.WithTimeout(ctx, r.fetchTimeout)
+		ss, err := r.cl.SchemaByVersion(fctx, ref.Subject, ref.Version)
+		cancel()
+		if err != nil {
+			if isTransient(err) {
+				return nil, &TransientError{Op: op, Err: err}
+			}
+			return nil, &RegistryError{Op: op, Err: err}
+		}
+		if ss.Type != sr.TypeAvro {
+			return nil, &RegistryError{Op: op, Err: fmt.Errorf("schema type %v is not Avro", ss.Type)}
+		}
+		sub, err := r.referencedSchemas(ctx, ss.References, depth+1)
+		if err != nil {
+			return nil, err
+		}
+		exp, _, err := ExpandReferences(ss.Schema.Schema, sub)
+		if err != nil {
+			return nil, &RegistryError{Op: op, Err: err}
+		}
+		out = append(out, exp)
+	}
+	return out, nil
 }

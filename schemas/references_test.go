@@ -1,11 +1,16 @@
 package schemas
 
 import (
+	"context"
+	"errors"
 	"math/big"
 	"reflect"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/twmb/franz-go/pkg/sr"
+	"github.com/twmb/franz-go/pkg/sr/srfake"
 )
 
 const (
@@ -132,5 +137,48 @@ func TestNamedTypes(t *testing.T) {
 	got, err := NamedTypes(refMoney)
 	if err != nil || !reflect.DeepEqual(got, []string{"com.acme.Money", "com.acme.Currency"}) {
 		t.Errorf("NamedTypes = %v, %v", got, err)
+	}
+}
+
+// TestReferencedSchemas: a writer schema registered with references (Order
+// -> Parcel -> Address, and Money) is fetched, expanded and parsed.
+func TestReferencedSchemas(t *testing.T) {
+	fake := srfake.New()
+	defer fake.Close()
+	fake.SeedSchema("com.acme.Address", 1, 1, sr.Schema{Schema: refAddress})
+	fake.SeedSchema("com.acme.Money", 1, 2, sr.Schema{Schema: refMoney})
+	fake.SeedSchema("com.acme.ship.Parcel", 1, 3, sr.Schema{Schema: refParcel,
+		References: []sr.SchemaReference{{Name: "com.acme.Address", Subject: "com.acme.Address", Version: 1}}})
+	order := `{"type":"record","name":"Order","namespace":"com.acme.checkout","fields":[
+		{"name":"total","type":"com.acme.Money"},{"name":"parcel","type":"com.acme.ship.Parcel"}]}`
+	refs := []sr.SchemaReference{
+		{Name: "com.acme.Money", Subject: "com.acme.Money", Version: 1},
+		{Name: "com.acme.ship.Parcel", Subject: "com.acme.ship.Parcel", Version: 1},
+	}
+	fake.SeedSchema("orders-value", 1, 4, sr.Schema{Schema: order, References: refs})
+	cl, err := sr.NewClient(sr.URLs(fake.URL()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := NewRegistry(cl)
+	texts, err := reg.ReferencedSchemas(context.Background(), refs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := ParseSchemaWithReferences(4, order, texts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := map[string]any{
+		"total":  map[string]any{"amount": big.NewRat(5, 1), "currency": "EUR"},
+		"parcel": map[string]any{"to": map[string]any{"street": "s", "country": "DE"}, "kg": 1.5},
+	}
+	if _, err := s.EncodeNatural(v); err != nil {
+		t.Fatal(err)
+	}
+	_, err = reg.ReferencedSchemas(context.Background(), []sr.SchemaReference{{Name: "x", Subject: "nope", Version: 1}})
+	var re *RegistryError
+	if !errors.As(err, &re) || !strings.Contains(err.Error(), "subject nope version 1") {
+		t.Errorf("missing reference: %v", err)
 	}
 }
