@@ -133,6 +133,10 @@ func newSchemasCmd(o *options) *cobra.Command {
 		Use:   "schemas",
 		Short: "Check, register and diff Avro schema files against a schema registry (the CI gate)",
 		Long:  schemasLong,
+		Example: `  ordo schemas check --registry http://127.0.0.1:8081 --topic payments.v1 schemas/payments/
+  ordo schemas check --against-git origin/main --level FULL schemas/
+  ordo schemas register --topic payments.v1 schemas/payments/
+  ordo schemas diff --topic payments.v1 schemas/payments/com.acme.payments.PaymentAuthorized.avsc`,
 	}
 	cmd.AddCommand(newSchemasCheckCmd(o), newSchemasRegisterCmd(o), newSchemasDiffCmd(o))
 	return cmd
