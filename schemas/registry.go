@@ -254,10 +254,12 @@ func (r *Registry) fetchParse(ctx context.Context, id int) (*Schema, error) {
 	if s.Type != sr.TypeAvro {
 		return nil, &RegistryError{Op: fmt.Sprintf("schema id %d", id), Err: fmt.Errorf("schema type %v is not Avro", s.Type)}
 	}
-	if len(s.References) > 0 {
-		return nil, &RegistryError{Op: fmt.Sprintf("schema id %d", id), Err: errors.New("schema references are not supported")}
+	// Shared types (schema references) are inlined from their subjects.
+	refs, err := r.ReferencedSchemas(ctx, s.References)
+	if err != nil {
+		return nil, err
 	}
-	parsed, err := ParseSchema(id, s.Schema)
+	parsed, err := ParseSchemaWithReferences(id, s.Schema, refs)
 	if err != nil {
 		return nil, &RegistryError{Op: fmt.Sprintf("schema id %d", id), Err: err}
 	}
@@ -372,7 +374,11 @@ func (r *Registry) Latest(ctx context.Context, subject string) (*Schema, error) 
 	if v, ok := r.byID.Load(ss.ID); ok {
 		return v.(*Schema), nil
 	}
-	s, err := ParseSchema(ss.ID, ss.Schema.Schema)
+	refs, err := r.ReferencedSchemas(ctx, ss.References)
+	if err != nil {
+		return nil, err
+	}
+	s, err := ParseSchemaWithReferences(ss.ID, ss.Schema.Schema, refs)
 	if err != nil {
 		return nil, &RegistryError{Op: "latest schema of subject " + subject, Err: err}
 	}

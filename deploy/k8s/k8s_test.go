@@ -477,7 +477,7 @@ func TestReplicaIDIsThePodName(t *testing.T) {
 					t.Errorf("pods %s and %s share transactional id %s", other, pod, tid)
 				}
 				seen[tid] = pod
-				if cfg.Kafka.StaticMembership == nil || !*cfg.Kafka.StaticMembership {
+				if !cfg.StaticMembership() { // on: ORDO_REPLICA_ID is set explicitly
 					t.Errorf("kafka.static_membership is off: every rolling restart would rebalance; docs/kubernetes.md assumes it on")
 				}
 			}

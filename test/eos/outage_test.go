@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math/big"
 	"math/rand/v2"
 	"net/http"
@@ -18,7 +19,9 @@ import (
 )
 
 // registerPaymentV2 registers a new writer version of PaymentAuthorized
-// (one more optional field) under the payments topic's subject and returns
+// (one more optional field) under its subject on the payments topic (the
+// topic_record_name subject newSerde uses, so the registry checks it
+// against PaymentAuthorized v1: BACKWARD compatible) and returns
 // it with its id.
 func (g *generator) registerPaymentV2(ctx context.Context) (*schemas.Schema, error) {
 	readers, err := schemas.Demo()
@@ -32,7 +35,7 @@ func (g *generator) registerPaymentV2(ctx context.Context) (*schemas.Schema, err
 	s["fields"] = append(s["fields"].([]any), map[string]any{"name": "risk_score", "type": []any{"null", "double"}, "default": nil})
 	text, _ := json.Marshal(s)
 	body, _ := json.Marshal(map[string]string{"schema": string(text)})
-	url := fmt.Sprintf("%s/subjects/%s-value/versions", g.sc.regURL, g.sc.tp.payments)
+	url := fmt.Sprintf("%s/subjects/%s/versions", g.sc.regURL, schemas.TopicRecordName.Subject(g.sc.tp.payments, tPaymentAuthorized, false))
 	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 	req.Header.Set("Content-Type", "application/vnd.schemaregistry.v1+json")
 	resp, err := http.DefaultClient.Do(req)
@@ -44,7 +47,8 @@ func (g *generator) registerPaymentV2(ctx context.Context) (*schemas.Schema, err
 		ID int `json:"id"`
 	}
 	if resp.StatusCode != 200 {
-		return nil, fmt.Errorf("register v2: HTTP %d", resp.StatusCode)
+		msg, _ := io.ReadAll(resp.Body)
+		return nil, fmt.Errorf("register v2: HTTP %d: %s", resp.StatusCode, msg)
 	}
 	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
 		return nil, err

@@ -101,8 +101,10 @@ func (sc *scenario) newGenerator(opts genOpts) *generator {
 	return g
 }
 
-// newSerde is the upstream producers' SDK encoder (topic_name subjects,
-// auto-register), as other teams' Go services use it.
+// newSerde is the upstream producers' SDK encoder (topic_record_name
+// subjects, auto-register), as other teams' Go services use it: payments
+// and warehouse topics carry two event types each, and the registry
+// enforces BACKWARD per subject, so each type needs its own subject.
 func newSerde(t interface{ Fatal(...any) }, url string) *schemas.Serde {
 	srcl, err := sr.NewClient(sr.URLs(url))
 	if err != nil {
@@ -112,7 +114,7 @@ func newSerde(t interface{ Fatal(...any) }, url string) *schemas.Serde {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return schemas.NewSerde(schemas.NewRegistry(srcl), readers, schemas.TopicName, true)
+	return schemas.NewSerde(schemas.NewRegistry(srcl), readers, schemas.TopicRecordName, true)
 }
 
 func (g *generator) id(seq int32) string { return fmt.Sprintf("%s-%d", g.runID, seq) }

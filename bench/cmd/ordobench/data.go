@@ -164,11 +164,12 @@ func (g *gen) record(ctx context.Context, i int, topicPrefix, runTag string) (*k
 }
 
 // registerWriters registers the writer schemas under every subject the
-// publisher will use (topic_name strategy), so encode never races.
+// publisher will use (topic_record_name: one record type per subject, as
+// the registry's BACKWARD check requires), so encode never races.
 func registerWriters(ctx context.Context, reg *schemas.Registry, ws map[string]*schemas.Schema, topicPrefix string) error {
 	for name, s := range ws {
 		for _, t := range inputTopics {
-			subj := schemas.TopicName.Subject(topicPrefix+t, name, false)
+			subj := schemas.TopicRecordName.Subject(topicPrefix+t, name, false)
 			if _, err := reg.Register(ctx, subj, s.Text); err != nil {
 				return fmt.Errorf("register %s: %w", subj, err)
 			}

@@ -289,7 +289,7 @@ func (b *bench) setup(ctx context.Context) error {
 	if err := registerWriters(ctx, b.reg, b.writers, ""); err != nil {
 		return err
 	}
-	b.pub = producer.NewPublisher(b.cl, schemas.NewSerde(b.reg, b.writers, schemas.TopicName, true), "bench")
+	b.pub = producer.NewPublisher(b.cl, schemas.NewSerde(b.reg, b.writers, schemas.TopicRecordName, true), "bench")
 
 	// A fresh broker per invocation is the norm; with BENCH_BROKERS the
 	// input topics are recreated so every invocation sees exactly N events.

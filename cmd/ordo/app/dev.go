@@ -3,8 +3,10 @@ package app
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -14,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sr"
 
 	"github.com/ordo-dev/ordo/consumer"
 	"github.com/ordo-dev/ordo/internal/config"
@@ -50,6 +53,8 @@ func newDevCmd(o *options) *cobra.Command {
 
   - an in-process Kafka-protocol broker (franz-go kfake) on --kafka-addr,
   - a Confluent-compatible schema registry (franz-go srfake) on --registry-addr,
+    which enforces compatibility levels like a production registry
+    (BACKWARD by default; see ordo schemas and docs/schemas.md),
 
 both persisted under --data-dir, registers the demo schemas, creates the
 topics of --config, runs the pipeline, and (unless --demo=false) publishes
@@ -333,6 +338,12 @@ func registerSchemas(ctx context.Context, rt *runtime) error {
 		}
 		subject := rt.strategy.Subject(t.topic, t.typ, false)
 		if _, err := rt.registry.Register(ctx, subject, s.Text); err != nil {
+			var re *sr.ResponseError
+			if errors.As(err, &re) && re.StatusCode == http.StatusConflict {
+				// The registry enforces compatibility: one subject per
+				// record type, or a changed schema that breaks readers.
+				return fmt.Errorf("register %s for %s under subject %s: %w (fix: with several event types on a topic use registry.subject_strategy: topic_record_name; for a changed schema see ordo schemas check)", t.typ, t.topic, subject, err)
+			}
 			return fmt.Errorf("register %s for %s: %w", t.typ, t.topic, err)
 		}
 	}

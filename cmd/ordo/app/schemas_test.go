@@ -103,7 +103,7 @@ func edit(t *testing.T, file, old, new string) {
 	}
 }
 
-func writeFile(t *testing.T, file, text string) {
+func writeText(t *testing.T, file, text string) {
 	t.Helper()
 	if err := os.WriteFile(file, []byte(text), 0o644); err != nil {
 		t.Fatal(err)
@@ -117,8 +117,8 @@ func extendedExample(t *testing.T) string {
 	t.Helper()
 	dir := t.TempDir()
 	copyExample(t, dir)
-	writeFile(t, filepath.Join(dir, returnAvsc), returnRequestedAvsc)
-	writeFile(t, filepath.Join(dir, refundAvsc), refundPaymentAvsc)
+	writeText(t, filepath.Join(dir, returnAvsc), returnRequestedAvsc)
+	writeText(t, filepath.Join(dir, refundAvsc), refundPaymentAvsc)
 	cfg := filepath.Join(dir, "ordo.yaml")
 	edit(t, cfg, "inputs: [checkout.orders.v1, payments.v1, warehouse.v1]", "inputs: [checkout.orders.v1, payments.v1, warehouse.v1, "+returnsTopic+"]")
 	edit(t, cfg, "  ordo.dead-letter.v1: {partitions: 3}\n", "  ordo.dead-letter.v1: {partitions: 3}\n  "+returnsTopic+": {partitions: 2}\n  "+refundTopic+": {partitions: 2}\n")
@@ -190,8 +190,8 @@ func TestSchemasFilesNewTypes(t *testing.T) {
 func TestSchemasConfigErrors(t *testing.T) {
 	cfg := extendedExample(t)
 	dir := filepath.Dir(cfg)
-	writeFile(t, filepath.Join(dir, "schemas", "broken.avsc"), "{\n  \"type\": \"record\"\n  \"name\": \"X\"\n}\n")
-	writeFile(t, filepath.Join(dir, "extra.avsc"), strings.Replace(refundPaymentAvsc, `"currency", "type": "string"}`, `"currency", "type": "string"}, {"name": "note", "type": "string"}`, 1))
+	writeText(t, filepath.Join(dir, "schemas", "broken.avsc"), "{\n  \"type\": \"record\"\n  \"name\": \"X\"\n}\n")
+	writeText(t, filepath.Join(dir, "extra.avsc"), strings.Replace(refundPaymentAvsc, `"currency", "type": "string"}`, `"currency", "type": "string"}, {"name": "note", "type": "string"}`, 1))
 	edit(t, cfg, "  files: [schemas/]", "  files:\n    - schemas/\n    - extra.avsc\n    - returns/\n    - schemas/")
 	edit(t, cfg, "  group: ordo-orders", "  group: ordo-orders\n  grup: typo")
 	code, _, errOut := runMain(t, "config", "validate", cfg)
@@ -453,9 +453,11 @@ func TestNewEventAndCommandWithReleasedBinary(t *testing.T) {
 	if !jsonEqual(t, ss.Schema, refundPaymentAvsc) {
 		t.Fatalf("command schema id %d is not RefundPayment.avsc:\n%s", id, ss.Schema)
 	}
-	latest, err := srcl.SchemaByVersion(ctx, refundTopic+"-value", -1)
+	// The example registers with subject_strategy topic_record_name.
+	subject := refundTopic + "-com.acme.ordo.commands.RefundPayment"
+	latest, err := srcl.SchemaByVersion(ctx, subject, -1)
 	if err != nil || latest.ID != id {
-		t.Fatalf("subject %s-value: id %d (err %v), want %d", refundTopic, latest.ID, err, id)
+		t.Fatalf("subject %s: id %d (err %v), want %d", subject, latest.ID, err, id)
 	}
 	w, err := schemas.ParseSchema(id, ss.Schema)
 	if err != nil {
