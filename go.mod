@@ -82,6 +82,8 @@ require (
 	github.com/testcontainers/testcontainers-go v0.45.0 // indirect
 	github.com/tklauser/go-sysconf v0.4.0 // indirect
 	github.com/tklauser/numcpus v0.12.0 // indirect
+	// ≥ v1.22.3 required: the time-bounded transactions (consumer/cut.go) rely on
+	// its SetOffsets/UncommittedOffsets semantics (TestExactlyOnceWithCrashesSlowChain).
 	github.com/twmb/franz-go v1.22.3 // indirect
 	github.com/twmb/franz-go/pkg/kadm v1.20.0 // indirect
 	github.com/twmb/franz-go/pkg/kfake v0.0.0-20260918054303-01f206a7e32c // indirect

@@ -201,8 +201,10 @@ func (c Config) validate() error {
 	if c.TransactionTimeout >= c.SessionTimeout {
 		errs = append(errs, fmt.Errorf("transaction timeout %v must be below the session timeout %v", c.TransactionTimeout, c.SessionTimeout))
 	}
-	if c.CommitInterval >= c.TransactionTimeout {
-		errs = append(errs, fmt.Errorf("commit interval %v must be below the transaction timeout %v", c.CommitInterval, c.TransactionTimeout))
+	if c.CommitInterval >= c.TransactionTimeout/2 {
+		// Processing is cut off at half the transaction timeout (the rest
+		// is End's): a longer interval would abort every busy transaction.
+		errs = append(errs, fmt.Errorf("commit interval %v must be below half the transaction timeout %v", c.CommitInterval, c.TransactionTimeout))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("consumer config: %w", err)

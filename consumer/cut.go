@@ -1,6 +1,7 @@
 package consumer
 
 import (
+	"math"
 	"slices"
 	"sync"
 	"time"
@@ -16,10 +17,11 @@ import (
 // committed unprocessed.
 //
 // In key-parallel mode the lanes of a partition share one cut. Lanes run
-// ahead of each other, so at the deadline the cut freezes at the highest
-// offset any lane started; lanes then still finish the records below it
-// (filling the gaps) and start none above it. Every offset below the
-// committed one is then processed, and none above it.
+// ahead of each other (by at most window records past the lowest one in
+// flight), so at the deadline the cut freezes at the highest offset any
+// lane started; lanes then still finish the records below it (filling the
+// gaps) and start none above it. Every offset below the committed one is
+// then processed, and none above it.
 type partCut struct {
 	mu         sync.Mutex
 	deadline   time.Time
@@ -27,30 +29,107 @@ type partCut struct {
 	limit      int64 // when frozen: records at or past it wait
 	maxStarted int64 // highest offset started, -1 for none
 	n          int   // records started
+	// window, in key-parallel mode, bounds how far a lane may run ahead
+	// of the lowest record still in flight, which bounds the gaps the
+	// lanes must fill after the freeze (a hot key behind fast lanes would
+	// otherwise have a whole poll to catch up). 0: no bound.
+	window int64
+	heads  map[int]int64 // per key lane: the offset of its first unfinished record
+	moved  *sync.Cond    // a lane moved on or the cut froze
 }
 
 func newPartCut(deadline time.Time) *partCut {
-	return &partCut{deadline: deadline, maxStarted: -1}
+	c := &partCut{deadline: deadline, maxStarted: -1}
+	c.moved = sync.NewCond(&c.mu)
+	return c
 }
 
-// admit reports whether the record at off may start now.
+// admit reports whether the record at off may start now. In key-parallel
+// mode (window > 0) it may first wait until off is within window records of
+// the lowest unfinished record of any lane.
 func (c *partCut) admit(off int64) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if !c.frozen && !time.Now().Before(c.deadline) {
-		c.frozen = true
-		c.limit = c.maxStarted + 1
-	}
-	if c.frozen && off >= c.limit {
-		return false
+	for {
+		c.freezeIfDue()
+		if c.frozen && off >= c.limit {
+			return false
+		}
+		if c.window <= 0 || c.frozen || off < c.lowestHead()+c.window {
+			break
+		}
+		c.waitUntilDeadline()
 	}
 	c.maxStarted = max(c.maxStarted, off)
 	c.n++
 	return true
 }
 
-// started is how many records were admitted.
-func (c *partCut) started() int {
+func (c *partCut) freezeIfDue() {
+	if !c.frozen && !time.Now().Before(c.deadline) {
+		c.frozen = true
+		c.limit = c.maxStarted + 1
+		c.moved.Broadcast()
+	}
+}
+
+// waitUntilDeadline waits for a record to finish, or the deadline to pass
+// (a timer wakes the waiters then). Called with c.mu held.
+func (c *partCut) waitUntilDeadline() {
+	t := time.AfterFunc(time.Until(c.deadline), func() {
+		c.mu.Lock()
+		c.moved.Broadcast()
+		c.mu.Unlock()
+	})
+	c.moved.Wait()
+	t.Stop()
+}
+
+// lowestHead is the lowest unfinished offset of any lane (MaxInt64: none).
+// The lane that holds it never waits, so the lanes cannot deadlock.
+func (c *partCut) lowestHead() int64 {
+	low := int64(math.MaxInt64 - c.window)
+	for _, off := range c.heads {
+		low = min(low, off)
+	}
+	return low
+}
+
+// lanes sets up the window over key lanes: first[i] is lane i's first
+// record's offset (lanes without records are left out).
+func (c *partCut) lanes(window int64, first map[int]int64) {
+	c.window, c.heads = window, first
+}
+
+// advance records that lane finished its record and moves on to the
+// record at next (-1: the lane is done).
+func (c *partCut) advance(lane int, next int64) {
+	if c.window <= 0 {
+		return
+	}
+	c.mu.Lock()
+	if next < 0 {
+		delete(c.heads, lane)
+	} else {
+		c.heads[lane] = next
+	}
+	c.moved.Broadcast()
+	c.mu.Unlock()
+}
+
+// stopAt freezes the cut at off: off and everything after it wait for the
+// next transaction. Only for a partition processed by one goroutine (every
+// record before off is done, none after it started).
+func (c *partCut) stopAt(off int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.frozen || off < c.limit {
+		c.frozen, c.limit = true, off
+	}
+}
+
+// count is how many records were admitted.
+func (c *partCut) count() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.n

@@ -166,9 +166,18 @@ func (p *Pipeline) closeSession(sess *kgo.GroupTransactSession) {
 }
 
 // errRewoundAbort ends a session whose transaction aborted after some of its
-// partitions were rewound (see txn.rewind): the client's idea of their
-// committed offsets is then our rewind point, not the broker's, so only a
-// new session (which fetches the committed offsets) is safe.
+// partitions were rewound (see txn.rewind). With franz-go v1.22.3 an abort
+// rewinds to the real committed offsets, but if a rewound partition was
+// revoked and assigned back within the transaction, SetOffsets may have
+// created its entry (or recorded a seek during the offset fetch) at the
+// rewind point, and keeping the session would skip the records between the
+// real commit and the rewind point. A new session fetches the committed
+// offsets from the broker: always safe. Do not remove it.
+//
+// The rewind relies on v1.22.3's SetOffsets (it moves dirty/head, not the
+// committed offset) and UncommittedOffsets (a rewound partition is
+// committed at its rewind point); TestExactlyOnceWithCrashesSlowChain fails
+// on older franz-go versions, which is why go.mod must stay at ≥ v1.22.3.
 var errRewoundAbort = errors.New("transaction with rewound partitions aborted; re-reading committed offsets")
 
 // idlePoll bounds a poll while no transaction is open, so the loop comes
@@ -279,6 +288,11 @@ func (p *Pipeline) runSession(ctx context.Context, sess *kgo.GroupTransactSessio
 		if err := p.fetchError(fetches); err != nil {
 			return err
 		}
+		if fetches.Empty() && !t.open {
+			// Nothing open and nothing new: no work waits (work polled by
+			// an aborted transaction may have moved to another replica).
+			p.health.idle()
+		}
 
 		if !fetches.Empty() {
 			p.health.work(time.Now())
@@ -377,7 +391,11 @@ func (p *pollPacer) records(left time.Duration) int {
 // during End must not leave the transaction to the broker's timeout) but
 // not the transaction timeout, after which the broker aborts it anyway.
 func (p *Pipeline) endContext(ctx context.Context) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.WithoutCancel(ctx), p.cfg.TransactionTimeout)
+	deadline := time.Now().Add(p.cfg.TransactionTimeout)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d // shutdown's own bound (ShutdownTimeout) is shorter
+	}
+	return context.WithDeadline(context.WithoutCancel(ctx), deadline)
 }
 
 // end ends the open transaction and reports whether it committed. A
@@ -504,8 +522,10 @@ func (p *Pipeline) processFetches(ctx context.Context, sess *kgo.GroupTransactSe
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	var (
-		wg  sync.WaitGroup
-		sem = make(chan struct{}, p.cfg.Workers)
+		wg    sync.WaitGroup
+		sem   = make(chan struct{}, p.cfg.Workers)
+		errMu sync.Mutex
+		first error // the first failure; the budget running out is not one
 	)
 	for _, w := range parts {
 		sem <- struct{}{}
@@ -514,8 +534,13 @@ func (p *Pipeline) processFetches(ctx context.Context, sess *kgo.GroupTransactSe
 			defer func() { <-sem; wg.Done() }()
 			c, err := p.processPartition(ctx, produceCtx, sess, w.ftp.Records, w.cut, t)
 			w.done = c
-			w.n = w.cut.started()
+			w.n = w.cut.count()
 			if err != nil {
+				errMu.Lock()
+				if first == nil {
+					first = err
+				}
+				errMu.Unlock()
 				cancel(err)
 			}
 		}()
@@ -532,9 +557,9 @@ func (p *Pipeline) processFetches(ctx context.Context, sess *kgo.GroupTransactSe
 			p.served.mark(w.ftp.Topic, w.ftp.Partition)
 		}
 	}
-	if err := context.Cause(ctx); err != nil {
+	if first != nil {
 		t.counts.incomplete = true
-		return n, err
+		return n, first
 	}
 	return n, nil
 }
@@ -544,27 +569,36 @@ func (p *Pipeline) processFetches(ctx context.Context, sess *kgo.GroupTransactSe
 // concurrently (the transaction still ends only after all of them).
 func (p *Pipeline) processPartition(ctx, produceCtx context.Context, sess *kgo.GroupTransactSession, recs []*kgo.Record, cut *partCut, t *txn) (Counts, error) {
 	if !p.cfg.KeyParallel || len(recs) < 2 {
-		return p.processInOrder(ctx, produceCtx, sess, recs, cut, t)
+		return p.processInOrder(ctx, produceCtx, sess, recs, cut, t, -1)
 	}
 	lanes := make([][]*kgo.Record, p.cfg.KeyLanes)
 	for _, r := range recs {
 		i := keyLane(r.Key, len(lanes)) // one key → one lane: per-key order kept
 		lanes[i] = append(lanes[i], r)
 	}
+	// Lanes may run at most KeyLanes records ahead of the slowest one, so
+	// that the gaps they fill after the deadline stay small.
+	heads := map[int]int64{}
+	for i, lane := range lanes {
+		if len(lane) > 0 {
+			heads[i] = lane[0].Offset
+		}
+	}
+	cut.lanes(int64(p.cfg.KeyLanes), heads)
 	var (
 		mu    sync.Mutex
 		wg    sync.WaitGroup
 		total Counts
 		first error
 	)
-	for _, lane := range lanes {
+	for i, lane := range lanes {
 		if len(lane) == 0 {
 			continue
 		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c, err := p.processInOrder(ctx, produceCtx, sess, lane, cut, t)
+			c, err := p.processInOrder(ctx, produceCtx, sess, lane, cut, t, i)
 			mu.Lock()
 			defer mu.Unlock()
 			total.add(c)
@@ -578,29 +612,56 @@ func (p *Pipeline) processPartition(ctx, produceCtx context.Context, sess *kgo.G
 }
 
 // processInOrder handles records one after the other, until the first
-// record the partition's cut does not admit (out of time).
-func (p *Pipeline) processInOrder(ctx, produceCtx context.Context, sess *kgo.GroupTransactSession, recs []*kgo.Record, cut *partCut, t *txn) (Counts, error) {
+// record the partition's cut does not admit (out of time). lane is the key
+// lane (-1: this goroutine is the partition's only one); then a record cut
+// off by the processing budget, and every record after it, is simply left
+// for the next transaction instead of aborting this one, so one event
+// slower than the budget stalls only its own partition.
+func (p *Pipeline) processInOrder(ctx, produceCtx context.Context, sess *kgo.GroupTransactSession, recs []*kgo.Record, cut *partCut, t *txn, lane int) (Counts, error) {
 	var c Counts
-	for _, r := range recs {
+	outOfBudget := func() bool { return lane < 0 && errors.Is(context.Cause(ctx), errTxnBudget) }
+	if lane >= 0 {
+		defer cut.advance(lane, -1) // however the lane ends, it holds back no one
+	}
+	for i, r := range recs {
 		if ctx.Err() != nil {
+			if outOfBudget() {
+				cut.stopAt(r.Offset)
+				return c, nil
+			}
 			return c, context.Cause(ctx)
 		}
 		if !cut.admit(r.Offset) {
 			return c, nil // the rest waits for the next transaction
 		}
+		done := func() {
+			if lane >= 0 && i+1 < len(recs) {
+				cut.advance(lane, recs[i+1].Offset)
+			}
+		}
 		if r.Attrs.IsControl() {
 			// A transaction marker of an upstream producer: nothing to
 			// process, but committing past it keeps the lag at 0 on a
 			// partition that ends in a marker.
+			done()
 			continue
 		}
 		if p.skip(r) {
 			// Filtered before decoding; its offset commits with the batch.
+			done()
 			c.Skipped++
 			continue
 		}
 		ectx, out, dead, err := p.processRecord(ctx, r, t)
+		done()
 		if err != nil {
+			if outOfBudget() {
+				// Nothing of r was produced: rewind to it.
+				p.log.Warn("event processing outlived half the transaction timeout; it is retried in the next transaction (raise kafka.transaction_timeout for a dependency this slow)",
+					"topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "budget", p.cfg.TransactionTimeout/2)
+				cut.stopAt(r.Offset)
+				return c, nil
+			}
 			return c, err // transient, retries exhausted
 		}
 		c.EventsIn++

@@ -278,13 +278,19 @@ func run(t *testing.T, p *consumer.Pipeline) (stop func()) {
 // (after producing, before ending) while two replicas share the group, and
 // restarts one replica mid-stream: every event must still yield exactly one
 // visible command.
-func TestExactlyOnceWithCrashes(t *testing.T) { testCrashes(t, false) }
+func TestExactlyOnceWithCrashes(t *testing.T) { testCrashes(t, false, 0) }
 
 // TestExactlyOnceWithCrashesKeyParallel is the same proof in key-parallel
 // mode (different keys of a partition processed concurrently).
-func TestExactlyOnceWithCrashesKeyParallel(t *testing.T) { testCrashes(t, true) }
+func TestExactlyOnceWithCrashesKeyParallel(t *testing.T) { testCrashes(t, true, 0) }
 
-func testCrashes(t *testing.T, keyParallel bool) {
+// TestExactlyOnceWithCrashesSlowChain: the same with a chain slow enough
+// (3 ms per event, 20 ms commit interval) that most transactions end with
+// rewound partitions (records not started by the deadline): crashes and a
+// rebalance must not make a rewound commit lose or double anything.
+func TestExactlyOnceWithCrashesSlowChain(t *testing.T) { testCrashes(t, false, 3*time.Millisecond) }
+
+func testCrashes(t *testing.T, keyParallel bool, perEvent time.Duration) {
 	if testkit.Kind(t) == testkit.KindKfake {
 		// Seen repeatedly on kfake (v0.0.0-20260918054303), never on Apache
 		// Kafka 4.1: after a replica restarts with the same transactional id,
@@ -293,7 +299,13 @@ func testCrashes(t *testing.T, keyParallel bool) {
 		t.Skip("skipped on kfake: it hides committed transactions after a transactional-id restart; run with KAFKA_BROKERS (make test) to prove exactly-once on Apache Kafka")
 	}
 	e := newEnv(t, 6)
-	const n = 3000
+	n := 3000
+	chain := e.echo()
+	var calls0 atomic.Int64
+	if perEvent > 0 {
+		n = 1200
+		chain = e.slow(perEvent, &calls0)
+	}
 	ids := e.publish(n, nil)
 
 	// Kill at a pseudo-random but bounded schedule: every 3rd to 5th chaos
@@ -311,16 +323,24 @@ func testCrashes(t *testing.T, keyParallel bool) {
 			sess.Client().Close() // as if the process died here
 		}
 	}
-	small := func(c *consumer.Config) { c.BatchSize = 100; c.KeyParallel = keyParallel; c.KeyLanes = 8 }
-	a := e.pipeline("a", e.echo(), small)
+	small := func(c *consumer.Config) {
+		c.BatchSize = 100
+		c.KeyParallel = keyParallel
+		c.KeyLanes = 8
+		if perEvent > 0 {
+			c.BatchSize = 10000
+			c.CommitInterval = 20 * time.Millisecond
+		}
+	}
+	a := e.pipeline("a", chain, small)
 	a.SetChaos(chaos)
-	b := e.pipeline("b", e.echo(), small)
+	b := e.pipeline("b", chain, small)
 	b.SetChaos(chaos)
 	stopA := run(t, a)
 	stopB := run(t, b)
 	time.Sleep(500 * time.Millisecond)
 	stopB() // a graceful leave mid-stream: rebalance onto a
-	b2 := e.pipeline("b", e.echo(), small)
+	b2 := e.pipeline("b", chain, small)
 	run(t, b2)
 
 	e.waitCommitted(90 * time.Second)

@@ -21,6 +21,9 @@ func (h *health) loop(now time.Time) { h.lastLoop.Store(now.UnixNano()) }
 // work records that records were polled and wait for a commit.
 func (h *health) work(now time.Time) { h.pendingSince.CompareAndSwap(0, now.UnixNano()) }
 
+// idle records that no polled work waits.
+func (h *health) idle() { h.pendingSince.Store(0) }
+
 func (h *health) committed(now time.Time) {
 	h.lastCommit.Store(now.UnixNano())
 	h.pendingSince.Store(0)

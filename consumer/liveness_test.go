@@ -138,10 +138,10 @@ func TestVerySlowChainCommitsEachEvent(t *testing.T) {
 }
 
 // TestProcessingPastTheBudgetAbortsNeverDeadLetters: a processor stuck past
-// half the transaction timeout is cancelled and the transaction aborts
-// before the broker would time it out; the event is re-run, never
-// dead-lettered, even though the processor returned a plain (permanent
-// looking) context error.
+// half the transaction timeout is cancelled before the broker would time
+// the transaction out; the event is left for the next transaction (its
+// partition rewound to it) and re-run, never dead-lettered, even though the
+// processor returned a plain (permanent looking) context error.
 func TestProcessingPastTheBudgetAbortsNeverDeadLetters(t *testing.T) {
 	e := newEnv(t, 1)
 	ids := e.publish(5, nil)
@@ -164,8 +164,8 @@ func TestProcessingPastTheBudgetAbortsNeverDeadLetters(t *testing.T) {
 	if dead := testkit.ReadCommitted(t, e.brokers, e.dlq, 10*time.Second); len(dead) != 0 {
 		t.Errorf("%d dead letters; a processor cut off by the budget must be retried, not dead-lettered", len(dead))
 	}
-	if log.aborts.Load() == 0 || log.restarts.Load() != 0 {
-		t.Errorf("aborts %d, restarts %d: want the budget to abort the transaction, not the broker to fence it", log.aborts.Load(), log.restarts.Load())
+	if hung.Load() < 2 || log.restarts.Load() != 0 {
+		t.Errorf("the stuck event ran %d times, %d session restarts: want it cut off by the budget and re-run, never the broker fencing the transaction", hung.Load(), log.restarts.Load())
 	}
 }
 
@@ -329,5 +329,153 @@ func waitFor(t *testing.T, timeout time.Duration, what string, ok func() bool) {
 			t.Fatalf("timed out after %v waiting for %s", timeout, what)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// publishHot publishes n events, every other one on the one key "hot".
+func (e *env) publishHot(n int) []string {
+	e.t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(e.brokers...), kgo.ProducerLinger(2*time.Millisecond))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer cl.Close()
+	pub := producer.NewPublisher(cl, e.serde, "test")
+	var recs []*kgo.Record
+	var ids []string
+	for i := range n {
+		id := fmt.Sprintf("evt-%06d", i)
+		key := "hot"
+		if i%2 == 1 {
+			key = fmt.Sprintf("k-%d", i)
+		}
+		r, err := pub.Record(context.Background(), e.input, "com.acme.checkout.OrderPlaced", key, order(id, i))
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		recs = append(recs, r)
+		ids = append(ids, id)
+	}
+	if err := cl.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
+		e.t.Fatal(err)
+	}
+	return ids
+}
+
+func (l *txnLog) committedEvents() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for _, e := range l.events {
+		n += e
+	}
+	return n
+}
+
+// TestKeyParallelHotKeyCommits: in key-parallel mode, fast lanes used to run
+// to the end of a poll before the deadline, freezing the cut there, and the
+// slow lane of a hot key (150 ms per event) then had to fill every gap
+// below it: past the processing budget, an abort, forever (0 commits in
+// 40 s). Lanes now run at most KeyLanes records ahead of the slowest one.
+func TestKeyParallelHotKeyCommits(t *testing.T) {
+	e := newEnv(t, 1)
+	e.publishHot(400)
+	echo := e.echo()
+	chain := processors.Func(func(ctx context.Context, ev *processors.Event) ([]processors.Command, error) {
+		if string(ev.Key) == "hot" {
+			select {
+			case <-time.After(150 * time.Millisecond):
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		}
+		return echo.Process(ctx, ev)
+	})
+	log := &txnLog{}
+	start := time.Now()
+	run(t, e.pipeline("a", chain, func(c *consumer.Config) {
+		c.CommitInterval = 100 * time.Millisecond
+		c.BatchSize = 10000
+		c.TransactionTimeout = 8 * time.Second
+		c.KeyParallel = true
+		c.Observer = log
+	}))
+	time.Sleep(12 * time.Second)
+	gap, commits := log.maxGap(start)
+	t.Logf("12 s: %d events committed in %d commits, longest gap %v, %d aborts", log.committedEvents(), commits, gap.Round(time.Millisecond), log.aborts.Load())
+	if log.aborts.Load() != 0 {
+		t.Errorf("%d aborts: the lanes' gap filling outlived the processing budget", log.aborts.Load())
+	}
+	// 200 hot events at 150 ms are 30 s of work: in 12 s at least ~60 of
+	// them and the fast ones between them must have committed.
+	if n := log.committedEvents(); n < 100 {
+		t.Errorf("only %d events committed in 12 s", n)
+	}
+}
+
+// TestOneEventSlowerThanTheBudgetStallsOnlyItsPartition: an event that
+// always takes longer than half the transaction timeout used to abort every
+// transaction it was in, so no partition committed (0/200 in 30 s). Now
+// it is left for the next transaction while the other partitions commit.
+func TestOneEventSlowerThanTheBudgetStallsOnlyItsPartition(t *testing.T) {
+	e := newEnv(t, 4)
+	ids := e.publish(200, nil)
+	echo := e.echo()
+	var slowCalls atomic.Int64
+	chain := processors.Func(func(ctx context.Context, ev *processors.Event) ([]processors.Command, error) {
+		if ev.Envelope.ID == "evt-000007" {
+			slowCalls.Add(1)
+			select {
+			case <-time.After(3 * time.Second):
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		}
+		return echo.Process(ctx, ev)
+	})
+	log := &txnLog{}
+	p := e.pipeline("a", chain, func(c *consumer.Config) {
+		c.TransactionTimeout = 4 * time.Second // budget 2 s < 3 s
+		c.SessionTimeout = 10 * time.Second
+		c.Observer = log
+	})
+	run(t, p)
+	adm := testkit.NewAdmin(t, e.brokers)
+	waitFor(t, 30*time.Second, "the other partitions to commit everything", func() bool {
+		lag, err := adm.Lag(context.Background(), e.group)
+		if err != nil {
+			return false
+		}
+		behind := 0
+		lag.Each(func(l kadm.DescribedGroupLag) {
+			for _, ps := range l.Lag {
+				for _, pl := range ps {
+					if pl.Lag > 0 {
+						behind++
+					}
+				}
+			}
+		})
+		return behind == 1 // only the slow event's partition
+	})
+	t.Logf("others committed: %d events, %d aborts, slow event tried %d times", log.committedEvents(), log.aborts.Load(), slowCalls.Load())
+	if slowCalls.Load() < 2 {
+		t.Errorf("the slow event ran %d times; it must be retried", slowCalls.Load())
+	}
+	if dead := testkit.ReadCommitted(t, e.brokers, e.dlq, 5*time.Second); len(dead) != 0 {
+		t.Errorf("%d dead letters: a slow event must never be dead-lettered", len(dead))
+	}
+	_ = ids
+}
+
+// TestCommitIntervalMustFitTheBudget: processing is cut off at half the
+// transaction timeout, so a commit interval past it is refused at start.
+func TestCommitIntervalMustFitTheBudget(t *testing.T) {
+	_, err := consumer.New(consumer.Config{
+		Brokers: []string{"127.0.0.1:1"}, Group: "g", Topics: []string{"t"}, TransactionalID: "x",
+		CommitInterval: 5 * time.Second, TransactionTimeout: 8 * time.Second, SessionTimeout: 20 * time.Second,
+	}, nil, nil, nil)
+	if err == nil || !strings.Contains(err.Error(), "half the transaction timeout") {
+		t.Fatalf("commit interval 5s with transaction timeout 8s: %v", err)
 	}
 }

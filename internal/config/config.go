@@ -510,8 +510,8 @@ func (c *Config) Validate() error {
 		add("dead_letter_topic", "is also an input", "dead letters must not be consumed again by the same pipeline; use another topic")
 	}
 	p := c.Processing
-	if p.CommitInterval <= 0 || p.CommitInterval >= k.TransactionTimeout {
-		add("processing.commit_interval", fmt.Sprintf("%v must be > 0 and below kafka.transaction_timeout %v", p.CommitInterval.D(), k.TransactionTimeout.D()), "the default is 100ms")
+	if p.CommitInterval <= 0 || p.CommitInterval >= k.TransactionTimeout/2 {
+		add("processing.commit_interval", fmt.Sprintf("%v must be > 0 and below half of kafka.transaction_timeout %v (processing is cut off there)", p.CommitInterval.D(), k.TransactionTimeout.D()), "the default is 100ms")
 	}
 	if p.PollRecords < 0 {
 		add("processing.poll_records", "negative", "use 0 to pace polls by the commit deadline (the default) or a fixed number of records per poll, e.g. 1000")
