@@ -42,16 +42,7 @@ func TestSlowChainWithBacklogCommitsSteadily(t *testing.T) {
 		_, _ = w.Write([]byte(`{"score": 1}`))
 	}))
 	defer srv.Close()
-	sc := newScenario(t, "slow-chain-backlog", scenarioOpts{extraPipeline: `  - name: risk-lookup
-    type: enrich_http
-    config:
-      url: ` + srv.URL + `/risk/{key}
-      key: event.order_id
-      into: risk
-      timeout: 30s
-      retries: 0
-      cache_size: 0
-`})
+	sc := newScenario(t, "slow-chain-backlog", scenarioOpts{extraPipeline: riskLookup(srv.URL)})
 	sc.createTopics()
 	n := 1200
 	if soak() {

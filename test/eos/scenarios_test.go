@@ -317,16 +317,7 @@ func TestProcessorStallPastTransactionTimeoutLosesNothing(t *testing.T) {
 	}))
 	defer srv.Close()
 	windowStart.Store(math.MaxInt64)
-	sc := newScenario(t, "processor-stall", scenarioOpts{extraPipeline: `  - name: risk-lookup
-    type: enrich_http
-    config:
-      url: ` + srv.URL + `/risk/{key}
-      key: event.order_id
-      into: risk
-      timeout: 30s
-      retries: 0
-      cache_size: 0
-`})
+	sc := newScenario(t, "processor-stall", scenarioOpts{extraPipeline: riskLookup(srv.URL)})
 	sc.createTopics()
 	rs := []*replica{sc.start("r1", "r1"), sc.start("r2", "r2")}
 	n := events(0.05)
@@ -501,4 +492,20 @@ func TestKeyParallelModeKeepsExactlyOnceAndKeyOrder(t *testing.T) {
 	if serial := int64(workers * len(rs)); maxInFlight.Load() <= serial {
 		t.Errorf("at most %d lookups were in flight at once, which partition-serial processing (%d workers × %d replicas) also reaches: key-parallel mode was not exercised", maxInFlight.Load(), workers, len(rs))
 	}
+}
+
+// riskLookup is an enrich_http processor (inserted before the routes) that
+// looks every order up on the test's server at base, uncached, without
+// retries: the scenarios' slow or stalling dependency.
+func riskLookup(base string) string {
+	return `  - name: risk-lookup
+    type: enrich_http
+    config:
+      url: ` + base + `/risk/{key}
+      key: event.order_id
+      into: risk
+      timeout: 30s
+      retries: 0
+      cache_size: 0
+`
 }
