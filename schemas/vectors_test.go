@@ -42,9 +42,23 @@ type vectorFile struct {
 	} `json:"invalid"`
 }
 
-// findVectors walks up from the package directory looking for the shared
-// vectors directory (a sibling of the repo root).
+// vectorsCopy is the repo's copy of the shared interop vectors: the tests
+// must pass in a clone without ../shared. TestVectorsCopyMatchesShared
+// keeps it equal to the shared file when that is checked out.
+const vectorsCopy = "testdata/vectors/confluent-avro.json"
+
+// findVectors returns the repo's copy of the interop vectors.
 func findVectors(tb testing.TB) string {
+	tb.Helper()
+	if _, err := os.Stat(vectorsCopy); err != nil {
+		tb.Fatalf("interop vectors %s missing: copy ../shared/%s there", vectorsCopy, vectorsRel)
+	}
+	return vectorsCopy
+}
+
+// sharedVectors finds the shared vectors above the package directory (a
+// sibling of the repo root), "" when they are not checked out.
+func sharedVectors(tb testing.TB) string {
 	tb.Helper()
 	wd, err := os.Getwd()
 	if err != nil {
@@ -56,14 +70,29 @@ func findVectors(tb testing.TB) string {
 			return p
 		}
 		if filepath.Dir(dir) == dir {
-			break
+			return ""
 		}
 	}
-	if os.Getenv("ORDO_ALLOW_MISSING_VECTORS") == "1" {
-		tb.Skipf("interop vectors %s not found above %s (ORDO_ALLOW_MISSING_VECTORS=1)", vectorsRel, wd)
+}
+
+// TestVectorsCopyMatchesShared: the copy in testdata is byte-equal to the
+// shared vectors when they are checked out next to the repo.
+func TestVectorsCopyMatchesShared(t *testing.T) {
+	shared := sharedVectors(t)
+	if shared == "" {
+		t.Skipf("../%s is not checked out next to the repo: nothing to compare %s with", vectorsRel, vectorsCopy)
 	}
-	tb.Fatalf("interop vectors %s not found in any parent of %s; check out the shared vectors next to the repo or set ORDO_ALLOW_MISSING_VECTORS=1", vectorsRel, wd)
-	return ""
+	a, err := os.ReadFile(shared)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(vectorsCopy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(a, b) {
+		t.Fatalf("%s differs from %s: copy the shared file again (cp %s %s)", vectorsCopy, shared, shared, vectorsCopy)
+	}
 }
 
 type vectors struct {

@@ -76,12 +76,11 @@ func walkKeys(t reflect.Type, prefix string, fn func(path string, index []int, s
 // to docs/config.md) when a script or test starts exporting a new one.
 func OtherEnvVars() map[string]string {
 	return map[string]string{
-		"ORDO_REPLICA_ID":            "alias of ORDO_KAFKA_REPLICA_ID",
-		"ORDO_KAFKA_TLS":             "alias of ORDO_KAFKA_TLS_ENABLED (kafka.tls was a boolean)",
-		"ORDO_CACHE_DIR":             "cache root of the test and benchmark scripts (Kafka jars, Jaeger, foreign clients)",
-		"ORDO_ALLOW_MISSING_VECTORS": "schemas tests: skip when the interop vectors are not checked out",
-		"ORDO_DEBUG_LOG_DIR":         "consumer tests: keep each replica's log there",
-		"ORDO_TESTKIT_DOCKER":        "internal/testkit: 0 or false never starts Docker",
+		"ORDO_REPLICA_ID":     "alias of ORDO_KAFKA_REPLICA_ID",
+		"ORDO_KAFKA_TLS":      "alias of ORDO_KAFKA_TLS_ENABLED (kafka.tls was a boolean)",
+		"ORDO_CACHE_DIR":      "cache root of the test and benchmark scripts (Kafka jars, Jaeger, foreign clients)",
+		"ORDO_DEBUG_LOG_DIR":  "consumer tests: keep each replica's log there",
+		"ORDO_TESTKIT_DOCKER": "internal/testkit: 0 or false never starts Docker",
 	}
 }
 
