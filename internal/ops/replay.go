@@ -137,7 +137,7 @@ func (e *ActiveGroupError) Error() string {
 	}
 	sb.WriteString("\nfix: stop every replica of the group first (e.g. scale the deployment to 0), then run replay again")
 	if static {
-		sb.WriteString(".\nThese are static members (kafka.static_membership, default on): a stopped replica stays in the group until its\n" +
+		sb.WriteString(".\nThese are static members (kafka.static_membership, on for explicit replica ids): a stopped replica stays in the group until its\n" +
 			"session times out (kafka.session_timeout, default 45s). Wait that long, or pass --wait 2m to poll until the group is empty")
 	}
 	return sb.String()
