@@ -85,7 +85,10 @@ var fqName = regexp.MustCompile(`fqName: "([^"]+)"`)
 // client so that kprom registers its collectors.
 func MetricNames() ([]string, error) {
 	m := NewMetrics()
+	// The metrics a replica registers once it is built (see cmd/ordo/app).
 	m.RegistryStats(func() (uint64, uint64) { return 0, 0 })
+	m.RegistryNegativeHits(func() uint64 { return 0 })
+	m.LoopProgress(func() (time.Duration, int) { return 0, 0 })
 	cl, err := kgo.NewClient(kgo.WithHooks(m.kprom), kgo.SeedBrokers("127.0.0.1:1"))
 	if err != nil {
 		return nil, err
