@@ -26,6 +26,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
@@ -807,6 +808,11 @@ func (p *Pipeline) fetchError(fetches kgo.Fetches) error {
 		case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
 		case errors.Is(err, kgo.ErrClientClosed):
 			fatal = err
+		case errors.Is(err, kerr.FencedInstanceID):
+			// Static membership: the broker lets one member per instance
+			// id in; the other waits (franz-go retries the join).
+			p.log.Error("another live replica uses this replica id: it holds the group membership and this replica waits; replica ids must be unique per live replica (fix: give each replica its own kafka.replica_id / ORDO_REPLICA_ID)",
+				"instance_id", p.cfg.InstanceID, "err", err)
 		default:
 			p.log.Warn("fetch error; the client retries", "topic", topic, "partition", partition, "err", err)
 		}

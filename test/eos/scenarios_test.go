@@ -131,8 +131,8 @@ func TestSIGSTOPZombieIsFencedAndItsOutputInvisible(t *testing.T) {
 }
 
 // Scenario 3: two processes with the same replica id, hence the same
-// transactional id. Invariant: they fence each other instead of both
-// committing: no loss, no duplicate.
+// transactional id (and static-member instance id). Invariant: they fence
+// each other instead of both committing: no loss, no duplicate.
 func TestDuplicateTransactionalIDFencesInsteadOfDoubling(t *testing.T) {
 	sc := newScenario(t, "duplicate-transactional-id", scenarioOpts{})
 	sc.createTopics()
@@ -152,10 +152,15 @@ func TestDuplicateTransactionalIDFencesInsteadOfDoubling(t *testing.T) {
 	sc.stopAll()
 	res := sc.verify(g)
 	sc.report(res)
+	// Fenced by the transaction coordinator (the session is recreated) or,
+	// with static membership (on for explicit replica ids), already by the
+	// group coordinator: one member per instance id.
+	const groupFenced = "another live replica uses this replica id"
 	fenced := sc.countLog(a, "transact session failed") + sc.countLog(b, "transact session failed")
-	t.Logf("sessions recreated after fencing: %d", fenced)
-	if fenced == 0 {
-		t.Errorf("two live replicas shared a transactional id and neither was fenced (no \"transact session failed\" in %s, %s)", sc.logOf(a), sc.logOf(b))
+	static := sc.countLog(a, groupFenced) + sc.countLog(b, groupFenced)
+	t.Logf("sessions recreated after transactional fencing: %d; joins refused by the group coordinator (FENCED_INSTANCE_ID): %d", fenced, static)
+	if fenced+static == 0 {
+		t.Errorf("two live replicas shared a transactional id and neither was fenced (no \"transact session failed\" nor %q in %s, %s)", groupFenced, sc.logOf(a), sc.logOf(b))
 	}
 }
 
