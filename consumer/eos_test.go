@@ -17,11 +17,9 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/sr"
 	"github.com/twmb/franz-go/plugin/kslog"
 
 	"github.com/ordo-dev/ordo/consumer"
-	"github.com/ordo-dev/ordo/internal/devenv"
 	"github.com/ordo-dev/ordo/internal/testkit"
 	"github.com/ordo-dev/ordo/processors"
 	"github.com/ordo-dev/ordo/producer"
@@ -45,23 +43,11 @@ type env struct {
 func newEnv(t testing.TB, partitions int32) *env {
 	t.Helper()
 	brokers := testkit.Brokers(t)
-	reg, err := devenv.StartRegistry("127.0.0.1:0", "", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = reg.Close() })
-	cl, err := sr.NewClient(sr.URLs(reg.URL()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	readers, err := schemas.Demo()
-	if err != nil {
-		t.Fatal(err)
-	}
+	reg := testkit.StartDemoRegistry(t)
 	e := &env{
 		t:       t,
 		brokers: brokers,
-		serde:   schemas.NewSerde(schemas.NewRegistry(cl), readers, schemas.TopicName, true),
+		serde:   reg.Serde,
 		input:   testkit.UniqueName(t, "in"),
 		output:  testkit.UniqueName(t, "out"),
 		dlq:     testkit.UniqueName(t, "dlq"),

@@ -17,10 +17,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/sr"
 
 	"github.com/ordo-dev/ordo/consumer"
-	"github.com/ordo-dev/ordo/internal/devenv"
 	"github.com/ordo-dev/ordo/internal/testkit"
 	"github.com/ordo-dev/ordo/processors"
 	"github.com/ordo-dev/ordo/producer"
@@ -163,20 +161,8 @@ func (a *abortCounter) TxnCommitted(time.Duration, consumer.Counts) { a.commits.
 // commits everything without an abort; the dead letters carry the reasons.
 func TestOversizeOutputsThroughPipeline(t *testing.T) {
 	brokers := testkit.Brokers(t)
-	reg, err := devenv.StartRegistry("127.0.0.1:0", "", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = reg.Close() })
-	srcl, err := sr.NewClient(sr.URLs(reg.URL()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	readers, err := schemas.Demo()
-	if err != nil {
-		t.Fatal(err)
-	}
-	serde := schemas.NewSerde(schemas.NewRegistry(srcl), readers, schemas.TopicName, true)
+	reg := testkit.StartDemoRegistry(t)
+	serde := reg.Serde
 	input, output, dlq, group := testkit.UniqueName(t, "in"), testkit.UniqueName(t, "out"), testkit.UniqueName(t, "dlq"), testkit.UniqueName(t, "group")
 	createTopic(t, brokers, input, 4<<20) // the input may hold a 1.1 MiB record
 	createTopic(t, brokers, output, 20000)

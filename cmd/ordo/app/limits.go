@@ -35,16 +35,17 @@ func describeOutputLimits(ctx context.Context, cfg *config.Config, limits *produ
 }
 
 // knownOutputTopics are the topics ordo is known to write to before it
-// runs: the dead-letter topic and the configured topics that are not inputs
-// (command topics named only in processor configs are looked up on first
-// use).
+// runs: the dead-letter topic, the orchestrate processors' command topics
+// (outputTopics, shared with the preflight) and the configured topics that
+// are not inputs (topics only custom processors name are looked up on
+// first use).
 func knownOutputTopics(cfg *config.Config) []string {
-	out := []string{cfg.DeadLetter}
+	rest := outputTopics(cfg)
 	for t := range cfg.Topics {
-		if t != cfg.DeadLetter && !slices.Contains(cfg.Inputs, t) {
-			out = append(out, t)
+		if t != cfg.DeadLetter && !slices.Contains(cfg.Inputs, t) && !slices.Contains(rest, t) {
+			rest = append(rest, t)
 		}
 	}
-	slices.Sort(out[1:])
-	return out
+	slices.Sort(rest)
+	return append([]string{cfg.DeadLetter}, rest...)
 }

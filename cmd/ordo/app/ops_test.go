@@ -16,7 +16,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sr"
 
-	"github.com/ordo-dev/ordo/internal/devenv"
 	"github.com/ordo-dev/ordo/internal/testkit"
 	"github.com/ordo-dev/ordo/processors"
 	"github.com/ordo-dev/ordo/producer"
@@ -58,31 +57,19 @@ type opsWorld struct {
 func newOpsWorld(t *testing.T) *opsWorld {
 	t.Helper()
 	brokers := testkit.Brokers(t)
-	reg, err := devenv.StartRegistry("127.0.0.1:0", "", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = reg.Close() })
-	srcl, err := sr.NewClient(sr.URLs(reg.URL()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	readers, err := schemas.Demo()
-	if err != nil {
-		t.Fatal(err)
-	}
+	reg := testkit.StartDemoRegistry(t)
 	w := &opsWorld{
 		brokers: brokers,
 		input:   testkit.UniqueName(t, "in"),
 		dlq:     testkit.UniqueName(t, "dlq"),
 		group:   testkit.UniqueName(t, "group"),
-		serde:   schemas.NewSerde(schemas.NewRegistry(srcl), readers, schemas.TopicName, true),
-		sr:      srcl,
+		serde:   reg.Serde,
+		sr:      reg.Client,
 	}
 	testkit.CreateTopics(t, brokers, 2, w.input, w.dlq)
 	chdirRoot(t)
 	t.Setenv("ORDO_KAFKA_BROKERS", strings.Join(brokers, ","))
-	t.Setenv("ORDO_REGISTRY_URL", reg.URL())
+	t.Setenv("ORDO_REGISTRY_URL", reg.URL)
 	t.Setenv("ORDO_DEAD_LETTER_TOPIC", w.dlq)
 	t.Setenv("ORDO_KAFKA_GROUP", w.group)
 	t.Setenv("ORDO_INPUTS", w.input)
