@@ -247,8 +247,11 @@ func TestTraceEndToEnd(t *testing.T) {
 	var spans []span
 	waitFor(t, 30*time.Second, "the full trace in jaeger", func() bool {
 		spans = j.trace(t, good)
+		// The process span ends last (with its transaction), so it may
+		// be stored after its children: wait for it too.
 		return len(find(spans, "downstream process commands.reserve-inventory.v1")) == 1 &&
-			len(find(spans, "ordo processor routes")) >= 1 && len(find(spans, "ordo send commands.notify-customer.v1")) >= 1
+			len(find(spans, "ordo processor routes")) >= 1 && len(find(spans, "ordo send commands.notify-customer.v1")) >= 1 &&
+			len(find(spans, "ordo process "+demo.OrderPlaced)) >= 1
 	})
 	t.Logf("trace %s:\n%s", good, tree(spans))
 
