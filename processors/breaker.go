@@ -23,7 +23,8 @@ type breaker struct {
 	threshold int
 	cooldown  time.Duration
 	now       func() time.Time
-	// onChange is told about every state change, outside the lock.
+	// onChange is told about every state change, outside the lock (so
+	// it may run concurrently with itself).
 	onChange func(from, to breakerState, fails int, cause error)
 
 	mu        sync.Mutex

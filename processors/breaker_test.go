@@ -30,8 +30,16 @@ func (c *fakeClock) add(d time.Duration) {
 func newTestBreaker(threshold int, cooldown time.Duration) (*breaker, *fakeClock, *[]string) {
 	clock := &fakeClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
 	b := newBreaker(threshold, cooldown, clock.now)
-	var changes []string
-	b.onChange = func(from, to breakerState, _ int, _ error) { changes = append(changes, from.String()+">"+to.String()) }
+	var (
+		mu      sync.Mutex
+		changes []string
+	)
+	// onChange runs outside the breaker's lock, so concurrently.
+	b.onChange = func(from, to breakerState, _ int, _ error) {
+		mu.Lock()
+		changes = append(changes, from.String()+">"+to.String())
+		mu.Unlock()
+	}
 	return b, clock, &changes
 }
 
