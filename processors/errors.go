@@ -22,6 +22,14 @@ import (
 // an error is transient if any error in its chain has a method
 // `Transient() bool` that returns true.
 
+// ErrDrop, returned (possibly wrapped) by a processor, ends the chain for an
+// event that needs no effect: a duplicate delivery, an event for a finished
+// process that is configured to be ignored. The event counts as processed:
+// its offset commits, nothing is produced and nothing is dead-lettered, and
+// state written for it is discarded. Wrap it with the reason:
+// fmt.Errorf("duplicate of event %s: %w", id, processors.ErrDrop).
+var ErrDrop = errors.New("event dropped")
+
 // Transient marks err as transient (retry, never dead-letter).
 func Transient(err error) error {
 	if err == nil {

@@ -75,8 +75,27 @@ type Event struct {
 	// Processors read and write it; CEL sees it as `attrs`.
 	Attrs map[string]any
 
+	// Marks are what stateful processors decided about the event (see
+	// Mark). The pipeline counts the marks of committed transactions only.
+	Marks []Mark
+
 	// cel is the CEL activation, reused by every processor of the chain.
 	cel *vars
+}
+
+// Mark is one decision a stateful processor made about an event, e.g.
+// {Process: "order-fulfilment", Outcome: "completed"} or {Outcome:
+// "duplicate"}. The pipeline exports them as ordo_process_events_total
+// {process, outcome} when the event's transaction commits, adds them to the
+// event's span, and ordo dev prints them in its summary.
+type Mark struct {
+	Process string // "" for marks not tied to a process (e.g. duplicate)
+	Outcome string
+}
+
+// Mark records a decision about ev (see Mark).
+func (ev *Event) Mark(process, outcome string) {
+	ev.Marks = append(ev.Marks, Mark{Process: process, Outcome: outcome})
 }
 
 // Command is an output event that ordo produces in the transaction.
