@@ -39,6 +39,12 @@ type Config struct {
 	Tracing    Tracing            `yaml:"tracing"`
 	Topics     map[string]TopicOp `yaml:"topics"`
 	Schemas    Schemas            `yaml:"schemas"`
+	// State turns on the stateful stage (process log, store, changelog):
+	// see docs/processes.md. Absent: ordo is a stateless router.
+	State *State `yaml:"state"`
+	// Processes are the process (saga) definitions, decoded and checked by
+	// package processes (kept raw here so its errors carry file:line).
+	Processes yaml.Node `yaml:"processes"`
 
 	// File is the path the config was loaded from ("" for defaults).
 	File string `yaml:"-"`
@@ -177,6 +183,25 @@ type Tracing struct {
 // (`ordo dev` always; `ordo run --create-topics`).
 type TopicOp struct {
 	Partitions int32 `yaml:"partitions"`
+}
+
+// State is the `state:` block (docs/processes.md).
+type State struct {
+	// Dir holds one store directory per process-log partition.
+	Dir string `yaml:"dir"`
+	// ProcessLog is the internal topic events are re-keyed to by
+	// correlation id (default "<group>.process-log").
+	ProcessLog string `yaml:"process_log"`
+	// Changelog is the compacted topic backing the stores (default
+	// "<group>.changelog").
+	Changelog string `yaml:"changelog"`
+	// Partitions of the process log and the changelog (default 6).
+	Partitions int `yaml:"partitions"`
+	// DedupeWindow is how long an event id is remembered (default 24h).
+	DedupeWindow Duration `yaml:"dedupe_window"`
+	// CacheMiB is the store's block cache, shared by all partitions
+	// (default 32).
+	CacheMiB int `yaml:"cache_mib"`
 }
 
 // PipelineEntry is one processor in `pipeline:`.
