@@ -113,6 +113,14 @@ type Config struct {
 	// one-second burst). A topic over its rate is paused, not buffered.
 	RateLimits map[string]float64
 
+	// Forward makes this pipeline the first stage of a stateful
+	// configuration (stateful.go): accepted events are forwarded to the
+	// process log keyed by correlation id. nil: stateless.
+	Forward *Forward
+	// State makes this pipeline the stateful stage: Topics must be the
+	// process log alone. nil: stateless.
+	State *Stateful
+
 	// KgoOpts are added to ordo's client options (TLS, SASL, hooks). The
 	// exactly-once options (group, transactional id, isolation level,
 	// balancer, timeouts) are applied after them, so KgoOpts cannot weaken
@@ -197,6 +205,20 @@ func (c Config) validate() error {
 	}
 	if c.TransactionalID == "" {
 		errs = append(errs, errors.New("no transactional id"))
+	}
+	if c.State != nil {
+		if len(c.Topics) != 1 {
+			errs = append(errs, fmt.Errorf("the stateful stage consumes only the process log, got topics %v", c.Topics))
+		}
+		if c.State.Store == nil || c.State.Processes == nil {
+			errs = append(errs, errors.New("the stateful stage needs a store and the process engine"))
+		}
+		if c.Forward != nil {
+			errs = append(errs, errors.New("a pipeline is either the forwarding stage or the stateful stage, not both"))
+		}
+	}
+	if c.Forward != nil && c.Forward.Topic == "" {
+		errs = append(errs, errors.New("forwarding needs the process log topic"))
 	}
 	if c.TransactionTimeout >= c.SessionTimeout {
 		errs = append(errs, fmt.Errorf("transaction timeout %v must be below the session timeout %v", c.TransactionTimeout, c.SessionTimeout))

@@ -31,6 +31,7 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/ordo-dev/ordo/internal/state"
 	"github.com/ordo-dev/ordo/processors"
 	"github.com/ordo-dev/ordo/producer"
 	"github.com/ordo-dev/ordo/schemas"
@@ -60,6 +61,9 @@ type Pipeline struct {
 	health health
 	// served orders partitions fairly across polls (loop goroutine only).
 	served servedOrder
+	// st is the stateful stage's bookkeeping (stateful.go); nil when
+	// stateless.
+	st *stateLoop
 
 	newSession func() (*kgo.GroupTransactSession, error)
 	// chaos, when set (tests only, see export_test.go), runs at named points
@@ -77,6 +81,9 @@ func New(cfg Config, dec Decoder, chain processors.Processor, out *producer.Outp
 	p.skipTypes = make(map[string]struct{}, len(cfg.SkipTypes))
 	for _, t := range cfg.SkipTypes {
 		p.skipTypes[t] = struct{}{}
+	}
+	if cfg.State != nil {
+		p.st = newStateLoop(cfg.State, cfg.Topics[0])
 	}
 	p.newSession = func() (*kgo.GroupTransactSession, error) { return kgo.NewGroupTransactSession(p.kgoOpts()...) }
 	return p, nil
@@ -111,6 +118,9 @@ func (p *Pipeline) kgoOpts() []kgo.Opt {
 	if c.InstanceID != "" {
 		opts = append(opts, kgo.InstanceID(c.InstanceID))
 	}
+	if p.st != nil {
+		opts = append(opts, p.st.callbacks()...)
+	}
 	return opts
 }
 
@@ -130,7 +140,16 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		p.log.Info("transact session started", "transactional_id", p.cfg.TransactionalID, "instance_id", p.cfg.InstanceID, "group", p.cfg.Group, "topics", p.cfg.Topics)
 		err = p.runSession(ctx, sess)
 		p.closeSession(sess)
+		if p.st != nil {
+			// Whatever ended the session, its partitions are gone: a new
+			// session restores (catches up) what it is assigned.
+			p.st.st.Store.Reset()
+		}
 		p.health.loop(time.Now())
+		var refused errStateRefused
+		if errors.As(err, &refused) {
+			return err
+		}
 		if err == nil || ctx.Err() != nil {
 			break
 		}
@@ -247,6 +266,11 @@ func (p *Pipeline) runSession(ctx context.Context, sess *kgo.GroupTransactSessio
 	var pace pollPacer
 	for {
 		p.health.loop(time.Now())
+		if p.st != nil {
+			if err := p.st.resumeRestored(sess.Client()); err != nil {
+				return err
+			}
+		}
 		// Poll, but never past the commit deadline of an open transaction
 		// nor past the moment a rate-limited topic may resume; when idle,
 		// come round every idlePoll.
@@ -297,18 +321,8 @@ func (p *Pipeline) runSession(ctx context.Context, sess *kgo.GroupTransactSessio
 
 		if !fetches.Empty() {
 			p.health.work(time.Now())
-			if !t.open {
-				if err := sess.Begin(); err != nil {
-					return fmt.Errorf("begin transaction: %w", err)
-				}
-				t = txn{open: true, started: time.Now(), promise: kgo.AbortingFirstErrPromise(sess.Client())}
-				// Processing must leave the transaction time to commit:
-				// past half the transaction timeout its work is cancelled
-				// and it aborts (never a dead letter).
-				t.work, t.cancelWork = context.WithDeadlineCause(ctx, t.started.Add(p.cfg.TransactionTimeout/2), errTxnBudget)
-				if p.tracer != nil {
-					t.spans = &spanBuf{}
-				}
+			if err := p.begin(ctx, sess, &t); err != nil {
+				return err
 			}
 			n := fetches.NumRecords() // walks every partition: count once
 			t.records += n
@@ -337,6 +351,12 @@ func (p *Pipeline) runSession(ctx context.Context, sess *kgo.GroupTransactSessio
 			limits.charge(sess.Client(), fetches, time.Now())
 		}
 
+		if p.st != nil {
+			if err := p.fireTimers(ctx, sess, &t); err != nil {
+				return err
+			}
+		}
+
 		if t.open && (t.rewind != nil || t.records >= p.cfg.BatchSize || time.Since(t.started) >= p.cfg.CommitInterval) {
 			if p.chaos != nil {
 				p.chaos("before-end", sess)
@@ -352,6 +372,49 @@ func (p *Pipeline) runSession(ctx context.Context, sess *kgo.GroupTransactSessio
 			}
 		}
 	}
+}
+
+// begin opens a transaction unless one is open.
+func (p *Pipeline) begin(ctx context.Context, sess *kgo.GroupTransactSession, t *txn) error {
+	if t.open {
+		return nil
+	}
+	if err := sess.Begin(); err != nil {
+		return fmt.Errorf("begin transaction: %w", err)
+	}
+	*t = txn{open: true, started: time.Now(), promise: kgo.AbortingFirstErrPromise(sess.Client())}
+	// Processing must leave the transaction time to commit: past half the
+	// transaction timeout its work is cancelled and it aborts (never a dead
+	// letter).
+	t.work, t.cancelWork = context.WithDeadlineCause(ctx, t.started.Add(p.cfg.TransactionTimeout/2), errTxnBudget)
+	if p.tracer != nil {
+		t.spans = &spanBuf{}
+	}
+	return nil
+}
+
+// fireTimers produces the triggers of due timers (stateful stage), in the
+// open transaction or a new one.
+func (p *Pipeline) fireTimers(ctx context.Context, sess *kgo.GroupTransactSession, t *txn) error {
+	now := time.Now()
+	p.st.refreshCaughtUp(ctx, sess.Client(), now)
+	var err error
+	produceCtx := context.WithoutCancel(ctx)
+	_, ferr := p.st.fireDue(now, func(r *kgo.Record) {
+		if err != nil {
+			return
+		}
+		if err = p.begin(ctx, sess, t); err != nil {
+			return
+		}
+		p.obs.Produced(r)
+		sess.Produce(produceCtx, r, t.promise.Promise())
+		t.counts.TimersTriggered++
+	})
+	if err != nil {
+		return err
+	}
+	return ferr
 }
 
 // pollPacer sizes polls so that a transaction ends close to its commit
@@ -410,6 +473,19 @@ func (p *Pipeline) end(ctx context.Context, sess *kgo.GroupTransactSession, t *t
 	t.release()
 	ectx, cancel := p.endContext(ctx)
 	defer cancel()
+	if try == kgo.TryCommit && p.st != nil {
+		// The state written by this transaction's events goes into the
+		// changelog, inside the transaction.
+		if err := p.st.housekeep(time.Now()); err != nil {
+			p.log.Warn("state housekeeping failed; aborting the transaction", "err", err)
+			try, why = kgo.TryAbort, err
+		} else {
+			produceCtx := context.WithoutCancel(ctx)
+			for _, r := range p.st.st.Store.ChangelogRecords() {
+				sess.Produce(produceCtx, r, t.promise.Promise())
+			}
+		}
+	}
 	if try == kgo.TryCommit {
 		// Flush first: the produce results are only known once the
 		// lingering batches are sent, and waiting on them unflushed would
@@ -433,6 +509,15 @@ func (p *Pipeline) end(ctx context.Context, sess *kgo.GroupTransactSession, t *t
 	start := time.Now()
 	committed, err := sess.End(ectx, try)
 	dur := time.Since(start)
+	if p.st != nil {
+		// The batch reaches the local store only if End committed; after
+		// an End error the outcome is unknown, so it is discarded and the
+		// session's end resets the store (the next owner catches up from
+		// the committed changelog).
+		if ferr := p.st.finish(committed && err == nil); ferr != nil && err == nil {
+			err = fmt.Errorf("apply committed state to the local store: %w", ferr)
+		}
+	}
 	counts, spans := t.counts, t.spans
 	*t = txn{}
 	outcome := "committed"
@@ -653,7 +738,8 @@ func (p *Pipeline) processInOrder(ctx, produceCtx context.Context, sess *kgo.Gro
 			c.Skipped++
 			continue
 		}
-		ectx, out, dead, err := p.processRecord(ctx, r, t)
+		ectx, res, err := p.processRecord(ctx, r, t)
+		out, dead := res.out, res.dead
 		done()
 		if err != nil {
 			if outOfBudget() {
@@ -667,6 +753,19 @@ func (p *Pipeline) processInOrder(ctx, produceCtx context.Context, sess *kgo.Gro
 		}
 		c.EventsIn++
 		c.EventTimes = append(c.EventTimes, r.Timestamp)
+		for _, m := range res.marks {
+			if c.Marks == nil {
+				c.Marks = map[processors.Mark]int{}
+			}
+			c.Marks[m]++
+		}
+		if res.dropped {
+			c.Dropped++
+			continue
+		}
+		if res.forwarded {
+			c.Forwarded++
+		}
 		if dead != nil {
 			c.DeadLettered++
 			p.produce(ectx, produceCtx, sess, dead, t)
@@ -676,8 +775,20 @@ func (p *Pipeline) processInOrder(ctx, produceCtx context.Context, sess *kgo.Gro
 			p.produce(ectx, produceCtx, sess, o, t)
 		}
 		c.CommandsOut += len(out)
+		if res.forwarded {
+			c.CommandsOut-- // the process-log record is not a command
+		}
 	}
 	return c, nil
+}
+
+// recResult is what processing one record produced.
+type recResult struct {
+	out       []*kgo.Record // commands (and the process-log record when forwarding)
+	dead      *kgo.Record   // the dead letter, when the event failed permanently
+	marks     []processors.Mark
+	dropped   bool // processors.ErrDrop: no effect
+	forwarded bool // out ends with the process-log record
 }
 
 // processRecord decodes r and runs the chain, retrying transient failures
@@ -685,7 +796,7 @@ func (p *Pipeline) processInOrder(ctx, produceCtx context.Context, sess *kgo.Gro
 // records, or a dead letter for a permanent failure, or an error when the
 // transient retries ran out. The returned context carries the event's
 // processing span (tracing on), the parent of the outputs' send spans.
-func (p *Pipeline) processRecord(ctx context.Context, r *kgo.Record, t *txn) (context.Context, []*kgo.Record, *kgo.Record, error) {
+func (p *Pipeline) processRecord(ctx context.Context, r *kgo.Record, t *txn) (context.Context, recResult, error) {
 	ctx, span := p.startEventSpan(ctx, r)
 	if span != nil {
 		defer t.spans.add(span) // ended when the transaction ends
@@ -695,12 +806,13 @@ func (p *Pipeline) processRecord(ctx context.Context, r *kgo.Record, t *txn) (co
 	// transaction's work context, ends at the same budget).
 	budget := t.started.Add(p.cfg.TransactionTimeout / 2)
 	for attempt := 0; ; attempt++ {
-		out, err := p.runChain(ctx, r, span)
+		res, err := p.runChain(ctx, r, span)
 		if err == nil {
 			if span != nil {
-				span.SetAttributes(attribute.Int("ordo.commands", len(out)))
+				span.SetAttributes(attribute.Int("ordo.commands", len(res.out)))
+				markSpan(span, res)
 			}
-			return ctx, out, nil, nil
+			return ctx, res, nil
 		}
 		if errors.Is(context.Cause(ctx), errTxnBudget) {
 			// Out of transaction time, whatever the processor made of
@@ -708,7 +820,7 @@ func (p *Pipeline) processRecord(ctx context.Context, r *kgo.Record, t *txn) (co
 			err = processors.Transient(fmt.Errorf("%s/%d@%d: processing ran out of transaction time (%s after the transaction began): %w",
 				r.Topic, r.Partition, r.Offset, p.cfg.TransactionTimeout/2, err))
 			failSpan(span, err)
-			return ctx, nil, nil, err
+			return ctx, recResult{}, err
 		}
 		if !processors.IsTransient(err) {
 			p.obs.DeadLettered(r, err)
@@ -718,13 +830,13 @@ func (p *Pipeline) processRecord(ctx context.Context, r *kgo.Record, t *txn) (co
 				span.SetAttributes(attribute.Bool("ordo.dead_letter", true), attribute.String("ordo.dead_letter.processor", deadLetterProcessor(err)))
 			}
 			p.log.InfoContext(ctx, "event dead-lettered", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "processor", deadLetterProcessor(err), "err", err)
-			return ctx, nil, dead, nil
+			return ctx, recResult{dead: dead}, nil
 		}
 		d := backoff.next()
 		if attempt >= p.cfg.TransientRetries || time.Now().Add(d).After(budget) || ctx.Err() != nil {
 			err = fmt.Errorf("%s/%d@%d: %w", r.Topic, r.Partition, r.Offset, err)
 			failSpan(span, err)
-			return ctx, nil, nil, err
+			return ctx, recResult{}, err
 		}
 		p.obs.Retried(r, err)
 		if span != nil {
@@ -732,7 +844,7 @@ func (p *Pipeline) processRecord(ctx context.Context, r *kgo.Record, t *txn) (co
 		}
 		p.log.DebugContext(ctx, "transient failure; retrying the event", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "attempt", attempt+1, "err", err)
 		if !sleep(ctx, d) {
-			return ctx, nil, nil, ctx.Err()
+			return ctx, recResult{}, ctx.Err()
 		}
 	}
 }
@@ -748,27 +860,94 @@ func deadLetterProcessor(err error) string {
 }
 
 // runChain decodes one record, runs the processors and encodes the commands.
-func (p *Pipeline) runChain(ctx context.Context, r *kgo.Record, span trace.Span) ([]*kgo.Record, error) {
+// In the stateful stage the processors see the partition's state through a
+// per-event overlay, which joins the transaction's batch only when the
+// whole event succeeded; when forwarding, the event's process-log record is
+// appended to the outputs.
+func (p *Pipeline) runChain(ctx context.Context, r *kgo.Record, span trace.Span) (recResult, error) {
 	start := time.Now()
-	d, err := p.dec.Decode(ctx, r.Topic, r.Value)
-	if err != nil {
-		return nil, err
+	var (
+		ev  *processors.Event
+		ov  *state.Overlay
+		err error
+	)
+	if p.st != nil {
+		if ov, err = p.st.st.Store.Event(r.Partition); err != nil {
+			// Revoked (or not restored) under us: this transaction aborts.
+			return recResult{}, processors.Transient(fmt.Errorf("state of partition %d: %w", r.Partition, err))
+		}
+		ctx = state.WithTxn(ctx, ov)
+		if p.st.st.Processes.IsTrigger(r) {
+			if ev, err = p.st.st.Processes.TriggerEvent(r); err != nil {
+				return recResult{}, processors.Permanent(fmt.Errorf("timer trigger: %w", err))
+			}
+		}
+	}
+	if ev == nil {
+		d, err := p.dec.Decode(ctx, r.Topic, r.Value)
+		if err != nil {
+			return recResult{}, err
+		}
+		ev = EventFrom(r, d)
+		if p.st != nil {
+			attrs, err := producer.ForwardedAttrs(r.Headers)
+			if err != nil {
+				return recResult{}, processors.Permanent(err)
+			}
+			for k, v := range attrs {
+				ev.Attrs[k] = v
+			}
+		}
 	}
 	if span != nil {
-		span.SetName("ordo process " + d.Type)
-		span.SetAttributes(attribute.String("ordo.event.type", d.Type), attribute.Int("ordo.schema.id", d.SchemaID))
+		span.SetName("ordo process " + ev.Type)
+		span.SetAttributes(attribute.String("ordo.event.type", ev.Type), attribute.Int("ordo.schema.id", ev.SchemaID))
 	}
-	ev := EventFrom(r, d)
 	cmds, err := p.chain.Process(ctx, ev)
+	if errors.Is(err, processors.ErrDrop) {
+		p.obs.Processed(ev, 0, time.Since(start))
+		return recResult{dropped: true, marks: ev.Marks}, nil
+	}
 	if err != nil {
-		return nil, err
+		return recResult{}, err
 	}
 	out, err := p.out.Commands(ctx, r, cmds)
 	if err != nil {
-		return nil, err
+		return recResult{}, err
+	}
+	res := recResult{out: out, marks: ev.Marks}
+	if p.cfg.Forward != nil {
+		key := []byte(ev.Envelope.CorrelationID)
+		if len(key) == 0 {
+			key = r.Key
+		}
+		fwd, err := p.out.Forward(ctx, r, p.cfg.Forward.Topic, key, ev.Attrs)
+		if err != nil {
+			return recResult{}, err
+		}
+		res.out = append(res.out, fwd)
+		res.forwarded = true
+	}
+	if ov != nil && ov.Len() > 0 {
+		if err := p.st.st.Store.Apply(r.Partition, ov); err != nil {
+			return recResult{}, processors.Transient(fmt.Errorf("state of partition %d: %w", r.Partition, err))
+		}
+	}
+	if p.st != nil {
+		p.st.touch(r.Partition)
 	}
 	p.obs.Processed(ev, len(out), time.Since(start))
-	return out, nil
+	return res, nil
+}
+
+// markSpan adds the stateful processors' decisions to the event's span.
+func markSpan(span trace.Span, res recResult) {
+	if res.dropped {
+		span.SetAttributes(attribute.Bool("ordo.dropped", true))
+	}
+	for _, m := range res.marks {
+		span.AddEvent("ordo.process."+m.Outcome, trace.WithAttributes(attribute.String("ordo.process", m.Process)))
+	}
 }
 
 // EventFrom builds the processors' view of a decoded record: the event the

@@ -92,6 +92,11 @@ func (p *Pipeline) Live(now time.Time) (bool, string) {
 // Ready reports whether the loop makes progress: it is not ready when polled
 // work has waited longer than Config.StallTimeout without a commit.
 func (p *Pipeline) Ready(now time.Time) (bool, string) {
+	if p.st != nil {
+		if n := p.st.st.Store.Restoring(); n > 0 {
+			return false, fmt.Sprintf("restoring the state of %d process-log partition(s) from the changelog", n)
+		}
+	}
 	pr := p.Progress()
 	if pr.PendingSince.IsZero() {
 		return true, ""

@@ -15,6 +15,15 @@ type Counts struct {
 	CommandsOut  int
 	DeadLettered int
 	Skipped      int // filtered by type before decoding
+	// Dropped events needed no effect (processors.ErrDrop): duplicates,
+	// events for finished processes.
+	Dropped int
+	// Forwarded events went to the process log (stateful stage 1).
+	Forwarded int
+	// TimersTriggered counts timer triggers produced (stateful stage).
+	TimersTriggered int
+	// Marks counts what stateful processors decided (processors.Mark).
+	Marks map[processors.Mark]int
 	// EventTimes are the record timestamps (event time) of the input
 	// events, for end-to-end latency (event time → commit).
 	EventTimes []time.Time
@@ -27,6 +36,15 @@ func (c *Counts) add(o Counts) {
 	c.CommandsOut += o.CommandsOut
 	c.DeadLettered += o.DeadLettered
 	c.Skipped += o.Skipped
+	c.Dropped += o.Dropped
+	c.Forwarded += o.Forwarded
+	c.TimersTriggered += o.TimersTriggered
+	for m, n := range o.Marks {
+		if c.Marks == nil {
+			c.Marks = map[processors.Mark]int{}
+		}
+		c.Marks[m] += n
+	}
 	c.EventTimes = append(c.EventTimes, o.EventTimes...)
 	c.incomplete = c.incomplete || o.incomplete
 }
