@@ -573,6 +573,28 @@ func (c *Config) Validate() error {
 	if p.Workers < 0 {
 		add("processing.workers", "negative", "use 0 for the default (2×CPUs) or a positive number")
 	}
+	if c.Processes.Kind != 0 && c.State == nil {
+		add("processes", "process definitions need the stateful stage, but there is no state: block", "add `state: {}` (defaults: docs/processes.md) or remove processes:")
+	}
+	if st := c.State; st != nil {
+		if st.Partitions < 0 {
+			add("state.partitions", "negative", "use 0 for the default (6) or the process log's partition count")
+		}
+		if st.DedupeWindow < 0 {
+			add("state.dedupe_window", "negative", "use 0 for the default (24h) or a duration such as 1h")
+		}
+		if st.CacheMiB < 0 {
+			add("state.cache_mib", "negative", "use 0 for the default (32) or MiB, e.g. 64")
+		}
+		if st.ProcessLog != "" && st.ProcessLog == st.Changelog {
+			add("state.changelog", "is the process log topic", "use two different topics (defaults <group>.process-log and <group>.changelog)")
+		}
+		for _, in := range c.Inputs {
+			if in == c.StateSettings().ProcessLog || in == c.StateSettings().Changelog {
+				add("inputs", fmt.Sprintf("%s is ordo's internal state topic", in), "list only upstream topics in inputs; ordo reads the process log itself")
+			}
+		}
+	}
 	switch c.Tracing.Parent {
 	case "child", "link":
 	default:
@@ -659,6 +681,46 @@ func (c *Config) StaticMembership() bool {
 		return *c.Kafka.StaticMembership
 	}
 	return c.Kafka.ReplicaID != ""
+}
+
+// StateSettings is the state: block with its defaults filled in (zero
+// value when there is no state: block).
+func (c *Config) StateSettings() State {
+	if c.State == nil {
+		return State{}
+	}
+	st := *c.State
+	if st.ProcessLog == "" {
+		st.ProcessLog = c.Kafka.Group + ".process-log"
+	}
+	if st.Changelog == "" {
+		st.Changelog = c.Kafka.Group + ".changelog"
+	}
+	if st.Partitions == 0 {
+		st.Partitions = 6
+	}
+	if st.DedupeWindow == 0 {
+		st.DedupeWindow = Duration(24 * time.Hour)
+	}
+	if st.CacheMiB == 0 {
+		st.CacheMiB = 32
+	}
+	if st.Dir == "" {
+		// One directory per replica: replicas on one machine must not
+		// share stores.
+		base := os.Getenv("XDG_STATE_HOME")
+		if base == "" {
+			if home, err := os.UserHomeDir(); err == nil {
+				base = filepath.Join(home, ".local", "state")
+			} else {
+				base = os.TempDir()
+			}
+		}
+		st.Dir = filepath.Join(base, "ordo", c.TransactionalID())
+	} else if !filepath.IsAbs(st.Dir) && c.File != "" && c.FS == nil {
+		st.Dir = filepath.Join(filepath.Dir(c.File), st.Dir)
+	}
+	return st
 }
 
 // TransactionalID is "<transactional_id_prefix>-<replica id>".
