@@ -43,6 +43,40 @@ type runtime struct {
 	// the admin client that reads them.
 	limits *producer.TopicLimits
 	close  func()
+	// process is the stateful stage (nil: stateless configuration).
+	process *statefulStage
+}
+
+// run runs the replica's loops until ctx ends.
+func (rt *runtime) run(ctx context.Context) error {
+	if rt.process == nil {
+		return rt.pipeline.Run(ctx)
+	}
+	return runBoth(ctx, rt.pipeline, rt.process.pipeline)
+}
+
+// live and ready combine the loops' probes.
+func (rt *runtime) live(now time.Time) (bool, string) {
+	if ok, why := rt.pipeline.Live(now); !ok || rt.process == nil {
+		return ok, why
+	}
+	ok, why := rt.process.pipeline.Live(now)
+	return ok, prefixWhy("process stage: ", why)
+}
+
+func (rt *runtime) ready(now time.Time) (bool, string) {
+	if ok, why := rt.pipeline.Ready(now); !ok || rt.process == nil {
+		return ok, why
+	}
+	ok, why := rt.process.pipeline.Ready(now)
+	return ok, prefixWhy("process stage: ", why)
+}
+
+func prefixWhy(p, why string) string {
+	if why == "" {
+		return ""
+	}
+	return p + why
 }
 
 // clientOpts are the connection options shared by every Kafka client ordo
@@ -196,7 +230,11 @@ func build(cfg *config.Config, rs *readerSet, reg *processors.Registry, log *slo
 	autoRegister := cfg.Registry.AutoRegister == nil || *cfg.Registry.AutoRegister
 	serde := schemas.NewSerde(registry, readers, strategy, autoRegister)
 
-	chain, err := reg.Build(cfg.Specs(), processorDeps(cfg, rs, log))
+	specs, processSpecs := cfg.Specs(), []processors.Spec(nil)
+	if cfg.State != nil {
+		specs, processSpecs = splitSpecs(specs)
+	}
+	chain, err := reg.Build(specs, processorDeps(cfg, rs, log))
 	if err != nil {
 		return nil, config.Join(err) // every processor's errors, one per line, by line
 	}
@@ -227,7 +265,7 @@ func build(cfg *config.Config, rs *readerSet, reg *processors.Registry, log *slo
 	if cfg.StaticMembership() {
 		instanceID = cfg.TransactionalID()
 	}
-	p, err := consumer.New(consumer.Config{
+	cc := consumer.Config{
 		Brokers:            cfg.Kafka.Brokers,
 		Group:              cfg.Kafka.Group,
 		Topics:             cfg.Inputs,
@@ -254,23 +292,46 @@ func build(cfg *config.Config, rs *readerSet, reg *processors.Registry, log *slo
 		Observer:           observers,
 		TracerProvider:     ob.tracerProvider(),
 		TraceLink:          cfg.Tracing.Parent == "link",
-	}, serde, chain, producer.NewOutput(serde, cfg.DeadLetter, cfg.Kafka.Group, producer.WithMaxRecordBytes(limits.For)))
+	}
+	output := producer.NewOutput(serde, cfg.DeadLetter, cfg.Kafka.Group, producer.WithMaxRecordBytes(limits.For))
+	base := cc
+	if cfg.State != nil {
+		cc.Forward = &consumer.Forward{Topic: cfg.StateSettings().ProcessLog}
+		cc.Observer = stageObserver{Observer: observers, forward: true}
+	}
+	p, err := consumer.New(cc, serde, chain, output)
 	if err != nil {
 		closeLimits()
 		return nil, err
 	}
+	rt := &runtime{cfg: cfg, pipeline: p, serde: serde, registry: registry, readers: readers, stats: stats, strategy: strategy,
+		limits: limits, close: closeLimits}
+	if cfg.State != nil {
+		stage, err := buildStateful(cfg, rs, reg, log, base, serde, output, processSpecs)
+		if err != nil {
+			closeLimits()
+			return nil, err
+		}
+		rt.process = stage
+		rt.close = func() { stage.close(); closeLimits() }
+	}
 	if ob.metrics != nil {
-		ob.metrics.Health.LoopProbes(p.Live, p.Ready)
+		ob.metrics.Health.LoopProbes(rt.live, rt.ready)
 		ob.metrics.LoopProgress(func() (time.Duration, int) {
 			pr := p.Progress()
+			if rt.process != nil {
+				if q := rt.process.pipeline.Progress(); !q.PendingSince.IsZero() && (pr.PendingSince.IsZero() || q.PendingSince.Before(pr.PendingSince)) {
+					pr.PendingSince = q.PendingSince
+				}
+				pr.ConsecutiveAborts = max(pr.ConsecutiveAborts, rt.process.pipeline.Progress().ConsecutiveAborts)
+			}
 			if pr.PendingSince.IsZero() {
 				return 0, pr.ConsecutiveAborts
 			}
 			return time.Since(pr.PendingSince), pr.ConsecutiveAborts
 		})
 	}
-	return &runtime{cfg: cfg, pipeline: p, serde: serde, registry: registry, readers: readers, stats: stats, strategy: strategy,
-		limits: limits, close: closeLimits}, nil
+	return rt, nil
 }
 
 // publisherSerde is the serde the publishing commands (produce, demo) use:

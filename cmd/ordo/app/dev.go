@@ -123,6 +123,14 @@ func runDev(ctx context.Context, o *options, f *devFlags) error {
 	errw := o.stderr
 	fmt.Fprintf(errw, "ordo dev: config %s · kafka %s · schema registry %s · data %s · logs %s\n", configName(f.config), cfg.Kafka.Brokers[0], reg.URL(), f.dataDir, logFile.Name())
 
+	if cfg.State != nil {
+		if cfg.State.Dir == "" {
+			cfg.State.Dir = filepath.Join(f.dataDir, "state", cfg.TransactionalID())
+		}
+		if err := ensureStateTopics(ctx, cfg); err != nil {
+			return err
+		}
+	}
 	if err := createTopics(ctx, cfg, log); err != nil {
 		return err
 	}
@@ -191,7 +199,7 @@ func runDev(ctx context.Context, o *options, f *devFlags) error {
 	runCtx, stopRun := context.WithCancel(ctx)
 	defer stopRun()
 	pipeDone := make(chan error, 1)
-	go func() { pipeDone <- rt.pipeline.Run(runCtx) }()
+	go func() { pipeDone <- rt.run(runCtx) }()
 
 	// Demo traffic through the Publisher SDK, as the teams would publish.
 	var gen *demo.Generator

@@ -91,6 +91,13 @@ the open transaction, leaves the group and exits 0.`,
 					return err
 				}
 			}
+			if cfg.State != nil {
+				// ordo's own topics: created as they must be (a compacted
+				// changelog), checked for co-partitioning.
+				if err := ensureStateTopics(ctx, cfg); err != nil {
+					return err
+				}
+			}
 			if err := preflight(ctx, cfg, log); err != nil {
 				return err
 			}
@@ -104,7 +111,7 @@ the open transaction, leaves the group and exits 0.`,
 			}
 			log.Info("ordo running", "config", cfg.File, "transactional_id", cfg.TransactionalID(), "group", cfg.Kafka.Group, "inputs", cfg.Inputs)
 			describeOutputLimits(ctx, cfg, rt.limits)
-			err = rt.pipeline.Run(ctx)
+			err = rt.run(ctx)
 			s := rt.stats.Snapshot()
 			log.Info("ordo stopped", "events_in", s.EventsIn, "commands_out", s.CommandsOut, "dead_lettered", s.DeadLettered, "txn_commits", s.TxnCommits, "txn_aborts", s.TxnAborts)
 			return err

@@ -1,0 +1,191 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/ordo-dev/ordo/consumer"
+	"github.com/ordo-dev/ordo/internal/config"
+	"github.com/ordo-dev/ordo/internal/state"
+	"github.com/ordo-dev/ordo/processes"
+	"github.com/ordo-dev/ordo/processors"
+	"github.com/ordo-dev/ordo/producer"
+)
+
+// A stateful configuration (a state: block) runs two loops per replica,
+// each its own consumer group and transactional id (docs/processes.md):
+//
+//	forward  inputs → pipeline minus orchestrate → process log (keyed by correlation id)
+//	process  process log → dedupe → processes → orchestrate → commands + changelog
+//
+// The suffixes keep the two stages' groups and transactional ids apart.
+const (
+	processGroupSuffix = ".process"
+	processTxnSuffix   = "-process"
+)
+
+// splitSpecs puts the pipeline's orchestrate steps into the stateful stage
+// (after dedupe, so duplicates emit nothing) and the rest (decode,
+// validate, enrich) into the forwarding stage.
+func splitSpecs(specs []processors.Spec) (forward, process []processors.Spec) {
+	for _, s := range specs {
+		if s.Type == "orchestrate" {
+			process = append(process, s)
+		} else {
+			forward = append(forward, s)
+		}
+	}
+	return forward, process
+}
+
+// engineAdapter gives the consumer what it needs from the process engine.
+type engineAdapter struct {
+	e          *processes.Engine
+	processLog string
+}
+
+func (a engineAdapter) IsTrigger(r *kgo.Record) bool { return processes.IsTrigger(r) }
+func (a engineAdapter) TriggerEvent(r *kgo.Record) (*processors.Event, error) {
+	return processes.TriggerEvent(r)
+}
+func (a engineAdapter) DueTriggers(r state.Reader, now time.Time, p int32, limit int) ([]string, []*kgo.Record, error) {
+	ts, err := a.e.Due(r, now, limit)
+	if err != nil {
+		return nil, nil, err
+	}
+	ids := make([]string, len(ts))
+	recs := make([]*kgo.Record, len(ts))
+	for i, t := range ts {
+		ids[i] = t.ID()
+		recs[i] = t.Record(a.processLog, p)
+	}
+	return ids, recs, nil
+}
+func (a engineAdapter) Housekeep(tx state.Txn, now time.Time, limit int) (int, error) {
+	return a.e.Housekeep(tx, now, limit)
+}
+func (a engineAdapter) CheckState(r state.Reader) error { return a.e.CheckState(r) }
+
+// stageObserver keeps the two stages from counting one event twice: the
+// forwarding stage counts events in (its end-to-end latency is not the
+// pipeline's), the stateful stage counts commands and measures latency.
+type stageObserver struct {
+	consumer.Observer
+	forward bool
+}
+
+func (o stageObserver) TxnCommitted(d time.Duration, c consumer.Counts) {
+	if o.forward {
+		c.EventTimes = nil
+	} else {
+		c.EventsIn = 0
+	}
+	o.Observer.TxnCommitted(d, c)
+}
+
+// statefulStage is the second loop and what it owns.
+type statefulStage struct {
+	pipeline *consumer.Pipeline
+	store    *state.Manager
+	close    func()
+}
+
+// buildStateful builds the stateful stage. base is the forwarding stage's
+// consumer config (connection, timeouts, observers), reused with the
+// process log as the only topic.
+func buildStateful(cfg *config.Config, rs *readerSet, reg *processors.Registry, log *slog.Logger, base consumer.Config, dec consumer.Decoder, output *producer.Output, specs []processors.Spec) (*statefulStage, error) {
+	st := cfg.StateSettings()
+	deps := processorDeps(cfg, rs, log)
+	engine, err := processes.Build(&cfg.Processes, cfg.File, deps, processes.Options{DedupeWindow: st.DedupeWindow.D()})
+	if err != nil {
+		return nil, config.Join(err)
+	}
+	routes, err := reg.Build(specs, deps)
+	if err != nil {
+		return nil, config.Join(err)
+	}
+	chain := append(processors.Chain{engine.Dedupe(), engine.Processor()}, routes...)
+
+	kopts, err := clientOpts(cfg)
+	if err != nil {
+		return nil, err
+	}
+	store, err := state.Open(context.Background(), state.Options{
+		Dir:        st.Dir,
+		Changelog:  st.Changelog,
+		KgoOpts:    kopts,
+		CacheBytes: int64(st.CacheMiB) << 20,
+		Logger:     log.With("stage", "process"),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("state store in %s: %w", st.Dir, err)
+	}
+	admCl, err := newClient(cfg)
+	if err != nil {
+		store.Close()
+		return nil, err
+	}
+	c := base
+	c.Group = cfg.Kafka.Group + processGroupSuffix
+	c.Topics = []string{st.ProcessLog}
+	c.TransactionalID = cfg.TransactionalID() + processTxnSuffix
+	if c.InstanceID != "" {
+		c.InstanceID += processTxnSuffix
+	}
+	c.Forward = nil
+	c.SkipTypes = nil // filtered in the forwarding stage
+	c.RateLimits = nil
+	c.Logger = log.With("stage", "process")
+	c.Observer = stageObserver{Observer: base.Observer}
+	c.State = &consumer.Stateful{
+		Changelog: st.Changelog,
+		Store:     store,
+		Processes: engineAdapter{e: engine, processLog: st.ProcessLog},
+		Admin:     kadm.NewClient(admCl),
+	}
+	p, err := consumer.New(c, dec, chain, output)
+	if err != nil {
+		admCl.Close()
+		store.Close()
+		return nil, err
+	}
+	return &statefulStage{pipeline: p, store: store, close: func() { admCl.Close(); _ = store.Close() }}, nil
+}
+
+// ensureStateTopics creates the process log and the changelog when missing
+// and checks that they are co-partitioned.
+func ensureStateTopics(ctx context.Context, cfg *config.Config) error {
+	st := cfg.StateSettings()
+	cl, err := newClient(cfg)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := state.EnsureTopics(ctx, adm, st.ProcessLog, st.Changelog, st.Partitions, -1); err != nil {
+		return err
+	}
+	return state.CheckCoPartitioned(ctx, adm, st.ProcessLog, st.Changelog)
+}
+
+// runBoth runs the forwarding and the stateful stage until ctx ends or one
+// of them fails (then the other is stopped too).
+func runBoth(ctx context.Context, a, b *consumer.Pipeline) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errs := make(chan error, 2)
+	go func() { errs <- a.Run(ctx) }()
+	go func() { errs <- b.Run(ctx) }()
+	first := <-errs
+	cancel()
+	second := <-errs
+	return errors.Join(first, second)
+}
