@@ -88,7 +88,7 @@ func (o *Output) Commands(ctx context.Context, in *kgo.Record, cmds []processors
 		return nil, nil
 	}
 	out := make([]*kgo.Record, 0, len(cmds))
-	input := in.Topic + "/" + strconv.Itoa(int(in.Partition)) + "/" + strconv.FormatInt(in.Offset, 10)
+	input := origin(in)
 	for i := range cmds {
 		c := &cmds[i]
 		value, err := o.enc.Encode(ctx, c.Topic, c.Type, c.Value)
@@ -317,4 +317,16 @@ func truncate(s string, n int) string {
 		return s
 	}
 	return s[:n]
+}
+
+// origin is the upstream record a command derives from, "topic/partition/
+// offset": the input record itself, or, for a process-log record (the
+// stateful stage), the upstream record it was forwarded from.
+func origin(in *kgo.Record) string {
+	for _, h := range in.Headers {
+		if h.Key == HeaderOrigin {
+			return string(h.Value)
+		}
+	}
+	return in.Topic + "/" + strconv.Itoa(int(in.Partition)) + "/" + strconv.FormatInt(in.Offset, 10)
 }
