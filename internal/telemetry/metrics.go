@@ -55,6 +55,9 @@ type Metrics struct {
 	assigned          prometheus.Gauge
 	lag               *prometheus.GaugeVec
 	registryUp        prometheus.Gauge
+	processEvents     *prometheus.CounterVec
+	dropped           prometheus.Counter
+	timersTriggered   prometheus.Counter
 
 	own []prometheus.Collector
 
@@ -159,7 +162,11 @@ func NewMetrics() *Metrics {
 	m.lag = prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "consumer_lag",
 		Help: "Records between the group's committed offset and the end of each input partition (polled)."}, []string{"topic", "partition"})
 	m.registryUp = prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "registry_up", Help: "1 if the last schema registry check succeeded."})
-	m.own = []prometheus.Collector{m.eventsProcessed, m.processing, m.processor, m.recordsProduced, m.deadLetters, m.retries,
+	m.processEvents = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "process_events_total",
+		Help: "Decisions of the stateful stage in committed transactions, by process and outcome (started, completed, cancelled, timer_fired, duplicate, ...; docs/processes.md)."}, []string{"process", "outcome"})
+	m.dropped = prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "events_dropped_total", Help: "Events that needed no effect (duplicates, events for finished processes), committed."})
+	m.timersTriggered = prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "timer_triggers_total", Help: "Timer triggers produced to the process log (a timer fires when its trigger is consumed)."})
+	m.own = []prometheus.Collector{m.processEvents, m.dropped, m.timersTriggered, m.eventsProcessed, m.processing, m.processor, m.recordsProduced, m.deadLetters, m.retries,
 		m.committedEvents, m.committedCommands, m.committedDead, m.endToEnd, m.txnCommits, m.txnAborts, m.txnDuration, m.lastCommit,
 		m.sessionRestarts, m.rebalances, m.assigned, m.lag, m.registryUp}
 	for _, c := range m.own {
@@ -207,6 +214,15 @@ func b2f(b bool) float64 {
 		return 1
 	}
 	return 0
+}
+
+// StateRestore exposes the stateful stage's restore: partitions restoring
+// and changelog records applied while restoring.
+func (m *Metrics) StateRestore(restoring func() int, applied func() uint64) {
+	m.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: ns, Name: "state_restoring_partitions",
+		Help: "Process-log partitions whose store is being restored from the changelog (not ready meanwhile)."}, func() float64 { return float64(restoring()) }))
+	m.Registry.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: ns, Name: "state_restored_records_total",
+		Help: "Changelog records applied to local stores by restores and catch-ups."}, func() float64 { return float64(applied()) }))
 }
 
 // LoopProgress exposes the EOS loop's progress: how long polled input has
@@ -315,6 +331,11 @@ func (m *Metrics) TxnCommitted(took time.Duration, c consumer.Counts) {
 	m.committedEvents.Add(float64(c.EventsIn))
 	m.committedCommands.Add(float64(c.CommandsOut))
 	m.committedDead.Add(float64(c.DeadLettered))
+	m.dropped.Add(float64(c.Dropped))
+	m.timersTriggered.Add(float64(c.TimersTriggered))
+	for mk, n := range c.Marks {
+		m.processEvents.WithLabelValues(mk.Process, mk.Outcome).Add(float64(n))
+	}
 	for _, t := range c.EventTimes {
 		if !t.IsZero() {
 			m.endToEnd.Observe(max(now.Sub(t).Seconds(), 0))
