@@ -65,13 +65,20 @@ func NewAdmin(t testing.TB, brokers []string) *kadm.Client {
 // broker creates topics asynchronously, kfake immediately.
 func CreateTopics(t testing.TB, brokers []string, partitions int32, topics ...string) {
 	t.Helper()
+	CreateTopicsWithConfig(t, brokers, partitions, nil, topics...)
+}
+
+// CreateTopicsWithConfig is CreateTopics with topic configs (e.g.
+// cleanup.policy=compact).
+func CreateTopicsWithConfig(t testing.TB, brokers []string, partitions int32, configs map[string]*string, topics ...string) {
+	t.Helper()
 	if len(topics) == 0 {
 		return
 	}
 	adm := NewAdmin(t, brokers)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	resp, err := adm.CreateTopics(ctx, partitions, -1, nil, topics...)
+	resp, err := adm.CreateTopics(ctx, partitions, -1, configs, topics...)
 	if err != nil {
 		t.Fatalf("testkit: create topics %v: %v", topics, err)
 	}
