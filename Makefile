@@ -28,8 +28,12 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 build:
 	CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X github.com/ordo-dev/ordo/cmd/ordo/app.Version=$(VERSION)" -o bin/ordo ./cmd/ordo
 
+# Fails on unformatted files (gofmt -l alone exits 0) and on a go.mod/go.sum
+# that `go mod tidy` would change.
 vet:
-	gofmt -l . && go vet ./...
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	go vet ./...
+	go mod tidy -diff
 
 clean:
 	rm -rf bin .ordo
