@@ -877,6 +877,9 @@ func (p *Pipeline) runChain(ctx context.Context, r *kgo.Record, span trace.Span)
 			return recResult{}, processors.Transient(fmt.Errorf("state of partition %d: %w", r.Partition, err))
 		}
 		ctx = state.WithTxn(ctx, ov)
+		if err := p.st.misrouted(r); err != nil && !p.st.st.Processes.IsTrigger(r) {
+			return recResult{}, processors.Permanent(err)
+		}
 		if p.st.st.Processes.IsTrigger(r) {
 			if ev, err = p.st.st.Processes.TriggerEvent(r); err != nil {
 				return recResult{}, processors.Permanent(fmt.Errorf("timer trigger: %w", err))

@@ -84,6 +84,12 @@ type Stateful struct {
 	Changelog string
 	Store     Store
 	Processes Processes
+	// Partitions is the process log's partition count. With it, an event
+	// found on a partition its correlation id does not hash to (the topic
+	// was given more partitions, or someone wrote to it by hand) is
+	// dead-lettered instead of being applied to another instance's state.
+	// 0: no check.
+	Partitions int
 	// Admin lists the process log's end offsets: timers fire only on
 	// partitions that are caught up, or a backlog would time processes out
 	// that have their events waiting.
@@ -116,6 +122,8 @@ type stateLoop struct {
 	caught    map[int32]bool
 	lastCheck time.Time
 	nextFire  time.Time
+	// hash is the forwarding stage's key partitioner (murmur2, as Kafka's).
+	hash kgo.TopicPartitioner
 }
 
 const (
@@ -132,7 +140,7 @@ const (
 )
 
 func newStateLoop(st *Stateful, topic string) *stateLoop {
-	return &stateLoop{st: st, topic: topic, touched: map[int32]bool{}, sent: map[string]time.Time{}, caught: map[int32]bool{}}
+	return &stateLoop{st: st, topic: topic, hash: kgo.StickyKeyPartitioner(nil).ForTopic(topic), touched: map[int32]bool{}, sent: map[string]time.Time{}, caught: map[int32]bool{}}
 }
 
 func (s *stateLoop) touch(p int32) {
@@ -293,6 +301,20 @@ func (s *stateLoop) finish(committed bool) error {
 	s.touched = map[int32]bool{}
 	s.mu.Unlock()
 	return s.st.Store.Finish(committed)
+}
+
+// misrouted returns an error when r, an event of the process log, is not on
+// the partition its key hashes to (the forwarding stage's partitioner).
+func (s *stateLoop) misrouted(r *kgo.Record) error {
+	if s.st.Partitions <= 0 || len(r.Key) == 0 {
+		return nil
+	}
+	want := int32(s.hash.Partition(&kgo.Record{Key: r.Key}, s.st.Partitions))
+	if want == r.Partition {
+		return nil
+	}
+	return fmt.Errorf("process-log record %s/%d@%d has correlation id %q, which belongs on partition %d of %d: applying it here would use another instance's state (did the process log's partition count change? it must stay equal to the changelog's)",
+		r.Topic, r.Partition, r.Offset, r.Key, want, s.st.Partitions)
 }
 
 // manualFor partitions records of the given topics by their Partition

@@ -127,7 +127,7 @@ func runDev(ctx context.Context, o *options, f *devFlags) error {
 		if cfg.State.Dir == "" {
 			cfg.State.Dir = filepath.Join(f.dataDir, "state", cfg.TransactionalID())
 		}
-		if err := ensureStateTopics(ctx, cfg); err != nil {
+		if err := ensureStateTopics(ctx, cfg, nil); err != nil {
 			return err
 		}
 	}
@@ -168,6 +168,11 @@ func runDev(ctx context.Context, o *options, f *devFlags) error {
 	}
 	if err := registerSchemas(ctx, rt); err != nil {
 		return err
+	}
+	if rt.process != nil {
+		if err := ensureStateTopics(ctx, cfg, rt.process); err != nil {
+			return err
+		}
 	}
 	stopPolls, err := startPolls(ctx, cfg, rt, metrics)
 	if err != nil {

@@ -94,7 +94,7 @@ the open transaction, leaves the group and exits 0.`,
 			if cfg.State != nil {
 				// ordo's own topics: created as they must be (a compacted
 				// changelog), checked for co-partitioning.
-				if err := ensureStateTopics(ctx, cfg); err != nil {
+				if err := ensureStateTopics(ctx, cfg, rt.process); err != nil {
 					return err
 				}
 			}

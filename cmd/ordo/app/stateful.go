@@ -92,6 +92,9 @@ func (o stageObserver) TxnCommitted(d time.Duration, c consumer.Counts) {
 // statefulStage is the second loop and what it owns.
 type statefulStage struct {
 	pipeline *consumer.Pipeline
+	// stateful is the stage's consumer.Stateful (its Partitions is set
+	// once the process log is known, before Run).
+	stateful *consumer.Stateful
 	store    *state.Manager
 	close    func()
 }
@@ -155,12 +158,13 @@ func buildStateful(cfg *config.Config, rs *readerSet, reg *processors.Registry, 
 		store.Close()
 		return nil, err
 	}
-	return &statefulStage{pipeline: p, store: store, close: func() { admCl.Close(); _ = store.Close() }}, nil
+	return &statefulStage{pipeline: p, stateful: c.State, store: store, close: func() { admCl.Close(); _ = store.Close() }}, nil
 }
 
-// ensureStateTopics creates the process log and the changelog when missing
-// and checks that they are co-partitioned.
-func ensureStateTopics(ctx context.Context, cfg *config.Config) error {
+// ensureStateTopics creates the process log and the changelog when missing,
+// checks that they are co-partitioned and tells the stateful stage (when
+// built) the process log's partition count.
+func ensureStateTopics(ctx context.Context, cfg *config.Config, stage *statefulStage) error {
 	st := cfg.StateSettings()
 	cl, err := newClient(cfg)
 	if err != nil {
@@ -173,7 +177,17 @@ func ensureStateTopics(ctx context.Context, cfg *config.Config) error {
 	if err := state.EnsureTopics(ctx, adm, st.ProcessLog, st.Changelog, st.Partitions, -1); err != nil {
 		return err
 	}
-	return state.CheckCoPartitioned(ctx, adm, st.ProcessLog, st.Changelog)
+	if err := state.CheckCoPartitioned(ctx, adm, st.ProcessLog, st.Changelog); err != nil {
+		return err
+	}
+	if stage != nil {
+		td, err := adm.ListTopics(ctx, st.ProcessLog)
+		if err != nil {
+			return fmt.Errorf("describe %s: %w", st.ProcessLog, err)
+		}
+		stage.stateful.Partitions = len(td[st.ProcessLog].Partitions)
+	}
+	return nil
 }
 
 // runBoth runs the forwarding and the stateful stage until ctx ends or one
