@@ -354,7 +354,7 @@ func (b *builder) definition(i int, c *defConf) *definition {
 
 	// Timers.
 	if len(c.Timers) > MaxTimers {
-		b.errAt(b.node(i, "timers"), path(i, "timers"), fmt.Sprintf("%d timers, at most %d", len(c.Timers), MaxTimers), "use fewer timers")
+		b.errAt(b.keyNode(i, "timers"), path(i, "timers"), fmt.Sprintf("%d timers, at most %d", len(c.Timers), MaxTimers), "use fewer timers")
 	}
 	for _, name := range b.mapKeys(i, "timers") {
 		dur := time.Duration(c.Timers[name])
@@ -390,7 +390,7 @@ func (b *builder) definition(i int, c *defConf) *definition {
 		d.states[sn] = st
 	}
 	if len(stateNames) > 0 && terminals == 0 {
-		b.errAt(b.node(i, "states"), path(i, "states"), "no terminal state: instances would never finish", "mark the end states, e.g. shipped: {terminal: completed}")
+		b.errAt(b.keyNode(i, "states"), path(i, "states"), "no terminal state: instances would never finish", "mark the end states, e.g. shipped: {terminal: completed}")
 	}
 
 	vars := map[string]bool{}
