@@ -106,6 +106,10 @@ func (r *run) buffer(ev *processors.Event) error {
 	if err := r.tx.Set(expiryKey(at.Add(d.earlyTTL), k), nil); err != nil {
 		return processors.Transient(fmt.Errorf("process %s: buffering: %w", r.process, err))
 	}
+	if r.inst != nil {
+		r.inst.Waiting++
+		r.dirty = true
+	}
 	return nil
 }
 
@@ -115,6 +119,10 @@ func (r *run) buffer(ev *processors.Event) error {
 func (r *run) replay() error {
 	for r.changed && r.inst != nil {
 		r.changed = false
+		if r.inst.Waiting == 0 && !r.started {
+			return nil // nothing was buffered for it: skip the scan
+		}
+		r.started = false
 		ttl := r.e.latest(r.process).earlyTTL
 		if r.def != nil {
 			ttl = r.def.earlyTTL
@@ -129,6 +137,8 @@ func (r *run) replay() error {
 		if err != nil {
 			return processors.Transient(fmt.Errorf("process %s: reading the early-event buffer of %q: %w", r.process, r.cid, err))
 		}
+		r.inst.Waiting = len(rows)
+		r.dirty = true
 		for _, rw := range rows {
 			ev, at, err := decodeBuffered(rw.v)
 			outcome, keep := "corrupt", false
@@ -145,6 +155,7 @@ func (r *run) replay() error {
 			if keep {
 				continue
 			}
+			r.inst.Waiting--
 			if err := r.tx.Delete(rw.k); err != nil {
 				return processors.Transient(fmt.Errorf("process %s: %w", r.process, err))
 			}

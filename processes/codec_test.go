@@ -192,3 +192,61 @@ func TestTriggerRecord(t *testing.T) {
 		t.Fatalf("dedupe on a timer event: %v %v %v", cmds, err, ev.Marks)
 	}
 }
+
+// encodeInstanceViaMap is the documented format built the slow, obvious
+// way: one map value of the codec. EncodeInstance must write the same bytes.
+func encodeInstanceViaMap(in *Instance) ([]byte, error) {
+	comps := make([]any, len(in.Compensations))
+	for i, c := range in.Compensations {
+		comps[i] = map[string]any{"step": c.Step, "type": c.Type, "topic": c.Topic, "fields": c.Fields}
+	}
+	timers := make([]any, len(in.Timers))
+	for i, t := range in.Timers {
+		timers[i] = map[string]any{"name": t.Name, "due": t.Due}
+	}
+	hist := make([]any, len(in.History))
+	for i, h := range in.History {
+		hist[i] = map[string]any{"at": h.At, "kind": h.Kind, "type": h.Type, "id": h.ID, "source": h.Source}
+	}
+	joined := make([]any, len(in.Joined))
+	for i, j := range in.Joined {
+		joined[i] = j
+	}
+	m := map[string]any{
+		"process": in.Process, "version": int64(in.Version), "correlation_id": in.CorrelationID,
+		"state": in.State, "status": in.Status, "vars": in.Vars, "joined": joined,
+		"compensations": comps, "timers": timers, "started": in.Started, "updated": in.Updated,
+		"history": hist, "waiting": int64(in.Waiting),
+	}
+	return appendValue(append([]byte(nil), instanceMagic...), m, 0)
+}
+
+func TestInstanceEncodingIsTheDocumentedMap(t *testing.T) {
+	in := sampleInstance()
+	in.Waiting = 3
+	fast, err := EncodeInstance(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slow, err := encodeInstanceViaMap(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(fast, slow) {
+		t.Fatal("EncodeInstance does not write the documented map encoding")
+	}
+	// A key a newer ordo adds is skipped by DecodeInstance.
+	v, _ := DecodeValue(slow[3:])
+	v.(map[string]any)["zz_future"] = []any{"x", int64(1)}
+	withNew, _ := appendValue(append([]byte(nil), instanceMagic...), v, 0)
+	out, err := DecodeInstance(withNew)
+	if err != nil || out.Waiting != 3 || out.Process != in.Process {
+		t.Fatalf("unknown key: %v %+v", err, out)
+	}
+	// A missing known key is an error.
+	delete(v.(map[string]any), "state")
+	without, _ := appendValue(append([]byte(nil), instanceMagic...), v, 0)
+	if _, err := DecodeInstance(without); err == nil {
+		t.Fatal("an instance without its state decoded")
+	}
+}

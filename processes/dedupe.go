@@ -25,7 +25,8 @@ import (
 // Dedupe returns the deduplicating processor (run it first in the stage-2
 // chain). A duplicate is marked ev.Mark("", "duplicate"), recorded on the
 // span, and returns an error wrapping processors.ErrDrop. Events without an
-// envelope id pass (mark "no_event_id"); timer events pass (the timer row
+// envelope id pass (mark "no_event_id"), as do events without a
+// correlation id ("no_correlation_id"); timer events pass (the timer row
 // decides whether they fire).
 func (e *Engine) Dedupe() processors.Processor { return processors.Func(e.dedupe) }
 
@@ -35,8 +36,12 @@ func (e *Engine) dedupe(ctx context.Context, ev *processors.Event) ([]processors
 	}
 	id := ev.Envelope.ID
 	cid := correlationID(ev)
-	if id == "" || cid == "" {
+	switch {
+	case id == "":
 		ev.Mark("", "no_event_id")
+		return nil, nil
+	case cid == "": // nothing to scope the mark by (stage 1 keys every record by it)
+		ev.Mark("", "no_correlation_id")
 		return nil, nil
 	}
 	tx, err := txnFrom(ctx)

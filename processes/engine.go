@@ -159,6 +159,7 @@ type run struct {
 	def     *definition // the instance's definition; the latest when none
 	dirty   bool        // inst must be written
 	changed bool        // the instance started or changed state: retry buffered events
+	started bool        // the instance started now: its buffer must be read once
 	c       cause
 	out     []processors.Command
 }
@@ -381,7 +382,7 @@ func (r *run) start(d *definition, ev *processors.Event) error {
 	r.def = d
 	r.inst = &Instance{Process: d.name, Version: d.version, CorrelationID: r.cid, Status: StatusRunning,
 		Vars: map[string]any{}, Started: t, Updated: t}
-	r.changed = true
+	r.changed, r.started = true, true
 	r.begin(ev)
 	return r.apply(d.start, ev)
 }
