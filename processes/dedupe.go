@@ -86,7 +86,7 @@ func (e *Engine) dedupe(ctx context.Context, ev *processors.Event) ([]processors
 // depend on it (they use event times), only how soon space is reclaimed.
 func (e *Engine) Housekeep(tx state.Txn, now time.Time, limit int) (int, error) {
 	var keys [][]byte
-	upper := appendMillis([]byte(prefixExpiry), now.Add(time.Millisecond))
+	upper := appendMillis([]byte(prefixExpiry), time.UnixMilli(now.UnixMilli()+1))
 	err := tx.Range([]byte(prefixExpiry), upper, func(k, _ []byte) bool {
 		keys = append(keys, append([]byte(nil), k...))
 		return limit <= 0 || len(keys) < limit

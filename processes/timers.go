@@ -126,7 +126,7 @@ func timerOf(ev *processors.Event) (Timer, bool) {
 func (e *Engine) Due(r state.Reader, now time.Time, limit int) ([]Timer, error) {
 	var out []Timer
 	var perr error
-	upper := appendMillis([]byte(prefixTimer), now.Add(time.Millisecond))
+	upper := appendMillis([]byte(prefixTimer), time.UnixMilli(now.UnixMilli()+1))
 	err := r.Range([]byte(prefixTimer), upper, func(k, v []byte) bool {
 		pk, err := ParseKey(k)
 		if err != nil {
