@@ -265,13 +265,18 @@ func compileCEL(spec Spec, n *yaml.Node, key, src string, want exprKind) (*celEx
 		return nil, cfgErr(spec, n, key, "empty CEL expression", "write an expression, e.g. `event.total > 0.0`")
 	}
 	env, err := celEnvironment()
+	vs := "event, type, envelope, attrs, topic, partition, offset, key"
+	if spec.processEnv {
+		env, err = celProcessEnvironment()
+		vs += ", vars"
+	}
 	if err != nil {
 		return nil, fmt.Errorf("processors: CEL environment: %w", err)
 	}
 	checked, iss := env.Compile(src)
 	if iss != nil && iss.Err() != nil {
 		msg := iss.Err().Error()
-		fix := "variables are event, type, envelope, attrs, topic, partition, offset, key; map fields are read as event.field or event[\"field\"]; decimals compare as doubles (write 0.0, not 0)"
+		fix := "variables are " + vs + "; map fields are read as event.field or event[\"field\"]; decimals compare as doubles (write 0.0, not 0)"
 		if m := undeclaredRe.FindStringSubmatch(msg); m != nil {
 			if strings.Contains(src, m[1]+"(") {
 				fix = "no function " + m[1] + "; besides the CEL standard library ordo has join, lowerAscii, upperAscii, trim, split, replace"
@@ -319,7 +324,7 @@ func plainPath(e ast.Expr) []pathStep {
 		switch e.Kind() {
 		case ast.IdentKind:
 			switch e.AsIdent() {
-			case "event", "attrs":
+			case "event", "attrs", "vars":
 				steps := []pathStep{{key: e.AsIdent()}}
 				for i := len(rev) - 1; i >= 0; i-- {
 					steps = append(steps, rev[i])
@@ -359,6 +364,8 @@ func plainPath(e ast.Expr) []pathStep {
 type vars struct {
 	ev  *Event
 	env map[string]any
+	// proc is a process instance's variables, CEL's `vars` (celapi.go).
+	proc map[string]any
 	// locals holds the fast path's comprehension variables (celfast.go).
 	locals [maxFastLocals]any
 }
@@ -406,6 +413,11 @@ func (v *vars) ResolveName(name string) (any, bool) {
 		return v.ev.Offset, true
 	case "key":
 		return string(v.ev.Key), true
+	case "vars":
+		if v.proc == nil {
+			return map[string]any{}, true
+		}
+		return v.proc, true
 	}
 	return nil, false
 }

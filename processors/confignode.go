@@ -25,7 +25,10 @@ func specName(s Spec) string {
 // pipeline[name].rules[0].expr.
 func keyPath(s Spec, path ...any) string {
 	k := "pipeline[" + specName(s) + "]"
-	if s.Key != "" {
+	switch {
+	case s.keyRoot != "":
+		k = s.keyRoot
+	case s.Key != "":
 		k = s.Key + ".config"
 	}
 	for _, p := range path {

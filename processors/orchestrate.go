@@ -147,7 +147,7 @@ func newOrchestrate(spec Spec, deps Deps) (Processor, error) {
 			return nil, pathErr(spec, fmt.Sprintf("route for %s has no emit entries", rc.On), "add `emit:` with at least one command (type, topic, fields)", "routes", ri)
 		}
 		for ei, ec := range rc.Emit {
-			e, err := buildEmit(spec, deps, ri, ei, ec)
+			e, err := buildEmit(spec, deps, []any{"routes", ri, "emit", ei}, ec)
 			if err != nil {
 				return nil, err
 			}
@@ -160,8 +160,9 @@ func newOrchestrate(spec Spec, deps Deps) (Processor, error) {
 	return o, nil
 }
 
-func buildEmit(spec Spec, deps Deps, ri, ei int, ec orchestrateEmitConf) (orchEmit, error) {
-	at := []any{"routes", ri, "emit", ei}
+// buildEmit compiles the emit entry at path `at` of spec's config (the
+// process engine compiles its emit entries with it too, see celapi.go).
+func buildEmit(spec Spec, deps Deps, at []any, ec orchestrateEmitConf) (orchEmit, error) {
 	sub := func(p ...any) []any { return append(slices.Clone(at), p...) }
 	if ec.Type == "" {
 		return orchEmit{}, pathErr(spec, "emit has no command `type`", "set `type:` to the command's full Avro name, e.g. com.acme.ordo.commands.ReserveInventory", at...)
@@ -200,7 +201,7 @@ func buildEmit(spec Spec, deps Deps, ri, ei int, ec orchestrateEmitConf) (orchEm
 		src := ec.Fields[name]
 		if name == "envelope" {
 			return orchEmit{}, cfgErr(spec, keyNodeAt(spec, sub("fields", name)...), keyPath(spec, sub("fields", name)...),
-				"the envelope is set by orchestrate and cannot be mapped", "remove the `envelope:` mapping; use `source:` for envelope.source")
+				"the envelope is set by ordo and cannot be mapped", "remove the `envelope:` mapping; ordo fills in the envelope (id, type, source, time, correlation_id, causation_id)")
 		}
 		if schemaFields != nil && !slices.Contains(schemaFields, name) {
 			return orchEmit{}, cfgErr(spec, keyNodeAt(spec, sub("fields", name)...), keyPath(spec, sub("fields", name)...),

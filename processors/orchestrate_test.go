@@ -422,7 +422,7 @@ func TestOrchestrateConfigErrors(t *testing.T) {
         topic: t
         fields:
           envelope: event.envelope
-`, 7, "pipeline[routes].routes[0].emit[0].fields.envelope", []string{"set by orchestrate"}},
+`, 7, "pipeline[routes].routes[0].emit[0].fields.envelope", []string{"envelope is set by ordo"}},
 		{"no routes", `source: x
 `, 1, "pipeline[routes].routes", []string{"no routes"}},
 	}

@@ -35,6 +35,12 @@ type Spec struct {
 	// Line is the line of the entry (its type:) in File, for errors about
 	// the entry itself (unknown type) and when the config block is absent.
 	Line int
+
+	// keyRoot, when set, is the full key of Config itself (config outside
+	// `pipeline:`, e.g. a process definition's emit entry; see celapi.go).
+	keyRoot string
+	// processEnv compiles CEL with the process variables (celapi.go).
+	processEnv bool
 }
 
 // Decode strictly decodes the spec's config block into v and reports every

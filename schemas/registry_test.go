@@ -256,8 +256,8 @@ func TestDemoSchemas(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(demo) != 10 {
-		t.Fatalf("%d demo schemas, want 10", len(demo))
+	if len(demo) != 12 {
+		t.Fatalf("%d demo schemas, want 12", len(demo))
 	}
 	_, cl := newFakeSR(t, nil)
 	s := NewSerde(NewRegistry(cl), demo, TopicRecordName, true)

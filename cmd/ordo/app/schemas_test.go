@@ -158,7 +158,7 @@ func lineOf(t *testing.T, file, s string) int {
 func TestSchemasFilesNewTypes(t *testing.T) {
 	cfg := extendedExample(t)
 	code, out, errOut := runMain(t, "config", "validate", cfg)
-	if code != 0 || !strings.Contains(out, ": ok (4 inputs, 3 processors, 12 schemas") {
+	if code != 0 || !strings.Contains(out, ": ok (4 inputs, 3 processors, 14 schemas") {
 		t.Fatalf("exit %d: %s %s", code, out, errOut)
 	}
 
@@ -255,7 +255,7 @@ func TestSchemasSubjects(t *testing.T) {
 	cfg := filepath.Join(dir, "ordo.yaml")
 	edit(t, cfg, "  files: [schemas/]", "  files: [schemas/]\n  subjects: ["+returnsTopic+"-value]")
 	code, out, errOut := runMain(t, "config", "validate", cfg)
-	if code != 0 || !strings.Contains(out, "10 schemas") || !strings.Contains(out, "note: the 1 registry subject(s) of schemas.subjects were not fetched") {
+	if code != 0 || !strings.Contains(out, "12 schemas") || !strings.Contains(out, "note: the 1 registry subject(s) of schemas.subjects were not fetched") {
 		t.Fatalf("validate: exit %d: %s %s", code, out, errOut)
 	}
 
@@ -338,7 +338,7 @@ func TestNewEventAndCommandWithReleasedBinary(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 
-	if out, err := exec.CommandContext(ctx, bin, "config", "validate", cfg).CombinedOutput(); err != nil || !strings.Contains(string(out), "12 schemas") {
+	if out, err := exec.CommandContext(ctx, bin, "config", "validate", cfg).CombinedOutput(); err != nil || !strings.Contains(string(out), "14 schemas") {
 		t.Fatalf("ordo config validate: %v\n%s", err, out)
 	}
 
