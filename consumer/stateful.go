@@ -340,4 +340,3 @@ func (p partitioner) ForTopic(t string) kgo.TopicPartitioner {
 	}
 	return p.def.ForTopic(t)
 }
-

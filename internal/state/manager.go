@@ -315,3 +315,14 @@ func (m *Manager) get(p int32) *partition {
 	defer m.mu.Unlock()
 	return m.parts[p]
 }
+
+// Restoring is how many owned partitions are not ready yet (readiness).
+func (m *Manager) Restoring() int {
+	n := 0
+	for _, pr := range m.Progress() {
+		if pr.Restoring {
+			n++
+		}
+	}
+	return n
+}

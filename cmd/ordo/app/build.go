@@ -314,6 +314,9 @@ func build(cfg *config.Config, rs *readerSet, reg *processors.Registry, log *slo
 		}
 		rt.process = stage
 		rt.close = func() { stage.close(); closeLimits() }
+		if ob.metrics != nil {
+			ob.metrics.StateRestore(stage.store.Restoring, stage.restored.Load)
+		}
 	}
 	if ob.metrics != nil {
 		ob.metrics.Health.LoopProbes(rt.live, rt.ready)

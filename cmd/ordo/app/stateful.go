@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -97,6 +98,8 @@ type statefulStage struct {
 	stateful *consumer.Stateful
 	store    *state.Manager
 	close    func()
+	// restored counts changelog records applied by restores (metrics).
+	restored atomic.Uint64
 }
 
 // buildStateful builds the stateful stage. base is the forwarding stage's
@@ -119,7 +122,9 @@ func buildStateful(cfg *config.Config, rs *readerSet, reg *processors.Registry, 
 	if err != nil {
 		return nil, err
 	}
+	stage := &statefulStage{}
 	store, err := state.Open(context.Background(), state.Options{
+		Hooks:      state.Hooks{RestoreApplied: func(_ int32, n int) { stage.restored.Add(uint64(n)) }},
 		Dir:        st.Dir,
 		Changelog:  st.Changelog,
 		KgoOpts:    kopts,
@@ -158,7 +163,9 @@ func buildStateful(cfg *config.Config, rs *readerSet, reg *processors.Registry, 
 		store.Close()
 		return nil, err
 	}
-	return &statefulStage{pipeline: p, stateful: c.State, store: store, close: func() { admCl.Close(); _ = store.Close() }}, nil
+	stage.pipeline, stage.stateful, stage.store = p, c.State, store
+	stage.close = func() { admCl.Close(); _ = store.Close() }
+	return stage, nil
 }
 
 // ensureStateTopics creates the process log and the changelog when missing,
