@@ -189,11 +189,27 @@ func (m *Manager) Close() error {
 	return err
 }
 
-// Assign starts restoring each partition not owned yet, on goroutines the
-// Manager owns; it does not block (it is called from the group's
-// OnPartitionsAssigned). A partition becomes Ready when its restore has
+// Assign starts restoring each partition, on goroutines the Manager owns; it
+// does not block on Kafka (it is called from the group's
+// OnPartitionsAssigned; a partition it still held is closed first). A partition becomes Ready when its restore has
 // caught up; Restored reports it once.
 func (m *Manager) Assign(parts []int32) {
+	// A partition assigned while we think we still own it was revoked
+	// without our hearing of it (franz-go's transact session skips the
+	// user's revoke callback while an earlier revoke is pending): another
+	// replica may have changed its state since, so it is closed and
+	// caught up again like any new assignment.
+	var stale []int32
+	m.mu.Lock()
+	for _, p := range parts {
+		if _, ok := m.parts[p]; ok {
+			stale = append(stale, p)
+		}
+	}
+	m.mu.Unlock()
+	if len(stale) > 0 {
+		m.Revoke(stale)
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed {
