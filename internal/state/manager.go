@@ -38,9 +38,10 @@ type Options struct {
 	// store p (and process-log partition p).
 	Changelog string
 	// KgoOpts are connection options (seed brokers, TLS, SASL, dialer) for
-	// the Manager's admin client and its restore consumers. They must not
-	// configure a group or a transactional id: the Manager adds its own
-	// consume options.
+	// the Manager's admin client and its restore consumers (one short-lived
+	// client per restore). They must not configure a group, a transactional
+	// id or consumed topics (the Manager adds its own consume options), nor
+	// a metrics plugin that registers collectors per client.
 	KgoOpts []kgo.Opt
 	// CacheBytes is the size of the one Pebble block cache every partition
 	// shares (default DefaultCacheBytes).
