@@ -579,10 +579,10 @@ func uuid8(parts ...string) string {
 }
 
 // sourceOf names ev's input record as topic/partition/offset: the header
-// ordo-input (or ordo-source) that stage 1 sets when it has that form, else
+// ordo-origin (producer.HeaderOrigin) that the forwarding stage sets, else
 // the record the engine consumed.
 func sourceOf(ev *processors.Event) string {
-	for _, name := range []string{"ordo-input", "ordo-source"} {
+	for _, name := range []string{"ordo-origin"} {
 		for _, h := range ev.Headers {
 			if h.Key == name && looksLikeRecord(string(h.Value)) {
 				return string(h.Value)

@@ -17,7 +17,7 @@ const ConfigName = "ordo.yaml"
 // file per type, named after the type's full name).
 const SchemaDir = "schemas"
 
-//go:embed ordo.yaml customer-tiers.csv schemas/*.avsc
+//go:embed ordo.yaml router.yaml customer-tiers.csv schemas/*.avsc
 var files embed.FS
 
 // Files returns the embedded example: ordo.yaml and the files it names,

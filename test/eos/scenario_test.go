@@ -161,7 +161,7 @@ func newScenario(t *testing.T, name string, opts scenarioOpts) *scenario {
 func (sc *scenario) writeConfig() {
 	t := sc.t
 	src := filepath.Join(repoRoot, "examples", "orders")
-	b, err := os.ReadFile(filepath.Join(src, "ordo.yaml"))
+	b, err := os.ReadFile(filepath.Join(src, "router.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}

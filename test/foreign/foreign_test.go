@@ -88,11 +88,11 @@ func newWorld(t *testing.T) *world {
 	// the test can share a broker with others.
 	root := filepath.Join(foreign.Dir(), "..", "..")
 	src := filepath.Join(root, "examples", "orders")
-	text, err := os.ReadFile(filepath.Join(src, "ordo.yaml"))
+	text, err := os.ReadFile(filepath.Join(src, "router.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	orig, err := config.Parse(filepath.Join(src, "ordo.yaml"), text, nil)
+	orig, err := config.Parse(filepath.Join(src, "router.yaml"), text, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -164,7 +164,7 @@ func (e *env) startOrdo(t *testing.T, extraEnv ...string) *ordoProc {
 		t.Fatal(err)
 	}
 	id := testkit.UniqueName(t, "obs")
-	cmd := exec.Command(bin, "run", "--create-topics", "--config", "../../examples/orders/ordo.yaml", "--log-level", "info")
+	cmd := exec.Command(bin, "run", "--create-topics", "--config", "../../examples/orders/router.yaml", "--log-level", "info")
 	cmd.Env = append(os.Environ(),
 		"ORDO_KAFKA_BROKERS="+strings.Join(e.brokers, ","),
 		"ORDO_REGISTRY_URL="+e.registry,

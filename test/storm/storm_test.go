@@ -51,7 +51,7 @@ func TestBacklogDrainsWithBoundedMemory(t *testing.T) {
 
 	// Unique topics and group, from the demo config.
 	suffix := testkit.UniqueName(t, "")
-	cfgText, err := os.ReadFile(filepath.Join(root, "examples/orders/ordo.yaml"))
+	cfgText, err := os.ReadFile(filepath.Join(root, "examples/orders/router.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -334,7 +334,7 @@ func (b *bench) createTopics(ctx context.Context, parts int32, topics ...string)
 // come from ORDO_* variables) and ordo-codec.yaml the same file with the
 // pipeline replaced by one processor that re-emits each event unchanged.
 func (b *bench) writeConfigs() error {
-	src, err := os.ReadFile(filepath.Join(b.root, "examples/orders/ordo.yaml"))
+	src, err := os.ReadFile(filepath.Join(b.root, "examples/orders/router.yaml"))
 	if err != nil {
 		return err
 	}

@@ -116,7 +116,7 @@ func buildStateful(cfg *config.Config, rs *readerSet, reg *processors.Registry, 
 	if err != nil {
 		return nil, config.Join(err)
 	}
-	chain := append(processors.Chain{engine.Dedupe(), engine.Processor()}, routes...)
+	chain := append(processors.Chain{processors.Named("dedupe", engine.Dedupe()), processors.Named("processes", engine.Processor())}, routes...)
 
 	kopts, err := clientOpts(cfg)
 	if err != nil {
