@@ -47,7 +47,7 @@ type OrderPlan struct {
 
 // SagaOptions shape the saga traffic.
 type SagaOptions struct {
-	Orders         int     // orders to publish
+	Orders         int     // orders to publish (0 = until Run's context ends)
 	Rate           float64 // records per second (0 = as fast as possible)
 	PoisonEvery    int     // every Nth record is poison (0 = none)
 	DuplicateEvery int     // every Nth record re-delivers an earlier valid one (0 = none)
@@ -69,10 +69,14 @@ type SagaGenerator struct {
 	cl     *kgo.Client
 	opts   SagaOptions
 	poison *Generator // the stateless generator's poison records
-	plans  []OrderPlan
-	sched  []scheduled
+
+	// Planning state (Run's goroutine only): orders are planned in blocks
+	// so that an unbounded run needs no unbounded plan up front.
+	planRng *rand.Rand
+	planned int
 
 	mu        sync.Mutex
+	plans     []OrderPlan
 	published []Published
 }
 
@@ -95,19 +99,19 @@ const (
 	legWindow = 24.0
 	// dupLookback is how many recent valid records a duplicate picks from.
 	dupLookback = 64
+	// planBlock orders are planned (and their records ordered) at a time.
+	planBlock = 64
 )
 
 // NewSagaGenerator returns a generator writing with cl (an idempotent,
-// non-transactional client) through pub. The plan is fixed here, from the
-// seed.
+// non-transactional client) through pub. The seed fixes the plan.
 func NewSagaGenerator(cl *kgo.Client, pub *producer.Publisher, opts SagaOptions) *SagaGenerator {
 	if opts.Seed == 0 {
 		opts.Seed = 1
 	}
-	g := &SagaGenerator{pub: pub, cl: cl, opts: opts,
-		poison: &Generator{pub: pub, cl: cl, opts: Options{PoisonEvery: opts.PoisonEvery, Seed: opts.Seed, Topics: opts.Topics}}}
-	g.plan()
-	return g
+	return &SagaGenerator{pub: pub, cl: cl, opts: opts,
+		poison:  &Generator{pub: pub, cl: cl, opts: Options{PoisonEvery: opts.PoisonEvery, Seed: opts.Seed, Topics: opts.Topics}},
+		planRng: rand.New(rand.NewPCG(opts.Seed, 0x5a6a))}
 }
 
 // runID names this seed's run in order and event ids (base 36, short).
@@ -115,11 +119,18 @@ func (g *SagaGenerator) runID() string { return strconv.FormatUint(g.opts.Seed, 
 
 func (g *SagaGenerator) orderID(n int) string { return fmt.Sprintf("ord-%s-%06d", g.runID(), n) }
 
-// plan picks every order's outcome and legs and the order of all valid
-// records.
-func (g *SagaGenerator) plan() {
-	rng := rand.New(rand.NewPCG(g.opts.Seed, 0x5a6a))
-	for n := 0; n < g.opts.Orders; n++ {
+// nextBlock plans the next orders (outcome, legs) and returns their valid
+// records in publishing order; nil when every order is planned. Legs
+// interleave with the other orders of the block.
+func (g *SagaGenerator) nextBlock() []scheduled {
+	rng := g.planRng
+	end := g.planned + planBlock
+	if g.opts.Orders > 0 {
+		end = min(end, g.opts.Orders)
+	}
+	var sched []scheduled
+	var plans []OrderPlan
+	for n := g.planned; n < end; n++ {
 		p := OrderPlan{Order: g.orderID(n)}
 		pick := func(opts ...string) string { return opts[rng.IntN(len(opts))] }
 		switch w := rng.IntN(100); {
@@ -146,7 +157,7 @@ func (g *SagaGenerator) plan() {
 		}
 		rng.Shuffle(len(p.Legs), func(i, j int) { p.Legs[i], p.Legs[j] = p.Legs[j], p.Legs[i] })
 		base := float64(n) * 2.5 // about the records per order
-		g.sched = append(g.sched, scheduled{at: base, order: n, typ: OrderPlaced})
+		sched = append(sched, scheduled{at: base, order: n, typ: OrderPlaced})
 		early := len(p.Legs) > 0 && rng.IntN(100) < earlyPercent
 		for i, l := range p.Legs {
 			at := base + 0.5 + rng.Float64()*legWindow
@@ -154,11 +165,15 @@ func (g *SagaGenerator) plan() {
 				at = base - 0.1 - rng.Float64()*legWindow/2
 				p.Early = l
 			}
-			g.sched = append(g.sched, scheduled{at: at, order: n, typ: l})
+			sched = append(sched, scheduled{at: at, order: n, typ: l})
 		}
-		g.plans = append(g.plans, p)
+		plans = append(plans, p)
 	}
-	slices.SortStableFunc(g.sched, func(a, b scheduled) int {
+	g.planned = end
+	g.mu.Lock()
+	g.plans = append(g.plans, plans...)
+	g.mu.Unlock()
+	slices.SortStableFunc(sched, func(a, b scheduled) int {
 		switch {
 		case a.at < b.at:
 			return -1
@@ -167,10 +182,17 @@ func (g *SagaGenerator) plan() {
 		}
 		return 0
 	})
+	return sched
 }
 
-// Plans returns what was planned for every order.
-func (g *SagaGenerator) Plans() []OrderPlan { return slices.Clone(g.plans) }
+// Plans returns the orders planned so far (Run plans ahead of publishing:
+// when it was stopped, the last orders may be published in part or not
+// at all; Published says what was).
+func (g *SagaGenerator) Plans() []OrderPlan {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return slices.Clone(g.plans)
+}
 
 // Published returns every record written so far (valid events with their
 // order, duplicates, poison).
@@ -191,8 +213,13 @@ func (g *SagaGenerator) Run(ctx context.Context) error {
 		recent   []sent // recent valid records, for duplicates
 	)
 	start := time.Now()
-	next := 0 // next scheduled valid record
-	for i := 1; next < len(g.sched) && ctx.Err() == nil; i++ {
+	var sched []scheduled // the planned valid records not yet published
+	for i := 1; ctx.Err() == nil; i++ {
+		if len(sched) == 0 {
+			if sched = g.nextBlock(); len(sched) == 0 {
+				break
+			}
+		}
 		if g.opts.Rate > 0 {
 			due := start.Add(time.Duration(float64(i) / g.opts.Rate * float64(time.Second)))
 			if d := time.Until(due); d > 0 {
@@ -218,8 +245,8 @@ func (g *SagaGenerator) Run(ctx context.Context) error {
 		case g.opts.PoisonEvery > 0 && i%g.opts.PoisonEvery == 0:
 			rec, p, err = g.poison.poison(ctx, rng, i)
 		default:
-			s := g.sched[next]
-			next++
+			s := sched[0]
+			sched = sched[1:]
 			rec, p, err = g.valid(ctx, rng, s, i)
 			if err == nil {
 				recent = append(recent, sent{rec, p})

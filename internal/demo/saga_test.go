@@ -39,13 +39,33 @@ func newClient(t *testing.T, brokers []string, opts ...kgo.Opt) *kgo.Client {
 	return cl
 }
 
+// planAll plans every order without publishing.
+func planAll(opts SagaOptions) ([]OrderPlan, []scheduled) {
+	g := NewSagaGenerator(nil, nil, opts)
+	var all []scheduled
+	for b := g.nextBlock(); len(b) > 0; b = g.nextBlock() {
+		all = append(all, b...)
+	}
+	return g.Plans(), all
+}
+
 func TestSagaPlanDeterministic(t *testing.T) {
-	a := NewSagaGenerator(nil, nil, SagaOptions{Orders: 400, Seed: 7}).Plans()
-	b := NewSagaGenerator(nil, nil, SagaOptions{Orders: 400, Seed: 7}).Plans()
-	if !reflect.DeepEqual(a, b) {
+	a, sa := planAll(SagaOptions{Orders: 400, Seed: 7})
+	b, sb := planAll(SagaOptions{Orders: 400, Seed: 7})
+	if !reflect.DeepEqual(a, b) || !reflect.DeepEqual(sa, sb) {
 		t.Fatal("the same seed planned different orders")
 	}
-	c := NewSagaGenerator(nil, nil, SagaOptions{Orders: 400, Seed: 8}).Plans()
+	if len(a) != 400 {
+		t.Fatalf("planned %d orders, want 400", len(a))
+	}
+	records := 0
+	for _, p := range a {
+		records += 1 + len(p.Legs)
+	}
+	if len(sa) != records {
+		t.Errorf("scheduled %d records for orders with %d events", len(sa), records)
+	}
+	c, _ := planAll(SagaOptions{Orders: 400, Seed: 8})
 	if a[0].Order == c[0].Order {
 		t.Errorf("seeds 7 and 8 share order id %s: a second run would find the first run's finished orders", a[0].Order)
 	}
@@ -102,17 +122,36 @@ func TestSagaPlanDeterministic(t *testing.T) {
 	}
 }
 
-// TestSagaGeneratorPublishes runs the generator against kfake and the
-// embedded registry and reads back what it wrote.
-func TestSagaGeneratorPublishes(t *testing.T) {
-	brokers := newCluster(t, TopicOrders, TopicPayments, TopicWarehouse)
+// demoSerde encodes the demo events through the embedded registry, one
+// subject per event type (several types share a topic).
+func demoSerde(t *testing.T) *schemas.Serde {
+	t.Helper()
 	reg := testkit.StartDemoRegistry(t)
 	readers, err := schemas.Demo()
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Several event types per topic: one subject per type.
-	serde := schemas.NewSerde(schemas.NewRegistry(reg.Client), readers, schemas.TopicRecordName, true)
+	return schemas.NewSerde(schemas.NewRegistry(reg.Client), readers, schemas.TopicRecordName, true)
+}
+
+// With Orders 0 the generator plans block by block until its context ends.
+func TestSagaGeneratorUnbounded(t *testing.T) {
+	brokers := newCluster(t, TopicOrders, TopicPayments, TopicWarehouse)
+	cl := newClient(t, brokers)
+	g := NewSagaGenerator(cl, producer.NewPublisher(cl, demoSerde(t), "demo"), SagaOptions{Rate: 2000, Seed: 3})
+	ctx, cancel := context.WithTimeout(context.Background(), 400*time.Millisecond)
+	defer cancel()
+	_ = g.Run(ctx) // ends with the context (records in flight may fail with it)
+	if n := len(g.Published()); n < 100 || len(g.Plans()) <= planBlock {
+		t.Errorf("published %d records, planned %d orders in 400ms at 2000/s", n, len(g.Plans()))
+	}
+}
+
+// TestSagaGeneratorPublishes runs the generator against kfake and the
+// embedded registry and reads back what it wrote.
+func TestSagaGeneratorPublishes(t *testing.T) {
+	brokers := newCluster(t, TopicOrders, TopicPayments, TopicWarehouse)
+	serde := demoSerde(t)
 	cl := newClient(t, brokers, kgo.ProducerLinger(time.Millisecond))
 	opts := SagaOptions{Orders: 120, PoisonEvery: 17, DuplicateEvery: 13, Seed: 42}
 	g := NewSagaGenerator(cl, producer.NewPublisher(cl, serde, "demo"), opts)
