@@ -43,6 +43,10 @@ const (
 // maxProblems bounds SagaReport.Problems (Violations counts them all).
 const maxProblems = 20
 
+// DefaultGrace is SagaCheck.Grace's default: triggers are looked for every
+// 0.5s on caught-up partitions and then travel through the process log.
+const DefaultGrace = 10 * time.Second
+
 // SagaCheck says what VerifySaga reads and what it assumes.
 type SagaCheck struct {
 	// ForwardGroup is stage 1's group (kafka.group): a published record
@@ -63,8 +67,7 @@ type SagaCheck struct {
 	// timestamp (0: unknown; an undecided order then counts as in flight).
 	Deadline time.Duration
 	// Grace is how long after its deadline a timer may take to fire
-	// before the order counts as missed (default 10s: triggers are looked
-	// for every 0.5s on caught-up partitions, then go through the log).
+	// before the order counts as missed (default DefaultGrace).
 	Grace time.Duration
 	// Now is the verification time (default time.Now).
 	Now func() time.Time
@@ -225,7 +228,7 @@ func checkSaga(published []Published, processed func(Published) bool, recs []*kg
 	}
 	grace := c.Grace
 	if grace <= 0 {
-		grace = 10 * time.Second
+		grace = DefaultGrace
 	}
 	rep := &SagaReport{Published: len(published), CommandsByType: map[string]int{}}
 	byInput := map[inputRef]Published{}
