@@ -60,8 +60,10 @@ type Published struct {
 	Kind      Kind
 	Type      string // event type ("" for undecodable poison)
 	EventID   string
-	Commands  int    // commands expected from this record
-	Why       string // for poison: why it is poison
+	Order     string    // the order (correlation id) of a valid event or duplicate
+	Timestamp time.Time // the record's timestamp (the saga's event time)
+	Commands  int       // commands expected from this record (stateless demo)
+	Why       string    // for poison: why it is poison
 }
 
 // Options shape the traffic.
@@ -158,7 +160,7 @@ func (g *Generator) Run(ctx context.Context) error {
 				errOnce.Do(func() { firstErr = fmt.Errorf("demo publish to %s: %w", r.Topic, err) })
 				return
 			}
-			p.Topic, p.Partition, p.Offset = r.Topic, r.Partition, r.Offset
+			p.Topic, p.Partition, p.Offset, p.Timestamp = r.Topic, r.Partition, r.Offset, r.Timestamp
 			g.mu.Lock()
 			g.published = append(g.published, p)
 			g.mu.Unlock()
@@ -171,10 +173,35 @@ func (g *Generator) Run(ctx context.Context) error {
 func (g *Generator) valid(ctx context.Context, rng *rand.Rand, i int) (*kgo.Record, Published, error) {
 	order := fmt.Sprintf("ord-%06d", i/3)
 	var topic, typ string
-	var v map[string]any
 	switch i % 3 {
 	case 0:
 		topic, typ = g.topic(TopicOrders), OrderPlaced
+	case 1:
+		topic, typ = g.topic(TopicPayments), PaymentAuthorized
+		if rng.IntN(5) == 0 {
+			typ = PaymentDeclined
+		}
+	default:
+		topic, typ = g.topic(TopicWarehouse), InventoryReserved
+		if rng.IntN(6) == 0 {
+			typ = InventoryShortage
+		}
+	}
+	v := eventValue(rng, typ, order, i)
+	id := fmt.Sprintf("evt-%d-%08d", g.opts.Seed, i)
+	v["envelope"] = map[string]any{"id": id}
+	r, err := g.pub.Record(ctx, topic, typ, order, v)
+	if err != nil {
+		return nil, Published{}, err
+	}
+	return r, Published{Kind: Valid, Type: typ, EventID: id, Order: order, Commands: ExpectedCommands[typ]}, nil
+}
+
+// eventValue is the natural Avro value (without envelope) of a demo event
+// of type typ for order; i makes payment and reservation ids unique.
+func eventValue(rng *rand.Rand, typ, order string, i int) map[string]any {
+	switch typ {
+	case OrderPlaced:
 		n := 1 + rng.IntN(3)
 		items := make([]any, n)
 		total := new(big.Rat)
@@ -188,37 +215,20 @@ func (g *Generator) valid(ctx context.Context, rng *rand.Rand, i int) (*kgo.Reco
 		if rng.IntN(4) == 0 {
 			note = "leave at the door"
 		}
-		v = map[string]any{
+		return map[string]any{
 			"order_id": order, "customer_id": fmt.Sprintf("cust-%d", rng.IntN(250)), "total": total,
 			"currency": []string{"EUR", "USD", "GBP"}[rng.IntN(3)], "items": items,
 			"shipping_country": []string{"DE", "FR", "US", "GB"}[rng.IntN(4)], "note": note,
 		}
-	case 1:
-		topic = g.topic(TopicPayments)
-		if rng.IntN(5) == 0 {
-			typ = PaymentDeclined
-			v = map[string]any{"order_id": order, "payment_id": fmt.Sprintf("pay-%d", i), "reason": "insufficient funds"}
-		} else {
-			typ = PaymentAuthorized
-			v = map[string]any{"order_id": order, "payment_id": fmt.Sprintf("pay-%d", i), "amount": big.NewRat(int64(1000+rng.IntN(90000)), 100), "currency": "EUR"}
-		}
-	default:
-		topic = g.topic(TopicWarehouse)
-		if rng.IntN(6) == 0 {
-			typ = InventoryShortage
-			v = map[string]any{"order_id": order, "missing_skus": []any{fmt.Sprintf("SKU-%d", rng.IntN(500))}}
-		} else {
-			typ = InventoryReserved
-			v = map[string]any{"order_id": order, "reservation_id": fmt.Sprintf("res-%d", i), "warehouse": []string{"FRA-1", "AMS-2"}[rng.IntN(2)]}
-		}
+	case PaymentDeclined:
+		return map[string]any{"order_id": order, "payment_id": fmt.Sprintf("pay-%d", i), "reason": "insufficient funds"}
+	case PaymentAuthorized:
+		return map[string]any{"order_id": order, "payment_id": fmt.Sprintf("pay-%d", i), "amount": big.NewRat(int64(1000+rng.IntN(90000)), 100), "currency": "EUR"}
+	case InventoryShortage:
+		return map[string]any{"order_id": order, "missing_skus": []any{fmt.Sprintf("SKU-%d", rng.IntN(500))}}
+	default: // InventoryReserved
+		return map[string]any{"order_id": order, "reservation_id": fmt.Sprintf("res-%d", i), "warehouse": []string{"FRA-1", "AMS-2"}[rng.IntN(2)]}
 	}
-	id := fmt.Sprintf("evt-%d-%08d", g.opts.Seed, i)
-	v["envelope"] = map[string]any{"id": id}
-	r, err := g.pub.Record(ctx, topic, typ, order, v)
-	if err != nil {
-		return nil, Published{}, err
-	}
-	return r, Published{Kind: Valid, Type: typ, EventID: id, Commands: ExpectedCommands[typ]}, nil
 }
 
 // poison returns a record ordo must dead-letter, cycling through the ways

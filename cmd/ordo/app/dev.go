@@ -64,7 +64,17 @@ both addresses while it runs.
 
 It prints a live progress line, and on Ctrl-C or after --events demo events
 a summary, which it verifies against the committed output of the command and
-dead-letter topics (exit status 3 if the verification fails).`,
+dead-letter topics (exit status 3 if the verification fails).
+
+With processes (a state: block, as in the default config) the demo traffic
+is orders for the orders saga: --events orders, each an OrderPlaced plus
+payment and warehouse events that ship it, cancel it (declined, out of
+stock) or let its payment deadline pass, in random order and sometimes
+before the OrderPlaced. ordo dev then waits until the deadlines of the
+published orders have passed and verifies the saga: every order ends with
+exactly one ShipOrder or CancelOrder (orders still legitimately open are
+reported in flight), compensations only for cancelled orders, duplicate
+deliveries dropped, no command id twice in any command topic.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runDev(cmd.Context(), o, &f) },
 	}
@@ -75,10 +85,10 @@ dead-letter topics (exit status 3 if the verification fails).`,
 	fl.StringVar(&f.kafkaAddr, "kafka-addr", "127.0.0.1:9092", "listen address of the embedded broker")
 	fl.StringVar(&f.registryAddr, "registry-addr", "127.0.0.1:8081", "listen address of the embedded schema registry")
 	fl.BoolVar(&f.demo, "demo", true, "publish demo traffic")
-	fl.IntVar(&f.events, "events", 0, "publish this many demo events, wait until ordo has committed them all, verify and exit (0 = publish 1000/s until Ctrl-C)")
+	fl.IntVar(&f.events, "events", 0, "publish this many demo events (with processes: orders), wait until ordo has committed them all, verify and exit (0 = publish 1000/s until Ctrl-C)")
 	fl.Float64Var(&f.rate, "rate", 0, "demo events per second (0 = as fast as possible with --events, 1000/s without)")
 	fl.IntVar(&f.poisonEvery, "poison-every", 97, "every Nth demo event is poison (0 = none)")
-	fl.IntVar(&f.duplicateEvery, "duplicate-every", 89, "every Nth demo event re-delivers the previous one, as a retrying producer would (0 = none)")
+	fl.IntVar(&f.duplicateEvery, "duplicate-every", 89, "every Nth demo event re-delivers an earlier one (the previous one; with processes one of the last 64), as a retrying producer would (0 = none)")
 	fl.StringVar(&f.output, "output", "text", "summary format: text or json")
 	fl.DurationVar(&f.timeout, "timeout", 10*time.Minute, "with --events: give up waiting for ordo after this long")
 	fl.StringVar(&f.adminAddr, "admin-addr", "127.0.0.1:9464", "admin server (/metrics, /readyz, /livez); \"\" disables it")
@@ -196,6 +206,15 @@ func runDev(ctx context.Context, o *options, f *devFlags) error {
 	defer verifyCl.Close()
 	adm := kadm.NewClient(verifyCl)
 	outTopics := commandTopics(cfg)
+	// With processes the demo is the orders saga, verified per order.
+	var saga *sagaCheck
+	if cfg.State != nil {
+		st := cfg.StateSettings()
+		saga = &sagaCheck{SagaCheck: demo.SagaCheck{
+			ForwardGroup: cfg.Kafka.Group, ProcessGroup: cfg.Kafka.Group + processGroupSuffix, ProcessLog: st.ProcessLog,
+			CommandTopics: outTopics, DeadLetterTopic: cfg.DeadLetter, Deadline: demo.LongestTimer(&cfg.Processes), Grace: demo.DefaultGrace,
+		}}
+	}
 	from, err := demo.Since(ctx, adm, append(outTopics, cfg.DeadLetter)...)
 	if err != nil {
 		return fmt.Errorf("read output offsets: %w", err)
@@ -207,7 +226,7 @@ func runDev(ctx context.Context, o *options, f *devFlags) error {
 	go func() { pipeDone <- rt.run(runCtx) }()
 
 	// Demo traffic through the Publisher SDK, as the teams would publish.
-	var gen *demo.Generator
+	var gen demoTraffic
 	genDone := make(chan error, 1)
 	if f.demo {
 		pubCl, err := kgo.NewClient(append(kopts, kgo.ProducerLinger(5*time.Millisecond))...)
@@ -222,9 +241,19 @@ func runDev(ctx context.Context, o *options, f *devFlags) error {
 				rate = 1000
 			}
 		}
-		gen = demo.NewGenerator(pubCl, producer.NewPublisher(pubCl, rt.serde, "demo").WithTracerProvider(ob.tracerProvider()), demo.Options{
-			Events: events, PoisonEvery: f.poisonEvery, DuplicateEvery: f.duplicateEvery, Rate: rate, Seed: uint64(time.Now().UnixNano()),
-		})
+		pub := producer.NewPublisher(pubCl, rt.serde, "demo").WithTracerProvider(ob.tracerProvider())
+		// A new seed per run: the saga's order ids must not meet the
+		// finished orders a previous run left in --data-dir.
+		seed := uint64(time.Now().UnixNano())
+		if saga != nil {
+			gen = demo.NewSagaGenerator(pubCl, pub, demo.SagaOptions{
+				Orders: f.events, PoisonEvery: f.poisonEvery, DuplicateEvery: f.duplicateEvery, Rate: rate, Seed: seed,
+			})
+		} else {
+			gen = demo.NewGenerator(pubCl, pub, demo.Options{
+				Events: events, PoisonEvery: f.poisonEvery, DuplicateEvery: f.duplicateEvery, Rate: rate, Seed: seed,
+			})
+		}
 		go func() { genDone <- gen.Run(runCtx) }()
 	}
 
@@ -265,6 +294,17 @@ wait:
 				if err != nil {
 					log.Warn("lag check failed", "err", err)
 				}
+				if caught && saga != nil {
+					caught, err = saga.settled(ctx, verifyCl, adm, gen.Published(), from, func(msg string) {
+						if prog.tty {
+							fmt.Fprint(errw, "\r\033[K") // over the live line
+						}
+						fmt.Fprintln(errw, "ordo dev:", msg)
+					})
+					if err != nil {
+						log.Warn("saga check failed", "err", err)
+					}
+				}
 				if caught {
 					break wait
 				}
@@ -286,19 +326,88 @@ wait:
 	if gen != nil {
 		vctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
 		defer cancel()
-		rep, err := demo.Verify(vctx, verifyCl, adm, cfg.Kafka.Group, gen.Published(), outTopics, cfg.DeadLetter, from)
-		if err != nil {
-			return err
+		if saga != nil {
+			c := saga.SagaCheck
+			c.From = from
+			rep, err := demo.VerifySaga(vctx, verifyCl, adm, gen.Published(), c)
+			if err != nil {
+				return err
+			}
+			sum.Saga = rep
+		} else {
+			rep, err := demo.Verify(vctx, verifyCl, adm, cfg.Kafka.Group, gen.Published(), outTopics, cfg.DeadLetter, from)
+			if err != nil {
+				return err
+			}
+			sum.Verify = rep
 		}
-		sum.Verify = rep
 	}
 	if err := sum.write(o.stdout, f.output); err != nil {
 		return err
 	}
-	if sum.Verify != nil && !sum.Verify.OK {
+	if sum.Verify != nil && !sum.Verify.OK || sum.Saga != nil && !sum.Saga.OK {
 		return exitError(3)
 	}
 	return nil
+}
+
+// demoTraffic is the stateless demo's Generator or the saga's
+// SagaGenerator.
+type demoTraffic interface {
+	Run(ctx context.Context) error
+	Published() []demo.Published
+}
+
+// sagaCheck decides when ordo dev --events may stop and verify the saga:
+// once both stages have caught up, the deadlines of the published orders
+// have passed (their timers fire from the running pipeline) and either no
+// order is in flight any more or the grace for late timers is over too.
+type sagaCheck struct {
+	demo.SagaCheck
+	lastDue  time.Time // the latest order deadline; zero until computed
+	told     bool
+	lastPoll time.Time
+}
+
+func (s *sagaCheck) settled(ctx context.Context, cl *kgo.Client, adm *kadm.Client, published []demo.Published, from kadm.ListedOffsets, note func(string)) (bool, error) {
+	caught, err := caughtUp(ctx, adm, s.ProcessGroup, []string{s.ProcessLog})
+	if err != nil || !caught {
+		return false, err
+	}
+	if s.Deadline <= 0 {
+		return true, nil // no timer: nothing to wait for
+	}
+	if s.lastDue.IsZero() {
+		for _, p := range published {
+			if p.Kind == demo.Valid && p.Type == demo.OrderPlaced && p.Timestamp.Add(s.Deadline).After(s.lastDue) {
+				s.lastDue = p.Timestamp.Add(s.Deadline)
+			}
+		}
+	}
+	now := time.Now()
+	if now.Before(s.lastDue) {
+		if !s.told {
+			s.told = true
+			note(fmt.Sprintf("waiting %s for the payment deadlines (%s) of the last orders", s.lastDue.Sub(now).Round(time.Second), s.Deadline))
+		}
+		return false, nil
+	}
+	if now.After(s.lastDue.Add(s.Grace)) {
+		return true, nil // late timers are the verifier's finding now
+	}
+	if now.Sub(s.lastPoll) < time.Second {
+		return false, nil
+	}
+	s.lastPoll = now
+	c := s.SagaCheck
+	c.From = from
+	vctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	rep, err := demo.VerifySaga(vctx, cl, adm, published, c)
+	if err != nil {
+		return false, err
+	}
+	return rep.InFlight == 0, nil
 }
 
 func openDevLog(f *devFlags) (*os.File, error) {
@@ -364,11 +473,12 @@ func registerSchemas(ctx context.Context, rt *runtime) error {
 }
 
 // commandTopics are the orchestrate targets: every configured topic that is
-// neither an input nor the dead-letter topic.
+// neither an input, the dead-letter topic nor a state topic.
 func commandTopics(cfg *config.Config) []string {
 	var out []string
+	st := cfg.StateSettings()
 	for t := range cfg.Topics {
-		if !slices.Contains(cfg.Inputs, t) && t != cfg.DeadLetter {
+		if !slices.Contains(cfg.Inputs, t) && t != cfg.DeadLetter && (cfg.State == nil || t != st.ProcessLog && t != st.Changelog) {
 			out = append(out, t)
 		}
 	}
@@ -404,9 +514,10 @@ func caughtUp(ctx context.Context, adm *kadm.Client, group string, topics []stri
 
 type devSummary struct {
 	consumer.Snapshot
-	ElapsedSeconds  float64      `json:"elapsed_seconds"`
-	EventsPerSecond float64      `json:"events_per_second"`
-	Verify          *demo.Report `json:"verify,omitempty"`
+	ElapsedSeconds  float64          `json:"elapsed_seconds"`
+	EventsPerSecond float64          `json:"events_per_second"`
+	Verify          *demo.Report     `json:"verify,omitempty"`
+	Saga            *demo.SagaReport `json:"saga_verify,omitempty"`
 }
 
 func (s devSummary) write(w io.Writer, format string) error {
@@ -429,6 +540,18 @@ func (s devSummary) write(w io.Writer, format string) error {
 			v.MissingCommands, v.DuplicateCommands, v.PoisonPublished-v.PoisonMissingInDLQ, v.PoisonPublished, v.DuplicateDeliveriesSeen)
 		for _, p := range v.Problems {
 			fmt.Fprintln(w, "  problem:", p)
+		}
+	}
+	if v := s.Saga; v != nil {
+		if v.NotYetProcessed > 0 {
+			fmt.Fprintf(w, "%d published records were not processed before the stop; the next run processes them\n", v.NotYetProcessed)
+		}
+		fmt.Fprintln(w, v.Summary())
+		for _, p := range v.Problems {
+			fmt.Fprintln(w, "  problem:", p)
+		}
+		if n := v.ProblemCount(); n > len(v.Problems) {
+			fmt.Fprintf(w, "  ... %d more (--output json lists the counts by kind)\n", n-len(v.Problems))
 		}
 	}
 	return nil
