@@ -78,6 +78,7 @@ func OtherEnvVars() map[string]string {
 	return map[string]string{
 		"ORDO_REPLICA_ID":     "alias of ORDO_KAFKA_REPLICA_ID",
 		"ORDO_KAFKA_TLS":      "alias of ORDO_KAFKA_TLS_ENABLED (kafka.tls was a boolean)",
+		"ORDO_STATE_DIR":      "state.dir (ignored without a state: block)",
 		"ORDO_CACHE_DIR":      "cache root of the test and benchmark scripts (Kafka jars, Jaeger, foreign clients)",
 		"ORDO_DEBUG_LOG_DIR":  "consumer tests: keep each replica's log there",
 		"ORDO_TESTKIT_DOCKER": "internal/testkit: 0 or false never starts Docker",
@@ -135,6 +136,14 @@ func applyEnv(c *Config, env []string) []*Error {
 		}
 		c.env[path] = name
 	})
+	// state: is an optional block (a pointer), which the walk above does
+	// not enter; its directory is what deployments set per replica. Without
+	// a state: block it is ignored (a deployment template may set it for
+	// every config).
+	if v, ok := vals["ORDO_STATE_DIR"]; ok && c.State != nil {
+		c.State.Dir = v
+		c.env["state.dir"] = "ORDO_STATE_DIR"
+	}
 	other := OtherEnvVars()
 	blocks := nonEnvKeys()
 	names := make([]string, 0, len(vals))

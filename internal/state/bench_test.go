@@ -24,13 +24,13 @@ import (
 // and the process's resident memory afterwards. It is a measurement, not a
 // test; run it against a real broker, e.g. for 1M instances:
 //
-//	KAFKA_BROKERS=127.0.0.1:9600 ORDO_STATE_BENCH_INSTANCES=1000000 \
+//	KAFKA_BROKERS=127.0.0.1:9600 ORDO_TEST_STATE_BENCH_INSTANCES=1000000 \
 //	  go test ./internal/state -run '^$' -bench BenchmarkRestore -benchtime 3x
 //
-// Environment: ORDO_STATE_BENCH_INSTANCES (default 100000),
-// ORDO_STATE_BENCH_PARTITIONS (default 1), ORDO_STATE_BENCH_VALUE_BYTES
-// (default 256), ORDO_STATE_BENCH_TXN_RECORDS (records per producing
-// transaction, default 5000), ORDO_STATE_BENCH_CHANGELOG (reuse this topic
+// Environment: ORDO_TEST_STATE_BENCH_INSTANCES (default 100000),
+// ORDO_TEST_STATE_BENCH_PARTITIONS (default 1), ORDO_TEST_STATE_BENCH_VALUE_BYTES
+// (default 256), ORDO_TEST_STATE_BENCH_TXN_RECORDS (records per producing
+// transaction, default 5000), ORDO_TEST_STATE_BENCH_CHANGELOG (reuse this topic
 // when it exists and holds data, so repeated runs skip producing).
 //
 // Metrics: restore-s (ns/op too), records/s, rss-MiB (VmRSS after the
@@ -41,13 +41,13 @@ func BenchmarkRestore(b *testing.B) {
 	if strings.TrimSpace(os.Getenv(testkit.EnvBrokers)) == "" {
 		b.Skip("BenchmarkRestore needs real Kafka: set KAFKA_BROKERS (test/kafka/kafka.sh start)")
 	}
-	n := envInt(b, "ORDO_STATE_BENCH_INSTANCES", 100000)
-	partitions := envInt(b, "ORDO_STATE_BENCH_PARTITIONS", 1)
-	valueBytes := envInt(b, "ORDO_STATE_BENCH_VALUE_BYTES", 256)
-	perTxn := envInt(b, "ORDO_STATE_BENCH_TXN_RECORDS", 5000)
+	n := envInt(b, "ORDO_TEST_STATE_BENCH_INSTANCES", 100000)
+	partitions := envInt(b, "ORDO_TEST_STATE_BENCH_PARTITIONS", 1)
+	valueBytes := envInt(b, "ORDO_TEST_STATE_BENCH_VALUE_BYTES", 256)
+	perTxn := envInt(b, "ORDO_TEST_STATE_BENCH_TXN_RECORDS", 5000)
 	brokers := testkit.Brokers(b)
 	adm := testkit.NewAdmin(b, brokers)
-	changelog := os.Getenv("ORDO_STATE_BENCH_CHANGELOG")
+	changelog := os.Getenv("ORDO_TEST_STATE_BENCH_CHANGELOG")
 	reuse := false
 	if changelog == "" {
 		changelog = testkit.UniqueName(b, "bench-cl")

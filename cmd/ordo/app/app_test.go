@@ -40,7 +40,7 @@ func chdirRoot(t *testing.T) {
 // exactly once on the embedded broker and verifies the committed output.
 func TestDevEndToEnd(t *testing.T) {
 	chdirRoot(t)
-	code, out, errOut := runMain(t, "dev", "--events", "3000", "--output", "json",
+	code, out, errOut := runMain(t, "dev", "--config", "examples/orders/router.yaml", "--events", "3000", "--output", "json",
 		"--kafka-addr", "127.0.0.1:0", "--registry-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--data-dir", t.TempDir())
 	if code != 0 {
 		t.Fatalf("ordo dev exited %d\nstdout: %s\nstderr: %s", code, out, errOut)

@@ -57,21 +57,38 @@ docker-compose.`,
 			if n == 0 {
 				n = int(^uint(0) >> 1)
 			}
-			gen := demo.NewGenerator(cl, producer.NewPublisher(cl, serde, "demo"), demo.Options{
-				Events: n, Rate: rate, PoisonEvery: poisonEvery, DuplicateEvery: duplicateEvery, Seed: uint64(time.Now().UnixNano()), Topics: topics,
-			})
+			pub := producer.NewPublisher(cl, serde, "demo")
+			seed := uint64(time.Now().UnixNano())
 			start := time.Now()
-			err = gen.Run(cmd.Context())
+			var published int
+			if cfg.State != nil {
+				// A saga config: whole orders (OrderPlaced + legs), so that
+				// every order can end; --events counts orders.
+				if events == 0 {
+					n = 0 // SagaGenerator: until Ctrl-C
+				}
+				gen := demo.NewSagaGenerator(cl, pub, demo.SagaOptions{
+					Orders: n, Rate: rate, PoisonEvery: poisonEvery, DuplicateEvery: duplicateEvery, Seed: seed, Topics: topics,
+				})
+				err = gen.Run(cmd.Context())
+				published = len(gen.Published())
+			} else {
+				gen := demo.NewGenerator(cl, pub, demo.Options{
+					Events: n, Rate: rate, PoisonEvery: poisonEvery, DuplicateEvery: duplicateEvery, Seed: seed, Topics: topics,
+				})
+				err = gen.Run(cmd.Context())
+				published = len(gen.Published())
+			}
 			if cmd.Context().Err() != nil {
 				err = nil
 			}
-			fmt.Fprintf(o.stderr, "published %d demo events in %.1fs\n", len(gen.Published()), time.Since(start).Seconds())
+			fmt.Fprintf(o.stderr, "published %d demo records in %.1fs\n", published, time.Since(start).Seconds())
 			return err
 		},
 	}
 	f.register(cmd)
 	fl := cmd.Flags()
-	fl.IntVar(&events, "events", 0, "events to publish (0 = until Ctrl-C)")
+	fl.IntVar(&events, "events", 0, "events to publish, or orders with a saga config (0 = until Ctrl-C)")
 	fl.Float64Var(&rate, "rate", 100, "events per second (0 = as fast as possible)")
 	fl.IntVar(&poisonEvery, "poison-every", 97, "every Nth event is poison (0 = none)")
 	fl.IntVar(&duplicateEvery, "duplicate-every", 89, "every Nth event re-delivers the previous one (0 = none)")

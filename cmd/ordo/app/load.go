@@ -6,6 +6,7 @@ import (
 
 	"github.com/ordo-dev/ordo/examples/orders"
 	"github.com/ordo-dev/ordo/internal/config"
+	"github.com/ordo-dev/ordo/processes"
 	"github.com/ordo-dev/ordo/processors"
 )
 
@@ -45,8 +46,14 @@ func loadConfig(path string, env []string, reg *processors.Registry) (*config.Co
 				specs = append(specs, s)
 			}
 		}
-		if _, perr := reg.Build(specs, processorDeps(cfg, rs, slog.New(slog.DiscardHandler))); perr != nil {
+		deps := processorDeps(cfg, rs, slog.New(slog.DiscardHandler))
+		if _, perr := reg.Build(specs, deps); perr != nil {
 			serr = errors.Join(serr, perr)
+		}
+		if cfg.Processes.Kind != 0 {
+			if _, perr := processes.Build(&cfg.Processes, cfg.File, deps, processes.Options{}); perr != nil {
+				serr = errors.Join(serr, perr)
+			}
 		}
 	}
 	return nil, config.Join(err, serr)

@@ -184,6 +184,14 @@ func ensureStateTopics(ctx context.Context, cfg *config.Config, stage *statefulS
 	if err := state.EnsureTopics(ctx, adm, st.ProcessLog, st.Changelog, st.Partitions, -1); err != nil {
 		return err
 	}
+	// A fresh client: kadm answers from cached metadata, which still says
+	// "unknown topic" right after the topics were created.
+	cl2, err := newClient(cfg)
+	if err != nil {
+		return err
+	}
+	defer cl2.Close()
+	adm = kadm.NewClient(cl2)
 	if err := state.CheckCoPartitioned(ctx, adm, st.ProcessLog, st.Changelog); err != nil {
 		return err
 	}
