@@ -633,9 +633,13 @@ func (p *Pipeline) processFetches(ctx context.Context, sess *kgo.GroupTransactSe
 	}
 	wg.Wait()
 	n := 0
+	now := time.Now()
 	for _, w := range parts {
 		t.counts.add(w.done)
 		n += w.n
+		if p.st != nil && w.n > 0 {
+			p.st.observe(w.ftp.Partition, w.ftp.Records[w.n-1].Timestamp, now)
+		}
 		if r := w.cut.rewindTo(w.ftp.Records); r != nil {
 			t.rewindTo(r)
 		}

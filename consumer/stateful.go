@@ -120,7 +120,13 @@ type stateLoop struct {
 	// caught are the partitions caught up with the process log at the last
 	// end-offset check.
 	caught    map[int32]bool
-	lastCheck time.Time
+	// streamTime is the highest record timestamp consumed per partition,
+	// and lastRecord when a record last arrived: a timer fires once the
+	// partition's stream time has passed its due time, or by wall time once
+	// the partition has been idle for idleFire (see fireDue).
+	streamTime map[int32]time.Time
+	lastRecord map[int32]time.Time
+	lastCheck  time.Time
 	nextFire  time.Time
 	// hash is the forwarding stage's key partitioner (murmur2, as Kafka's).
 	hash kgo.TopicPartitioner
@@ -134,13 +140,17 @@ const (
 	fireEvery = 500 * time.Millisecond
 	// firePerPartition bounds the triggers one look produces per partition.
 	firePerPartition = 500
+	// idleFire is how long a caught-up partition must have had no new
+	// record before its timers fire by wall time alone.
+	idleFire = 2 * time.Second
 	// housekeepLimit bounds the expired entries removed per partition per
 	// transaction.
 	housekeepLimit = 200
 )
 
 func newStateLoop(st *Stateful, topic string) *stateLoop {
-	return &stateLoop{st: st, topic: topic, hash: kgo.StickyKeyPartitioner(nil).ForTopic(topic), touched: map[int32]bool{}, sent: map[string]time.Time{}, caught: map[int32]bool{}}
+	return &stateLoop{st: st, topic: topic, hash: kgo.StickyKeyPartitioner(nil).ForTopic(topic), touched: map[int32]bool{}, sent: map[string]time.Time{}, caught: map[int32]bool{},
+		streamTime: map[int32]time.Time{}, lastRecord: map[int32]time.Time{}}
 }
 
 func (s *stateLoop) touch(p int32) {
@@ -229,6 +239,30 @@ func (s *stateLoop) refreshCaughtUp(ctx context.Context, cl *kgo.Client, now tim
 	s.caught = caught
 }
 
+// observe records that partition p's records up to ts were consumed (loop
+// goroutine).
+func (s *stateLoop) observe(p int32, ts, now time.Time) {
+	if ts.After(s.streamTime[p]) {
+		s.streamTime[p] = ts
+	}
+	s.lastRecord[p] = now
+}
+
+// fireTime is the time up to which partition p's timers may fire: wall
+// time once p has been idle for idleFire, else its stream time. While a
+// backlog drains, its events (older than their deadlines' due times) are
+// applied before the deadlines fire, so a late leg is not beaten by a
+// timeout it arrived in time for.
+func (s *stateLoop) fireTime(p int32, now time.Time) time.Time {
+	if now.Sub(s.lastRecord[p]) >= idleFire {
+		return now
+	}
+	if st := s.streamTime[p]; st.Before(now) {
+		return st
+	}
+	return now
+}
+
 // fireDue produces a trigger for every due timer of the owned, restored,
 // caught-up partitions. The trigger goes to the timer's own process-log
 // partition: the timer fires when the owner consumes it, inside the
@@ -249,7 +283,7 @@ func (s *stateLoop) fireDue(now time.Time, produce func(*kgo.Record)) (int, erro
 		if err != nil {
 			continue
 		}
-		ids, recs, err := s.st.Processes.DueTriggers(v, now, p, firePerPartition)
+		ids, recs, err := s.st.Processes.DueTriggers(v, s.fireTime(p, now), p, firePerPartition)
 		if err != nil {
 			return n, fmt.Errorf("due timers of partition %d: %w", p, err)
 		}
