@@ -131,7 +131,7 @@ func TestDevRunsOutsideTheCheckout(t *testing.T) {
 	if err != nil {
 		t.Fatalf("ordo dev in %s: %v\n%s", dir, err, out)
 	}
-	if !strings.Contains(string(out), "config examples/orders/ordo.yaml (embedded)") || !strings.Contains(string(out), "verify OK: published 50") {
+	if !strings.Contains(string(out), "config examples/orders/ordo.yaml (embedded)") || !strings.Contains(string(out), "verify OK: orders 50") {
 		t.Fatalf("unexpected output:\n%s", out)
 	}
 	if _, err := os.Stat(filepath.Join(dir, ".ordo", "ordo.log")); err != nil {

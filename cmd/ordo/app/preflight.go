@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"gopkg.in/yaml.v3"
 	"log/slog"
 	"math"
 	"slices"
@@ -289,6 +290,30 @@ func outputTopics(cfg *config.Config) []string {
 				if em.Topic != "" && !slices.Contains(out, em.Topic) {
 					out = append(out, em.Topic)
 				}
+			}
+		}
+	}
+	// Processes emit commands (and compensations) too; the stateful stage
+	// writes the process log and the changelog.
+	var walk func(n *yaml.Node)
+	walk = func(n *yaml.Node) {
+		if n.Kind == yaml.MappingNode {
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				if k, v := n.Content[i], n.Content[i+1]; k.Value == "topic" && v.Kind == yaml.ScalarNode && v.Value != "" && !slices.Contains(out, v.Value) {
+					out = append(out, v.Value)
+				}
+			}
+		}
+		for _, c := range n.Content {
+			walk(c)
+		}
+	}
+	walk(&cfg.Processes)
+	if cfg.State != nil {
+		st := cfg.StateSettings()
+		for _, t := range []string{st.ProcessLog, st.Changelog} {
+			if !slices.Contains(out, t) {
+				out = append(out, t)
 			}
 		}
 	}

@@ -67,7 +67,8 @@ func TestOutputTopicsOfTheExample(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"commands.cancel-order.v1", "commands.capture-payment.v1", "commands.notify-customer.v1", "commands.reserve-inventory.v1", "commands.ship-order.v1"}
+	want := []string{"commands.cancel-order.v1", "commands.notify-customer.v1", "commands.release-inventory.v1", "commands.reserve-inventory.v1", "commands.ship-order.v1", "commands.void-payment.v1",
+		"ordo-orders.changelog", "ordo-orders.process-log"}
 	if got := outputTopics(cfg); !slices.Equal(got, want) {
 		t.Fatalf("outputTopics = %v, want %v", got, want)
 	}
