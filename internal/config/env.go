@@ -21,6 +21,7 @@ func EnvVars() map[string]string {
 	walkEnv(reflect.TypeFor[Config](), "", func(path string, _ []int) {
 		out[envName(path)] = path
 	})
+	out["ORDO_STATE_DIR"] = "state.dir" // the optional state: block (see applyEnv)
 	return out
 }
 
@@ -78,7 +79,6 @@ func OtherEnvVars() map[string]string {
 	return map[string]string{
 		"ORDO_REPLICA_ID":     "alias of ORDO_KAFKA_REPLICA_ID",
 		"ORDO_KAFKA_TLS":      "alias of ORDO_KAFKA_TLS_ENABLED (kafka.tls was a boolean)",
-		"ORDO_STATE_DIR":      "state.dir (ignored without a state: block)",
 		"ORDO_CACHE_DIR":      "cache root of the test and benchmark scripts (Kafka jars, Jaeger, foreign clients)",
 		"ORDO_DEBUG_LOG_DIR":  "consumer tests: keep each replica's log there",
 		"ORDO_TESTKIT_DOCKER": "internal/testkit: 0 or false never starts Docker",
@@ -116,7 +116,7 @@ func applyEnv(c *Config, env []string) []*Error {
 		c.env = map[string]string{}
 	}
 	var errs []*Error
-	known := map[string]bool{"ORDO_KAFKA_TLS": true}
+	known := map[string]bool{"ORDO_KAFKA_TLS": true, "ORDO_STATE_DIR": true}
 	root := reflect.ValueOf(c).Elem()
 	walkEnv(root.Type(), "", func(path string, index []int) {
 		name := envName(path)
