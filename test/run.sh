@@ -80,10 +80,12 @@ if [[ -n $unformatted ]]; then
 	log "FAIL: gofmt needed on:"; echo "$unformatted" >&2; exit 1
 fi
 go vet ./...
+log "go mod tidy -diff (go.mod and go.sum as go mod tidy leaves them)"
+go mod tidy -diff
 log "go test -race (core packages)"
-go test -race -count=1 ./consumer/... ./processors/... ./producer/... ./schemas/...
+go test -race -count=1 ./consumer/... ./processors/... ./producer/... ./schemas/... ./processes/... ./internal/state/...
 log "go test (everything else but the EOS suite)"
-go test -count=1 -timeout 20m $(go list ./... | grep -v -E '/(consumer|processors|producer|schemas|test/eos)$')
+go test -count=1 -timeout 20m $(go list ./... | grep -v -E '/(consumer|processors|producer|schemas|processes|internal/state|test/eos)$')
 # The EOS chaos suite last, alone on the CPUs, with its own single broker and
 # the 3-broker cluster for the broker-kill scenario (test/eos/run.sh stops
 # them). Outside CI, SKIP_EOS=1 leaves it out for a quicker run.

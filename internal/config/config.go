@@ -177,6 +177,12 @@ type Tracing struct {
 	// producer's span: one trace from producer to downstream consumer) or
 	// "link" (a new trace per event, linked to the producer's span).
 	Parent string `yaml:"parent"`
+	// ClientSpans adds franz-go's own client spans (plugin/kotel): a
+	// "<topic> publish" producer span per produced record (a child of the
+	// event's span, so downstream consumers continue under it) and a
+	// "<topic> receive" span per fetched record. Off by default: one more
+	// span per record.
+	ClientSpans bool `yaml:"client_spans"`
 }
 
 // TopicOp is one entry of `topics:` that ordo creates when missing

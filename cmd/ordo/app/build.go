@@ -19,6 +19,7 @@ import (
 	"github.com/twmb/franz-go/pkg/sasl/plain"
 	"github.com/twmb/franz-go/pkg/sasl/scram"
 	"github.com/twmb/franz-go/pkg/sr"
+	"github.com/twmb/franz-go/plugin/kotel"
 	"github.com/twmb/franz-go/plugin/kslog"
 	"go.opentelemetry.io/otel/trace"
 
@@ -260,6 +261,11 @@ func build(cfg *config.Config, rs *readerSet, reg *processors.Registry, log *slo
 		kgoOpts = append(kgoOpts, ob.metrics.KgoOpts()...)
 		ob.metrics.RegistryStats(registry.Stats)
 		ob.metrics.RegistryNegativeHits(registry.NegativeHits)
+	}
+	if tp := ob.tracerProvider(); tp != nil && cfg.Tracing.ClientSpans {
+		k := kotel.NewKotel(kotel.WithTracer(kotel.NewTracer(kotel.TracerProvider(tp), kotel.TracerPropagator(producer.Propagator),
+			kotel.ClientID(cfg.Kafka.ClientID), kotel.ConsumerGroup(cfg.Kafka.Group))))
+		kgoOpts = append(kgoOpts, kgo.WithHooks(k.Hooks()...))
 	}
 	instanceID := ""
 	if cfg.StaticMembership() {
