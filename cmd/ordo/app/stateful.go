@@ -147,6 +147,9 @@ func buildStateful(cfg *config.Config, rs *readerSet, reg *processors.Registry, 
 		c.InstanceID += processTxnSuffix
 	}
 	c.Forward = nil
+	// Partition-serial: the store is safe for key lanes, but that mode is
+	// not proven under chaos with state yet (docs/processes.md, limits).
+	c.KeyParallel = false
 	c.SkipTypes = nil // filtered in the forwarding stage
 	c.RateLimits = nil
 	c.Logger = log.With("stage", "process")
