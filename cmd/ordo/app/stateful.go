@@ -187,17 +187,31 @@ func ensureStateTopics(ctx context.Context, cfg *config.Config, stage *statefulS
 	if err := state.EnsureTopics(ctx, adm, st.ProcessLog, st.Changelog, st.Partitions, -1); err != nil {
 		return err
 	}
-	// A fresh client: kadm answers from cached metadata, which still says
-	// "unknown topic" right after the topics were created.
-	cl2, err := newClient(cfg)
-	if err != nil {
-		return err
+	// Just-created topics take a moment to appear in every broker's
+	// metadata (and kadm caches an "unknown topic" answer): retry the
+	// check with fresh clients for a while before calling them missing.
+	var adm2 *kadm.Client
+	for attempt := 0; ; attempt++ {
+		cl2, err := newClient(cfg)
+		if err != nil {
+			return err
+		}
+		defer cl2.Close()
+		adm2 = kadm.NewClient(cl2)
+		err = state.CheckCoPartitioned(ctx, adm2, st.ProcessLog, st.Changelog)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, state.ErrTopicMissing) || attempt >= 40 {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(250 * time.Millisecond):
+		}
 	}
-	defer cl2.Close()
-	adm = kadm.NewClient(cl2)
-	if err := state.CheckCoPartitioned(ctx, adm, st.ProcessLog, st.Changelog); err != nil {
-		return err
-	}
+	adm = adm2
 	if stage != nil {
 		td, err := adm.ListTopics(ctx, st.ProcessLog)
 		if err != nil {
