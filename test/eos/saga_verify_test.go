@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -32,6 +33,7 @@ type sagaResult struct {
 	poison, deadLetters                                    int
 	commands, changelogKeys                                int
 	problemCount                                           int
+	ends                                                   map[string]string // order → shipped, declined, shortage or timeout
 	problems                                               []string
 }
 
@@ -69,7 +71,7 @@ type sagaOrder struct {
 var sagaNotify = map[string]string{"shipped": "order_shipped", "declined": "payment_declined", "shortage": "out_of_stock", "timeout": "payment_timeout"}
 
 func sagaVerify(ctx context.Context, brokers []string, regURL string, st *sagaTopics, published []demo.Published) (*sagaResult, error) {
-	res := &sagaResult{}
+	res := &sagaResult{ends: map[string]string{}}
 	orders := map[string]*sagaOrder{}
 	firstRef := map[inRef]string{} // first delivery of a valid event → order
 	dupRef := map[inRef]demo.Published{}
@@ -357,6 +359,7 @@ func sagaVerify(ctx context.Context, brokers []string, regURL string, st *sagaTo
 		if !sameCounts(templates, want) {
 			res.problem("order %s (%s): NotifyCustomer templates %v, want %v", o.id, cause, templates, want)
 		}
+		res.ends[o.id] = cause
 		if len(timerIDs) == 1 && cause != "timeout" {
 			res.problem("order %s: its timer fired (%v) but it ended %s", o.id, o.byCause[timerIDs[0]], cause)
 		}
@@ -505,3 +508,61 @@ func btoi(b bool) int {
 
 // shortType drops the namespace of an event or command type.
 func shortType(typ string) string { return typ[strings.LastIndexByte(typ, '.')+1:] }
+
+// sagaVerifierSelfCheck proves that the verifier can fail: it re-judges the
+// same committed output against three falsified publication records and
+// expects each lie to be caught.
+func sagaVerifierSelfCheck(ctx context.Context, t *testing.T, brokers []string, regURL string, st *sagaTopics, published []demo.Published, ends map[string]string) {
+	t.Helper()
+	pick := func(cause string, n int) string {
+		var ids []string
+		for id, c := range ends {
+			if c == cause {
+				ids = append(ids, id)
+			}
+		}
+		if len(ids) <= n {
+			return ""
+		}
+		sort.Strings(ids)
+		return ids[n]
+	}
+	shipped, redelivered, timedOut := pick("shipped", 0), pick("shipped", 1), pick("timeout", 0)
+	if shipped == "" || redelivered == "" || timedOut == "" {
+		t.Errorf("verifier self-check: need two shipped and a timed-out order (have %q, %q, %q)", shipped, redelivered, timedOut)
+		return
+	}
+	lies := append([]demo.Published(nil), published...)
+	var want []string
+	for i := range lies {
+		p := &lies[i]
+		if p.Kind != demo.Valid || p.Type != demo.OrderPlaced {
+			continue
+		}
+		switch p.Order {
+		case shipped: // a decline nobody published
+			fake := *p
+			fake.Type, fake.EventID, fake.Offset = demo.PaymentDeclined, "selfcheck-"+p.EventID, 1<<40
+			lies = append(lies, fake)
+			want = append(want, "order "+shipped+": ShipOrder")
+		case redelivered: // the OrderPlaced claimed to be a re-delivery
+			p.Kind = demo.Duplicate
+			want = append(want, "produced by the duplicate delivery "+inRef{p.Topic, p.Partition, p.Offset}.String())
+		case timedOut:
+			p.Timestamp = p.Timestamp.Add(2 * time.Second) // the deadline moves: the timer fired early
+			want = append(want, "order "+timedOut+": timeout CancelOrder")
+		}
+	}
+	res, err := sagaVerify(ctx, brokers, regURL, st, lies)
+	if err != nil {
+		t.Errorf("verifier self-check: %v", err)
+		return
+	}
+	all := strings.Join(res.problems, "\n")
+	for _, w := range want {
+		if !strings.Contains(all, w) {
+			t.Errorf("verifier self-check: a falsified record went unnoticed: no problem mentions %q (found %d: %s)", w, res.problemCount, all)
+		}
+	}
+	t.Logf("verifier self-check: %d planted lies caught (%d problems)", len(want), res.problemCount)
+}
