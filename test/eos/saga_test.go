@@ -254,14 +254,17 @@ func TestSagaUnderChaosEndsEveryOrderExactlyOnce(t *testing.T) {
 		restarts += r.starts - 1
 	}
 	sc.mu.Unlock()
-	line := fmt.Sprintf("eos: scenario=%s orders=%d shipped=%d cancelled=%d (declined=%d shortage=%d timeout=%d, of them happy legs too late=%d) timers_fired=%d duplicates=%d dropped=%d poison=%d dead_letters=%d commands=%d changelog_keys=%d kills=%d restarts=%d wiped=%s elapsed=%.1fs problems=%d",
+	line := fmt.Sprintf("eos: scenario=%s orders=%d shipped=%d cancelled=%d (declined=%d shortage=%d timeout=%d, of them happy legs too late=%d) timers_fired=%d duplicates=%d dropped=%d poison=%d dead_letters=%d commands=%d changelog_keys=%d aborted_records=%d kills=%d restarts=%d wiped=%s elapsed=%.1fs problems=%d",
 		sc.name, res.orders, res.shipped, res.cancelled, res.cancelledDeclined, res.cancelledShortage, res.cancelledTimeout, res.happyTimedOut,
-		res.timersFired, res.duplicates, res.duplicatesDropped, res.poison, res.deadLetters, res.commands, res.changelogKeys,
+		res.timersFired, res.duplicates, res.duplicatesDropped, res.poison, res.deadLetters, res.commands, res.changelogKeys, res.abortedRecords,
 		killed, restarts, nameOf(wiped), time.Since(sc.started).Seconds(), res.problemCount)
 	t.Log(line)
 	fmt.Println(line)
 	for _, p := range res.problems {
 		t.Error(p)
+	}
+	if res.abortedRecords == 0 {
+		t.Errorf("%d SIGKILLs left no aborted record in the outputs or the changelog: no kill hit an open transaction, so the run proved nothing about them", killed)
 	}
 	if kills < 20 || killed < kills {
 		t.Errorf("only %d SIGKILLs, want ≥ 20", killed)

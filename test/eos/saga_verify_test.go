@@ -32,6 +32,7 @@ type sagaResult struct {
 	duplicates, duplicatesDropped                          int
 	poison, deadLetters                                    int
 	commands, changelogKeys                                int
+	abortedRecords                                         int // on the outputs and the changelog: left by killed transactions, invisible read_committed
 	problemCount                                           int
 	ends                                                   map[string]string // order → shipped, declined, shortage or timeout
 	problems                                               []string
@@ -120,6 +121,29 @@ func sagaVerify(ctx context.Context, brokers []string, regURL string, st *sagaTo
 	recs, err := readAll(ctx, brokers, ends, true)
 	if err != nil {
 		return nil, fmt.Errorf("read_committed: %w", err)
+	}
+	// Every transaction has ended, so what read_uncommitted shows beyond
+	// read_committed was aborted: the kills' open transactions.
+	all, err := readAll(ctx, brokers, ends, false)
+	if err != nil {
+		return nil, fmt.Errorf("read_uncommitted: %w", err)
+	}
+	for tpk, rs := range all {
+		n := 0
+		for _, r := range rs {
+			if !r.Attrs.IsControl() {
+				n++
+			}
+		}
+		for _, r := range recs[tpk] {
+			if !r.Attrs.IsControl() {
+				n--
+			}
+		}
+		if n < 0 {
+			res.problem("%s/%d: read_committed shows %d more records than read_uncommitted", tpk.topic, tpk.partition, -n)
+		}
+		res.abortedRecords += max(n, 0)
 	}
 
 	// Commands and dead letters.
