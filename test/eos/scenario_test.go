@@ -90,13 +90,14 @@ func newTopics(base string) *topics {
 
 // scenarioOpts shape a scenario's ordo config.
 type scenarioOpts struct {
-	brokers            []string // default: suite brokers
-	registryURL        string   // default: the shared registry
-	sessionTimeout     string   // kafka.session_timeout (default 6s: the broker minimum, so dead members leave fast)
-	transactionTimeout string   // kafka.transaction_timeout (default 5s)
-	shutdownTimeout    string   // processing.shutdown_timeout (default 5s)
-	extraPipeline      string   // YAML inserted before the routes processor
-	env                []string // more ORDO_* overrides
+	brokers            []string                 // default: suite brokers
+	registryURL        string                   // default: the shared registry
+	sessionTimeout     string                   // kafka.session_timeout (default 6s: the broker minimum, so dead members leave fast)
+	transactionTimeout string                   // kafka.transaction_timeout (default 5s)
+	shutdownTimeout    string                   // processing.shutdown_timeout (default 5s)
+	extraPipeline      string                   // YAML inserted before the routes processor
+	env                []string                 // more ORDO_* overrides
+	replicaEnv         func(id string) []string // per-replica overrides (e.g. ORDO_STATE_DIR), after env
 }
 
 // scenario is one test's topics, config, replicas and logs.
@@ -218,7 +219,11 @@ func (sc *scenario) env(replicaID string) []string {
 		// still set their own lanes).
 		env = append(env, "ORDO_PROCESSING_KEY_PARALLEL=true")
 	}
-	return append(env, sc.opts.env...)
+	env = append(env, sc.opts.env...)
+	if sc.opts.replicaEnv != nil {
+		env = append(env, sc.opts.replicaEnv(replicaID)...)
+	}
+	return env
 }
 
 // keyParallelSuite reports EOS_KEY_PARALLEL=1: every replica processes the
