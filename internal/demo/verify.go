@@ -97,7 +97,7 @@ func Verify(ctx context.Context, cl *kgo.Client, adm *kadm.Client, group string,
 	}
 
 	commandsOf := map[input]int{}
-	seenCmd := map[string]bool{}              // input + command id
+	seenCmd := map[string]bool{}              // command ids, across every topic
 	deliveries := map[string]map[input]bool{} // event id → input records that produced commands
 	dead := map[input]int{}
 	for _, r := range recs {
@@ -127,12 +127,17 @@ func Verify(ctx context.Context, cl *kgo.Client, adm *kadm.Client, group string,
 		}
 		rep.CommandsSeen++
 		commandsOf[ii]++
+		// Command ids are unique across the whole output, whatever input
+		// they came from: a duplicate delivery that re-emitted its
+		// commands (same deterministic ids) is caught here too.
 		id := h[producer.HeaderID]
-		k := fmt.Sprintf("%v/%s", ii, id)
-		if seenCmd[k] {
+		if seenCmd[id] {
 			rep.DuplicateCommands++
+			if len(rep.Problems) < 20 {
+				rep.Problems = append(rep.Problems, fmt.Sprintf("command id %s at %s/%d@%d seen before", id, r.Topic, r.Partition, r.Offset))
+			}
 		}
-		seenCmd[k] = true
+		seenCmd[id] = true
 		if c := h[producer.HeaderCausationID]; c != "" {
 			if deliveries[c] == nil {
 				deliveries[c] = map[input]bool{}

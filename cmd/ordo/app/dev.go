@@ -38,6 +38,7 @@ type devFlags struct {
 	rate           float64
 	poisonEvery    int
 	duplicateEvery int
+	duplicateSet   bool // --duplicate-every given explicitly
 	output         string
 	timeout        time.Duration
 	otlpEndpoint   string
@@ -76,7 +77,10 @@ exactly one ShipOrder or CancelOrder (orders still legitimately open are
 reported in flight), compensations only for cancelled orders, duplicate
 deliveries dropped, no command id twice in any command topic.`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error { return runDev(cmd.Context(), o, &f) },
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			f.duplicateSet = cmd.Flags().Changed("duplicate-every")
+			return runDev(cmd.Context(), o, &f)
+		},
 	}
 	f.register(cmd)
 	fl := cmd.Flags()
@@ -250,8 +254,16 @@ func runDev(ctx context.Context, o *options, f *devFlags) error {
 				Orders: f.events, PoisonEvery: f.poisonEvery, DuplicateEvery: f.duplicateEvery, Rate: rate, Seed: seed,
 			})
 		} else {
+			dup := f.duplicateEvery
+			if !f.duplicateSet && dup > 0 {
+				// Without state: there is no dedupe, so a re-delivered event
+				// emits its commands again (same ids), and the verifier,
+				// which refuses any repeated command id, would fail.
+				dup = 0
+				fmt.Fprintln(errw, "ordo dev: no duplicate deliveries: this config has no state: block, so nothing would drop them (docs/processes.md); --duplicate-every N publishes them anyway")
+			}
 			gen = demo.NewGenerator(pubCl, pub, demo.Options{
-				Events: events, PoisonEvery: f.poisonEvery, DuplicateEvery: f.duplicateEvery, Rate: rate, Seed: seed,
+				Events: events, PoisonEvery: f.poisonEvery, DuplicateEvery: dup, Rate: rate, Seed: seed,
 			})
 		}
 		go func() { genDone <- gen.Run(runCtx) }()
