@@ -63,6 +63,9 @@ type contender struct {
 	// ordo_process_events_total at the metrics URL.
 	orders  int64
 	metrics string
+	// prepare (optional) runs before the process starts, with the run's
+	// fresh group.
+	prepare func(ctx context.Context, group string) error
 }
 
 type result struct {
@@ -82,6 +85,7 @@ type result struct {
 	Orders       int64   `json:",omitempty"`
 	Completed    int64   `json:",omitempty"`
 	OrdersPerSec float64 `json:",omitempty"`
+	Txns         int64   `json:",omitempty"` // ordo_txn_commits_total at the end (both loops)
 	Err          string
 }
 
@@ -153,6 +157,12 @@ func measure(ctx context.Context, adm *kadm.Client, c contender, run int, total 
 	res := result{Contender: c.key, Run: run}
 	group := fmt.Sprintf("bench-%s-r%d-%d", c.key, run, time.Now().UnixNano()%1e9)
 	dl0, _ := endOffsets(ctx, adm, deadLetterTopic)
+	if c.prepare != nil {
+		if err := c.prepare(ctx, group); err != nil {
+			res.Err = fmt.Sprintf("prepare: %v", err)
+			return res
+		}
+	}
 	cmd := c.cmd(group, inputTopics)
 	lf, err := startProc(cmd, logDir, fmt.Sprintf("%s-run%d", c.key, run))
 	if err != nil {
@@ -210,7 +220,7 @@ func measure(ctx context.Context, adm *kadm.Client, c contender, run int, total 
 		if n >= total && c.orders > 0 {
 			// The forward loop is done; the stateful stage may still be
 			// working through the process log.
-			done, completed, err := finishedOrders(ctx, c.metrics)
+			done, completed, txns, err := finishedOrders(ctx, c.metrics)
 			if err != nil || done < c.orders {
 				if now.After(deadline) || ctx.Err() != nil {
 					res.Err = fmt.Sprintf("timeout after %s: input committed, %d/%d orders finished (metrics: %v)", timeout, done, c.orders, err)
@@ -218,7 +228,7 @@ func measure(ctx context.Context, adm *kadm.Client, c contender, run int, total 
 				}
 				continue
 			}
-			res.Orders, res.Completed = done, completed
+			res.Orders, res.Completed, res.Txns = done, completed, txns
 		}
 		if n >= total {
 			res.Events = total - c1
@@ -249,27 +259,33 @@ func measure(ctx context.Context, adm *kadm.Client, c contender, run int, total 
 
 // finishedOrders reads ordo's /metrics and returns the orders that reached
 // a terminal outcome in committed transactions (ordo_process_events_total
-// with outcome completed or cancelled), and of those the completed ones.
-func finishedOrders(ctx context.Context, url string) (finished, completed int64, err error) {
+// with outcome completed or cancelled), of those the completed ones, and the
+// transactions committed so far (ordo_txn_commits_total, both loops).
+func finishedOrders(ctx context.Context, url string) (finished, completed, txns int64, err error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, 0, err
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, 0, err
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(resp.Body)
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, 0, err
 	}
 	if resp.StatusCode != http.StatusOK {
-		return 0, 0, fmt.Errorf("GET %s: %s", url, resp.Status)
+		return 0, 0, 0, fmt.Errorf("GET %s: %s", url, resp.Status)
 	}
 	for _, l := range strings.Split(string(body), "\n") {
+		if strings.HasPrefix(l, "ordo_txn_commits_total ") {
+			if v, perr := strconv.ParseFloat(strings.TrimPrefix(l, "ordo_txn_commits_total "), 64); perr == nil {
+				txns = int64(v)
+			}
+		}
 		if !strings.HasPrefix(l, "ordo_process_events_total{") {
 			continue
 		}
@@ -286,7 +302,7 @@ func finishedOrders(ctx context.Context, url string) (finished, completed int64,
 			finished += int64(v)
 		}
 	}
-	return finished, completed, nil
+	return finished, completed, txns, nil
 }
 
 // brokerPID is the pid of the test/kafka/kafka.sh broker (node 1), 0 if

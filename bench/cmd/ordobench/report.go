@@ -429,17 +429,17 @@ func sagaSection(p func(string, ...any), rs []result, by map[string]summary) {
 		return
 	}
 	var orders []float64
-	var finished, done int64
+	var finished, done, txns int64
 	for _, r := range rs {
 		if r.Contender == "saga" && r.Err == "" {
 			orders = append(orders, r.OrdersPerSec)
-			finished, done = r.Orders, r.Completed
+			finished, done, txns = r.Orders, r.Completed, r.Txns
 		}
 	}
 	p("Same preloaded input, same invocation, runs interleaved. The input is whole orders: per order an OrderPlaced, a payment leg (PaymentAuthorized 80%%, PaymentDeclined 20%%) and a stock leg (InventoryReserved 5/6, InventoryShortage 1/6) on three topics, so legs are often consumed before their OrderPlaced and wait in the early-event buffer. ")
 	p("The saga's window runs from the forward loop's first commit until every whole order (%d) has reached a terminal outcome in a committed transaction (`ordo_process_events_total{outcome=\"completed\"|\"cancelled\"}`); its CPU is the whole process, both loops and Pebble. ", finished)
 	if finished > 0 {
-		p("In the last run %d orders completed (shipped) and %d were cancelled (declined or out of stock).\n\n", done, finished-done)
+		p("In the last run %d orders completed (shipped) and %d were cancelled (declined or out of stock), in %d committed transactions of both loops (`ordo_txn_commits_total`, from process start).\n\n", done, finished-done, txns)
 	} else {
 		p("\n\n")
 	}
