@@ -34,7 +34,7 @@ type restoreResult struct {
 func (b *bench) restore(ctx context.Context, n, runs int) *restoreResult {
 	parts := envInt("BENCH_RESTORE_PARTITIONS", 1)
 	r := &restoreResult{Instances: n, Partitions: parts, Runs: runs}
-	args := []string{"test", "./internal/state", "-run", "^$", "-bench", "BenchmarkRestore", "-benchtime", fmt.Sprintf("%dx", runs), "-timeout", "60m"}
+	args := []string{"test", "-v", "./internal/state", "-run", "^$", "-bench", "BenchmarkRestore", "-benchtime", fmt.Sprintf("%dx", runs), "-timeout", "60m"}
 	r.Command = fmt.Sprintf("KAFKA_BROKERS=%s ORDO_TEST_STATE_BENCH_INSTANCES=%d ORDO_TEST_STATE_BENCH_PARTITIONS=%d go %s", b.brokers, n, parts, strings.Join(quoteArgs(args), " "))
 	logf("state restore: %s ...", r.Command)
 	start := time.Now()
