@@ -343,7 +343,7 @@ func (b *bench) createTopics(ctx context.Context, parts int32, topics ...string)
 }
 
 // writeConfigs writes the ordo configs: ordo.yaml is the default pipeline
-// (examples/orders/ordo.yaml verbatim, with its table and schemas; brokers, registry, group and admin
+// (examples/orders/router.yaml verbatim, with its table and schemas; brokers, registry, group and admin
 // come from ORDO_* variables) and ordo-codec.yaml the same file with the
 // pipeline replaced by one processor that re-emits each event unchanged.
 func (b *bench) writeConfigs() error {
@@ -371,7 +371,7 @@ func (b *bench) writeConfigs() error {
 	s := string(src)
 	i, j := strings.Index(s, "\npipeline:\n"), strings.Index(s, "\nadmin:\n")
 	if i < 0 || j < i {
-		return fmt.Errorf("examples/orders/ordo.yaml: no pipeline: ... admin: section")
+		return fmt.Errorf("examples/orders/router.yaml: no pipeline: ... admin: section")
 	}
 	codec := s[:i] + "\npipeline:\n  - name: codec\n    type: bench_reemit\n    config:\n      topic: " + codecTopic + "\n" + s[j:]
 	if err := os.WriteFile(filepath.Join(b.work, "ordo-codec.yaml"), []byte(codec), 0o644); err != nil {
