@@ -1,12 +1,18 @@
 #!/usr/bin/env bash
 # ordo's benchmark: builds the contenders, then bench/cmd/ordobench starts a
 # real Kafka 4.1.1 (test/kafka/kafka.sh, port $KAFKA_PORT, default 9792) and
-# the schema registry, preloads the events, runs every contender, measures
-# ordo's latency, profiles ordo and rewrites docs/benchmarks.md.
+# the schema registry, preloads the events, runs every contender (incl. (f),
+# the order saga of examples/orders/ordo.yaml), measures ordo's latency,
+# profiles ordo, runs the state-restore step (internal/state BenchmarkRestore
+# against the same broker: BENCH_RESTORE=1000000 instances by default, 0
+# skips it) and rewrites docs/benchmarks.md.
 #
 #   make bench                     # full: 300k events x 3 runs (~15 min on 2 cores)
 #   make bench-quick               # BENCH_EVENTS=50000 BENCH_RUNS=1, short latency levels
 #   BENCH_CONTENDERS=passthrough,ordo make bench-quick
+#   BENCH_CONTENDERS=passthrough,ordo,saga BENCH_LATENCY=0 BENCH_PROFILE=0 BENCH_MICRO=0 make bench-quick
+#       (saga vs stateless vs pass-through in one run, plus the 1M-instance restore)
+#   KAFKA_PORT=9660 KAFKA_RUN_DIR=/tmp/bench-wt-kafka make bench-quick   (another broker port/run dir)
 #   BENCH_CONTENDERS=passthrough,ordo,ordo-alt BENCH_ALT_LABEL="linger 5ms" make bench
 #       (A/B: put another ordo build at $BENCH_BIN/ordo-alt, default bin/bench/ordo-alt; run.sh
 #        rebuilds ordo from this tree but never touches ordo-alt)

@@ -208,6 +208,16 @@ func preload(ctx context.Context, cl *kgo.Client, g *gen, n int) (sizes sizeStat
 	return sizes, ferr
 }
 
+// wholeOrders is how many orders of n preloaded events (event(i), i = 1..n)
+// have all three events: order k is events 3k (OrderPlaced), 3k+1 (payment)
+// and 3k+2 (warehouse), so order 0 has only its two legs (the saga buffers
+// them as early events that never start) and the last order may be cut.
+// Every whole order reaches a terminal state in the saga: a payment leg
+// (authorized or declined) and a stock leg (reserved or shortage) each.
+func wholeOrders(n int) int64 {
+	return int64(max(0, (n-2)/3))
+}
+
 type sizeStats struct {
 	N, Min, Max int
 	Sum         int64

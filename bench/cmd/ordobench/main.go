@@ -10,12 +10,15 @@
 //
 //	BENCH_EVENTS       events to preload (default 300000)
 //	BENCH_RUNS         throughput runs per contender (default 3)
-//	BENCH_CONTENDERS   comma list (default passthrough,ordo,ordo-codec,watermill,kstreams)
+//	BENCH_CONTENDERS   comma list (default passthrough,ordo,ordo-codec,saga,watermill,kstreams)
 //	BENCH_BROKERS      use this Kafka instead of starting one (test/kafka/kafka.sh)
 //	BENCH_LATENCY      0 disables the latency runs (default 1)
 //	BENCH_LAT_SECONDS  seconds of paced load per latency level (default 15)
 //	BENCH_LAT_RUNS     latency runs per level, interleaved; the report shows medians (default 3)
 //	BENCH_PROFILE      0 disables the ordo CPU profile (default 1)
+//	BENCH_RESTORE      instances for the state-restore step (internal/state BenchmarkRestore against
+//	                   the bench broker; default 1000000, 0 skips it)
+//	BENCH_RESTORE_RUNS restores of that changelog (go test -benchtime Nx; default 2)
 //	BENCH_OUT          report path (default docs/benchmarks.md; "-" = stdout only)
 //	BENCH_BIN          directory with ordo, ordo-codec, passthrough, watermill-peer (default bin/bench)
 //	BENCH_WORK         scratch directory (default a new /tmp/ordobench.*)
@@ -42,6 +45,7 @@ import (
 
 	"github.com/ordo-dev/ordo/internal/config"
 	"github.com/ordo-dev/ordo/internal/devenv"
+	"github.com/ordo-dev/ordo/internal/state"
 	"github.com/ordo-dev/ordo/producer"
 	"github.com/ordo-dev/ordo/schemas"
 )
@@ -72,6 +76,8 @@ var (
 	commandTopics = []string{
 		"commands.reserve-inventory.v1", "commands.capture-payment.v1", "commands.ship-order.v1",
 		"commands.cancel-order.v1", "commands.notify-customer.v1",
+		// The saga's compensations (examples/orders/ordo.yaml, processes:).
+		"commands.release-inventory.v1", "commands.void-payment.v1",
 	}
 	deadLetterTopic  = "ordo.dead-letter.v1"
 	passthroughTopic = "bench.passthrough.v1"
@@ -144,7 +150,7 @@ func run() error {
 		return err
 	}
 	contenders := b.contenders()
-	want := strings.Split(envStr("BENCH_CONTENDERS", "passthrough,ordo,ordo-codec,watermill,kstreams"), ",")
+	want := strings.Split(envStr("BENCH_CONTENDERS", "passthrough,ordo,ordo-codec,saga,watermill,kstreams"), ",")
 	var active []contender
 	for _, k := range want {
 		for _, c := range contenders {
@@ -178,6 +184,9 @@ func run() error {
 			}
 			logf("run %d/%d: %s ...", run, b.runs, c.label)
 			r := measure(ctx, b.adm, c, run, total, b.work, timeout, brokerPID())
+			if r.Err == "" && r.Orders > 0 {
+				logf("  %s run %d: %d orders finished (%d completed, %d cancelled), %.0f orders/s", c.key, run, r.Orders, r.Completed, r.Orders-r.Completed, r.OrdersPerSec)
+			}
 			if r.Err != "" {
 				logf("  %s run %d: ERROR %s", c.key, run, r.Err)
 			} else {
@@ -225,7 +234,11 @@ func run() error {
 			}
 		}
 	}
-	raw := rawResults{Date: b.started, LoadAvg: strings.Join(strings.Fields(shell("cat", "/proc/loadavg"))[:3], " "), LatSeconds: envStr("BENCH_LAT_SECONDS", "15"), Events: b.events, Runs: b.runs, Sizes: b.sizes, Results: results, Latency: lats, Profile: prof, Micro: micro}
+	var restore *restoreResult
+	if n := envInt("BENCH_RESTORE", 1000000); n > 0 {
+		restore = b.restore(ctx, n, envInt("BENCH_RESTORE_RUNS", 2))
+	}
+	raw := rawResults{Restore: restore, Date: b.started, LoadAvg: strings.Join(strings.Fields(shell("cat", "/proc/loadavg"))[:3], " "), LatSeconds: envStr("BENCH_LAT_SECONDS", "15"), Events: b.events, Runs: b.runs, Sizes: b.sizes, Results: results, Latency: lats, Profile: prof, Micro: micro}
 	for _, c := range active {
 		raw.Contenders = append(raw.Contenders, c.key)
 	}
@@ -233,7 +246,7 @@ func run() error {
 		_ = os.WriteFile(filepath.Join(b.work, "results.json"), j, 0o644)
 		logf("raw results: %s (BENCH_REPORT_FROM=%s rewrites the report from it)", filepath.Join(b.work, "results.json"), filepath.Join(b.work, "results.json"))
 	}
-	doc := b.report(results, summ, lats, prof, active, micro)
+	doc := b.report(results, summ, lats, prof, active, micro, restore)
 	out := envStr("BENCH_OUT", "docs/benchmarks.md")
 	if out == "-" {
 		fmt.Print(doc)
@@ -330,7 +343,7 @@ func (b *bench) createTopics(ctx context.Context, parts int32, topics ...string)
 }
 
 // writeConfigs writes the ordo configs: ordo.yaml is the default pipeline
-// (examples/orders/ordo.yaml verbatim, with its table and schemas; brokers, registry, group and admin
+// (examples/orders/router.yaml verbatim, with its table and schemas; brokers, registry, group and admin
 // come from ORDO_* variables) and ordo-codec.yaml the same file with the
 // pipeline replaced by one processor that re-emits each event unchanged.
 func (b *bench) writeConfigs() error {
@@ -358,10 +371,25 @@ func (b *bench) writeConfigs() error {
 	s := string(src)
 	i, j := strings.Index(s, "\npipeline:\n"), strings.Index(s, "\nadmin:\n")
 	if i < 0 || j < i {
-		return fmt.Errorf("examples/orders/ordo.yaml: no pipeline: ... admin: section")
+		return fmt.Errorf("examples/orders/router.yaml: no pipeline: ... admin: section")
 	}
 	codec := s[:i] + "\npipeline:\n  - name: codec\n    type: bench_reemit\n    config:\n      topic: " + codecTopic + "\n" + s[j:]
-	return os.WriteFile(filepath.Join(b.work, "ordo-codec.yaml"), []byte(codec), 0o644)
+	if err := os.WriteFile(filepath.Join(b.work, "ordo-codec.yaml"), []byte(codec), 0o644); err != nil {
+		return err
+	}
+	// The saga: examples/orders/ordo.yaml verbatim (state: + processes:, the
+	// same kafka/processing settings as router.yaml). Its process log and
+	// changelog default to <group>.process-log / <group>.changelog, so every
+	// run's fresh group gets fresh state topics; ORDO_STATE_DIR gives every
+	// run an empty store directory.
+	saga, err := os.ReadFile(filepath.Join(b.root, "examples/orders/ordo.yaml"))
+	if err != nil {
+		return err
+	}
+	if !strings.Contains(string(saga), "\nstate:") || !strings.Contains(string(saga), "\nprocesses:") {
+		return fmt.Errorf("examples/orders/ordo.yaml: no state: and processes: blocks (the saga row needs them)")
+	}
+	return os.WriteFile(filepath.Join(b.work, "ordo-saga.yaml"), saga, 0o644)
 }
 
 func (b *bench) contenders() []contender {
@@ -405,6 +433,17 @@ func (b *bench) contenders() []contender {
 			c.Env = ordoEnv(g, in)
 			return c
 		}},
+		// The order saga: two loops per replica (forward → process log →
+		// stateful stage), so its CPU per upstream event includes both. The
+		// run ends when every whole order in the input has reached a
+		// terminal outcome (ordo_process_events_total on /metrics).
+		{key: "saga", label: "(f) ordo, order saga (state + processes)", orders: wholeOrders(b.events), metrics: "http://127.0.0.1:19464/metrics",
+			prepare: b.stateTopics,
+			cmd: func(g string, in []string) *exec.Cmd {
+				c := exec.Command(filepath.Join(b.bin, "ordo"), "run", "--config", filepath.Join(b.work, "ordo-saga.yaml"), "--log-level", "warn")
+				c.Env = append(ordoEnv(g, in), "ORDO_STATE_DIR="+filepath.Join(b.work, "state", g))
+				return c
+			}},
 		{key: "ordo-codec", label: "(c) ordo, codec only", cmd: func(g string, in []string) *exec.Cmd {
 			c := exec.Command(filepath.Join(b.bin, "ordo-codec"), "run", "--config", filepath.Join(b.work, "ordo-codec.yaml"), "--log-level", "warn")
 			c.Env = ordoEnv(g, in)
@@ -422,6 +461,34 @@ func (b *bench) contenders() []contender {
 			c.Env = peerEnv(g, in)
 			return c
 		}},
+	}
+}
+
+// stateTopics creates the saga run's process log and changelog (the names
+// and partition count ordo derives from the saga config and the group) as
+// ordo would (state.EnsureTopics), then waits until the broker's metadata
+// lists both. ordo creates them itself when missing, but on this loaded
+// machine its co-partitioning check, right after creating them, has seen
+// "topic does not exist" and ordo exited; the topics' creation is not part
+// of what is measured.
+func (b *bench) stateTopics(ctx context.Context, group string) error {
+	cfg, err := config.Load(filepath.Join(b.work, "ordo-saga.yaml"), []string{"ORDO_KAFKA_GROUP=" + group})
+	if err != nil {
+		return err
+	}
+	st := cfg.StateSettings()
+	if err := state.EnsureTopics(ctx, b.adm, st.ProcessLog, st.Changelog, st.Partitions, -1); err != nil {
+		return err
+	}
+	for i := 0; ; i++ {
+		err := state.CheckCoPartitioned(ctx, b.adm, st.ProcessLog, st.Changelog)
+		if err == nil {
+			return nil
+		}
+		if i >= 100 || ctx.Err() != nil {
+			return err
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
 
@@ -466,6 +533,7 @@ type rawResults struct {
 	Latency      []latResult
 	Profile      *profile
 	Micro        string
+	Restore      *restoreResult
 }
 
 func (b *bench) reportFrom(file string) error {
@@ -497,7 +565,7 @@ func (b *bench) reportFrom(file string) error {
 			}
 		}
 	}
-	doc := b.report(raw.Results, summarize(raw.Results, active), raw.Latency, prof, active, raw.Micro)
+	doc := b.report(raw.Results, summarize(raw.Results, active), raw.Latency, prof, active, raw.Micro, raw.Restore)
 	out := envStr("BENCH_OUT", "docs/benchmarks.md")
 	if out == "-" {
 		fmt.Print(doc)

@@ -2,7 +2,7 @@ package main
 
 // In-memory per-event cost of ordo's pipeline on the benchmark's events,
 // without Kafka: decode (writer->reader resolution), the default chain of
-// examples/orders/ordo.yaml, and command encoding. Use it to iterate on the
+// examples/orders/router.yaml (the stateless router (b) runs), and command encoding. Use it to iterate on the
 // hotspots docs/benchmarks.md lists:
 //
 //	go test -run '^$' -bench Pipeline -benchmem -cpuprofile /tmp/cpu.out ./bench/cmd/ordobench
@@ -76,7 +76,7 @@ func newPipelineFixture(tb testing.TB, events int) *pipelineFixture {
 	if err := registerWriters(ctx, reg, writers, ""); err != nil {
 		tb.Fatal(err)
 	}
-	cfg, err := config.Load(filepath.Join("..", "..", "..", "examples", "orders", "ordo.yaml"), nil)
+	cfg, err := config.Load(filepath.Join("..", "..", "..", "examples", "orders", "router.yaml"), nil)
 	if err != nil {
 		tb.Fatal(err)
 	}

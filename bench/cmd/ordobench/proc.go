@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -56,6 +58,14 @@ type contender struct {
 	label string // table label
 	// cmd builds the process for a run with a fresh group.
 	cmd func(group string, inputs []string) *exec.Cmd
+	// orders > 0 (the saga): the run ends when the input is committed and
+	// this many orders have finished (completed or cancelled) according to
+	// ordo_process_events_total at the metrics URL.
+	orders  int64
+	metrics string
+	// prepare (optional) runs before the process starts, with the run's
+	// fresh group.
+	prepare func(ctx context.Context, group string) error
 }
 
 type result struct {
@@ -70,7 +80,13 @@ type result struct {
 	CPUPerM    float64       // CPU seconds per million events
 	DeadLetter int64         // records added to the dead-letter topic (sanity: 0)
 	BrokerCPU  float64       // broker CPU seconds per million events in the window (0: unknown)
-	Err        string
+	// The saga only: orders that reached a terminal outcome in the window
+	// (completed + cancelled), of which completed, and orders per second.
+	Orders       int64   `json:",omitempty"`
+	Completed    int64   `json:",omitempty"`
+	OrdersPerSec float64 `json:",omitempty"`
+	Txns         int64   `json:",omitempty"` // ordo_txn_commits_total at the end (both loops)
+	Err          string
 }
 
 // startProc starts c's process with its output in logDir.
@@ -141,6 +157,12 @@ func measure(ctx context.Context, adm *kadm.Client, c contender, run int, total 
 	res := result{Contender: c.key, Run: run}
 	group := fmt.Sprintf("bench-%s-r%d-%d", c.key, run, time.Now().UnixNano()%1e9)
 	dl0, _ := endOffsets(ctx, adm, deadLetterTopic)
+	if c.prepare != nil {
+		if err := c.prepare(ctx, group); err != nil {
+			res.Err = fmt.Sprintf("prepare: %v", err)
+			return res
+		}
+	}
 	cmd := c.cmd(group, inputTopics)
 	lf, err := startProc(cmd, logDir, fmt.Sprintf("%s-run%d", c.key, run))
 	if err != nil {
@@ -195,6 +217,19 @@ func measure(ctx context.Context, adm *kadm.Client, c contender, run int, total 
 				bcpu1, _ = procCPU(brokerPID)
 			}
 		}
+		if n >= total && c.orders > 0 {
+			// The forward loop is done; the stateful stage may still be
+			// working through the process log.
+			done, completed, txns, err := finishedOrders(ctx, c.metrics)
+			if err != nil || done < c.orders {
+				if now.After(deadline) || ctx.Err() != nil {
+					res.Err = fmt.Sprintf("timeout after %s: input committed, %d/%d orders finished (metrics: %v)", timeout, done, c.orders, err)
+					return res
+				}
+				continue
+			}
+			res.Orders, res.Completed, res.Txns = done, completed, txns
+		}
 		if n >= total {
 			res.Events = total - c1
 			res.Window = now.Sub(t1)
@@ -206,6 +241,7 @@ func measure(ctx context.Context, adm *kadm.Client, c contender, run int, total 
 			if res.Events > 0 && res.Window > 0 {
 				res.Throughput = float64(res.Events) / res.Window.Seconds()
 				res.CPUPerM = res.CPU.Seconds() / float64(res.Events) * 1e6
+				res.OrdersPerSec = float64(res.Orders) / res.Window.Seconds()
 				if brokerPID > 0 {
 					if bcpu, err := procCPU(brokerPID); err == nil {
 						res.BrokerCPU = (bcpu - bcpu1).Seconds() / float64(res.Events) * 1e6
@@ -219,6 +255,54 @@ func measure(ctx context.Context, adm *kadm.Client, c contender, run int, total 
 			return res
 		}
 	}
+}
+
+// finishedOrders reads ordo's /metrics and returns the orders that reached
+// a terminal outcome in committed transactions (ordo_process_events_total
+// with outcome completed or cancelled), of those the completed ones, and the
+// transactions committed so far (ordo_txn_commits_total, both loops).
+func finishedOrders(ctx context.Context, url string) (finished, completed, txns int64, err error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return 0, 0, 0, fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	for _, l := range strings.Split(string(body), "\n") {
+		if strings.HasPrefix(l, "ordo_txn_commits_total ") {
+			if v, perr := strconv.ParseFloat(strings.TrimPrefix(l, "ordo_txn_commits_total "), 64); perr == nil {
+				txns = int64(v)
+			}
+		}
+		if !strings.HasPrefix(l, "ordo_process_events_total{") {
+			continue
+		}
+		f := strings.Fields(l)
+		v, perr := strconv.ParseFloat(f[len(f)-1], 64)
+		if perr != nil {
+			continue
+		}
+		switch {
+		case strings.Contains(l, `outcome="completed"`):
+			finished += int64(v)
+			completed += int64(v)
+		case strings.Contains(l, `outcome="cancelled"`):
+			finished += int64(v)
+		}
+	}
+	return finished, completed, txns, nil
 }
 
 // brokerPID is the pid of the test/kafka/kafka.sh broker (node 1), 0 if

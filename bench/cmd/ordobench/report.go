@@ -105,7 +105,7 @@ func target(ok bool) string {
 	return "**missed**"
 }
 
-func (b *bench) report(rs []result, summ []summary, lats []latResult, prof *profile, cs []contender, micro string) string {
+func (b *bench) report(rs []result, summ []summary, lats []latResult, prof *profile, cs []contender, micro string, restore *restoreResult) string {
 	var w strings.Builder
 	p := func(format string, args ...any) { fmt.Fprintf(&w, format, args...) }
 	nproc, model, mem := machine()
@@ -175,6 +175,8 @@ func (b *bench) report(rs []result, summ []summary, lats []latResult, prof *prof
 		{"ordo", "watermill", "(b) / (d) ordo full vs. Watermill", 3, "≥ 3"},
 		{"ordo-codec", "passthrough", "(c) / (a) ordo codec-only vs. pass-through", 0, "(informative)"},
 		{"ordo", "ordo-codec", "(b) / (c) full pipeline vs. codec only", 0, "(informative)"},
+		{"saga", "ordo", "(f) / (b) order saga vs. stateless pipeline (upstream events/s)", 0, "(informative)"},
+		{"saga", "passthrough", "(f) / (a) order saga vs. pass-through", 0, "(informative)"},
 	} {
 		v, ok := ratio(t.a, t.b)
 		if !ok {
@@ -189,6 +191,8 @@ func (b *bench) report(rs []result, summ []summary, lats []latResult, prof *prof
 	}
 
 	b.analysis(p, by, prof)
+	sagaSection(p, rs, by)
+	restoreSection(p, restore)
 
 	if len(lats) > 0 {
 		p("\n## End-to-end latency\n\n")
@@ -262,8 +266,9 @@ func (b *bench) report(rs []result, summ []summary, lats []latResult, prof *prof
 	}
 	p("\n## How each contender does the work\n\n")
 	p("- **(a) pass-through** (`bench/cmd/passthrough`): franz-go `GroupTransactSession` with ordo's session settings (read_committed, cooperative-sticky, RequireStableFetchOffsets, linger 0), the same loop shape (poll ≤ 2000 records, begin, produce, end at 2000 records or 100 ms); copies key, value and headers to `%s` and adds ordo's `ordo-input` header (for the latency match). No decode. The ceiling for any EOS consume-transform-produce in Go on this broker.\n", passthroughTopic)
-	p("- **(b) ordo** (`ordo run`): `examples/orders/ordo.yaml` unchanged (decode with writer→reader resolution, validate with 2 CEL rules, enrich_table on customer id, orchestrate routes with CEL field mappings, Avro encode with registry ids, EOS with 100 ms commit interval).\n")
+	p("- **(b) ordo** (`ordo run`): `examples/orders/router.yaml` (the stateless router) unchanged (decode with writer→reader resolution, validate with 2 CEL rules, enrich_table on customer id, orchestrate routes with CEL field mappings, Avro encode with registry ids, EOS with 100 ms commit interval).\n")
 	p("- **(c) ordo codec only** (`bench/cmd/ordo-codec`, `app.Main` + one registered processor `bench_reemit`): same binary path, pipeline replaced by re-emitting the decoded event unchanged as a command of its own type to `%s` — decode + encode + EOS, no CEL, no enrichment.\n", codecTopic)
+	p("- **(f) ordo, order saga** (`ordo run`): `examples/orders/ordo.yaml` unchanged — the same kafka/processing settings, validate and enrich_table, then `state:` + `processes:` (the order-fulfilment saga: joins, a payment timer, compensations, dedupe, the stateless NotifyCustomer route in the stateful stage). Two loops in one process: forward (inputs → process log, re-keyed by order id) and process (process log → Pebble store + changelog → commands), each with its own group and transactions; every run gets fresh state topics (`<group>.process-log`, `<group>.changelog`) and an empty `ORDO_STATE_DIR`. Same input as (a)–(c); its window ends when every whole order has finished.\n")
 	p("- **(d) Watermill** (`bench/peers/watermill`, own go.mod): watermill v1.5 router + watermill-kafka v3 (IBM Sarama) subscriber (consumer group, offsets marked after ack, auto-commit every 100 ms) and sync publisher; goavro with the writer schema fetched by id, the 2 rules and the table lookup in plain Go, routing and command encoding with goavro and registered ids. At-least-once: no transactions.\n")
 	p("- **(e) Kafka Streams** (`bench/peers/kstreams`, Maven, Java 17, kafka-streams 4.1.1, Avro 1.12): `processing.guarantee=exactly_once_v2`, commit.interval.ms 100, 2 stream threads, `-Xmx1g`; Confluent framing read by hand (skip magic + 4-byte id), writer schema by id from the registry over HTTP, `GenericDatumReader(writer, reader)`, the same rules/enrichment/routes in Java, `GenericDatumWriter` + registered ids.\n")
 	p("\nCaveats: one broker on the same 2 cores as the contender (the broker is a large share of the CPU in every run, so faster contenders are partly broker-bound); ")
@@ -409,4 +414,69 @@ func latencyMedians(lats []latResult) []latMedian {
 		out = append(out, m)
 	}
 	return out
+}
+
+// sagaSection compares the order saga (f) with the stateless pipeline (b)
+// and the pass-through limit (a) measured in the same invocation.
+func sagaSection(p func(string, ...any), rs []result, by map[string]summary) {
+	f := by["saga"]
+	if f.key == "" {
+		return
+	}
+	p("\n## Stateful pipeline: the order saga (f) next to (b) and (a)\n\n")
+	if f.runs == 0 {
+		p("(f) failed: %s\n", strings.Join(f.errs, "; "))
+		return
+	}
+	var orders []float64
+	var finished, done, txns int64
+	for _, r := range rs {
+		if r.Contender == "saga" && r.Err == "" {
+			orders = append(orders, r.OrdersPerSec)
+			finished, done, txns = r.Orders, r.Completed, r.Txns
+		}
+	}
+	p("Same preloaded input, same invocation, runs interleaved. The input is whole orders: per order an OrderPlaced, a payment leg (PaymentAuthorized 80%%, PaymentDeclined 20%%) and a stock leg (InventoryReserved 5/6, InventoryShortage 1/6) on three topics, so legs are often consumed before their OrderPlaced and wait in the early-event buffer. ")
+	p("The saga's window runs from the forward loop's first commit until every whole order (%d) has reached a terminal outcome in a committed transaction (`ordo_process_events_total{outcome=\"completed\"|\"cancelled\"}`); its CPU is the whole process, both loops and Pebble. ", finished)
+	if finished > 0 {
+		p("In the last run %d orders completed (shipped) and %d were cancelled (declined or out of stock), in %d committed transactions of both loops (`ordo_txn_commits_total`, from process start).\n\n", done, finished-done, txns)
+	} else {
+		p("\n\n")
+	}
+	p("| contender | upstream events/s (median) | min–max | orders/s | CPU µs / upstream event | CPU µs / order | broker CPU µs / event | peak RSS |\n|---|---:|---:|---:|---:|---:|---:|---:|\n")
+	for _, k := range []string{"passthrough", "ordo", "saga"} {
+		s := by[k]
+		if s.runs == 0 {
+			continue
+		}
+		ops := s.throughput / 3 // three events per order
+		if k == "saga" {
+			ops = median(orders)
+		}
+		p("| %s | **%.0f** | %.0f–%.0f | %.0f | %.1f | %.1f | %.1f | %d MiB |\n", s.label, s.throughput, s.tpMin, s.tpMax, ops, s.cpuPerM, 3*s.cpuPerM, s.brokerCPU, s.rss>>20)
+	}
+	p("\n(Orders/s for (a) and (b) is events/s ÷ 3: they see the same orders but keep no state.)")
+	if o, a := by["ordo"], by["passthrough"]; o.runs > 0 && a.runs > 0 {
+		p(" The saga runs at %.2f× the stateless pipeline's rate and %.2f× the pass-through's, at %.1f× (b)'s CPU per upstream event (%.1f vs %.1f µs) and %.1f× its broker CPU per event.", f.throughput/o.throughput, f.throughput/a.throughput, f.cpuPerM/o.cpuPerM, f.cpuPerM, o.cpuPerM, f.brokerCPU/max(o.brokerCPU, 0.001))
+	}
+	p(" Every upstream event is produced once more (to the process log) and every state change once more (to the changelog), in two transactions per batch instead of one, and the stateful stage reads and writes the Pebble store per event.\n")
+}
+
+// restoreSection reports the state-restore step.
+func restoreSection(p func(string, ...any), r *restoreResult) {
+	if r == nil {
+		return
+	}
+	p("\n## State restore: %d live process instances\n\n", r.Instances)
+	p("`internal/state` BenchmarkRestore against the bench broker (docs/state-store.md): %d instances (one changelog key each, 256-byte values, written in transactions of 5000) on %d changelog partition(s), restored from the changelog into empty Pebble stores, %d time(s); the numbers are per restore. RSS is the `go test` process (Go runtime, franz-go, Pebble).\n\n", r.Instances, r.Partitions, r.Runs)
+	p("```\n%s\n```\n\n", r.Command)
+	if r.Err != "" {
+		p("Failed: %s\n", r.Err)
+		return
+	}
+	p("| instances | restore | records/s | RSS after | peak RSS | live Go heap | store on disk |\n|---:|---:|---:|---:|---:|---:|---:|\n")
+	p("| %d | %.2f s | %.0f | %.0f MiB | %.0f MiB | %.0f MiB | %.0f MiB |\n", r.Instances, r.Seconds, r.RecordsPS, r.RSSMiB, r.PeakRSSMiB, r.HeapMiB, r.StoreMiB)
+	if r.Produced != "" {
+		p("\n(%s)\n", strings.TrimPrefix(r.Produced, "bench_test.go:"))
+	}
 }
