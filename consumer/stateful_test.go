@@ -206,3 +206,34 @@ func seqOf(t *testing.T, e *env, r *kgo.Record) int {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// refusingProcesses refuses every partition's state, as the engine does
+// for instances of a changed or removed definition version.
+type refusingProcesses struct{ noProcesses }
+
+func (refusingProcesses) CheckState(state.Reader) error {
+	return fmt.Errorf("process order-fulfilment version 1 changed since its instances started")
+}
+
+// TestStatefulRefusedStateStopsTheReplica: definitions that cannot continue
+// the stored instances stop Run with the reason (the replica exits at
+// start with a clear error) instead of processing with them.
+func TestStatefulRefusedStateStopsTheReplica(t *testing.T) {
+	e := newEnv(t, 2)
+	changelog := testkit.UniqueName(t, "changelog")
+	testkit.CreateTopicsWithConfig(t, e.brokers, 2, map[string]*string{"cleanup.policy": ptr("compact")}, changelog)
+	store, err := state.Open(context.Background(), state.Options{Dir: t.TempDir(), Changelog: changelog, KgoOpts: []kgo.Opt{kgo.SeedBrokers(e.brokers...)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	p := e.pipeline("a", e.counter(), func(c *consumer.Config) {
+		c.State = &consumer.Stateful{Changelog: changelog, Store: store, Processes: refusingProcesses{}}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	err = p.Run(ctx)
+	if err == nil || ctx.Err() != nil || !strings.Contains(err.Error(), "version 1 changed") {
+		t.Fatalf("Run = %v (ctx %v); want the refusal", err, ctx.Err())
+	}
+}
