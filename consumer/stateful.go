@@ -185,7 +185,7 @@ func (s *stateLoop) callbacks() []kgo.Opt {
 				cl.ResumeFetchPartitions(map[string][]int32{s.topic: ps})
 			}
 		}),
-		kgo.RecordPartitioner(manualFor(s.topic, s.st.Changelog)),
+		kgo.RecordPartitioner(state.Partitioner(s.st.Changelog, s.topic)),
 	}
 }
 
@@ -349,28 +349,4 @@ func (s *stateLoop) misrouted(r *kgo.Record) error {
 	}
 	return fmt.Errorf("process-log record %s/%d@%d has correlation id %q, which belongs on partition %d of %d: applying it here would use another instance's state (did the process log's partition count change? it must stay equal to the changelog's)",
 		r.Topic, r.Partition, r.Offset, r.Key, want, s.st.Partitions)
-}
-
-// manualFor partitions records of the given topics by their Partition
-// field (changelog records and timer triggers name their partition) and
-// every other topic as franz-go does by default (key hash, sticky batches
-// for nil keys).
-func manualFor(topics ...string) kgo.Partitioner {
-	m := map[string]bool{}
-	for _, t := range topics {
-		m[t] = true
-	}
-	return partitioner{manual: m, man: kgo.ManualPartitioner(), def: kgo.UniformBytesPartitioner(64<<10, true, true, nil)}
-}
-
-type partitioner struct {
-	manual   map[string]bool
-	man, def kgo.Partitioner
-}
-
-func (p partitioner) ForTopic(t string) kgo.TopicPartitioner {
-	if p.manual[t] {
-		return p.man.ForTopic(t)
-	}
-	return p.def.ForTopic(t)
 }
