@@ -65,10 +65,10 @@ type Pipeline struct {
 	// stateless.
 	st *stateLoop
 
-	newSession func() (*kgo.GroupTransactSession, error)
+	newSession func() (txnSession, error)
 	// chaos, when set (tests only, see export_test.go), runs at named points
 	// of the loop and may close the session's client to simulate a crash.
-	chaos func(point string, sess *kgo.GroupTransactSession)
+	chaos func(point string, sess txnSession)
 }
 
 // New checks cfg and returns a pipeline. Nothing connects until Run.
@@ -85,7 +85,7 @@ func New(cfg Config, dec Decoder, chain processors.Processor, out *producer.Outp
 	if cfg.State != nil {
 		p.st = newStateLoop(cfg.State, cfg.Topics[0])
 	}
-	p.newSession = func() (*kgo.GroupTransactSession, error) { return kgo.NewGroupTransactSession(p.kgoOpts()...) }
+	p.newSession = func() (txnSession, error) { return newKgoSession(p.kgoOpts()...) }
 	return p, nil
 }
 
@@ -175,7 +175,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 // closeSession leaves the group. Close after a shutdown-time End is clean; a
 // failed session is closed as-is (its transaction, if any, is aborted by the
 // broker when the next session with the same transactional id initializes).
-func (p *Pipeline) closeSession(sess *kgo.GroupTransactSession) {
+func (p *Pipeline) closeSession(sess txnSession) {
 	done := make(chan struct{})
 	go func() { sess.Close(); close(done) }()
 	select {
@@ -254,7 +254,7 @@ func (t *txn) rewindTo(r *kgo.Record) {
 
 // runSession is the EOS loop for one session. It returns nil when ctx is
 // cancelled and an error when the session must be recreated.
-func (p *Pipeline) runSession(ctx context.Context, sess *kgo.GroupTransactSession) error {
+func (p *Pipeline) runSession(ctx context.Context, sess txnSession) error {
 	var t txn
 	// A session that fails mid-transaction never ends it here: the broker
 	// aborts it. Its event spans end as "abandoned".
@@ -267,14 +267,14 @@ func (p *Pipeline) runSession(ctx context.Context, sess *kgo.GroupTransactSessio
 	for {
 		p.health.loop(time.Now())
 		if p.st != nil {
-			if err := p.st.resumeRestored(sess.Client()); err != nil {
+			if err := p.st.resumeRestored(sess); err != nil {
 				return err
 			}
 		}
 		// Poll, but never past the commit deadline of an open transaction
 		// nor past the moment a rate-limited topic may resume; when idle,
 		// come round every idlePoll.
-		resumeAt := limits.resume(sess.Client(), time.Now())
+		resumeAt := limits.resume(sess, time.Now())
 		deadline, _ := earliest(t.open, t.deadline(p.cfg.CommitInterval), resumeAt)
 		if !t.open {
 			if idle := time.Now().Add(idlePoll); deadline.IsZero() || idle.Before(deadline) {
@@ -348,7 +348,7 @@ func (p *Pipeline) runSession(ctx context.Context, sess *kgo.GroupTransactSessio
 				continue
 			}
 			// Over its rate? Pause the topic until its bucket refills.
-			limits.charge(sess.Client(), fetches, time.Now())
+			limits.charge(sess, fetches, time.Now())
 		}
 
 		if p.st != nil {
@@ -375,14 +375,14 @@ func (p *Pipeline) runSession(ctx context.Context, sess *kgo.GroupTransactSessio
 }
 
 // begin opens a transaction unless one is open.
-func (p *Pipeline) begin(ctx context.Context, sess *kgo.GroupTransactSession, t *txn) error {
+func (p *Pipeline) begin(ctx context.Context, sess txnSession, t *txn) error {
 	if t.open {
 		return nil
 	}
 	if err := sess.Begin(); err != nil {
 		return fmt.Errorf("begin transaction: %w", err)
 	}
-	*t = txn{open: true, started: time.Now(), promise: kgo.AbortingFirstErrPromise(sess.Client())}
+	*t = txn{open: true, started: time.Now(), promise: sess.newPromise()}
 	// Processing must leave the transaction time to commit: past half the
 	// transaction timeout its work is cancelled and it aborts (never a dead
 	// letter).
@@ -395,9 +395,9 @@ func (p *Pipeline) begin(ctx context.Context, sess *kgo.GroupTransactSession, t 
 
 // fireTimers produces the triggers of due timers (stateful stage), in the
 // open transaction or a new one.
-func (p *Pipeline) fireTimers(ctx context.Context, sess *kgo.GroupTransactSession, t *txn) error {
+func (p *Pipeline) fireTimers(ctx context.Context, sess txnSession, t *txn) error {
 	now := time.Now()
-	p.st.refreshCaughtUp(ctx, sess.Client(), now)
+	p.st.refreshCaughtUp(ctx, sess, now)
 	var err error
 	produceCtx := context.WithoutCancel(ctx)
 	_, ferr := p.st.fireDue(now, func(r *kgo.Record) {
@@ -466,7 +466,7 @@ func (p *Pipeline) endContext(ctx context.Context) (context.Context, context.Can
 // produce error turns a commit into an abort. It returns an error only when
 // the session must be recreated. why is the reason for an abort the caller
 // asked for (health and logs).
-func (p *Pipeline) end(ctx context.Context, sess *kgo.GroupTransactSession, t *txn, try kgo.TransactionEndTry, why error) (bool, error) {
+func (p *Pipeline) end(ctx context.Context, sess txnSession, t *txn, try kgo.TransactionEndTry, why error) (bool, error) {
 	if !t.open {
 		return false, nil
 	}
@@ -490,7 +490,7 @@ func (p *Pipeline) end(ctx context.Context, sess *kgo.GroupTransactSession, t *t
 		// Flush first: the produce results are only known once the
 		// lingering batches are sent, and waiting on them unflushed would
 		// sit out the linger.
-		if err := sess.Client().Flush(ectx); err != nil {
+		if err := sess.Flush(ectx); err != nil {
 			return false, fmt.Errorf("flush before commit: %w", err)
 		}
 		if perr := t.promise.Err(); perr != nil { // every produce of this transaction
@@ -502,7 +502,7 @@ func (p *Pipeline) end(ctx context.Context, sess *kgo.GroupTransactSession, t *t
 	if try == kgo.TryCommit && len(t.rewind) > 0 {
 		// Commit only what was processed: the records from the rewind
 		// points on are fetched again by the next transaction.
-		sess.Client().SetOffsets(t.rewind)
+		sess.SetOffsets(t.rewind)
 		rewound = true
 	}
 	_, span := p.startTxnSpan(ctx, t, try)
@@ -559,7 +559,7 @@ func (p *Pipeline) end(ctx context.Context, sess *kgo.GroupTransactSession, t *t
 
 // shutdown commits the open transaction if everything in it that was not
 // rewound was processed, and aborts it otherwise, within ShutdownTimeout.
-func (p *Pipeline) shutdown(sess *kgo.GroupTransactSession, t *txn) error {
+func (p *Pipeline) shutdown(sess txnSession, t *txn) error {
 	if !t.open {
 		return nil
 	}
@@ -590,7 +590,7 @@ type partWork struct {
 // by the transaction's deadline are left for the next transaction
 // (txn.rewind). The first transient failure cancels the rest and is
 // returned; the caller aborts. It returns how many records were started.
-func (p *Pipeline) processFetches(ctx context.Context, sess *kgo.GroupTransactSession, fetches kgo.Fetches, t *txn) (int, error) {
+func (p *Pipeline) processFetches(ctx context.Context, sess txnSession, fetches kgo.Fetches, t *txn) (int, error) {
 	deadline := t.deadline(p.cfg.CommitInterval)
 	var parts []*partWork
 	fetches.EachPartition(func(ftp kgo.FetchTopicPartition) {
@@ -657,7 +657,7 @@ func (p *Pipeline) processFetches(ctx context.Context, sess *kgo.GroupTransactSe
 // processPartition handles one partition's records in order, or, in
 // key-parallel mode, each key's records in order with different keys
 // concurrently (the transaction still ends only after all of them).
-func (p *Pipeline) processPartition(ctx, produceCtx context.Context, sess *kgo.GroupTransactSession, recs []*kgo.Record, cut *partCut, t *txn) (Counts, error) {
+func (p *Pipeline) processPartition(ctx, produceCtx context.Context, sess txnSession, recs []*kgo.Record, cut *partCut, t *txn) (Counts, error) {
 	if !p.cfg.KeyParallel || len(recs) < 2 {
 		return p.processInOrder(ctx, produceCtx, sess, recs, cut, t, -1)
 	}
@@ -707,7 +707,7 @@ func (p *Pipeline) processPartition(ctx, produceCtx context.Context, sess *kgo.G
 // off by the processing budget, and every record after it, is simply left
 // for the next transaction instead of aborting this one, so one event
 // slower than the budget stalls only its own partition.
-func (p *Pipeline) processInOrder(ctx, produceCtx context.Context, sess *kgo.GroupTransactSession, recs []*kgo.Record, cut *partCut, t *txn, lane int) (Counts, error) {
+func (p *Pipeline) processInOrder(ctx, produceCtx context.Context, sess txnSession, recs []*kgo.Record, cut *partCut, t *txn, lane int) (Counts, error) {
 	var c Counts
 	outOfBudget := func() bool { return lane < 0 && errors.Is(context.Cause(ctx), errTxnBudget) }
 	if lane >= 0 {

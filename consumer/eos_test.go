@@ -413,18 +413,59 @@ func TestTransientFailureNeverDeadLetters(t *testing.T) {
 	}
 }
 
-// TestShutdownCommitsOpenWork cancels the pipeline right after it starts
-// producing: Run must return promptly and what it committed must be exactly
-// once when a new replica finishes the input.
+// TestShutdownCommitsOpenWork cancels the pipeline while its transaction
+// holds processed work: Run must return promptly, and the shutdown must
+// commit that transaction (not abort it, not leave it to the broker's
+// timeout), with the committed offsets covering exactly the committed
+// events; a new replica then finishes the input exactly once.
 func TestShutdownCommitsOpenWork(t *testing.T) {
 	e := newEnv(t, 3)
 	ids := e.publish(1000, nil)
-	stop := run(t, e.pipeline("a", e.echo(), func(c *consumer.Config) { c.CommitInterval = time.Second; c.BatchSize = 100000 }))
-	time.Sleep(300 * time.Millisecond)
+	var processed atomic.Int64
+	echo := e.echo()
+	chain := processors.Func(func(ctx context.Context, ev *processors.Event) ([]processors.Command, error) {
+		processed.Add(1)
+		return echo.Process(ctx, ev)
+	})
+	stats := &consumer.Stats{}
+	// A 10s commit interval: the open transaction cannot commit by itself
+	// before the shutdown below.
+	stop := run(t, e.pipeline("a", chain, func(c *consumer.Config) {
+		c.SessionTimeout, c.TransactionTimeout, c.CommitInterval = 45*time.Second, 30*time.Second, 10*time.Second
+		c.BatchSize = 100000
+		c.Observer = stats
+	}))
+	// Shut down once the work is processed: a shutdown in the middle of
+	// an event aborts instead (unfinished work, see the fake tests).
+	waitFor(t, 30*time.Second, "the input processed", func() bool { return processed.Load() >= int64(len(ids)) })
+	if s := stats.Snapshot(); s.TxnCommits != 0 || s.TxnAborts != 0 {
+		t.Fatalf("a transaction ended before the shutdown (%+v): the test needs open work", s)
+	}
 	start := time.Now()
 	stop()
 	if d := time.Since(start); d > 15*time.Second {
 		t.Errorf("shutdown took %v", d)
+	}
+	s := stats.Snapshot()
+	if s.TxnCommits != 1 || s.TxnAborts != 0 || s.EventsIn == 0 {
+		t.Fatalf("shutdown ended the open transaction with %+v; want one commit of the processed events and no abort", s)
+	}
+	adm := testkit.NewAdmin(t, e.brokers)
+	committed, err := adm.FetchOffsets(context.Background(), e.group)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var offsets int64
+	committed.Each(func(o kadm.OffsetResponse) {
+		if o.Topic == e.input {
+			offsets += o.At
+		}
+	})
+	if offsets != s.EventsIn {
+		t.Errorf("committed offsets cover %d records, the committed transaction %d events", offsets, s.EventsIn)
+	}
+	if out := testkit.ReadCommitted(t, e.brokers, e.output, 10*time.Second); int64(len(out)) != s.EventsIn {
+		t.Errorf("%d commands visible after the shutdown, want %d (one per committed event)", len(out), s.EventsIn)
 	}
 	run(t, e.pipeline("a", e.echo(), nil))
 	e.waitCommitted(60 * time.Second)

@@ -62,7 +62,7 @@ func newRateLimits(rates map[string]float64) *rateLimits {
 
 // charge takes the polled records from their topics' buckets and pauses the
 // topics that went into debt.
-func (l *rateLimits) charge(cl *kgo.Client, fetches kgo.Fetches, now time.Time) {
+func (l *rateLimits) charge(cl fetchControl, fetches kgo.Fetches, now time.Time) {
 	if len(l.buckets) == 0 {
 		return
 	}
@@ -106,7 +106,7 @@ func (l *rateLimits) pollCap(now time.Time) int {
 
 // resume un-pauses topics whose debt is paid and returns the earliest time a
 // still-paused topic may resume (zero if none).
-func (l *rateLimits) resume(cl *kgo.Client, now time.Time) time.Time {
+func (l *rateLimits) resume(cl fetchControl, now time.Time) time.Time {
 	var next time.Time
 	for topic, b := range l.buckets {
 		if b.pausedUntil.IsZero() {

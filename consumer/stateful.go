@@ -119,7 +119,7 @@ type stateLoop struct {
 	sent map[string]time.Time
 	// caught are the partitions caught up with the process log at the last
 	// end-offset check.
-	caught    map[int32]bool
+	caught map[int32]bool
 	// streamTime is the highest record timestamp consumed per partition,
 	// and lastRecord when a record last arrived: a timer fires once the
 	// partition's stream time has passed its due time, or by wall time once
@@ -127,7 +127,7 @@ type stateLoop struct {
 	streamTime map[int32]time.Time
 	lastRecord map[int32]time.Time
 	lastCheck  time.Time
-	nextFire  time.Time
+	nextFire   time.Time
 	// hash is the forwarding stage's key partitioner (murmur2, as Kafka's).
 	hash kgo.TopicPartitioner
 }
@@ -191,7 +191,7 @@ func (s *stateLoop) callbacks() []kgo.Opt {
 
 // resumeRestored resumes the fetches of partitions whose restore finished,
 // after checking that the definitions can continue their state.
-func (s *stateLoop) resumeRestored(cl *kgo.Client) error {
+func (s *stateLoop) resumeRestored(cl fetchControl) error {
 	ps := s.st.Store.Restored()
 	if len(ps) == 0 {
 		return nil
@@ -211,7 +211,7 @@ func (s *stateLoop) resumeRestored(cl *kgo.Client) error {
 
 // refreshCaughtUp lists the process log's end offsets (at most every 2s)
 // and marks the partitions whose consumed position reached them.
-func (s *stateLoop) refreshCaughtUp(ctx context.Context, cl *kgo.Client, now time.Time) {
+func (s *stateLoop) refreshCaughtUp(ctx context.Context, cl fetchControl, now time.Time) {
 	if s.st.Admin == nil || now.Sub(s.lastCheck) < 2*time.Second {
 		return
 	}

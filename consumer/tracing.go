@@ -101,7 +101,7 @@ func failSpan(span trace.Span, err error) {
 
 // produce hands r to the transactional producer, inside a producer span
 // (child of the event's span) whose context r carries, when tracing is on.
-func (p *Pipeline) produce(ectx, produceCtx context.Context, sess *kgo.GroupTransactSession, r *kgo.Record, t *txn) {
+func (p *Pipeline) produce(ectx, produceCtx context.Context, sess txnSession, r *kgo.Record, t *txn) {
 	p.obs.Produced(r)
 	promise := t.promise.Promise()
 	if p.tracer != nil && trace.SpanFromContext(ectx).IsRecording() {

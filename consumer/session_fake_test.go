@@ -1,0 +1,641 @@
+package consumer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/big"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/ordo-dev/ordo/internal/testkit"
+	"github.com/ordo-dev/ordo/processors"
+	"github.com/ordo-dev/ordo/producer"
+)
+
+// fakeKafka scripts the transact sessions of one pipeline: the records
+// polls serve, the results of End and of produces. It records every
+// lifecycle call in order, and models what the loop relies on of the real
+// session: an aborted (or abandoned) transaction's records are served again,
+// and after a commit with rewind points (SetOffsets) the records from the
+// rewind point on are served again.
+type fakeKafka struct {
+	mu       sync.Mutex
+	calls    []call
+	queue    []kgo.Fetches // served by the next polls, one fetch a poll
+	inflight []kgo.Fetches // polled by the open transaction
+	rewind   map[string]map[int32]kgo.EpochOffset
+	sessions int
+	ends     []endResult // scripted End results, in order; then TryCommit commits
+	// produceErr, when set, is the result of each produce.
+	produceErr func(r *kgo.Record) error
+	// onPoll, when set, runs before a poll that serves records (n counts
+	// them from 1), e.g. to shut the pipeline down at that point.
+	onPoll   func(n int)
+	polls    int
+	produced []*kgo.Record
+	endCtx   []error // the End context's error at each End
+}
+
+type call struct {
+	at   time.Time
+	what string
+}
+
+type endResult struct {
+	committed bool
+	err       error
+}
+
+func (f *fakeKafka) record(what string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, call{time.Now(), what})
+}
+
+// lifecycle is the calls so far, without polls.
+func (f *fakeKafka) lifecycle() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []string
+	for _, c := range f.calls {
+		if !strings.HasPrefix(c.what, "poll") {
+			out = append(out, c.what)
+		}
+	}
+	return out
+}
+
+func (f *fakeKafka) all() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []string
+	for _, c := range f.calls {
+		out = append(out, c.what)
+	}
+	return out
+}
+
+func (f *fakeKafka) at(what string, nth int) time.Time {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, c := range f.calls {
+		if c.what == what {
+			if nth == 0 {
+				return c.at
+			}
+			nth--
+		}
+	}
+	return time.Time{}
+}
+
+func (f *fakeKafka) count(what string) int {
+	n := 0
+	for _, c := range f.all() {
+		if c == what {
+			n++
+		}
+	}
+	return n
+}
+
+// requeue puts the open transaction's records back in front of the queue,
+// from the rewind points on when only those are to be served again.
+func (f *fakeKafka) requeue(onlyRewound bool) {
+	var again []kgo.Fetches
+	for _, fs := range f.inflight {
+		var keep kgo.Fetches
+		fs.EachPartition(func(ftp kgo.FetchTopicPartition) {
+			recs := ftp.Records
+			if onlyRewound {
+				at, ok := f.rewind[ftp.Topic][ftp.Partition]
+				if !ok {
+					return
+				}
+				recs = nil
+				for _, r := range ftp.Records {
+					if r.Offset >= at.Offset {
+						recs = append(recs, r)
+					}
+				}
+			}
+			if len(recs) > 0 {
+				keep = append(keep, fetchOf(recs...)...)
+			}
+		})
+		if len(keep) > 0 {
+			again = append(again, keep)
+		}
+	}
+	f.queue = append(again, f.queue...)
+	f.inflight, f.rewind = nil, nil
+}
+
+// newSession is the pipeline's session factory.
+func (f *fakeKafka) newSession() (txnSession, error) {
+	f.mu.Lock()
+	f.sessions++
+	f.mu.Unlock()
+	f.record("new-session")
+	return &fakeSession{f: f}, nil
+}
+
+// fakeSession is one scripted session of fakeKafka.
+type fakeSession struct {
+	f *fakeKafka
+}
+
+func (s *fakeSession) PollRecords(ctx context.Context, _ int) kgo.Fetches {
+	f := s.f
+	f.mu.Lock()
+	if len(f.queue) == 0 {
+		f.mu.Unlock()
+		<-ctx.Done()
+		return kgo.NewErrFetch(ctx.Err())
+	}
+	fs := f.queue[0]
+	f.queue = f.queue[1:]
+	f.inflight = append(f.inflight, fs)
+	f.polls++
+	n, hook := f.polls, f.onPoll
+	f.mu.Unlock()
+	if hook != nil {
+		hook(n)
+	}
+	var parts []string
+	fs.EachPartition(func(ftp kgo.FetchTopicPartition) {
+		parts = append(parts, fmt.Sprintf("%d@%d-%d", ftp.Partition, ftp.Records[0].Offset, ftp.Records[len(ftp.Records)-1].Offset))
+	})
+	f.record("poll " + strings.Join(parts, ","))
+	return fs
+}
+
+func (s *fakeSession) Begin() error { s.f.record("begin"); return nil }
+
+func (s *fakeSession) Produce(_ context.Context, r *kgo.Record, promise func(*kgo.Record, error)) {
+	f := s.f
+	f.record("produce " + r.Topic)
+	var err error
+	f.mu.Lock()
+	if f.produceErr != nil {
+		err = f.produceErr(r)
+	}
+	if err == nil {
+		f.produced = append(f.produced, r)
+	}
+	f.mu.Unlock()
+	promise(r, err)
+}
+
+func (s *fakeSession) Flush(context.Context) error { s.f.record("flush"); return nil }
+
+func (s *fakeSession) SetOffsets(o map[string]map[int32]kgo.EpochOffset) {
+	var parts []string
+	for t, ps := range o {
+		for p, eo := range ps {
+			parts = append(parts, fmt.Sprintf("%s/%d@%d", t, p, eo.Offset))
+		}
+	}
+	s.f.record("set-offsets " + strings.Join(parts, ","))
+	s.f.mu.Lock()
+	s.f.rewind = o
+	s.f.mu.Unlock()
+}
+
+func (s *fakeSession) End(ctx context.Context, try kgo.TransactionEndTry) (bool, error) {
+	f := s.f
+	if try == kgo.TryCommit {
+		f.record("end commit")
+	} else {
+		f.record("end abort")
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.endCtx = append(f.endCtx, ctx.Err())
+	res := endResult{committed: try == kgo.TryCommit}
+	if len(f.ends) > 0 {
+		res, f.ends = f.ends[0], f.ends[1:]
+	}
+	switch {
+	case res.err != nil:
+		// Unknown outcome: the loop drops the session; its records are
+		// served again when Close abandons them.
+	case res.committed:
+		f.requeue(true)
+	default:
+		f.requeue(false) // aborted: back to the committed offsets
+	}
+	return res.committed, res.err
+}
+
+func (s *fakeSession) Close() {
+	s.f.record("close")
+	s.f.mu.Lock()
+	defer s.f.mu.Unlock()
+	s.f.requeue(false) // an abandoned transaction is aborted by the broker
+}
+
+func (s *fakeSession) newPromise() *kgo.FirstErrPromise { return &kgo.FirstErrPromise{} }
+
+func (s *fakeSession) PauseFetchTopics(topics ...string) []string { return topics }
+func (s *fakeSession) ResumeFetchTopics(...string)                {}
+func (s *fakeSession) ResumeFetchPartitions(map[string][]int32)   {}
+func (s *fakeSession) CommittedOffsets() map[string]map[int32]kgo.EpochOffset {
+	return nil
+}
+func (s *fakeSession) UncommittedOffsets() map[string]map[int32]kgo.EpochOffset {
+	return nil
+}
+
+func fetchOf(recs ...*kgo.Record) kgo.Fetches {
+	return kgo.Fetches{{Topics: []kgo.FetchTopic{{
+		Topic:      recs[0].Topic,
+		Partitions: []kgo.FetchPartition{{Partition: recs[0].Partition, Records: recs}},
+	}}}}
+}
+
+const (
+	fakeIn  = "fake-in"
+	fakeOut = "fake-out"
+	fakeDLQ = "fake-dlq"
+)
+
+// fakeWorld is a pipeline on a fakeKafka, with a real schema registry
+// (loopback) for decoding and encoding.
+type fakeWorld struct {
+	t     *testing.T
+	f     *fakeKafka
+	p     *Pipeline
+	pub   *producer.Publisher
+	stats *Stats
+}
+
+func newFakeWorld(t *testing.T, chain processors.Processor, mut func(*Config)) *fakeWorld {
+	t.Helper()
+	reg := testkit.StartDemoRegistry(t)
+	cfg := Config{
+		Brokers: []string{"127.0.0.1:1"}, Group: "g", Topics: []string{fakeIn}, TransactionalID: "g-a",
+		CommitInterval: 50 * time.Millisecond, BatchSize: 1000,
+		SessionTimeout: 45 * time.Second, TransactionTimeout: 30 * time.Second, ShutdownTimeout: 5 * time.Second,
+		RetryBackoffMin: 100 * time.Millisecond, RetryBackoffMax: 200 * time.Millisecond,
+		Logger: slog.New(slog.DiscardHandler),
+	}
+	if mut != nil {
+		mut(&cfg)
+	}
+	w := &fakeWorld{t: t, f: &fakeKafka{}, pub: producer.NewPublisher(nil, reg.Serde, "test"), stats: &Stats{}}
+	cfg.Observer = w.stats
+	if chain == nil {
+		chain = echoChain()
+	}
+	p, err := New(cfg, reg.Serde, chain, producer.NewOutput(reg.Serde, fakeDLQ, "g"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.newSession = w.f.newSession
+	w.p = p
+	return w
+}
+
+// records builds n encoded OrderPlaced records of partition 0 from offset
+// from on.
+func (w *fakeWorld) records(from, n int) []*kgo.Record {
+	w.t.Helper()
+	var out []*kgo.Record
+	for i := from; i < from+n; i++ {
+		v := map[string]any{
+			"envelope": map[string]any{"id": fmt.Sprintf("evt-%d", i)}, "order_id": "ord-1", "customer_id": "cust-1",
+			"total": big.NewRat(100, 100), "currency": "EUR",
+			"items":            []any{map[string]any{"sku": "SKU-1", "qty": int32(1), "unit_price": big.NewRat(100, 100)}},
+			"shipping_country": "DE", "note": nil,
+		}
+		r, err := w.pub.Record(context.Background(), fakeIn, "com.acme.checkout.OrderPlaced", "ord-1", v)
+		if err != nil {
+			w.t.Fatal(err)
+		}
+		r.Partition, r.Offset, r.LeaderEpoch, r.Timestamp = 0, int64(i), 1, time.Now()
+		out = append(out, r)
+	}
+	return out
+}
+
+// script queues polls.
+func (w *fakeWorld) script(polls ...[]*kgo.Record) {
+	w.f.mu.Lock()
+	defer w.f.mu.Unlock()
+	for _, recs := range polls {
+		w.f.queue = append(w.f.queue, fetchOf(recs...))
+	}
+}
+
+// run runs the pipeline until stop, which returns Run's error.
+func (w *fakeWorld) run(ctx context.Context, cancel context.CancelFunc) (stop func() error) {
+	done := make(chan error, 1)
+	go func() { done <- w.p.Run(ctx) }()
+	return func() error {
+		cancel()
+		select {
+		case err := <-done:
+			return err
+		case <-time.After(20 * time.Second):
+			w.t.Fatal("Run did not return after cancel")
+			return nil
+		}
+	}
+}
+
+// waitCalls waits until the lifecycle has n calls of what.
+func (w *fakeWorld) waitCalls(what string, n int) {
+	w.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for w.f.count(what) < n {
+		if time.Now().After(deadline) {
+			w.t.Fatalf("waited for %d × %q; calls: %q", n, what, w.f.all())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// echoChain emits one CancelOrder command per event.
+func echoChain() processors.Processor {
+	return processors.Func(func(_ context.Context, ev *processors.Event) ([]processors.Command, error) {
+		return []processors.Command{{
+			Topic: fakeOut, Type: "com.acme.ordo.commands.CancelOrder", Key: []byte("ord-1"),
+			Value: map[string]any{
+				"envelope": processors.Envelope{
+					ID: ev.Envelope.ID + "/cancel", Type: "com.acme.ordo.commands.CancelOrder", Source: "ordo-test",
+					Time: time.Now().UTC().Truncate(time.Millisecond), CorrelationID: "ord-1", CausationID: ev.Envelope.ID,
+				}.Map(),
+				"order_id": "ord-1", "reason": "test",
+			},
+		}}, nil
+	})
+}
+
+func expectCalls(t *testing.T, got []string, want ...string) {
+	t.Helper()
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("lifecycle calls:\n  got  %q\n  want %q", got, want)
+	}
+}
+
+func repeat(s string, n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = s
+	}
+	return out
+}
+
+func seq(parts ...[]string) []string {
+	var out []string
+	for _, p := range parts {
+		out = append(out, p...)
+	}
+	return out
+}
+
+func one(s ...string) []string { return s }
+
+func producedTo(f *fakeKafka, topic string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n := 0
+	for _, r := range f.produced {
+		if r.Topic == topic {
+			n++
+		}
+	}
+	return n
+}
+
+// TestFakeCommitAfterProcessing: polled records are processed, their
+// commands produced, the producer flushed and then the transaction
+// committed; a shutdown with nothing open ends nothing.
+func TestFakeCommitAfterProcessing(t *testing.T) {
+	w := newFakeWorld(t, nil, nil)
+	w.script(w.records(0, 3))
+	ctx, cancel := context.WithCancel(context.Background())
+	stop := w.run(ctx, cancel)
+	w.waitCalls("end commit", 1)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	expectCalls(t, w.f.lifecycle(), seq(one("new-session", "begin"), repeat("produce "+fakeOut, 3), one("flush", "end commit", "close"))...)
+	if s := w.stats.Snapshot(); s.TxnCommits != 1 || s.EventsIn != 3 || s.TxnAborts != 0 {
+		t.Errorf("stats %+v, want 1 commit of 3 events", s)
+	}
+}
+
+// TestFakeProduceErrorAborts: a failed produce turns the commit into an
+// abort (no dead letter), the loop backs off, and the records, served again,
+// commit in the next transaction of the same session.
+func TestFakeProduceErrorAborts(t *testing.T) {
+	w := newFakeWorld(t, nil, nil)
+	failed := false
+	w.f.produceErr = func(r *kgo.Record) error {
+		if !failed {
+			failed = true
+			return errors.New("NOT_ENOUGH_REPLICAS")
+		}
+		return nil
+	}
+	w.script(w.records(0, 2))
+	ctx, cancel := context.WithCancel(context.Background())
+	stop := w.run(ctx, cancel)
+	w.waitCalls("end commit", 1)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	expectCalls(t, w.f.lifecycle(), seq(
+		one("new-session", "begin"), repeat("produce "+fakeOut, 2), one("flush", "end abort"),
+		one("begin"), repeat("produce "+fakeOut, 2), one("flush", "end commit", "close"))...)
+	if gap := w.f.at("begin", 1).Sub(w.f.at("end abort", 0)); gap < w.p.cfg.RetryBackoffMin/2 {
+		t.Errorf("next transaction %v after the abort; want a backoff of at least %v", gap, w.p.cfg.RetryBackoffMin/2)
+	}
+	if n := producedTo(w.f, fakeDLQ); n != 0 {
+		t.Errorf("%d dead letters after a produce error", n)
+	}
+	if s := w.stats.Snapshot(); s.TxnCommits != 1 || s.TxnAborts != 1 || s.EventsIn != 2 {
+		t.Errorf("stats %+v", s)
+	}
+}
+
+// TestFakeTransientFailureAbortsAndRepolls: a transient processor failure
+// that outlives its retries aborts (no flush, no dead letter) and the same
+// records are polled and processed again.
+func TestFakeTransientFailureAbortsAndRepolls(t *testing.T) {
+	var mu sync.Mutex
+	fails := 4 // the first try and its 3 retries (TransientRetries default)
+	echo := echoChain()
+	chain := processors.Func(func(ctx context.Context, ev *processors.Event) ([]processors.Command, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if ev.Offset == 0 && fails > 0 {
+			fails--
+			return nil, processors.Transient(errors.New("lookup unavailable"))
+		}
+		return echo.Process(ctx, ev)
+	})
+	w := newFakeWorld(t, chain, nil)
+	w.script(w.records(0, 2))
+	ctx, cancel := context.WithCancel(context.Background())
+	stop := w.run(ctx, cancel)
+	w.waitCalls("end commit", 1)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	expectCalls(t, w.f.lifecycle(), seq(
+		one("new-session", "begin", "end abort", "begin"), repeat("produce "+fakeOut, 2), one("flush", "end commit", "close"))...)
+	if n := w.f.count("poll 0@0-1"); n != 2 {
+		t.Errorf("records polled %d times, want 2 (again after the abort); calls %q", n, w.f.all())
+	}
+	if n := producedTo(w.f, fakeDLQ); n != 0 {
+		t.Errorf("%d dead letters after a transient failure", n)
+	}
+}
+
+// TestFakeRebalanceAbortKeepsSession: End (false, nil) — a rebalance aborted
+// the transaction — keeps the session: no close, no new session, and the
+// records commit in its next transaction.
+func TestFakeRebalanceAbortKeepsSession(t *testing.T) {
+	w := newFakeWorld(t, nil, nil)
+	w.f.ends = []endResult{{committed: false}}
+	w.script(w.records(0, 1))
+	ctx, cancel := context.WithCancel(context.Background())
+	stop := w.run(ctx, cancel)
+	w.waitCalls("end commit", 2)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	expectCalls(t, w.f.lifecycle(),
+		"new-session", "begin", "produce "+fakeOut, "flush", "end commit",
+		"begin", "produce "+fakeOut, "flush", "end commit", "close")
+	if w.f.sessions != 1 {
+		t.Errorf("%d sessions, want 1", w.f.sessions)
+	}
+	if s := w.stats.Snapshot(); s.SessionRestarts != 0 || s.TxnCommits != 1 || s.TxnAborts != 1 {
+		t.Errorf("stats %+v", s)
+	}
+}
+
+// TestFakeEndErrorRecreatesSession: an End error leaves the producer in an
+// unknown state: the session is closed, a new one is made, and the records
+// commit there.
+func TestFakeEndErrorRecreatesSession(t *testing.T) {
+	w := newFakeWorld(t, nil, nil)
+	w.f.ends = []endResult{{err: errors.New("coordinator not available")}}
+	w.script(w.records(0, 1))
+	ctx, cancel := context.WithCancel(context.Background())
+	stop := w.run(ctx, cancel)
+	w.waitCalls("end commit", 2)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	expectCalls(t, w.f.lifecycle(),
+		"new-session", "begin", "produce "+fakeOut, "flush", "end commit", "close",
+		"new-session", "begin", "produce "+fakeOut, "flush", "end commit", "close")
+	if s := w.stats.Snapshot(); s.SessionRestarts != 1 || s.TxnCommits != 1 {
+		t.Errorf("stats %+v", s)
+	}
+}
+
+// TestFakeShutdownCommitsProcessedWork: shutting down with processed work
+// open rewinds the partitions of records polled but not processed
+// (SetOffsets) and then commits, with an End context that the shutdown did
+// not cancel.
+func TestFakeShutdownCommitsProcessedWork(t *testing.T) {
+	w := newFakeWorld(t, nil, func(c *Config) { c.CommitInterval = 10 * time.Second })
+	ctx, cancel := context.WithCancel(context.Background())
+	w.f.onPoll = func(n int) {
+		if n == 2 {
+			cancel() // SIGTERM while the second poll returns
+		}
+	}
+	w.script(w.records(0, 3), w.records(3, 2))
+	stop := w.run(ctx, cancel)
+	w.waitCalls("close", 1)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	expectCalls(t, w.f.lifecycle(), seq(
+		one("new-session", "begin"), repeat("produce "+fakeOut, 3),
+		one("flush", "set-offsets "+fakeIn+"/0@3", "end commit", "close"))...)
+	if w.f.endCtx[0] != nil {
+		t.Errorf("End ran with a cancelled context (%v): a shutdown must not cut End short", w.f.endCtx[0])
+	}
+	if s := w.stats.Snapshot(); s.TxnCommits != 1 || s.EventsIn != 3 {
+		t.Errorf("stats %+v, want the 3 processed events committed", s)
+	}
+}
+
+// TestFakeShutdownAbortsUnfinishedWork: shutting down while an event's work
+// is unfinished aborts the transaction (nothing flushed or committed).
+func TestFakeShutdownAbortsUnfinishedWork(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	echo := echoChain()
+	chain := processors.Func(func(ctx context.Context, ev *processors.Event) ([]processors.Command, error) {
+		if ev.Offset == 2 {
+			cancel() // SIGTERM in the middle of this event
+			return nil, processors.Transient(errors.New("lookup interrupted"))
+		}
+		return echo.Process(ctx, ev)
+	})
+	w := newFakeWorld(t, chain, func(c *Config) { c.CommitInterval = 10 * time.Second })
+	w.script(w.records(0, 4))
+	stop := w.run(ctx, cancel)
+	w.waitCalls("close", 1)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	expectCalls(t, w.f.lifecycle(), seq(
+		one("new-session", "begin"), repeat("produce "+fakeOut, 2), one("end abort", "close"))...)
+	if w.f.endCtx[0] != nil {
+		t.Errorf("End ran with a cancelled context: %v", w.f.endCtx[0])
+	}
+	if s := w.stats.Snapshot(); s.TxnCommits != 0 || s.TxnAborts != 1 {
+		t.Errorf("stats %+v, want one abort", s)
+	}
+}
+
+// TestFakeDeadlineCutRewinds: records the commit deadline left unstarted
+// are not committed: End commits the rewind point (SetOffsets before End)
+// and they are polled and processed in the next transaction.
+func TestFakeDeadlineCutRewinds(t *testing.T) {
+	var mu sync.Mutex
+	slow := true
+	echo := echoChain()
+	chain := processors.Func(func(ctx context.Context, ev *processors.Event) ([]processors.Command, error) {
+		mu.Lock()
+		s := slow && ev.Offset == 0
+		slow = slow && !s
+		mu.Unlock()
+		if s {
+			time.Sleep(300 * time.Millisecond) // past the 100ms commit deadline
+		}
+		return echo.Process(ctx, ev)
+	})
+	w := newFakeWorld(t, chain, func(c *Config) { c.CommitInterval = 100 * time.Millisecond; c.Workers = 1 })
+	w.script(w.records(0, 4))
+	ctx, cancel := context.WithCancel(context.Background())
+	stop := w.run(ctx, cancel)
+	w.waitCalls("end commit", 2)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	expectCalls(t, w.f.lifecycle(), seq(
+		one("new-session", "begin", "produce "+fakeOut, "flush", "set-offsets "+fakeIn+"/0@1", "end commit"),
+		one("begin"), repeat("produce "+fakeOut, 3), one("flush", "end commit", "close"))...)
+	if n := w.f.count("poll 0@1-3"); n != 1 {
+		t.Errorf("the cut records were polled again %d times, want 1; calls %q", n, w.f.all())
+	}
+	if s := w.stats.Snapshot(); s.TxnCommits != 2 || s.EventsIn != 4 {
+		t.Errorf("stats %+v, want 4 events in 2 commits", s)
+	}
+}
