@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -69,19 +71,27 @@ var ordoStricter = []string{
 	// low bits.
 	"overflows 32 bits",
 	"overflows 64 bits",
-	// The spec encodes a union index as a long; hamba reads an int and drops
-	// the high bits, so 2^31 reads as branch 0.
-	"out of range",
 	// Allocation and recursion bounds on untrusted input.
 	"nesting deeper than",
 	"of zero-width items exceeds limit",
 }
+
+// indexRe finds the index in ordo's union/enum index range errors.
+var indexRe = regexp.MustCompile(`index (-?\d+) out of range`)
 
 // stricterReason returns the ordoStricter entry err matches, or "".
 func stricterReason(err error) string {
 	for _, s := range ordoStricter {
 		if strings.Contains(err.Error(), s) {
 			return s
+		}
+	}
+	// The spec encodes a union index as a long; hamba reads an int and
+	// keeps the low 32 bits (2^31 reads as branch 0), as it does for enum
+	// indexes. Only indexes outside int32 are explained by that.
+	if m := indexRe.FindStringSubmatch(err.Error()); m != nil {
+		if i, perr := strconv.ParseInt(m[1], 10, 64); perr == nil && int64(int32(i)) != i {
+			return "index beyond int32"
 		}
 	}
 	return ""

@@ -13,7 +13,6 @@ import (
 	"io"
 	"math/big"
 	"reflect"
-	"sort"
 	"time"
 
 	"github.com/hamba/avro/v2"
@@ -620,16 +619,6 @@ func wantRat(v any) (any, error) {
 		return nil, fmt.Errorf("decimal: got %T", v)
 	}
 	return r, nil
-}
-
-// SortedKeys returns m's keys in order (for deterministic diffs).
-func SortedKeys(m map[string]any) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
 
 // HasMultiEntryMap reports whether natural value v of s holds an Avro map

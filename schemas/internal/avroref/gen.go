@@ -20,9 +20,6 @@ import (
 type Gen struct {
 	r     *rand.Rand
 	names int
-	// noLogicalChange turns off reader evolutions that add or drop a logical
-	// type on the same underlying type.
-	noLogicalChange bool
 }
 
 // NewGen returns a generator for seed.
@@ -540,7 +537,7 @@ func (g *Gen) deriveLeaf(t *T) *T {
 	case t.Kind == "int" && t.Logical == "":
 		r.Kind = []string{"long", "float", "double"}[g.r.IntN(3)]
 	case t.Kind == "long" && t.Logical == "":
-		if !g.noLogicalChange && g.p(0.3) {
+		if g.p(0.3) {
 			r.Logical = []string{"timestamp-millis", "timestamp-micros", "time-micros"}[g.r.IntN(3)]
 		} else {
 			r.Kind = []string{"float", "double"}[g.r.IntN(2)]
@@ -552,12 +549,12 @@ func (g *Gen) deriveLeaf(t *T) *T {
 	case t.Kind == "bytes" && t.Logical == "":
 		r.Kind = "string"
 	case t.Logical == "decimal":
-		if !g.noLogicalChange && g.p(0.3) {
+		if g.p(0.3) {
 			r.Logical, r.Precision, r.Scale = "", 0, 0 // the reader sees the two's complement bytes
 		} else {
 			r.Precision += g.r.IntN(3) // same scale, wider precision
 		}
-	case t.Logical != "" && !g.noLogicalChange:
+	case t.Logical != "":
 		r.Logical = "" // the reader reads the underlying number
 	}
 	return &r
