@@ -301,31 +301,9 @@ func toNatural(s avro.Schema, v any) (any, error) {
 	case avro.Enum:
 		return want[string](v, "enum")
 	case avro.Array:
-		a, err := want[[]any](v, "array")
-		if err != nil {
-			return nil, err
-		}
-		items := s.(*avro.ArraySchema).Items()
-		out := make([]any, len(a))
-		for i, e := range a {
-			if out[i], err = toNatural(items, e); err != nil {
-				return nil, fmt.Errorf("[%d]: %w", i, err)
-			}
-		}
-		return out, nil
+		return eachItem(s.(*avro.ArraySchema).Items(), v, toNatural)
 	case avro.Map:
-		m, err := want[map[string]any](v, "map")
-		if err != nil {
-			return nil, err
-		}
-		values := s.(*avro.MapSchema).Values()
-		out := make(map[string]any, len(m))
-		for k, e := range m {
-			if out[k], err = toNatural(values, e); err != nil {
-				return nil, fmt.Errorf("%s: %w", k, err)
-			}
-		}
-		return out, nil
+		return eachValue(s.(*avro.MapSchema).Values(), v, toNatural)
 	case avro.Record:
 		m, err := want[map[string]any](v, "record")
 		if err != nil {
@@ -382,6 +360,36 @@ func toNatural(s avro.Schema, v any) (any, error) {
 		return nil, fmt.Errorf("union: bare %T matches no branch", v)
 	}
 	return nil, fmt.Errorf("unsupported schema type %s", s.Type())
+}
+
+// eachItem converts every element of list v with conv.
+func eachItem(items avro.Schema, v any, conv func(avro.Schema, any) (any, error)) (any, error) {
+	a, err := want[[]any](v, "array")
+	if err != nil {
+		return nil, err
+	}
+	out := make([]any, len(a))
+	for i, e := range a {
+		if out[i], err = conv(items, e); err != nil {
+			return nil, fmt.Errorf("[%d]: %w", i, err)
+		}
+	}
+	return out, nil
+}
+
+// eachValue converts every value of map v with conv.
+func eachValue(values avro.Schema, v any, conv func(avro.Schema, any) (any, error)) (any, error) {
+	m, err := want[map[string]any](v, "map")
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]any, len(m))
+	for k, e := range m {
+		if out[k], err = conv(values, e); err != nil {
+			return nil, fmt.Errorf("%s: %w", k, err)
+		}
+	}
+	return out, nil
 }
 
 // goTypeMatches reports whether v is what hamba decodes branch t into when
@@ -510,29 +518,9 @@ func fromNatural(s avro.Schema, v any) (any, error) {
 		}
 		return nil, fmt.Errorf("enum: %q is not a symbol", sym)
 	case avro.Array:
-		a, err := want[[]any](v, "array")
-		if err != nil {
-			return nil, err
-		}
-		out := make([]any, len(a))
-		for i, e := range a {
-			if out[i], err = fromNatural(s.(*avro.ArraySchema).Items(), e); err != nil {
-				return nil, fmt.Errorf("[%d]: %w", i, err)
-			}
-		}
-		return out, nil
+		return eachItem(s.(*avro.ArraySchema).Items(), v, fromNatural)
 	case avro.Map:
-		m, err := want[map[string]any](v, "map")
-		if err != nil {
-			return nil, err
-		}
-		out := make(map[string]any, len(m))
-		for k, e := range m {
-			if out[k], err = fromNatural(s.(*avro.MapSchema).Values(), e); err != nil {
-				return nil, fmt.Errorf("%s: %w", k, err)
-			}
-		}
-		return out, nil
+		return eachValue(s.(*avro.MapSchema).Values(), v, fromNatural)
 	case avro.Record:
 		m, err := want[map[string]any](v, "record")
 		if err != nil {

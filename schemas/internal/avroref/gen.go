@@ -377,17 +377,24 @@ func (g *Gen) deriveUnion(t *T, named map[*T]*T) *T {
 			}
 		}
 	}
-	if g.p(0.2) {
+	r.Branches = g.widen(r.Branches, 0.2, 0.3)
+	return r
+}
+
+// widen sometimes adds a branch of a new type to a reader union (pExtra) and
+// sometimes shuffles it (pShuffle); numeric branches stay in promotion order.
+func (g *Gen) widen(bs []*T, pExtra, pShuffle float64) []*T {
+	if g.p(pExtra) {
 		extra := g.typ(3, "extra")
-		if extra.Kind != "union" && distinct(append(r.Branches[:len(r.Branches):len(r.Branches)], extra)) {
-			r.Branches = append(r.Branches, extra)
+		if extra.Kind != "union" && distinct(append(bs[:len(bs):len(bs)], extra)) {
+			bs = append(bs, extra)
 		}
 	}
-	if g.p(0.3) {
-		g.r.Shuffle(len(r.Branches), func(i, j int) { r.Branches[i], r.Branches[j] = r.Branches[j], r.Branches[i] })
+	if g.p(pShuffle) {
+		g.r.Shuffle(len(bs), func(i, j int) { bs[i], bs[j] = bs[j], bs[i] })
 	}
-	sortNumeric(r.Branches)
-	return r
+	sortNumeric(bs)
+	return bs
 }
 
 // targetsAgree reports whether every writer branch resolves to a distinct
@@ -569,16 +576,7 @@ func (g *Gen) maybeUnion(r *T) *T {
 	if natType(r) != "null" {
 		u.Branches = append([]*T{{Kind: "null"}}, r)
 	}
-	if g.p(0.5) {
-		extra := g.typ(3, "extra")
-		if extra.Kind != "union" && distinct(append(u.Branches[:len(u.Branches):len(u.Branches)], extra)) {
-			u.Branches = append(u.Branches, extra)
-		}
-	}
-	if g.p(0.5) {
-		g.r.Shuffle(len(u.Branches), func(i, j int) { u.Branches[i], u.Branches[j] = u.Branches[j], u.Branches[i] })
-	}
-	sortNumeric(u.Branches)
+	u.Branches = g.widen(u.Branches, 0.5, 0.5)
 	return u
 }
 
