@@ -1,7 +1,6 @@
 package schemas
 
 import (
-	"bytes"
 	"fmt"
 	"math"
 	"math/big"
@@ -11,8 +10,10 @@ import (
 )
 
 // referenceDecode is the original four-pass decode (pre-scan, goavro,
-// resolver, natural conversion). The compiled decoder must agree with it on
-// every input: same accept/reject decision, same natural value.
+// resolver, natural conversion), kept for BenchmarkDecodeReference. It is
+// not independent of the compiled decoder (they share the resolver's
+// helpers and the pre-scan), so correctness is checked against hamba/avro
+// instead (reference_test.go).
 func referenceDecode(w, reader *Schema, body []byte) (map[string]any, error) {
 	native, err := w.DecodeNative(body)
 	if err != nil {
@@ -45,60 +46,15 @@ func referenceEncode(s *Schema, v map[string]any) ([]byte, error) {
 	return s.EncodeNative(nil, native)
 }
 
-// checkAgainstReference decodes body both ways and fails on any
-// disagreement; it returns the compiled decoder's value (nil on error).
-func checkAgainstReference(t *testing.T, w, reader *Schema, body []byte) map[string]any {
-	t.Helper()
-	want, werr := referenceDecode(w, reader, body)
-	got, gerr := w.decodeNatural(reader, body)
-	if (werr == nil) != (gerr == nil) {
-		t.Fatalf("body %x: reference err=%v, compiled err=%v", body, werr, gerr)
-	}
-	if gerr != nil {
-		if _, ok := gerr.(*MalformedError); !ok {
-			t.Fatalf("compiled decoder returned %T, want *MalformedError: %v", gerr, gerr)
-		}
-		return nil
-	}
-	if d := naturalDiff("$", got, want); d != "" {
-		t.Fatalf("body %x: compiled decoder differs from reference: %s", body, d)
-	}
-	return got.(map[string]any)
-}
-
-func TestCompiledDecoderMatchesReferenceOnVectors(t *testing.T) {
-	v := loadVectors(t)
-	for _, c := range v.Valid {
-		_, body, err := ParseHeader(mustHex(t, c.PayloadHex))
-		if err != nil {
-			t.Fatal(err)
-		}
-		w := v.writers[c.WriterSchemaID]
-		if checkAgainstReference(t, w, v.reader, body) == nil {
-			t.Fatalf("%s: valid vector rejected", c.Name)
-		}
-		if checkAgainstReference(t, w, nil, body) == nil {
-			t.Fatalf("%s: valid vector rejected as written", c.Name)
-		}
-		// Every truncation and every single-byte corruption must get the same
-		// verdict from both decoders.
-		for i := 0; i < len(body); i++ {
-			checkAgainstReference(t, w, v.reader, body[:i])
-			for _, x := range []byte{0x00, 0x01, 0x7f, 0x80, 0xff} {
-				mut := bytes.Clone(body)
-				mut[i] = x
-				checkAgainstReference(t, w, v.reader, mut)
-			}
-		}
-	}
-}
-
 // resolutionCases pairs writers and readers covering promotions, defaults,
 // skipped writer fields (including nested containers), enums, unions on
 // either side, logical types and decimals.
 var resolutionCases = []struct {
 	name, writer, reader string
 	values               []map[string]any // natural values of the writer
+	// refDiffers says why the reference cannot check this resolution (the
+	// encodings and as-written decodes are still compared).
+	refDiffers string
 }{
 	{
 		name:   "promotions",
@@ -142,6 +98,10 @@ var resolutionCases = []struct {
 		writer: rec(`{"name":"a","type":"int"},{"name":"s","type":"string"}`),
 		reader: rec(`{"name":"a","type":"long"},{"name":"b","type":"double","aliases":["a"]},{"name":"s","type":"string"}`),
 		values: []map[string]any{{"a": int32(7), "s": "x"}, {"a": int32(-1), "s": ""}},
+		// hamba resolves each writer field into one reader field only; the
+		// second reader field ("b", alias of "a") gets "set default" though
+		// it has none, and decoding fails. The spec allows both readings.
+		refDiffers: "hamba maps a writer field to at most one reader field",
 	},
 	{
 		name:   "recursive",
@@ -150,39 +110,8 @@ var resolutionCases = []struct {
 		values: []map[string]any{
 			{"v": int32(1), "next": map[string]any{"v": int32(2), "next": map[string]any{"v": int32(3), "next": nil}}},
 		},
+		refDiffers: "hamba's resolver recurses without end on recursive schemas",
 	},
-}
-
-func TestCompiledDecoderMatchesReferenceOnResolution(t *testing.T) {
-	for _, c := range resolutionCases {
-		t.Run(c.name, func(t *testing.T) {
-			w := mustSchema(t, 1, c.writer)
-			r := mustSchema(t, 2, c.reader)
-			for i, val := range c.values {
-				body, err := referenceEncode(w, val)
-				if err != nil {
-					t.Fatalf("value %d: reference encode: %v", i, err)
-				}
-				// The direct encoder writes a datum that decodes to the same value.
-				direct, err := w.EncodeNatural(val)
-				if err != nil {
-					t.Fatalf("value %d: direct encode: %v", i, err)
-				}
-				if a, b := checkAgainstReference(t, w, nil, body), checkAgainstReference(t, w, nil, direct); naturalDiff("$", a, b) != "" {
-					t.Fatalf("value %d: direct encoding decodes differently: %s", i, naturalDiff("$", a, b))
-				}
-				if checkAgainstReference(t, w, r, body) == nil {
-					t.Fatalf("value %d rejected", i)
-				}
-				for j := 0; j < len(body); j++ {
-					checkAgainstReference(t, w, r, body[:j])
-					mut := bytes.Clone(body)
-					mut[j] ^= 0x81
-					checkAgainstReference(t, w, r, mut)
-				}
-			}
-		})
-	}
 }
 
 func TestCompiledDecoderReportsFieldPath(t *testing.T) {

@@ -3,13 +3,16 @@ package schemas
 import (
 	"context"
 	"testing"
+
+	"github.com/ordo-dev/ordo/schemas/internal/avroref"
 )
 
 // FuzzDecode feeds arbitrary frames through the full Serde decode path
 // (writer schemas of the interop vectors, resolution to the vector reader,
-// natural form). It must never panic, it must agree with the reference
-// decoder (pre-scan + goavro + resolver) on every input, and whatever decodes
-// must re-encode with the reader schema and decode again to the same value.
+// natural form). It must never panic, it must agree with the independent
+// reference (hamba/avro, see reference_test.go) on every input, both
+// resolved and as written, and whatever decodes must re-encode with the
+// reader schema and decode again to the same value.
 func FuzzDecode(f *testing.F) {
 	v := loadVectors(f)
 	for _, c := range v.Valid {
@@ -20,6 +23,11 @@ func FuzzDecode(f *testing.F) {
 	}
 	// Decode against pre-parsed writers (no HTTP in the fuzz loop).
 	s := NewSerde(nil, map[string]*Schema{v.reader.FullName: v.reader}, TopicName, false)
+	ref := avroref.New(refMaxAlloc)
+	resolved, asWritten := map[int]*refPair{}, map[int]*refPair{}
+	for id, w := range v.writers {
+		resolved[id], asWritten[id] = newRefPair(f, w, v.reader), newRefPair(f, w, nil)
+	}
 	f.Fuzz(func(t *testing.T, frame []byte) {
 		id, body, err := ParseHeader(frame)
 		if err != nil {
@@ -29,7 +37,9 @@ func FuzzDecode(f *testing.F) {
 		if w == nil {
 			return
 		}
-		checkAgainstReference(t, w, v.reader, body)
+		var out refOutcome
+		compareDecode(t, ref, resolved[id], body, false, &out)
+		compareDecode(t, ref, asWritten[id], body, false, &out)
 		d, err := s.decodeWith(w, body)
 		if err != nil {
 			if err.Error() == "" {

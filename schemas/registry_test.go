@@ -3,9 +3,12 @@ package schemas
 import (
 	"context"
 	"errors"
+	"fmt"
+	"maps"
 	"math"
 	"math/big"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -337,16 +340,27 @@ func sampleNatural(n *node, depth int) (any, error) {
 	return nil, errors.New("unsupported")
 }
 
-// naturalDiff compares natural values (big.Rat by value, time by instant).
+// naturalDiff compares natural values exactly: same Go types, map keys
+// present on both sides, decimals by value, times by instant, floats by bit
+// pattern (so -0 != 0) except that any NaN equals any NaN. "" means equal.
 func naturalDiff(path string, got, want any) string {
 	switch w := want.(type) {
 	case map[string]any:
 		g, ok := got.(map[string]any)
-		if !ok || len(g) != len(w) {
-			return path + ": map mismatch"
+		if !ok {
+			return fmt.Sprintf("%s: got %T, want map", path, got)
 		}
-		for k := range w {
-			if d := naturalDiff(path+"."+k, g[k], w[k]); d != "" {
+		for k := range g {
+			if _, ok := w[k]; !ok {
+				return fmt.Sprintf("%s: unexpected key %q", path, k)
+			}
+		}
+		for _, k := range slices.Sorted(maps.Keys(w)) {
+			gv, ok := g[k]
+			if !ok {
+				return fmt.Sprintf("%s: missing key %q", path, k)
+			}
+			if d := naturalDiff(path+"."+k, gv, w[k]); d != "" {
 				return d
 			}
 		}
@@ -354,42 +368,44 @@ func naturalDiff(path string, got, want any) string {
 	case []any:
 		g, ok := got.([]any)
 		if !ok || len(g) != len(w) {
-			return path + ": slice mismatch"
+			return fmt.Sprintf("%s: got %T of %d, want slice of %d", path, got, len(g), len(w))
 		}
 		for i := range w {
-			if d := naturalDiff(path, g[i], w[i]); d != "" {
+			if d := naturalDiff(fmt.Sprintf("%s[%d]", path, i), g[i], w[i]); d != "" {
 				return d
 			}
 		}
 		return ""
 	case *big.Rat:
 		if g, ok := got.(*big.Rat); !ok || g.Cmp(w) != 0 {
-			return path + ": decimal mismatch"
+			return fmt.Sprintf("%s: got %v, want decimal %s", path, got, w.RatString())
 		}
 		return ""
 	case time.Time:
 		if g, ok := got.(time.Time); !ok || !g.Equal(w) {
-			return path + ": time mismatch"
+			return fmt.Sprintf("%s: got %v, want time %v", path, got, w)
 		}
 		return ""
 	case []byte:
 		if g, ok := got.([]byte); !ok || string(g) != string(w) {
-			return path + ": bytes mismatch"
+			return fmt.Sprintf("%s: got %T %x, want bytes %x", path, got, got, w)
 		}
 		return ""
 	case float64:
-		if g, ok := got.(float64); !ok || (g != w && !(math.IsNaN(g) && math.IsNaN(w))) {
-			return path + ": double mismatch"
+		g, ok := got.(float64)
+		if !ok || (math.Float64bits(g) != math.Float64bits(w) && !(math.IsNaN(g) && math.IsNaN(w))) {
+			return fmt.Sprintf("%s: got %T %v, want double %v", path, got, got, w)
 		}
 		return ""
 	case float32:
-		if g, ok := got.(float32); !ok || (g != w && !(g != g && w != w)) {
-			return path + ": float mismatch"
+		g, ok := got.(float32)
+		if !ok || (math.Float32bits(g) != math.Float32bits(w) && !(g != g && w != w)) {
+			return fmt.Sprintf("%s: got %T %v, want float %v", path, got, got, w)
 		}
 		return ""
 	}
 	if got != want {
-		return path + ": value mismatch"
+		return fmt.Sprintf("%s: got %T %v, want %T %v", path, got, got, want, want)
 	}
 	return ""
 }
