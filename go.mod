@@ -5,6 +5,7 @@ go 1.26.8
 require (
 	github.com/cockroachdb/pebble/v2 v2.1.7
 	github.com/google/cel-go v0.31.0
+	github.com/hamba/avro/v2 v2.31.0 // tests only: the independent Avro reference (schemas/internal/avroref)
 	github.com/linkedin/goavro/v2 v2.15.0
 	github.com/prometheus/client_golang v1.25.0
 	github.com/spf13/cobra v1.10.2
@@ -33,8 +34,6 @@ require (
 	sigs.k8s.io/kustomize/kyaml v0.21.2
 	sigs.k8s.io/yaml v1.6.0
 )
-
-require github.com/hamba/avro/v2 v2.31.0
 
 require (
 	cel.dev/expr v0.25.2 // indirect
