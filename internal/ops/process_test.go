@@ -64,7 +64,7 @@ func TestProcessShowAndList(t *testing.T) {
 		rec("ord-3", inst("ord-3", "awaiting_payment_and_stock", "running", t0)))
 	txn(true, rec("ord-1", inst("ord-1", "shipped", "completed", t0.Add(time.Minute))))
 	txn(false, rec("ord-2", inst("ord-2", "cancelled", "cancelled", t0.Add(2*time.Minute)))) // aborted: never shown
-	txn(true, rec("ord-3", nil))                                                              // tombstone: gone
+	txn(true, rec("ord-3", nil))                                                             // tombstone: gone
 
 	q := ops.ProcessQuery{Changelog: changelog, ProcessLog: processLog, CorrelationID: "ord-1", Versions: true, Now: t0.Add(time.Hour)}
 	conn := []kgo.Opt{kgo.SeedBrokers(brokers...)}
