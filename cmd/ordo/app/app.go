@@ -89,7 +89,7 @@ Production:  ordo run --config ordo.yaml`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newRunCmd(o), newDevCmd(o), newProduceCmd(o), newConfigCmd(o), newRegistryCmd(o), newSchemasCmd(o), newDemoCmd(o), newReplayCmd(o), newDLQCmd(o), newVersionCmd(o))
+	root.AddCommand(newRunCmd(o), newDevCmd(o), newProduceCmd(o), newConfigCmd(o), newRegistryCmd(o), newSchemasCmd(o), newDemoCmd(o), newReplayCmd(o), newDLQCmd(o), newProcessCmd(o), newVersionCmd(o))
 	return root
 }
 
