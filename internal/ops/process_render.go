@@ -143,7 +143,7 @@ func WriteProcessShow(w io.Writer, r *ShowResult, now time.Time) {
 	}
 	for _, rm := range r.Removed {
 		fmt.Fprintln(w)
-		fmt.Fprintf(w, "%s: removed at %s/%d@%d (written %s): a finished instance past keep_finished, deleted by housekeeping\n",
+		fmt.Fprintf(w, "%s: removed at %s/%d@%d (written %s; housekeeping removes a finished instance keep_finished after it ends)\n",
 			rm.Process, r.Source.Topic, r.Partition, rm.Offset, fmtTime(rm.Written))
 		if rm.Last != nil {
 			fmt.Fprintf(w, "  last version %d: %s\n", rm.Last.Offset, fmtVersion(*rm.Last))
@@ -167,11 +167,11 @@ func (r *ShowResult) NoInstance() string {
 	}
 	msg := fmt.Sprintf("%s for correlation id %q in changelog %s partition %d (%d committed records read)", what, r.CorrelationID, r.Source.Topic, r.Partition, r.Source.Records)
 	if len(r.Removed) > 0 {
-		msg += fmt.Sprintf("; %d removed (finished and deleted by housekeeping)", len(r.Removed))
+		msg += fmt.Sprintf("; %d removed (housekeeping removes a finished instance keep_finished after it ends)", len(r.Removed))
 	}
 	if n := r.BufferedTotal(); n > 0 {
 		msg += fmt.Sprintf("; events for it are buffered: %d early events waiting for the event that starts it", n)
-	} else {
+	} else if len(r.Removed) == 0 {
 		msg += "; no early events are buffered for it either (is the id right? ids are case-sensitive; `ordo process list` lists instances)"
 	}
 	return msg
