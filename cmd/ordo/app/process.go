@@ -1,131 +1,230 @@
 package app
 
 import (
-	"encoding/json"
+	"context"
+	"errors"
 	"fmt"
 	"os"
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/ordo-dev/ordo/internal/config"
 	"github.com/ordo-dev/ordo/internal/ops"
 )
 
-// newProcessCmd is `ordo process show|list`: process instances as the
-// committed changelog holds them (docs/processes.md, Inspecting instances).
+// processFlags are shared by `ordo process show` and `ordo process list`.
+type processFlags struct {
+	config    string
+	changelog string
+	process   string
+	output    string
+	timeout   time.Duration
+}
+
+func (f *processFlags) register(cmd *cobra.Command) {
+	fl := cmd.Flags()
+	fl.StringVarP(&f.config, "config", "c", config.DefaultPath, "YAML config file (brokers, state:); ORDO_* environment variables override its keys")
+	fl.StringVar(&f.changelog, "changelog", "", "changelog topic (default: state.changelog of the config, else <kafka.group>.changelog)")
+	fl.StringVar(&f.process, "process", "", "only instances of this process (a name under processes:)")
+	fl.StringVarP(&f.output, "output", "o", "text", "text or json")
+	fl.DurationVar(&f.timeout, "timeout", 5*time.Minute, "give up reading the changelog after this long (0: never)")
+}
+
+// load reads the config and resolves the changelog topic.
+func (f *processFlags) load() (ops.ProcessSource, []kgo.Opt, error) {
+	var src ops.ProcessSource
+	if f.output != "text" && f.output != "json" {
+		return src, nil, fmt.Errorf("--output %q: use text or json", f.output)
+	}
+	if f.timeout < 0 {
+		return src, nil, fmt.Errorf("--timeout %s: use a positive duration, or 0 for no limit", f.timeout)
+	}
+	cfg, err := config.Load(f.config, os.Environ())
+	if err != nil {
+		return src, nil, err
+	}
+	src.Changelog = f.changelog
+	if src.Changelog == "" {
+		if cfg.State == nil {
+			return src, nil, fmt.Errorf("%s has no state: block, so ordo keeps no process instances for it (processes need state: and processes:, see docs/processes.md); pass --changelog TOPIC to read another installation's changelog", cfg.File)
+		}
+		src.Changelog = cfg.StateSettings().Changelog
+		src.Fix = fmt.Sprintf("the stateful stage creates it when `ordo run -c %s` starts; check state.changelog and kafka.group in %s", cfg.File, cfg.File)
+	} else {
+		src.Fix = "check --changelog"
+	}
+	conn, err := clientOpts(cfg)
+	if err != nil {
+		return src, nil, err
+	}
+	return src, conn, nil
+}
+
+func (f *processFlags) context(ctx context.Context) (context.Context, context.CancelFunc) {
+	if f.timeout == 0 {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeout(ctx, f.timeout)
+}
+
 func newProcessCmd(o *options) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "process",
 		Short: "Inspect process (saga) instances from the committed changelog",
-		Long: `Inspect process instances. Both subcommands read the state changelog topic
-(state.changelog) read_committed from the cluster, never a local store, so they
-work from any machine that can reach Kafka and show exactly what committed.`,
-	}
-	var (
-		cfgPath, output, process string
-		timeout                  time.Duration
-	)
-	load := func() (*config.Config, ops.ProcessQuery, error) {
-		if output != "text" && output != "json" {
-			return nil, ops.ProcessQuery{}, fmt.Errorf("--output %q: use text or json", output)
-		}
-		cfg, err := config.Load(cfgPath, os.Environ())
-		if err != nil {
-			return nil, ops.ProcessQuery{}, err
-		}
-		if cfg.State == nil {
-			return nil, ops.ProcessQuery{}, fmt.Errorf("%s has no state: block, so it runs no processes (docs/processes.md)", cfgPath)
-		}
-		st := cfg.StateSettings()
-		return cfg, ops.ProcessQuery{Changelog: st.Changelog, ProcessLog: st.ProcessLog, Process: process, Now: time.Now(), Timeout: timeout}, nil
-	}
-	write := func(cmd *cobra.Command, res *ops.ProcessResult, text func()) error {
-		if output == "json" {
-			enc := json.NewEncoder(cmd.OutOrStdout())
-			enc.SetIndent("", "  ")
-			return enc.Encode(res)
-		}
-		text()
-		return nil
-	}
+		Long: `Process instances live in the stateful stage's state store, whose every change
+is written to the compacted changelog topic in the same transaction as the
+commands it caused. These commands read that changelog as a read_committed
+consumer (no consumer group, no local store), so they work from any machine
+that can read the cluster, with ordo running or not, and never show a change
+of an aborted transaction.
 
-	var versions bool
-	show := &cobra.Command{
-		Use:   "show CORRELATION-ID",
-		Short: "Print a correlation id's instances: state, variables, timers, compensations, history, changelog position",
-		Example: `  ordo process show -c ordo.yaml ord-000042
-  ordo process show -c ordo.yaml ord-000042 --versions      # every committed version still in the changelog
-  ordo process show -c ordo.yaml ord-000042 --output json`,
-		Args: cobra.ExactArgs(1),
+  ordo process show ORDER-1     an instance: state, vars, timers, history, origin
+  ordo process list             instances filtered by process, state, status, age`,
+	}
+	cmd.AddCommand(newProcessShowCmd(o), newProcessListCmd(o))
+	return cmd
+}
+
+func newProcessShowCmd(o *options) *cobra.Command {
+	var (
+		f        processFlags
+		versions bool
+	)
+	cmd := &cobra.Command{
+		Use:   "show CORRELATION-ID [--process NAME] [--versions]",
+		Short: "Print the instances of a correlation id: state, vars, timers, compensations, history and origin",
+		Long: `Reads the changelog partition of the correlation id (the partition its
+events have in the process log) and prints each of its instances (one per
+process): version, state, status, start and last-update times, variables
+(decimals exact), recorded compensations, pending timers with due times, the
+history (events applied with their input record topic/partition/offset,
+commands emitted, states entered, timers set/fired/cancelled; the last 64),
+and where the current value came from: its changelog offset and how many
+earlier versions the changelog still holds. --versions lists them (state
+after each change: the instance's event-sourcing view, as far back as
+compaction has kept it).
+
+An id without an instance is an error; the message says whether early
+events are buffered for it (events that arrived before the one that starts
+the process).
+
+Examples:
+  ordo process show -c ordo.yaml o-1001
+  ordo process show -c ordo.yaml o-1001 --process order-fulfilment --versions
+  ordo process show -c ordo.yaml o-1001 --output json | jq '.instances[0].vars'`,
+		Args: func(_ *cobra.Command, args []string) error {
+			if len(args) != 1 {
+				return fmt.Errorf("give one correlation id (e.g. ordo process show -c ordo.yaml o-1001); list ids with `ordo process list`")
+			}
+			return nil
+		},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg, q, err := load()
+			src, conn, err := f.load()
 			if err != nil {
 				return err
 			}
-			q.CorrelationID, q.Versions = args[0], versions
-			conn, err := clientOpts(cfg)
+			ctx, cancel := f.context(cmd.Context())
+			defer cancel()
+			res, err := ops.ShowProcess(ctx, conn, ops.ShowOptions{ProcessSource: src, CorrelationID: args[0], Process: f.process, Versions: versions})
 			if err != nil {
 				return err
 			}
-			res, err := ops.ReadProcesses(cmd.Context(), conn, q)
-			if err != nil {
-				return err
-			}
-			if err := write(cmd, res, func() { ops.WriteProcessShow(cmd.OutOrStdout(), res, q) }); err != nil {
-				return err
+			w := cmd.OutOrStdout()
+			if f.output == "json" {
+				views := res.Instances
+				for i := range views {
+					views[i].Vars = asMap(ops.Jsonable(views[i].Vars))
+					for j := range views[i].Compensations {
+						views[i].Compensations[j].Fields = asMap(ops.Jsonable(views[i].Compensations[j].Fields))
+					}
+				}
+				if err := writeJSON(w, res); err != nil {
+					return err
+				}
+			} else if len(res.Instances) > 0 || len(res.Removed) > 0 {
+				ops.WriteProcessShow(w, res, time.Now())
 			}
 			if len(res.Instances) == 0 {
-				return exitError(1)
+				return errors.New(res.NoInstance())
 			}
 			return nil
 		},
 	}
-	show.Flags().BoolVar(&versions, "versions", false, "also list every committed version of each instance still in the changelog (event sourcing view)")
+	f.register(cmd)
+	cmd.Flags().BoolVar(&versions, "versions", false, "list every version of each instance still in the changelog, with its offset and state")
+	return cmd
+}
 
+func asMap(v any) map[string]any { m, _ := v.(map[string]any); return m }
+
+func newProcessListCmd(o *options) *cobra.Command {
 	var (
+		f                    processFlags
 		state, status        string
 		olderThan, newerThan time.Duration
 		limit                int
 	)
-	list := &cobra.Command{
-		Use:   "list",
-		Short: "List instances, filtered by process, state, status and age",
-		Example: `  ordo process list -c ordo.yaml --status running --older-than 10m   # stuck orders
-  ordo process list -c ordo.yaml --process order-fulfilment --state cancelled --limit 20`,
+	cmd := &cobra.Command{
+		Use:   "list [--process NAME] [--state S] [--status S] [--older-than D] [--newer-than D]",
+		Short: "List process instances, filtered by process, state, status and age, with totals",
+		Long: `Reads every partition of the changelog and prints one line per instance
+(latest committed version; instances removed by housekeeping are not
+listed): correlation id, process@version, state, status, age (since its
+start event), idle time (since its last event or timer) and the last
+history entry, oldest first; then totals by process version and status.
+Ages use event times (when the events happened), not when ordo saw them.
+
+Filters: --process, --state and --status match exactly (status is running
+or the status of a terminal state, e.g. completed, cancelled);
+--older-than/--newer-than bound the age.
+
+Examples:
+  ordo process list -c ordo.yaml
+  ordo process list -c ordo.yaml --status running --older-than 1h     # stuck?
+  ordo process list -c ordo.yaml --process order-fulfilment --state awaiting_payment_and_stock
+  ordo process list -c ordo.yaml --status running --output json | jq '.totals'`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, q, err := load()
+			if limit < 0 {
+				return fmt.Errorf("--limit %d: use a positive number, or 0 for all", limit)
+			}
+			src, conn, err := f.load()
 			if err != nil {
 				return err
 			}
-			q.State, q.Status, q.OlderThan, q.NewerThan, q.Limit = state, status, olderThan, newerThan, limit
-			conn, err := clientOpts(cfg)
+			lo := ops.ListOptions{ProcessSource: src, Process: f.process, State: state, Status: status, OlderThan: olderThan, NewerThan: newerThan}
+			if err := lo.Validate(); err != nil {
+				return err
+			}
+			ctx, cancel := f.context(cmd.Context())
+			defer cancel()
+			res, err := ops.ListProcesses(ctx, conn, lo)
 			if err != nil {
 				return err
 			}
-			res, err := ops.ReadProcesses(cmd.Context(), conn, q)
-			if err != nil {
-				return err
+			w := cmd.OutOrStdout()
+			if f.output == "json" {
+				if limit > 0 && len(res.Instances) > limit {
+					fmt.Fprintf(o.stderr, "showing the first %d of %d instances (--limit)\n", limit, len(res.Instances))
+					res.Instances = res.Instances[:limit]
+				}
+				return writeJSON(w, res)
 			}
-			return write(cmd, res, func() { ops.WriteProcessList(cmd.OutOrStdout(), res, q) })
+			ops.WriteProcessList(w, res, limit)
+			if len(res.Instances) == 0 && lo.String() != "" {
+				fmt.Fprintf(o.stderr, "no instance matches %s\n", lo)
+			}
+			return nil
 		},
 	}
-	lf := list.Flags()
-	lf.StringVar(&state, "state", "", "only instances in this state")
-	lf.StringVar(&status, "status", "", "only this status: running, or a terminal state's status (completed, cancelled, ...)")
-	lf.DurationVar(&olderThan, "older-than", 0, "only instances last updated (event time) longer ago than this")
-	lf.DurationVar(&newerThan, "newer-than", 0, "only instances last updated within this")
-	lf.IntVar(&limit, "limit", 0, "at most this many (newest update first; 0 = all)")
-
-	for _, c := range []*cobra.Command{show, list} {
-		fl := c.Flags()
-		fl.StringVarP(&cfgPath, "config", "c", config.DefaultPath, "YAML config file (brokers, state:); ORDO_* environment variables override its keys")
-		fl.StringVarP(&output, "output", "o", "text", "text or json")
-		fl.StringVar(&process, "process", "", "only instances of this process")
-		fl.DurationVar(&timeout, "timeout", 60*time.Second, "bound on reading the changelog")
-	}
-	cmd.AddCommand(show, list)
-	_ = o
+	f.register(cmd)
+	fl := cmd.Flags()
+	fl.StringVar(&state, "state", "", "only instances in this state")
+	fl.StringVar(&status, "status", "", "only instances with this status: running, or a terminal state's status (completed, cancelled, ...)")
+	fl.DurationVar(&olderThan, "older-than", 0, "only instances that started more than this long ago (e.g. 10m)")
+	fl.DurationVar(&newerThan, "newer-than", 0, "only instances that started less than this long ago (e.g. 1h)")
+	fl.IntVar(&limit, "limit", 100, "print at most this many instances, oldest first (0: all); totals count all")
 	return cmd
 }
