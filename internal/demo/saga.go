@@ -207,10 +207,8 @@ func (g *SagaGenerator) Published() []Published {
 func (g *SagaGenerator) Run(ctx context.Context) error {
 	rng := rand.New(rand.NewPCG(g.opts.Seed, 0x0dd0))
 	var (
-		wg       sync.WaitGroup
-		errOnce  sync.Once
-		firstErr error
-		recent   []sent // recent valid records, for duplicates
+		out    sender
+		recent []sent // recent valid records, for duplicates
 	)
 	start := time.Now()
 	var sched []scheduled // the planned valid records not yet published
@@ -256,24 +254,12 @@ func (g *SagaGenerator) Run(ctx context.Context) error {
 			}
 		}
 		if err != nil {
-			wg.Wait()
+			out.wait()
 			return err
 		}
-		wg.Add(1)
-		g.cl.Produce(ctx, rec, func(r *kgo.Record, err error) {
-			defer wg.Done()
-			if err != nil {
-				errOnce.Do(func() { firstErr = fmt.Errorf("demo publish to %s: %w", r.Topic, err) })
-				return
-			}
-			p.Topic, p.Partition, p.Offset, p.Timestamp = r.Topic, r.Partition, r.Offset, r.Timestamp
-			g.mu.Lock()
-			g.published = append(g.published, p)
-			g.mu.Unlock()
-		})
+		out.send(ctx, g.cl, rec, p, g.record)
 	}
-	wg.Wait()
-	return firstErr
+	return out.wait()
 }
 
 type sent struct {
@@ -307,4 +293,11 @@ func (g *SagaGenerator) valid(ctx context.Context, rng *rand.Rand, s scheduled, 
 		return nil, Published{}, err
 	}
 	return r, Published{Kind: Valid, Type: s.typ, EventID: id, Order: order}, nil
+}
+
+// record notes a published record.
+func (g *SagaGenerator) record(p Published) {
+	g.mu.Lock()
+	g.published = append(g.published, p)
+	g.mu.Unlock()
 }

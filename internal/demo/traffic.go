@@ -117,9 +117,7 @@ func (g *Generator) Published() []Published {
 func (g *Generator) Run(ctx context.Context) error {
 	rng := rand.New(rand.NewPCG(g.opts.Seed, 0x0dd0))
 	var (
-		wg       sync.WaitGroup
-		errOnce  sync.Once
-		firstErr error
+		out      sender
 		lastGood *kgo.Record
 		lastPub  Published
 	)
@@ -153,21 +151,9 @@ func (g *Generator) Run(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		wg.Add(1)
-		g.cl.Produce(ctx, rec, func(r *kgo.Record, err error) {
-			defer wg.Done()
-			if err != nil {
-				errOnce.Do(func() { firstErr = fmt.Errorf("demo publish to %s: %w", r.Topic, err) })
-				return
-			}
-			p.Topic, p.Partition, p.Offset, p.Timestamp = r.Topic, r.Partition, r.Offset, r.Timestamp
-			g.mu.Lock()
-			g.published = append(g.published, p)
-			g.mu.Unlock()
-		})
+		out.send(ctx, g.cl, rec, p, g.record)
 	}
-	wg.Wait()
-	return firstErr
+	return out.wait()
 }
 
 func (g *Generator) valid(ctx context.Context, rng *rand.Rand, i int) (*kgo.Record, Published, error) {
@@ -258,4 +244,38 @@ func (g *Generator) poison(ctx context.Context, rng *rand.Rand, i int) (*kgo.Rec
 	default:
 		return &kgo.Record{Topic: g.topic(TopicWarehouse), Key: key, Value: []byte{1, 0, 0, 0, 1, 2}}, Published{Kind: Poison, Why: "wrong magic byte"}, nil
 	}
+}
+
+// record notes a published record.
+func (g *Generator) record(p Published) {
+	g.mu.Lock()
+	g.published = append(g.published, p)
+	g.mu.Unlock()
+}
+
+// sender produces a generator's records asynchronously and hands each
+// acknowledged one, with its coordinates, to done; wait returns the first
+// produce error.
+type sender struct {
+	wg       sync.WaitGroup
+	errOnce  sync.Once
+	firstErr error
+}
+
+func (s *sender) send(ctx context.Context, cl *kgo.Client, rec *kgo.Record, p Published, done func(Published)) {
+	s.wg.Add(1)
+	cl.Produce(ctx, rec, func(r *kgo.Record, err error) {
+		defer s.wg.Done()
+		if err != nil {
+			s.errOnce.Do(func() { s.firstErr = fmt.Errorf("demo publish to %s: %w", r.Topic, err) })
+			return
+		}
+		p.Topic, p.Partition, p.Offset, p.Timestamp = r.Topic, r.Partition, r.Offset, r.Timestamp
+		done(p)
+	})
+}
+
+func (s *sender) wait() error {
+	s.wg.Wait()
+	return s.firstErr
 }
