@@ -144,6 +144,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 			// Whatever ended the session, its partitions are gone: a new
 			// session restores (catches up) what it is assigned.
 			p.st.st.Store.Reset()
+			p.st.forgetTriggers()
 		}
 		p.health.loop(time.Now())
 		var refused errStateRefused

@@ -334,8 +334,16 @@ func (s *stateLoop) finish(committed bool) error {
 	s.mu.Lock()
 	s.touched = map[int32]bool{}
 	s.mu.Unlock()
+	if !committed {
+		s.forgetTriggers()
+	}
 	return s.st.Store.Finish(committed)
 }
+
+// forgetTriggers forgets the triggers sent: the transaction that carried
+// them did not commit (or the session ended), so their timers must be
+// triggered again at once, not after triggerResend.
+func (s *stateLoop) forgetTriggers() { clear(s.sent) }
 
 // misrouted returns an error when r, an event of the process log, is not on
 // the partition its key hashes to (the forwarding stage's partitioner).
