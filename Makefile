@@ -14,12 +14,13 @@ eos:
 	bash test/eos/run.sh
 
 # Benchmarks (bench/run.sh): rewrites docs/benchmarks.md. bench-quick is for
-# iteration (50k events, 1 run) and writes to /tmp/ordo-bench-quick.md.
+# iteration (50k events, 1 run, 10 s x 1 latency run per level) and writes to
+# /tmp/ordo-bench-quick.md, never to the doc.
 bench:
 	bash bench/run.sh
 
 bench-quick:
-	BENCH_EVENTS=$${BENCH_EVENTS:-50000} BENCH_RUNS=$${BENCH_RUNS:-1} BENCH_LAT_SECONDS=$${BENCH_LAT_SECONDS:-10} \
+	BENCH_EVENTS=$${BENCH_EVENTS:-50000} BENCH_RUNS=$${BENCH_RUNS:-1} BENCH_LAT_SECONDS=$${BENCH_LAT_SECONDS:-10} BENCH_LAT_RUNS=$${BENCH_LAT_RUNS:-1} \
 	BENCH_OUT=$${BENCH_OUT:-/tmp/ordo-bench-quick.md} bash bench/run.sh
 
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)

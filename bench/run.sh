@@ -3,12 +3,16 @@
 # real Kafka 4.1.1 (test/kafka/kafka.sh, port $KAFKA_PORT, default 9792) and
 # the schema registry, preloads the events, runs every contender (incl. (f),
 # the order saga of examples/orders/ordo.yaml), measures ordo's latency,
-# profiles ordo, runs the state-restore step (internal/state BenchmarkRestore
-# against the same broker: BENCH_RESTORE=1000000 instances by default, 0
-# skips it) and rewrites docs/benchmarks.md.
+# profiles ordo, runs the in-memory BenchmarkPipeline (allocs and ns per event
+# per stage, -count 3 medians, plus a -memprofile of the full stage), runs the
+# state-restore step (internal/state BenchmarkRestore against the same broker:
+# BENCH_RESTORE=1000000 instances by default, 0 skips it) and rewrites the
+# whole of docs/benchmarks.md (hand-written notes come from bench/findings.md).
 #
-#   make bench                     # full: 300k events x 3 runs (~15 min on 2 cores)
-#   make bench-quick               # BENCH_EVENTS=50000 BENCH_RUNS=1, short latency levels
+#   make bench                     # full: 300k events x 3 runs ((d)-(f): BENCH_SLOW_RUNS=1),
+#                                  # latency 2 levels x 2 contenders x 3 runs; see the timing below
+#   make bench-quick               # BENCH_EVENTS=50000 BENCH_RUNS=1, 10 s x 1 latency run per level,
+#                                  # writes /tmp/ordo-bench-quick.md (never the doc)
 #   BENCH_CONTENDERS=passthrough,ordo make bench-quick
 #   BENCH_CONTENDERS=passthrough,ordo,saga BENCH_LATENCY=0 BENCH_PROFILE=0 BENCH_MICRO=0 make bench-quick
 #       (saga vs stateless vs pass-through in one run, plus the 1M-instance restore)

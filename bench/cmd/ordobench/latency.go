@@ -19,6 +19,7 @@ import (
 
 type latResult struct {
 	Contender      string
+	Run            int     // round of the interleaved runs (1-based; 0 in older results.json)
 	Fraction       float64 // of ordo's max rate
 	Offered        float64 // events/s
 	Achieved       float64 // events/s produced
@@ -55,30 +56,40 @@ func (b *bench) latency(ctx context.Context, ordoMax float64, cs []contender) []
 	var out []latResult
 	level := 0
 	var fracs []float64
-	for _, f := range strings.Split(envStr("BENCH_LAT_LEVELS", "0.25,0.5,0.75"), ",") {
+	for _, f := range strings.Split(envStr("BENCH_LAT_LEVELS", "0.25,0.5"), ",") {
 		if v, err := strconv.ParseFloat(strings.TrimSpace(f), 64); err == nil {
 			fracs = append(fracs, v)
 		}
 	}
-	// Runs are interleaved (every contender and level once, then again) so
-	// that the machine's noise spreads over all of them; the report takes
-	// the median of each (contender, level).
+	// Runs are interleaved: at each level ordo and the pass-through run back
+	// to back (a b, a b, ...), then the next level, then the next round, so
+	// that the machine's noise hits both sides of a ratio alike; the report
+	// takes the median of each (contender, level) and the ratio of medians.
+	keys := strings.Split(envStr("BENCH_LAT_CONTENDERS", "ordo,passthrough"), ",")
 	for r := 0; r < runs; r++ {
-		for _, key := range strings.Split(envStr("BENCH_LAT_CONTENDERS", "ordo,passthrough"), ",") {
-			var c contender
-			for _, x := range cs {
-				if x.key == key {
-					c = x
+		for _, f := range fracs {
+			for _, key := range keys {
+				var c contender
+				for _, x := range cs {
+					if x.key == strings.TrimSpace(key) {
+						c = x
+					}
 				}
-			}
-			for _, f := range fracs {
+				if c.key == "" {
+					logf("latency: unknown contender %q in BENCH_LAT_CONTENDERS", key)
+					continue
+				}
+				if ctx.Err() != nil {
+					return out
+				}
 				level++
 				res := b.latencyOnce(ctx, c, level, f, f*ordoMax, time.Duration(secs)*time.Second)
+				res.Run = r + 1
 				if res.Err != "" {
-					logf("latency %s @%.0f%% run %d/%d: ERROR %s", key, f*100, r+1, runs, res.Err)
+					logf("latency %s @%.0f%% run %d/%d: ERROR %s", c.key, f*100, r+1, runs, res.Err)
 				} else {
 					logf("latency %s @%.0f%% run %d/%d (%.0f ev/s offered, %.0f achieved): p50 %s p99 %s p999 %s max %s (%d samples, %d missing; txns %.0f, %.0f ev/txn, End %s, processing %s/ev; load %s; to-produce p50/p99 %s/%s, produce-to-visible p50/p99 %s/%s; from Produce call p50/p99 %s/%s; cores: contender %.2f broker %.2f bench %.2f)",
-						key, f*100, r+1, runs, res.Offered, res.Achieved, res.P50, res.P99, res.P999, res.Max, res.Samples, res.Missing, res.Txns, res.EventsPerTxn, res.TxnEnd, res.Processing, res.LoadAvg, res.ProcP50, res.ProcP99, res.SeeP50, res.SeeP99, res.CallP50, res.CallP99, res.CoresContender, res.CoresBroker, res.CoresBench)
+						c.key, f*100, r+1, runs, res.Offered, res.Achieved, res.P50, res.P99, res.P999, res.Max, res.Samples, res.Missing, res.Txns, res.EventsPerTxn, res.TxnEnd, res.Processing, res.LoadAvg, res.ProcP50, res.ProcP99, res.SeeP50, res.SeeP99, res.CallP50, res.CallP99, res.CoresContender, res.CoresBroker, res.CoresBench)
 				}
 				out = append(out, res)
 			}

@@ -10,11 +10,16 @@
 //
 //	BENCH_EVENTS       events to preload (default 300000)
 //	BENCH_RUNS         throughput runs per contender (default 3)
+//	BENCH_SLOW_RUNS    throughput runs of the slow contenders saga, watermill, kstreams (default 1, at most BENCH_RUNS)
 //	BENCH_CONTENDERS   comma list (default passthrough,ordo,ordo-codec,saga,watermill,kstreams)
 //	BENCH_BROKERS      use this Kafka instead of starting one (test/kafka/kafka.sh)
 //	BENCH_LATENCY      0 disables the latency runs (default 1)
 //	BENCH_LAT_SECONDS  seconds of paced load per latency level (default 15)
 //	BENCH_LAT_RUNS     latency runs per level, interleaved; the report shows medians (default 3)
+//	BENCH_LAT_LEVELS   fractions of ordo's max rate (default 0.25,0.5: the issue's levels)
+//	BENCH_MICRO        0 disables the in-memory BenchmarkPipeline step (default 1)
+//	BENCH_MICRO_COUNT  its -count (default 3; the report shows medians)
+//	BENCH_MICRO_EVENTS its -benchtime in events (default 20000)
 //	BENCH_PROFILE      0 disables the ordo CPU profile (default 1)
 //	BENCH_RESTORE      instances for the state-restore step (internal/state BenchmarkRestore against
 //	                   the bench broker; default 1000000, 0 skips it)
@@ -86,6 +91,11 @@ var (
 
 const partitions = 12
 
+// slowContenders take BENCH_SLOW_RUNS runs instead of BENCH_RUNS (each of
+// their runs on 300k events takes 20 s to minutes, (a)-(c) take seconds):
+// the same input for all, fewer repetitions, the count in the table.
+var slowContenders = []string{"saga", "watermill", "kstreams"}
+
 type bench struct {
 	root     string // repo root
 	work     string
@@ -94,6 +104,8 @@ type bench struct {
 	regURL   string
 	events   int
 	runs     int
+	slowRuns int    // runs of the slow contenders (slowContenders)
+	command  string // the invocation, for the report
 	adm      *kadm.Client
 	cl       *kgo.Client
 	reg      *schemas.Registry
@@ -116,10 +128,11 @@ func run() error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	b := &bench{
-		events:  envInt("BENCH_EVENTS", 300000),
-		runs:    envInt("BENCH_RUNS", 3),
-		bin:     envStr("BENCH_BIN", "bin/bench"),
-		started: time.Now(),
+		events:   envInt("BENCH_EVENTS", 300000),
+		runs:     envInt("BENCH_RUNS", 3),
+		slowRuns: envInt("BENCH_SLOW_RUNS", 1),
+		bin:      envStr("BENCH_BIN", "bin/bench"),
+		started:  time.Now(),
 	}
 	defer func() {
 		for i := len(b.cleanups) - 1; i >= 0; i-- {
@@ -142,10 +155,12 @@ func run() error {
 	if err := os.MkdirAll(b.work, 0o755); err != nil {
 		return err
 	}
+	b.command = commandLine()
 	if from := os.Getenv("BENCH_REPORT_FROM"); from != "" {
 		return b.reportFrom(from)
 	}
-	logf("work dir %s, %d events, %d run(s)", b.work, b.events, b.runs)
+	b.slowRuns = min(max(b.slowRuns, 1), b.runs)
+	logf("work dir %s, %d events, %d run(s) (%d of the slow contenders %s)", b.work, b.events, b.runs, b.slowRuns, strings.Join(slowContenders, ","))
 	if err := b.setup(ctx); err != nil {
 		return err
 	}
@@ -181,6 +196,9 @@ func run() error {
 		for _, c := range active {
 			if ctx.Err() != nil {
 				return ctx.Err()
+			}
+			if run > b.slowRuns && slices.Contains(slowContenders, c.key) {
+				continue
 			}
 			logf("run %d/%d: %s ...", run, b.runs, c.label)
 			r := measure(ctx, b.adm, c, run, total, b.work, timeout, brokerPID())
@@ -221,24 +239,18 @@ func run() error {
 			logf("profile: %v", err)
 		}
 	}
-	micro := ""
+	var micro *microResult
 	if envInt("BENCH_MICRO", 1) != 0 {
-		logf("micro-benchmarks: go test -bench Pipeline ./bench/cmd/ordobench ...")
-		out, err := exec.CommandContext(ctx, "go", "test", "-run", "^$", "-bench", "Pipeline", "-benchmem", "-benchtime", "20000x", "-count", "3", "./bench/cmd/ordobench").CombinedOutput()
-		if err != nil {
-			logf("micro-benchmarks: %v\n%s", err, out)
-		}
-		for _, l := range strings.Split(string(out), "\n") {
-			if strings.HasPrefix(l, "Benchmark") {
-				micro += l + "\n"
-			}
+		micro = b.runMicro(ctx)
+		if micro.Err != "" {
+			logf("micro-benchmarks: %s", micro.Err)
 		}
 	}
 	var restore *restoreResult
 	if n := envInt("BENCH_RESTORE", 1000000); n > 0 {
 		restore = b.restore(ctx, n, envInt("BENCH_RESTORE_RUNS", 2))
 	}
-	raw := rawResults{Restore: restore, Date: b.started, LoadAvg: strings.Join(strings.Fields(shell("cat", "/proc/loadavg"))[:3], " "), LatSeconds: envStr("BENCH_LAT_SECONDS", "15"), Events: b.events, Runs: b.runs, Sizes: b.sizes, Results: results, Latency: lats, Profile: prof, Micro: micro}
+	raw := rawResults{Restore: restore, Date: b.started, LoadAvg: strings.Join(strings.Fields(shell("cat", "/proc/loadavg"))[:3], " "), LatSeconds: envStr("BENCH_LAT_SECONDS", "15"), Events: b.events, Runs: b.runs, Sizes: b.sizes, Results: results, Latency: lats, Profile: prof, MicroResult: micro, SlowRuns: b.slowRuns, Command: b.command}
 	for _, c := range active {
 		raw.Contenders = append(raw.Contenders, c.key)
 	}
@@ -532,7 +544,10 @@ type rawResults struct {
 	Results      []result
 	Latency      []latResult
 	Profile      *profile
-	Micro        string
+	Micro        string       `json:",omitempty"` // older results.json: the raw Benchmark lines
+	MicroResult  *microResult `json:",omitempty"`
+	SlowRuns     int          `json:",omitempty"`
+	Command      string       `json:",omitempty"`
 	Restore      *restoreResult
 }
 
@@ -565,7 +580,17 @@ func (b *bench) reportFrom(file string) error {
 			}
 		}
 	}
-	doc := b.report(raw.Results, summarize(raw.Results, active), raw.Latency, prof, active, raw.Micro, raw.Restore)
+	micro := raw.MicroResult
+	if micro == nil {
+		micro = microFromRaw(raw.Micro)
+	}
+	b.slowRuns = raw.SlowRuns
+	if raw.Command != "" {
+		b.command = raw.Command
+	} else {
+		b.command = fmt.Sprintf("BENCH_EVENTS=%d BENCH_RUNS=%d make bench", raw.Events, raw.Runs)
+	}
+	doc := b.report(raw.Results, summarize(raw.Results, active), raw.Latency, prof, active, micro, raw.Restore)
 	out := envStr("BENCH_OUT", "docs/benchmarks.md")
 	if out == "-" {
 		fmt.Print(doc)

@@ -1,0 +1,102 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParseMicroMedians(t *testing.T) {
+	out := `goos: linux
+BenchmarkPipeline/full-2         	   20000	      9676 ns/op	    6460 B/op	      67 allocs/op
+BenchmarkPipeline/full-2         	   20000	      8003 ns/op	    6393 B/op	      65 allocs/op
+BenchmarkPipeline/full-2         	   20000	      8086 ns/op	    6393 B/op	      66 allocs/op
+BenchmarkPipeline/decode-2       	   20000	      2024 ns/op	    1721 B/op	      21 allocs/op
+BenchmarkPipeline/decode-2       	   20000	      2093 ns/op	    1721 B/op	      21 allocs/op
+PASS
+`
+	raw, st := parseMicro(out)
+	if strings.Count(raw, "\n") != 5 {
+		t.Errorf("raw keeps %d lines, want the 5 Benchmark lines:\n%s", strings.Count(raw, "\n"), raw)
+	}
+	if len(st) != 2 || st[0].Name != "full" || st[1].Name != "decode" {
+		t.Fatalf("stages %+v, want full then decode", st)
+	}
+	f := st[0]
+	if f.Runs != 3 || f.Ns != 8086 || f.Allocs != 66 || f.Bytes != 6393 || f.NsMin != 8003 || f.NsMax != 9676 || f.AllocsMin != 65 || f.AllocsMax != 67 {
+		t.Errorf("full: %+v, want medians 8086 ns, 6393 B, 66 allocs of 3 runs", f)
+	}
+	if d := st[1]; d.Runs != 2 || d.Ns != (2024+2093)/2.0 {
+		t.Errorf("decode: %+v, want the mean of the middle two (even count)", d)
+	}
+	m := &microResult{Stages: st}
+	if _, ok := m.stage("chain"); ok {
+		t.Error("stage(chain) found in a result without chain")
+	}
+	var nilM *microResult
+	if _, ok := nilM.stage("full"); ok {
+		t.Error("stage on a nil result found something")
+	}
+}
+
+func TestLatencyRatiosPairRounds(t *testing.T) {
+	ms := func(n int) time.Duration { return time.Duration(n) * time.Millisecond }
+	var lats []latResult
+	// Two levels, three rounds, interleaved as the harness runs them.
+	p99 := map[string][]int{"ordo@0.25": {200, 260, 180}, "passthrough@0.25": {100, 200, 150}, "ordo@0.5": {300, 310, 320}, "passthrough@0.5": {150, 0, 160}}
+	for r := 1; r <= 3; r++ {
+		for _, f := range []float64{0.25, 0.5} {
+			for _, c := range []string{"ordo", "passthrough"} {
+				key := c + "@" + map[float64]string{0.25: "0.25", 0.5: "0.5"}[f]
+				l := latResult{Contender: c, Run: r, Fraction: f, Offered: f * 80000, P99: ms(p99[key][r-1])}
+				if l.P99 == 0 {
+					l.Err = "no samples"
+				}
+				lats = append(lats, l)
+			}
+		}
+	}
+	rs := latencyRatios(lats)
+	if len(rs) != 2 {
+		t.Fatalf("%d ratios, want one per level: %+v", len(rs), rs)
+	}
+	// 25%: medians 200 ms / 150 ms.
+	if r := rs[0]; r.fraction != 0.25 || r.ordo.p99 != ms(200) || r.pass.p99 != ms(150) || r.ratio != 200.0/150 {
+		t.Errorf("25%%: %+v, want 200 ms / 150 ms", r)
+	}
+	if r := rs[0]; len(r.rounds) != 3 || r.rounds[0] != 2 || r.rounds[1] != 1.3 || r.rounds[2] != 1.2 {
+		t.Errorf("25%% rounds %v, want [2 1.3 1.2]", r.rounds)
+	}
+	// 50%: the failed pass-through round is left out of the median and of the pairs.
+	if r := rs[1]; r.pass.runs != 2 || r.ordo.runs != 3 || len(r.rounds) != 2 || r.ordo.p99 != ms(310) || r.pass.p99 != ms(155) {
+		t.Errorf("50%%: %+v, want 3 ordo runs, 2 pass-through runs, 2 pairs, medians 310 ms and 155 ms (mean of the middle two)", r)
+	}
+}
+
+func TestTargetsTable(t *testing.T) {
+	var w strings.Builder
+	p := func(format string, args ...any) { fmt.Fprintf(&w, format, args...) }
+	by := map[string]summary{
+		"passthrough": {key: "passthrough", runs: 3, throughput: 200000, cpuPerM: 3},
+		"ordo":        {key: "ordo", runs: 3, throughput: 160000, cpuPerM: 6.2},
+	}
+	m := &microResult{Stages: []microStage{{Name: "full", Runs: 3, Allocs: 9, Ns: 5200}}}
+	lats := []latResult{
+		{Contender: "ordo", Run: 1, Fraction: 0.25, P99: 120 * time.Millisecond},
+		{Contender: "passthrough", Run: 1, Fraction: 0.25, P99: 100 * time.Millisecond},
+	}
+	(&bench{}).targets(p, by, lats, m)
+	got := w.String()
+	for _, want := range []string{
+		"| (b) / (a) throughput ≥ 0.75 (medians of this invocation) | 0.80 | met |",
+		"| 9 | met |",
+		"| 6.2 µs | **missed** |",
+		"| 1.20 | met |",
+		"at 50% of ordo's max ≤ 1.3 | n/a | not measured |",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("targets table lacks %q:\n%s", want, got)
+		}
+	}
+}
