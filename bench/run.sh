@@ -9,7 +9,7 @@
 # BENCH_RESTORE=1000000 instances by default, 0 skips it) and rewrites the
 # whole of docs/benchmarks.md (hand-written notes come from bench/findings.md).
 #
-#   make bench                     # full: 300k events x 3 runs ((d)-(f): BENCH_SLOW_RUNS=1),
+#   make bench                     # full: 300k events x 3 runs (BENCH_SLOW_RUNS=1 for fewer runs of (d)-(f)),
 #                                  # latency 2 levels x 2 contenders x 3 runs; see the timing below
 #   make bench-quick               # BENCH_EVENTS=50000 BENCH_RUNS=1, 10 s x 1 latency run per level,
 #                                  # writes /tmp/ordo-bench-quick.md (never the doc)

@@ -10,7 +10,7 @@
 //
 //	BENCH_EVENTS       events to preload (default 300000)
 //	BENCH_RUNS         throughput runs per contender (default 3)
-//	BENCH_SLOW_RUNS    throughput runs of the slow contenders saga, watermill, kstreams (default 1, at most BENCH_RUNS)
+//	BENCH_SLOW_RUNS    throughput runs of the slow contenders saga, watermill, kstreams (default BENCH_RUNS; 1 saves ~2 min per run)
 //	BENCH_CONTENDERS   comma list (default passthrough,ordo,ordo-codec,saga,watermill,kstreams)
 //	BENCH_BROKERS      use this Kafka instead of starting one (test/kafka/kafka.sh)
 //	BENCH_LATENCY      0 disables the latency runs (default 1)
@@ -130,7 +130,7 @@ func run() error {
 	b := &bench{
 		events:   envInt("BENCH_EVENTS", 300000),
 		runs:     envInt("BENCH_RUNS", 3),
-		slowRuns: envInt("BENCH_SLOW_RUNS", 1),
+		slowRuns: envInt("BENCH_SLOW_RUNS", envInt("BENCH_RUNS", 3)),
 		bin:      envStr("BENCH_BIN", "bin/bench"),
 		started:  time.Now(),
 	}

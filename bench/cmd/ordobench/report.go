@@ -135,7 +135,7 @@ func (b *bench) report(rs []result, summ []summary, lats []latResult, prof *prof
 	p("Each contender is its own OS process, started with a fresh consumer group on the same preloaded input, one after another; runs are interleaved (a b c d e, a b c d e, …) so that noise spreads over all of them. ")
 	p("**Throughput** = events committed by the group between its first commit and the moment the committed offsets (fetched with RequireStable) cover all input, divided by that time. ")
 	p("**CPU** = the process's user+system time (/proc/<pid>/stat) over the same window, per million events. **Peak RSS** = VmHWM. ")
-	p("**Broker CPU** = the Kafka JVM's CPU over the same window, per million events (it shares the 2 cores with the contender). Medians of the runs in the runs column: %d for each contender, %d for the slow ones (%s: `BENCH_SLOW_RUNS`; each of their runs takes 20 s to minutes on this input, so they are repeated less, on the same input).\n\n", b.runs, max(b.slowRuns, 1), strings.Join(slowContenders, ", "))
+	p("**Broker CPU** = the Kafka JVM's CPU over the same window, per million events (it shares the 2 cores with the contender). Medians of the runs in the runs column (%d per contender; %d for the slow ones, %s: `BENCH_SLOW_RUNS`, since each of their runs takes 10 s to minutes on this input; same input for all).\n\n", b.runs, max(b.slowRuns, 1), strings.Join(slowContenders, ", "))
 	p("| contender | runs | events/s (median) | min–max | CPU s / M events | broker CPU s / M events | peak RSS | start→all committed |\n|---|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, s := range summ {
 		if s.runs == 0 {
@@ -500,7 +500,7 @@ func restoreSection(p func(string, ...any), r *restoreResult) {
 func commandLine() string {
 	var parts []string
 	for _, kv := range [][2]string{
-		{"BENCH_EVENTS", "300000"}, {"BENCH_RUNS", "3"}, {"BENCH_SLOW_RUNS", "1"},
+		{"BENCH_EVENTS", "300000"}, {"BENCH_RUNS", "3"}, {"BENCH_SLOW_RUNS", envStr("BENCH_RUNS", "3")},
 		{"BENCH_LAT_SECONDS", "15"}, {"BENCH_LAT_RUNS", "3"},
 	} {
 		parts = append(parts, kv[0]+"="+envStr(kv[0], kv[1]))
