@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -21,6 +22,7 @@ type microResult struct {
 	Raw        string       // the Benchmark lines as printed
 	Stages     []microStage // full, decode, chain, encode
 	Sites      []allocSite  // top allocation sites of Pipeline/full, per event
+	LoadAvg    string       // 1-minute load average before and after the -count runs
 	Err        string
 }
 
@@ -105,7 +107,9 @@ func (b *bench) runMicro(ctx context.Context) *microResult {
 	logf("micro-benchmarks: %s ...", m.Command)
 	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Dir = pkgDir
+	la0 := loadAvg1()
 	out, err := cmd.CombinedOutput()
+	m.LoadAvg = la0 + " → " + loadAvg1()
 	if err != nil {
 		m.Err = fmt.Sprintf("%v: %s", err, lastLines(string(out), 5))
 		return m
@@ -198,6 +202,14 @@ func allocSites(bin, prof string, allocsPerEv, bytesPerEv float64, top int) ([]a
 		return strings.Compare(a.Func, b.Func)
 	})
 	return sites[:min(top, len(sites))], nil
+}
+
+func loadAvg1() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	return strings.Fields(string(b))[0]
 }
 
 // microFromRaw recovers a result from the plain text the older results.json
