@@ -26,6 +26,9 @@ type stageShare struct {
 	Stage string
 	Func  string
 	Cum   float64
+	// NotInBinary: no symbol of that name in the ordo binary, so the stage
+	// list in analyzeProfile is stale (a renamed function), not a 0 % share.
+	NotInBinary bool `json:",omitempty"`
 }
 
 // profileOrdo runs ordo once more over the backlog (a fresh group) and takes
@@ -116,6 +119,7 @@ func analyzeProfile(bin, file string, secs int) (*profile, error) {
 		{"malloc (runtime.mallocgc)", "runtime.mallocgc"},
 		{"syscalls (Syscall6: network reads/writes, futex)", "internal/runtime/syscall/linux.Syscall6"},
 	}
+	syms, _ := exec.Command("go", "tool", "nm", bin).Output() // best effort: empty → nothing is flagged
 	for _, s := range stages {
 		v := 0.0
 		for name, c := range cums {
@@ -123,7 +127,8 @@ func analyzeProfile(bin, file string, secs int) (*profile, error) {
 				v = c
 			}
 		}
-		p.Stages = append(p.Stages, stageShare{Stage: s.stage, Func: s.fn, Cum: v})
+		p.Stages = append(p.Stages, stageShare{Stage: s.stage, Func: s.fn, Cum: v,
+			NotInBinary: v == 0 && len(syms) > 0 && !strings.Contains(string(syms), " "+s.fn)})
 	}
 	for name, v := range parseTop(string(flat), 1) {
 		p.Groups[area(name)] += v

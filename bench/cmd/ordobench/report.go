@@ -246,6 +246,10 @@ func (b *bench) report(rs []result, summ []summary, lats []latResult, prof *prof
 		p("A separate ordo run over the same backlog with `admin.pprof: true`; `/debug/pprof/profile?seconds=%d` taken while it drained. Shares are of all samples of the process (Go's profiler sees only ordo, not the broker).\n\n", prof.Seconds)
 		p("Pipeline stages (cumulative: the stage and everything it calls):\n\n| stage | function | cum %% |\n|---|---|---:|\n")
 		for _, s := range prof.Stages {
+			if s.NotInBinary {
+				p("| %s | `%s` | not in the binary (renamed? update the stage list in bench/cmd/ordobench/profile.go) |\n", s.Stage, s.Func)
+				continue
+			}
 			p("| %s | `%s` | %.1f%% |\n", s.Stage, s.Func, s.Cum)
 		}
 		p("\nFlat samples by code area:\n\n| area | flat %% |\n|---|---:|\n")
