@@ -660,6 +660,16 @@ func whatIsLeft(p func(string, ...any), by map[string]summary, prof *profile, m 
 	dec, chain, enc, ev := share("github.com/ordo-dev/ordo/schemas.(*Serde).Decode"), share("github.com/ordo-dev/ordo/processors.Chain.Process"),
 		share("github.com/ordo-dev/ordo/producer.(*Output).Commands"), share("github.com/ordo-dev/ordo/consumer.EventFrom")
 	pipe := dec + chain + enc + ev
+	for _, st := range prof.Stages {
+		if st.NotInBinary && strings.HasPrefix(st.Func, "github.com/ordo-dev/ordo/") {
+			p("\n### What is left\n\nNot computed: the profile's stage list names `%s`, which the ordo binary no longer has (update bench/cmd/ordobench/profile.go).\n", st.Func)
+			return
+		}
+	}
+	if pipe == 0 {
+		p("\n### What is left\n\nNot computed: no sample of the pipeline stages in the profile (too short a profile?).\n")
+		return
+	}
 	fetch, produce, gc, snappy := share("github.com/twmb/franz-go/pkg/kgo.(*cursorOffsetNext).processRespPartition"),
 		share("github.com/twmb/franz-go/pkg/kgo.(*Client).Produce"), share("runtime.gcBgMarkWorker"), share("github.com/klauspost/compress/s2.EncodeSnappy")
 	p("\n### What is left\n\n")
