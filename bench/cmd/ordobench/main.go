@@ -21,6 +21,7 @@
 //	BENCH_MICRO_COUNT  its -count (default 3; the report shows medians)
 //	BENCH_MICRO_EVENTS its -benchtime in events (default 20000)
 //	BENCH_PROFILE      0 disables the ordo CPU profile (default 1)
+//	BENCH_PROFILE_RUNS drains of the backlog profiled and merged (default 3)
 //	BENCH_RESTORE      instances for the state-restore step (internal/state BenchmarkRestore against
 //	                   the bench broker; default 1000000, 0 skips it)
 //	BENCH_RESTORE_RUNS restores of that changelog (go test -benchtime Nx; default 2)
@@ -229,12 +230,13 @@ func run() error {
 	}
 	var prof *profile
 	if envInt("BENCH_PROFILE", 1) != 0 && slices.ContainsFunc(active, func(c contender) bool { return c.key == "ordo" }) {
-		// Profile ~60% of the expected drain time (1-10 s).
+		// Profile ~60% of the expected drain time (1-10 s) of each of
+		// BENCH_PROFILE_RUNS drains, merged.
 		secs := envInt("BENCH_PROFILE_SECONDS", 0)
 		if secs == 0 && ordoMax > 0 {
-			secs = min(10, max(1, int(0.6*float64(total)/ordoMax)))
+			secs = min(10, max(1, int(0.6*float64(total)/ordoMax+0.5)))
 		}
-		prof, err = b.profileOrdo(ctx, contenders, max(secs, 1))
+		prof, err = b.profileOrdo(ctx, contenders, max(secs, 1), max(1, envInt("BENCH_PROFILE_RUNS", 3)))
 		if err != nil {
 			logf("profile: %v", err)
 		}
@@ -574,8 +576,12 @@ func (b *bench) reportFrom(file string) error {
 	}
 	prof := raw.Profile
 	if prof != nil {
-		if _, err := os.Stat(prof.File); err == nil {
-			if p, err := analyzeProfile(filepath.Join(b.bin, "ordo"), prof.File, prof.Seconds); err == nil {
+		files := prof.Files
+		if len(files) == 0 {
+			files = []string{prof.File}
+		}
+		if _, err := os.Stat(files[0]); err == nil {
+			if p, err := analyzeProfile(filepath.Join(b.bin, "ordo"), files, prof.Seconds); err == nil {
 				prof = p
 			}
 		}

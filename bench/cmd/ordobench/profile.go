@@ -15,8 +15,10 @@ import (
 )
 
 type profile struct {
-	File    string
-	Seconds int
+	File    string             // the first profile (older results.json have only this)
+	Files   []string           `json:",omitempty"` // every drain's profile, merged by pprof
+	Seconds int                // per drain
+	Drains  int                `json:",omitempty"`
 	Top     string             // go tool pprof -top (flat)
 	Stages  []stageShare       // cumulative share of pipeline stages
 	Groups  map[string]float64 // flat share by code area
@@ -31,9 +33,23 @@ type stageShare struct {
 	NotInBinary bool `json:",omitempty"`
 }
 
-// profileOrdo runs ordo once more over the backlog (a fresh group) and takes
-// a CPU profile from its admin server's /debug/pprof while it drains.
-func (b *bench) profileOrdo(ctx context.Context, cs []contender, secs int) (*profile, error) {
+// profileOrdo runs ordo over the backlog n more times (a fresh group each)
+// and takes a CPU profile from its admin server's /debug/pprof while each
+// drains; the drains' profiles are merged, so a short drain still gives
+// enough samples.
+func (b *bench) profileOrdo(ctx context.Context, cs []contender, secs, n int) (*profile, error) {
+	var files []string
+	for i := 1; i <= n; i++ {
+		file := filepath.Join(b.work, fmt.Sprintf("ordo.cpu.%d.pprof", i))
+		if err := b.profileDrain(ctx, cs, secs, file); err != nil {
+			return nil, fmt.Errorf("drain %d: %w", i, err)
+		}
+		files = append(files, file)
+	}
+	return analyzeProfile(filepath.Join(b.bin, "ordo"), files, secs)
+}
+
+func (b *bench) profileDrain(ctx context.Context, cs []contender, secs int, file string) error {
 	var c contender
 	for _, x := range cs {
 		if x.key == "ordo" {
@@ -44,7 +60,7 @@ func (b *bench) profileOrdo(ctx context.Context, cs []contender, secs int) (*pro
 	cmd := c.cmd(group, inputTopics)
 	lf, err := startProc(cmd, b.work, "ordo-profile")
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer lf.Close()
 	done := make(chan error, 1)
@@ -62,39 +78,40 @@ func (b *bench) profileOrdo(ctx context.Context, cs []contender, secs int) (*pro
 	logf("profiling ordo for %ds ...", secs)
 	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:19464/debug/pprof/profile?seconds=%d", secs))
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("pprof: %s", resp.Status)
+		return fmt.Errorf("pprof: %s", resp.Status)
 	}
-	file := filepath.Join(b.work, "ordo.cpu.pprof")
 	f, err := os.Create(file)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if _, err := io.Copy(f, resp.Body); err != nil {
 		f.Close()
-		return nil, err
+		return err
 	}
-	f.Close()
-	return analyzeProfile(filepath.Join(b.bin, "ordo"), file, secs)
+	return f.Close()
 }
 
 // analyzeProfile summarizes an ordo CPU profile: top, pipeline stages
 // (cumulative) and flat shares by code area.
-func analyzeProfile(bin, file string, secs int) (*profile, error) {
-	p := &profile{File: file, Seconds: secs, Groups: map[string]float64{}}
-	top, err := exec.Command("go", "tool", "pprof", "-top", "-nodecount=30", bin, file).Output()
+func analyzeProfile(bin string, files []string, secs int) (*profile, error) {
+	p := &profile{File: files[0], Files: files, Seconds: secs, Drains: len(files), Groups: map[string]float64{}}
+	pprof := func(args ...string) *exec.Cmd {
+		return exec.Command("go", append(append(append([]string{"tool", "pprof"}, args...), bin), files...)...)
+	}
+	top, err := pprof("-top", "-nodecount=30").Output()
 	if err != nil {
 		return nil, fmt.Errorf("pprof -top: %w", err)
 	}
 	p.Top = trimPprofHeader(string(top))
-	cum, err := exec.Command("go", "tool", "pprof", "-top", "-cum", "-nodecount=4000", bin, file).Output()
+	cum, err := pprof("-top", "-cum", "-nodecount=4000").Output()
 	if err != nil {
 		return nil, fmt.Errorf("pprof -top -cum: %w", err)
 	}
-	flat, err := exec.Command("go", "tool", "pprof", "-top", "-nodecount=4000", bin, file).Output()
+	flat, err := pprof("-top", "-nodecount=4000").Output()
 	if err != nil {
 		return nil, fmt.Errorf("pprof -top: %w", err)
 	}

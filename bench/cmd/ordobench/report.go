@@ -243,7 +243,7 @@ func (b *bench) report(rs []result, summ []summary, lats []latResult, prof *prof
 
 	if prof != nil {
 		p("\n## Where ordo's time goes (CPU profile of (b))\n\n")
-		p("A separate ordo run over the same backlog with `admin.pprof: true`; `/debug/pprof/profile?seconds=%d` taken while it drained. Shares are of all samples of the process (Go's profiler sees only ordo, not the broker).\n\n", prof.Seconds)
+		p("Separate ordo runs over the same backlog (%d, each with a fresh group) with `admin.pprof: true`; `/debug/pprof/profile?seconds=%d` taken from the first commit while each drained, the profiles merged. Shares are of all samples of the process (Go's profiler sees only ordo, not the broker).\n\n", max(prof.Drains, 1), prof.Seconds)
 		p("Pipeline stages (cumulative: the stage and everything it calls):\n\n| stage | function | cum %% |\n|---|---|---:|\n")
 		for _, s := range prof.Stages {
 			if s.NotInBinary {
@@ -509,7 +509,7 @@ func commandLine() string {
 	} {
 		parts = append(parts, kv[0]+"="+envStr(kv[0], kv[1]))
 	}
-	for _, k := range []string{"BENCH_CONTENDERS", "BENCH_LATENCY", "BENCH_LAT_LEVELS", "BENCH_LAT_CONTENDERS", "BENCH_PROFILE",
+	for _, k := range []string{"BENCH_CONTENDERS", "BENCH_LATENCY", "BENCH_LAT_LEVELS", "BENCH_LAT_CONTENDERS", "BENCH_PROFILE", "BENCH_PROFILE_RUNS", "BENCH_PROFILE_SECONDS",
 		"BENCH_MICRO", "BENCH_MICRO_COUNT", "BENCH_MICRO_EVENTS", "BENCH_RESTORE", "BENCH_RESTORE_RUNS", "BENCH_WARMUP"} {
 		if v := os.Getenv(k); v != "" {
 			parts = append(parts, k+"="+v)
