@@ -23,7 +23,12 @@ type microResult struct {
 	Stages     []microStage // full, decode, chain, encode
 	Sites      []allocSite  // top allocation sites of Pipeline/full, per event
 	LoadAvg    string       // 1-minute load average before and after the -count runs
-	Err        string
+	// CPUNs is the process CPU (user+system, all threads: GC included) per
+	// full event: a run of N events minus a run of 1 (the fixture's setup),
+	// divided by N-1. Unlike ns/op it does not grow when other processes
+	// take the cores.
+	CPUNs float64 `json:",omitempty"`
+	Err   string
 }
 
 type microStage struct {
@@ -125,6 +130,26 @@ func (b *bench) runMicro(ctx context.Context) *microResult {
 	full, ok := m.stage("full")
 	if !ok || full.Allocs == 0 {
 		return m
+	}
+	if events, err := strconv.Atoi(n); err == nil && events > 1 {
+		cpu := func(iters int) (float64, error) {
+			cmd := exec.CommandContext(ctx, bin, "-test.run", "^$", "-test.bench", "^BenchmarkPipeline$/^full$", "-test.benchtime", strconv.Itoa(iters)+"x")
+			// ordo runs with processing.gc_percent 400 by default; the GC's
+			// CPU is part of this number, so it runs with the same target.
+			cmd.Dir, cmd.Env = pkgDir, append(os.Environ(), "GOGC=400")
+			if out, err := cmd.CombinedOutput(); err != nil {
+				return 0, fmt.Errorf("%v: %s", err, lastLines(string(out), 3))
+			}
+			return float64((cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()).Nanoseconds()), nil
+		}
+		one, err1 := cpu(1)
+		all, err2 := cpu(events)
+		if err1 == nil && err2 == nil && all > one {
+			m.CPUNs = (all - one) / float64(events-1)
+			logf("  full: %.0f ns of process CPU per event", m.CPUNs)
+		} else {
+			logf("micro-benchmarks: CPU per event: %v %v", err1, err2)
+		}
 	}
 	prof := filepath.Join(b.work, "pipeline.mem.pprof")
 	m.MemCommand = fmt.Sprintf("go test ./bench/cmd/ordobench -run '^$' -bench '^BenchmarkPipeline$/^full$' -benchtime %sx -memprofile mem.pprof -memprofilerate 1 && go tool pprof -sample_index=alloc_objects -focus 'BenchmarkPipeline\\.func' -top ordobench.test mem.pprof", n)
