@@ -18,7 +18,7 @@ COPY . .
 ARG VERSION=dev
 RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache/go-build \
     CGO_ENABLED=0 go build -trimpath \
-      -ldflags "-s -w -X github.com/ordo-dev/ordo/cmd/ordo/app.Version=${VERSION}" \
+      -ldflags "-s -w -X github.com/ordo-dev/ordo/internal/app.Version=${VERSION}" \
       -o /out/ordo ./cmd/ordo \
  && mkdir -p /out/data
 

@@ -27,7 +27,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
 # The same flags as the Dockerfile (test/compose checks they agree).
 build:
-	CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X github.com/ordo-dev/ordo/cmd/ordo/app.Version=$(VERSION)" -o bin/ordo ./cmd/ordo
+	CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X github.com/ordo-dev/ordo/internal/app.Version=$(VERSION)" -o bin/ordo ./cmd/ordo
 
 # Fails on unformatted files (gofmt -l alone exits 0) and on a go.mod/go.sum
 # that `go mod tidy` would change.

@@ -60,7 +60,7 @@ type Store interface {
 // Processes is what the stateful stage needs from the process engine
 // beyond its processors (which run in the chain): timer triggers,
 // housekeeping and the versioning check. *processes.Engine adapts to it
-// (cmd/ordo/app).
+// (internal/app).
 type Processes interface {
 	// IsTrigger reports whether a process-log record is a timer trigger.
 	IsTrigger(r *kgo.Record) bool

@@ -32,7 +32,7 @@ func demoSchemas(t testing.TB) map[string]*schemas.Schema {
 	return m
 }
 
-// fieldNames mirrors cmd/ordo/app's: top-level fields (without a default
+// fieldNames mirrors internal/app's: top-level fields (without a default
 // when requiredOnly).
 func fieldNames(text string, requiredOnly bool) []string {
 	var rec struct {

@@ -4,7 +4,7 @@ package main
 import (
 	"os"
 
-	"github.com/ordo-dev/ordo/cmd/ordo/app"
+	"github.com/ordo-dev/ordo"
 )
 
-func main() { os.Exit(app.Main(os.Args[1:])) }
+func main() { os.Exit(ordo.Main(os.Args[1:])) }

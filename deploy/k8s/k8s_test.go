@@ -37,7 +37,7 @@ import (
 	"sigs.k8s.io/kustomize/kyaml/filesys"
 	"sigs.k8s.io/yaml"
 
-	"github.com/ordo-dev/ordo/cmd/ordo/app"
+	"github.com/ordo-dev/ordo/internal/app"
 	"github.com/ordo-dev/ordo/internal/config"
 )
 
@@ -581,7 +581,7 @@ func TestProbesHitTheAdminPort(t *testing.T) {
 
 // SIGTERM may take shutdown_timeout to end the open transaction and as long
 // again to close the session, then up to 5s to flush spans and 2s to stop
-// the admin server (cmd/ordo/app); the grace period must cover all of it, or
+// the admin server (internal/app); the grace period must cover all of it, or
 // the kubelet's SIGKILL turns every rolling restart into a crash recovery.
 func TestGracePeriodCoversShutdown(t *testing.T) {
 	b := build(t, "base")

@@ -3,7 +3,7 @@ package main
 import (
 	"os"
 
-	"github.com/ordo-dev/ordo/cmd/ordo/app"
+	"github.com/ordo-dev/ordo"
 	"github.com/ordo-dev/ordo/processors"
 )
 
@@ -12,5 +12,5 @@ func main() {
 	if err := Register(reg); err != nil {
 		panic(err)
 	}
-	os.Exit(app.Main(os.Args[1:], app.WithProcessors(reg)))
+	os.Exit(ordo.Main(os.Args[1:], ordo.WithProcessors(reg)))
 }

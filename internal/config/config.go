@@ -622,7 +622,7 @@ func (c *Config) Validate() error {
 }
 
 // validateSchemas checks the `schemas:` block's lists; the files and
-// subjects themselves are read when ordo starts (cmd/ordo/app).
+// subjects themselves are read when ordo starts (internal/app).
 func (c *Config) validateSchemas(add func(key, msg, fix string)) {
 	if _, set := c.lines["schemas"]; set && c.Schemas.Builtin() {
 		// At the list key when there is one, so that a list that did not

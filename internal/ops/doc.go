@@ -1,7 +1,7 @@
 // Package ops holds the logic behind ordo's operator commands: `ordo replay`
 // (rewind a stopped group's committed offsets) and `ordo dlq list|show|redrive`
 // (inspect dead letters and republish them exactly once). The command line in
-// cmd/ordo/app only parses flags and prints; everything that talks to Kafka is
+// internal/app only parses flags and prints; everything that talks to Kafka is
 // here so it can be tested against a real broker.
 //
 // Every function takes a context and the connection options of the cluster

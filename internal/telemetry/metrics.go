@@ -88,7 +88,7 @@ var fqName = regexp.MustCompile(`fqName: "([^"]+)"`)
 // client so that kprom registers its collectors.
 func MetricNames() ([]string, error) {
 	m := NewMetrics()
-	// The metrics a replica registers once it is built (see cmd/ordo/app).
+	// The metrics a replica registers once it is built (see internal/app).
 	m.RegistryStats(func() (uint64, uint64) { return 0, 0 })
 	m.RegistryNegativeHits(func() uint64 { return 0 })
 	m.LoopProgress(func() (time.Duration, int) { return 0, 0 })

@@ -555,14 +555,14 @@ func TestDockerfile(t *testing.T) {
 	if build == "" {
 		t.Fatal("Dockerfile: no go build")
 	}
-	for _, want := range []string{"CGO_ENABLED=0", "-trimpath", `-s -w`, "-X github.com/ordo-dev/ordo/cmd/ordo/app.Version=${VERSION}", "./cmd/ordo"} {
+	for _, want := range []string{"CGO_ENABLED=0", "-trimpath", `-s -w`, "-X github.com/ordo-dev/ordo/internal/app.Version=${VERSION}", "./cmd/ordo"} {
 		if !strings.Contains(build, want) {
 			t.Errorf("Dockerfile go build lacks %q: %s", want, build)
 		}
 	}
 	app, err := os.ReadFile(filepath.Join(root(), "cmd", "ordo", "app", "app.go"))
 	if err != nil || !regexp.MustCompile(`(?m)^var Version = `).Match(app) {
-		t.Errorf("cmd/ordo/app.Version (the -X target) is gone")
+		t.Errorf("internal/app.Version (the -X target) is gone")
 	}
 
 	// the Makefile's build flags are all in the image build too

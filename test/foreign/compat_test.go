@@ -14,7 +14,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/sr"
 
-	"github.com/ordo-dev/ordo/cmd/ordo/app"
+	"github.com/ordo-dev/ordo/internal/app"
 	"github.com/ordo-dev/ordo/internal/devenv"
 	"github.com/ordo-dev/ordo/test/foreign"
 )

@@ -1,4 +1,4 @@
-// Command ordo-codec is benchmark contender (c): the ordo binary (app.Main)
+// Command ordo-codec is benchmark contender (c): the ordo binary (ordo.Main)
 // with one extra processor type, bench_reemit, that re-emits every decoded
 // event unchanged as a command of its own type. A config whose pipeline is
 // only bench_reemit measures ordo's decode + encode + EOS path without CEL
@@ -9,7 +9,7 @@ import (
 	"context"
 	"os"
 
-	"github.com/ordo-dev/ordo/cmd/ordo/app"
+	"github.com/ordo-dev/ordo"
 	"github.com/ordo-dev/ordo/processors"
 )
 
@@ -34,5 +34,5 @@ func main() {
 	if err != nil {
 		panic(err)
 	}
-	os.Exit(app.Main(os.Args[1:], app.WithProcessors(reg)))
+	os.Exit(ordo.Main(os.Args[1:], ordo.WithProcessors(reg)))
 }

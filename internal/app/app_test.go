@@ -17,7 +17,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sr"
 
-	"github.com/ordo-dev/ordo/cmd/ordo/app"
+	"github.com/ordo-dev/ordo/internal/app"
 	"github.com/ordo-dev/ordo/internal/devenv"
 	"github.com/ordo-dev/ordo/schemas"
 )
@@ -34,7 +34,7 @@ func runMain(t *testing.T, args ...string) (code int, stdout, stderr string) {
 // that.)
 func chdirRoot(t *testing.T) {
 	t.Helper()
-	t.Chdir(filepath.Join("..", "..", ".."))
+	t.Chdir(filepath.Join("..", ".."))
 }
 
 // TestDevEndToEnd is the acceptance check in-process: ordo dev

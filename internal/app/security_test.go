@@ -63,7 +63,7 @@ func basicAuthHeader(user, pass string) string {
 }
 
 func TestOutputTopicsOfTheExample(t *testing.T) {
-	cfg, err := config.Load(filepath.Join("..", "..", "..", config.DefaultPath), nil)
+	cfg, err := config.Load(filepath.Join("..", "..", config.DefaultPath), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/ordo-dev/ordo/internal/config"
 	"github.com/ordo-dev/ordo/internal/telemetry"
+	"github.com/ordo-dev/ordo/processors"
 )
 
 type commonFlags struct {
@@ -46,7 +48,7 @@ with the same kafka.group and distinct replica ids (ORDO_REPLICA_ID or the
 hostname) to share the input partitions. SIGTERM or SIGINT finishes or aborts
 the open transaction, leaves the group and exits 0.`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) (err error) {
+		RunE: func(cmd *cobra.Command, _ []string) error {
 			log, err := newLogger(o.stderr, f.logFormat, f.logLevel)
 			if err != nil {
 				return err
@@ -58,68 +60,75 @@ the open transaction, leaves the group and exits 0.`,
 			if f.config == "" {
 				log.Warn("no --config: running the embedded example config", "config", embeddedConfig)
 			}
-			// Secrets never reach the logs or the error printed at exit.
-			red := cfg.Redactor()
-			defer func() { err = redactErr(red, err) }()
-			log = redactLogger(log, red)
-			ctx := cmd.Context()
-			tr, err := telemetry.NewTracing(ctx, os.Getenv, "ordo", Version)
-			if err != nil {
-				return err
-			}
-			defer shutdownTracing(ctx, tr, log)
-			metrics := telemetry.NewMetrics()
-			applyMemoryLimit(cfg, log)
-			// The admin server comes first: while schemas.subjects wait for
-			// the registry, /livez is ok and /readyz says not ready.
-			stopAdmin, err := serveAdmin(ctx, cfg.Admin, log, metrics, red)
-			if err != nil {
-				return err
-			}
-			defer stopAdmin()
-			rs, err := readers(ctx, cfg, log)
-			if err != nil {
-				return err
-			}
-			rt, err := build(cfg, rs, o.processors, log, observe{metrics: metrics, tracing: tr})
-			if err != nil {
-				return err
-			}
-			defer rt.close()
-			if create {
-				if err := createTopics(ctx, cfg, log); err != nil {
-					return err
-				}
-			}
-			if cfg.State != nil {
-				// ordo's own topics: created as they must be (a compacted
-				// changelog), checked for co-partitioning.
-				if err := ensureStateTopics(ctx, cfg, rt.process); err != nil {
-					return err
-				}
-			}
-			if err := preflight(ctx, cfg, log); err != nil {
-				return err
-			}
-			stopPolls, err := startPolls(ctx, cfg, rt, metrics)
-			if err != nil {
-				return err
-			}
-			defer stopPolls()
-			if tr.Enabled() {
-				log.Info("tracing on", "otlp_endpoint", tr.Endpoint, "protocol", tr.Protocol, "parent", cfg.Tracing.Parent)
-			}
-			log.Info("ordo running", "config", cfg.File, "transactional_id", cfg.TransactionalID(), "group", cfg.Kafka.Group, "inputs", cfg.Inputs)
-			describeOutputLimits(ctx, cfg, rt.limits)
-			err = rt.run(ctx)
-			s := rt.stats.Snapshot()
-			log.Info("ordo stopped", "events_in", s.EventsIn, "commands_out", s.CommandsOut, "dead_lettered", s.DeadLettered, "txn_commits", s.TxnCommits, "txn_aborts", s.TxnAborts)
-			return err
+			return RunReplica(cmd.Context(), cfg, o.processors, log, create)
 		},
 	}
 	f.register(cmd)
 	cmd.Flags().BoolVar(&create, "create-topics", false, "create the config's topics: entries that do not exist yet")
 	return cmd
+}
+
+// RunReplica runs one replica of the pipeline cfg describes until ctx is
+// cancelled: what `ordo run` does after loading its config (tracing from the
+// OTEL_* environment, metrics and the admin server, schemas, preflight, the
+// exactly-once loop). create creates the config's missing topics first.
+func RunReplica(ctx context.Context, cfg *config.Config, procs *processors.Registry, log *slog.Logger, create bool) (err error) {
+	// Secrets never reach the logs or the error printed at exit.
+	red := cfg.Redactor()
+	defer func() { err = redactErr(red, err) }()
+	log = redactLogger(log, red)
+	tr, err := telemetry.NewTracing(ctx, os.Getenv, "ordo", Version)
+	if err != nil {
+		return err
+	}
+	defer shutdownTracing(ctx, tr, log)
+	metrics := telemetry.NewMetrics()
+	applyMemoryLimit(cfg, log)
+	// The admin server comes first: while schemas.subjects wait for
+	// the registry, /livez is ok and /readyz says not ready.
+	stopAdmin, err := serveAdmin(ctx, cfg.Admin, log, metrics, red)
+	if err != nil {
+		return err
+	}
+	defer stopAdmin()
+	rs, err := readers(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	rt, err := build(cfg, rs, procs, log, observe{metrics: metrics, tracing: tr})
+	if err != nil {
+		return err
+	}
+	defer rt.close()
+	if create {
+		if err := createTopics(ctx, cfg, log); err != nil {
+			return err
+		}
+	}
+	if cfg.State != nil {
+		// ordo's own topics: created as they must be (a compacted
+		// changelog), checked for co-partitioning.
+		if err := ensureStateTopics(ctx, cfg, rt.process); err != nil {
+			return err
+		}
+	}
+	if err := preflight(ctx, cfg, log); err != nil {
+		return err
+	}
+	stopPolls, err := startPolls(ctx, cfg, rt, metrics)
+	if err != nil {
+		return err
+	}
+	defer stopPolls()
+	if tr.Enabled() {
+		log.Info("tracing on", "otlp_endpoint", tr.Endpoint, "protocol", tr.Protocol, "parent", cfg.Tracing.Parent)
+	}
+	log.Info("ordo running", "config", cfg.File, "transactional_id", cfg.TransactionalID(), "group", cfg.Kafka.Group, "inputs", cfg.Inputs)
+	describeOutputLimits(ctx, cfg, rt.limits)
+	err = rt.run(ctx)
+	s := rt.stats.Snapshot()
+	log.Info("ordo stopped", "events_in", s.EventsIn, "commands_out", s.CommandsOut, "dead_lettered", s.DeadLettered, "txn_commits", s.TxnCommits, "txn_aborts", s.TxnAborts)
+	return err
 }
 
 // shutdownTracing flushes the span exporter (bounded: a dead collector must
@@ -240,19 +249,10 @@ Without FILE it checks the embedded example config.`,
 				return err
 			}
 			defer func() { err = redactErr(cfg.Redactor(), err) }()
-			log := slog.New(slog.DiscardHandler)
-			// Schema files are checked; schemas.subjects are not fetched
-			// (validate connects to nothing), so types only they could
-			// declare are not reported as unknown.
-			rs, err := localReaders(cfg)
+			rs, err := checkBuild(cfg, o.processors)
 			if err != nil {
 				return err
 			}
-			rt, err := build(cfg, rs, o.processors, log, observe{})
-			if err != nil {
-				return err
-			}
-			rt.close()
 			fmt.Fprintf(cmd.OutOrStdout(), "%s: ok (%d inputs, %d processors, %d schemas, transactional id %s)\n", configName(path), len(cfg.Inputs), len(cfg.Pipeline), len(rs.byName), cfg.TransactionalID())
 			if n := len(cfg.Schemas.Subjects); n > 0 {
 				fmt.Fprintf(cmd.OutOrStdout(), "note: the %d registry subject(s) of schemas.subjects were not fetched; types they declare were not checked\n", n)
@@ -328,4 +328,41 @@ func redactErr(red config.Redactor, err error) error {
 		return errors.New(s)
 	}
 	return err
+}
+
+// LoadConfig reads and checks the config at path (the embedded example when
+// path is empty) with env's ORDO_* overrides; with reg it also builds the
+// processors so that every problem of the file is reported at once.
+func LoadConfig(path string, env []string, reg *processors.Registry) (*config.Config, error) {
+	return loadConfig(path, env, reg)
+}
+
+// NewLogger is the logger `ordo run` uses: format "text" or "json", level
+// "debug", "info", "warn" or "error".
+func NewLogger(w io.Writer, format, level string) (*slog.Logger, error) {
+	return newLogger(w, format, level)
+}
+
+// checkBuild builds cfg's pipeline once without connecting anywhere, so that
+// every processor's config is checked. Schema files are checked;
+// schemas.subjects are not fetched, so types only they could declare are not
+// reported as unknown.
+func checkBuild(cfg *config.Config, reg *processors.Registry) (*readerSet, error) {
+	rs, err := localReaders(cfg)
+	if err != nil {
+		return nil, err
+	}
+	rt, err := build(cfg, rs, reg, slog.New(slog.DiscardHandler), observe{})
+	if err != nil {
+		return nil, err
+	}
+	rt.close()
+	return rs, nil
+}
+
+// Check builds cfg's pipeline with reg's processor types without connecting
+// anywhere (what `ordo config validate` does after loading the file).
+func Check(cfg *config.Config, reg *processors.Registry) error {
+	_, err := checkBuild(cfg, reg)
+	return redactErr(cfg.Redactor(), err)
 }

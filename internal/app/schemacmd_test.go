@@ -303,7 +303,7 @@ func TestSchemasHelpShowsExamples(t *testing.T) {
 // PaymentAuthorized and PaymentDeclined under payments.v1-value; the
 // embedded registry refuses that as a real one does, and dev says why.
 func TestDevRefusesTwoTypesUnderOneSubject(t *testing.T) {
-	src := filepath.Join("..", "..", "..", "examples", "orders")
+	src := filepath.Join("..", "..", "examples", "orders")
 	yml, err := os.ReadFile(filepath.Join(src, "ordo.yaml"))
 	if err != nil {
 		t.Fatal(err)

@@ -71,7 +71,7 @@ func TestConfigValidateReportsEveryError(t *testing.T) {
 // TestConfigValidateReportsEveryProcessorError: with a valid file and
 // broken processors, every processor's error is reported, not the first.
 func TestConfigValidateReportsEveryProcessorError(t *testing.T) {
-	src, err := os.ReadFile(filepath.Join("..", "..", "..", "examples", "orders", "ordo.yaml"))
+	src, err := os.ReadFile(filepath.Join("..", "..", "examples", "orders", "ordo.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}

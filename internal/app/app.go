@@ -1,10 +1,7 @@
 // Package app is ordo's command line: `ordo run`, `ordo dev`, `ordo produce`,
-// `ordo config validate`, `ordo version`. It is a library so that users can
-// compile their own ordo binary with custom processors:
-//
-//	reg := processors.Builtins()
-//	reg.MustRegister("fraud_score", myFactory)
-//	os.Exit(app.Main(os.Args[1:], app.WithProcessors(reg)))
+// `ordo config validate`, `ordo version`, ... The public entry points are in
+// the root package (ordo.Main, ordo.New): embed ordo through those; this
+// package is internal so that its flags and wiring can change freely.
 package app
 
 import (
@@ -23,7 +20,7 @@ import (
 	"github.com/ordo-dev/ordo/processors"
 )
 
-// Version is set at build time with -ldflags "-X github.com/ordo-dev/ordo/cmd/ordo/app.Version=...".
+// Version is set at build time with -ldflags "-X github.com/ordo-dev/ordo/internal/app.Version=...".
 var Version = "dev"
 
 // Option customizes the binary.
