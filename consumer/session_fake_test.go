@@ -44,6 +44,8 @@ type fakeKafka struct {
 	// Ends from 1), e.g. to revoke a partition between two transactions.
 	afterEnd func(n int)
 	nEnds    int
+	// endDelay is how long each End takes (the network round trips).
+	endDelay time.Duration
 	// commits are the offsets each committed transaction committed and
 	// the records it produced since its Begin.
 	commits   []fakeCommit
@@ -309,6 +311,10 @@ func (s *fakeSession) end(ctx context.Context, try kgo.TransactionEndTry, offset
 	} else {
 		f.record("end abort")
 	}
+	f.mu.Lock()
+	delay := f.endDelay
+	f.mu.Unlock()
+	time.Sleep(delay)
 	f.mu.Lock()
 	f.endCtx = append(f.endCtx, ctx.Err())
 	res := endResult{committed: try == kgo.TryCommit}
