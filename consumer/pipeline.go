@@ -199,6 +199,9 @@ func (p *Pipeline) endPipelined(ctx context.Context, sess txnSession, t *txn, li
 		finishSpans(pf.t.spans, "abandoned", nil)
 		return committed, nil, err
 	}
+	// The commit interval counts from when the batch's work began, so its
+	// events wait no longer for their commit than in the serial loop.
+	t.started = pf.t.started
 	if pf.t.spans != nil && t.spans != nil {
 		pf.t.spans.mu.Lock()
 		t.spans.spans = append(t.spans.spans, pf.t.spans.spans...)
