@@ -103,6 +103,14 @@ type Config struct {
 	// KeyLanes per partition in key-parallel mode. Default 16.
 	KeyLanes int
 
+	// SerialLoop turns the pipelined loop off. By default, while a
+	// transaction ends (flush and commit round trips) the stateless stage
+	// already decodes and runs the chain on the next poll's records and
+	// produces their outputs once the next transaction has begun (see
+	// pipeline.go for why no unprocessed offset is ever committed). The
+	// stateful stage is always serial.
+	SerialLoop bool
+
 	// SkipTypes are event types dropped before decoding, by the value of the
 	// SkipHeader record header (default "ordo-type", which producer.Publisher
 	// sets). Skipped events are committed and counted, never processed.

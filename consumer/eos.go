@@ -221,6 +221,13 @@ type txn struct {
 	// (errTxnBudget) half a transaction timeout after the start.
 	work       context.Context
 	cancelWork context.CancelFunc
+	// commitAt, when set, is exactly what End commits (the pipelined
+	// loop, see endPipelined); otherwise End commits the client's
+	// uncommitted offsets (minus rewind).
+	commitAt map[string]map[int32]kgo.EpochOffset
+	// held, when set, collects the outputs instead of producing them: the
+	// work of a batch processed before its transaction began (prefetch).
+	held *heldOutputs
 }
 
 // errTxnBudget cancels processing that would leave its transaction too
@@ -358,11 +365,24 @@ func (p *Pipeline) runSession(ctx context.Context, sess txnSession) error {
 			}
 		}
 
-		if t.open && (t.rewind != nil || t.records >= p.cfg.BatchSize || time.Since(t.started) >= p.cfg.CommitInterval) {
+		// A loop, not an if: a pipelined end may open the next
+		// transaction with the prefetched batch, which may itself be due
+		// (a rewind from its cut must end it before anything more is
+		// polled for it).
+		for t.open && (t.rewind != nil || t.records >= p.cfg.BatchSize || time.Since(t.started) >= p.cfg.CommitInterval) {
 			if p.chaos != nil {
 				p.chaos("before-end", sess)
 			}
-			committed, err := p.end(ctx, sess, &t, kgo.TryCommit, nil)
+			var (
+				committed bool
+				next      error // the prefetched batch failed transiently
+				err       error
+			)
+			if p.canPipeline(&t) && ctx.Err() == nil {
+				committed, next, err = p.endPipelined(ctx, sess, &t, limits, &pace)
+			} else {
+				committed, err = p.end(ctx, sess, &t, kgo.TryCommit, nil)
+			}
 			if err != nil {
 				return err
 			}
@@ -370,6 +390,17 @@ func (p *Pipeline) runSession(ctx context.Context, sess txnSession) error {
 				aborts.reset()
 			} else if !sleep(ctx, aborts.next()) {
 				return p.shutdown(sess, &t)
+			}
+			if next != nil {
+				// As in the serial path: abort (rewinding to what the
+				// previous transaction committed), back off, re-run.
+				p.log.Warn("transient failure; aborting the transaction and retrying", "err", next)
+				if _, err := p.end(ctx, sess, &t, kgo.TryAbort, next); err != nil {
+					return err
+				}
+				if !sleep(ctx, aborts.next()) {
+					return p.shutdown(sess, &t)
+				}
 			}
 		}
 	}
@@ -508,7 +539,15 @@ func (p *Pipeline) end(ctx context.Context, sess txnSession, t *txn, try kgo.Tra
 	}
 	_, span := p.startTxnSpan(ctx, t, try)
 	start := time.Now()
-	committed, err := sess.End(ectx, try)
+	var (
+		committed bool
+		err       error
+	)
+	if t.commitAt != nil {
+		committed, err = sess.EndCommitting(ectx, try, t.commitAt)
+	} else {
+		committed, err = sess.End(ectx, try)
+	}
 	dur := time.Since(start)
 	if p.st != nil {
 		// The batch reaches the local store only if End committed; after
@@ -592,7 +631,19 @@ type partWork struct {
 // (txn.rewind). The first transient failure cancels the rest and is
 // returned; the caller aborts. It returns how many records were started.
 func (p *Pipeline) processFetches(ctx context.Context, sess txnSession, fetches kgo.Fetches, t *txn) (int, error) {
-	deadline := t.deadline(p.cfg.CommitInterval)
+	parts := p.partsOf(fetches, t.deadline(p.cfg.CommitInterval))
+	err := p.runParts(ctx, sess, parts, t)
+	n := p.account(parts, t)
+	if err != nil {
+		t.counts.incomplete = true
+		return n, err
+	}
+	return n, nil
+}
+
+// partsOf splits fetches into partition work, cut at deadline, in the
+// order they should be served (loop goroutine only).
+func (p *Pipeline) partsOf(fetches kgo.Fetches, deadline time.Time) []*partWork {
 	var parts []*partWork
 	fetches.EachPartition(func(ftp kgo.FetchTopicPartition) {
 		if len(ftp.Records) > 0 {
@@ -602,7 +653,12 @@ func (p *Pipeline) processFetches(ctx context.Context, sess txnSession, fetches 
 	// Partitions served longest ago go first: with more partitions than
 	// workers, a slow chain would otherwise starve the last ones.
 	p.served.order(parts)
+	return parts
+}
 
+// runParts runs the chain on parts, partitions in parallel on at most
+// Workers goroutines; it returns the first failure.
+func (p *Pipeline) runParts(ctx context.Context, sess txnSession, parts []*partWork, t *txn) error {
 	// Produced records outlive this call: they are flushed by End. Their
 	// context must not be the per-batch one (cancelling it fails them).
 	produceCtx := context.WithoutCancel(ctx)
@@ -633,6 +689,12 @@ func (p *Pipeline) processFetches(ctx context.Context, sess txnSession, fetches 
 		}()
 	}
 	wg.Wait()
+	return first
+}
+
+// account adds the work done on parts to t: counts, rewind points, fairness
+// (loop goroutine only). It returns how many records were started.
+func (p *Pipeline) account(parts []*partWork, t *txn) int {
 	n := 0
 	now := time.Now()
 	for _, w := range parts {
@@ -648,11 +710,7 @@ func (p *Pipeline) processFetches(ctx context.Context, sess txnSession, fetches 
 			p.served.mark(w.ftp.Topic, w.ftp.Partition)
 		}
 	}
-	if first != nil {
-		t.counts.incomplete = true
-		return n, first
-	}
-	return n, nil
+	return n
 }
 
 // processPartition handles one partition's records in order, or, in
@@ -773,11 +831,11 @@ func (p *Pipeline) processInOrder(ctx, produceCtx context.Context, sess txnSessi
 		}
 		if dead != nil {
 			c.DeadLettered++
-			p.produce(ectx, produceCtx, sess, dead, t)
+			p.emit(ectx, produceCtx, sess, r, dead, t)
 			continue
 		}
 		for _, o := range out {
-			p.produce(ectx, produceCtx, sess, o, t)
+			p.emit(ectx, produceCtx, sess, r, o, t)
 		}
 		c.CommandsOut += len(out)
 		if res.forwarded {

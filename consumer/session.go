@@ -2,8 +2,10 @@ package consumer
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // txnSession is everything the EOS loop uses of a franz-go transact session
@@ -20,6 +22,13 @@ type txnSession interface {
 	// SetOffsets moves the offsets End commits (the rewind points).
 	SetOffsets(offsets map[string]map[int32]kgo.EpochOffset)
 	End(ctx context.Context, try kgo.TransactionEndTry) (committed bool, err error)
+	// EndCommitting is End committing exactly offsets (topic → partition
+	// → next offset to consume) instead of the client's uncommitted
+	// offsets: the pipelined loop has already polled the next batch, whose
+	// positions the client's uncommitted offsets include (see
+	// Pipeline.endPipelined). A partition of offsets that End would not
+	// commit aborts the transaction.
+	EndCommitting(ctx context.Context, try kgo.TransactionEndTry, offsets map[string]map[int32]kgo.EpochOffset) (committed bool, err error)
 	Close()
 	// newPromise returns the transaction's produce promise: the first
 	// produce error aborts the records still buffered (real session).
@@ -48,6 +57,54 @@ func newKgoSession(opts ...kgo.Opt) (txnSession, error) {
 		return nil, err
 	}
 	return kgoSession{s}, nil
+}
+
+// EndCommitting rewrites End's TxnOffsetCommit request (franz-go v1.22.3:
+// End builds it from UncommittedOffsets, i.e. everything polled, then runs
+// the PreTxnCommitFnContext fn, sends the request and, on commit, records
+// the request as sent as the client's committed offsets). So the broker
+// commits exactly offsets, and an abort of a later transaction rewinds the
+// client to them, never to the positions of records polled after them.
+func (s kgoSession) EndCommitting(ctx context.Context, try kgo.TransactionEndTry, offsets map[string]map[int32]kgo.EpochOffset) (bool, error) {
+	ctx = kgo.PreTxnCommitFnContext(ctx, func(req *kmsg.TxnOffsetCommitRequest) error {
+		return restrictTxnCommit(req, offsets)
+	})
+	return s.GroupTransactSession.End(ctx, try)
+}
+
+// restrictTxnCommit makes req commit exactly offsets: partitions not in
+// offsets are removed (their polled records belong to the next
+// transaction), the others get the offset of offsets. A partition of offsets
+// missing from req (revoked under us) is an error, which makes End abort.
+func restrictTxnCommit(req *kmsg.TxnOffsetCommitRequest, offsets map[string]map[int32]kgo.EpochOffset) error {
+	want := 0
+	for _, ps := range offsets {
+		want += len(ps)
+	}
+	found := 0
+	topics := req.Topics[:0]
+	for _, t := range req.Topics {
+		ps := offsets[t.Topic]
+		parts := t.Partitions[:0]
+		for _, p := range t.Partitions {
+			eo, ok := ps[p.Partition]
+			if !ok {
+				continue
+			}
+			p.Offset, p.LeaderEpoch = eo.Offset, eo.Epoch
+			parts = append(parts, p)
+			found++
+		}
+		if len(parts) > 0 {
+			t.Partitions = parts
+			topics = append(topics, t)
+		}
+	}
+	req.Topics = topics
+	if found != want {
+		return fmt.Errorf("pipelined commit: %d of the %d partitions to commit are not in the transaction's offset commit (revoked?)", want-found, want)
+	}
+	return nil
 }
 
 func (s kgoSession) Flush(ctx context.Context) error { return s.Client().Flush(ctx) }

@@ -40,6 +40,81 @@ type fakeKafka struct {
 	polls    int
 	produced []*kgo.Record
 	endCtx   []error // the End context's error at each End
+	// afterEnd, when set, runs after each End has taken effect (n counts
+	// Ends from 1), e.g. to revoke a partition between two transactions.
+	afterEnd func(n int)
+	nEnds    int
+	// endDelay is how long each End takes (the network round trips).
+	endDelay time.Duration
+	// commits are the offsets each committed transaction committed and
+	// the records it produced since its Begin.
+	commits   []fakeCommit
+	txnOutput []*kgo.Record
+}
+
+// fakeCommit is one committed transaction.
+type fakeCommit struct {
+	offsets map[int32]int64 // partition → next offset to consume
+	outputs []*kgo.Record
+}
+
+// revoke takes partition away from this replica: its polled records are
+// forgotten (another member fetches them), as the real client drops a
+// revoked partition's uncommitted entry.
+func (f *fakeKafka) revoke(partition int32) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.record0(fmt.Sprintf("revoke %d", partition))
+	var keep []kgo.Fetches
+	for _, fs := range f.inflight {
+		var rest kgo.Fetches
+		fs.EachPartition(func(ftp kgo.FetchTopicPartition) {
+			if ftp.Partition != partition {
+				rest = append(rest, fetchOf(ftp.Records...)...)
+			}
+		})
+		if len(rest) > 0 {
+			keep = append(keep, rest)
+		}
+	}
+	f.inflight = keep
+}
+
+// positions is, per partition, the offset after the last polled record.
+func (f *fakeKafka) positions() map[int32]int64 {
+	pos := map[int32]int64{}
+	for _, fs := range f.inflight {
+		fs.EachPartition(func(ftp kgo.FetchTopicPartition) {
+			if n := ftp.Records[len(ftp.Records)-1].Offset + 1; n > pos[ftp.Partition] {
+				pos[ftp.Partition] = n
+			}
+		})
+	}
+	return pos
+}
+
+// keepFrom leaves in flight only the polled records at or past offsets
+// (the next transaction's); the others were committed.
+func (f *fakeKafka) keepFrom(offsets map[int32]int64) {
+	var keep []kgo.Fetches
+	for _, fs := range f.inflight {
+		var rest kgo.Fetches
+		fs.EachPartition(func(ftp kgo.FetchTopicPartition) {
+			var recs []*kgo.Record
+			for _, r := range ftp.Records {
+				if at, ok := offsets[r.Partition]; !ok || r.Offset >= at {
+					recs = append(recs, r)
+				}
+			}
+			if len(recs) > 0 {
+				rest = append(rest, fetchOf(recs...)...)
+			}
+		})
+		if len(rest) > 0 {
+			keep = append(keep, rest)
+		}
+	}
+	f.inflight = keep
 }
 
 type call struct {
@@ -55,8 +130,10 @@ type endResult struct {
 func (f *fakeKafka) record(what string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.calls = append(f.calls, call{time.Now(), what})
+	f.record0(what)
 }
+
+func (f *fakeKafka) record0(what string) { f.calls = append(f.calls, call{time.Now(), what}) }
 
 // lifecycle is the calls so far, without polls.
 func (f *fakeKafka) lifecycle() []string {
@@ -176,7 +253,13 @@ func (s *fakeSession) PollRecords(ctx context.Context, _ int) kgo.Fetches {
 	return fs
 }
 
-func (s *fakeSession) Begin() error { s.f.record("begin"); return nil }
+func (s *fakeSession) Begin() error {
+	s.f.record("begin")
+	s.f.mu.Lock()
+	s.f.txnOutput = nil
+	s.f.mu.Unlock()
+	return nil
+}
 
 func (s *fakeSession) Produce(_ context.Context, r *kgo.Record, promise func(*kgo.Record, error)) {
 	f := s.f
@@ -188,6 +271,7 @@ func (s *fakeSession) Produce(_ context.Context, r *kgo.Record, promise func(*kg
 	}
 	if err == nil {
 		f.produced = append(f.produced, r)
+		f.txnOutput = append(f.txnOutput, r)
 	}
 	f.mu.Unlock()
 	promise(r, err)
@@ -209,6 +293,18 @@ func (s *fakeSession) SetOffsets(o map[string]map[int32]kgo.EpochOffset) {
 }
 
 func (s *fakeSession) End(ctx context.Context, try kgo.TransactionEndTry) (bool, error) {
+	return s.end(ctx, try, nil)
+}
+
+// EndCommitting models the real session's rewritten offset commit: exactly
+// offsets are committed, and the polled records past them stay in flight
+// (the next transaction's). A partition of offsets that the client no
+// longer holds aborts, as restrictTxnCommit makes the real End do.
+func (s *fakeSession) EndCommitting(ctx context.Context, try kgo.TransactionEndTry, offsets map[string]map[int32]kgo.EpochOffset) (bool, error) {
+	return s.end(ctx, try, offsets)
+}
+
+func (s *fakeSession) end(ctx context.Context, try kgo.TransactionEndTry, offsets map[string]map[int32]kgo.EpochOffset) (bool, error) {
 	f := s.f
 	if try == kgo.TryCommit {
 		f.record("end commit")
@@ -216,20 +312,52 @@ func (s *fakeSession) End(ctx context.Context, try kgo.TransactionEndTry) (bool,
 		f.record("end abort")
 	}
 	f.mu.Lock()
-	defer f.mu.Unlock()
+	delay := f.endDelay
+	f.mu.Unlock()
+	time.Sleep(delay)
+	f.mu.Lock()
 	f.endCtx = append(f.endCtx, ctx.Err())
 	res := endResult{committed: try == kgo.TryCommit}
 	if len(f.ends) > 0 {
 		res, f.ends = f.ends[0], f.ends[1:]
+	}
+	var at map[int32]int64
+	if res.committed && res.err == nil {
+		at = f.positions()
+		for p, eo := range f.rewind[fakeIn] {
+			at[p] = eo.Offset
+		}
+		if offsets != nil {
+			held := at
+			at = map[int32]int64{}
+			for p, eo := range offsets[fakeIn] {
+				if _, ok := held[p]; !ok {
+					res.committed = false // revoked under the commit: End aborts
+				}
+				at[p] = eo.Offset
+			}
+		}
 	}
 	switch {
 	case res.err != nil:
 		// Unknown outcome: the loop drops the session; its records are
 		// served again when Close abandons them.
 	case res.committed:
-		f.requeue(true)
+		f.commits = append(f.commits, fakeCommit{offsets: at, outputs: f.txnOutput})
+		if offsets != nil {
+			f.keepFrom(at)
+		} else {
+			f.requeue(true)
+		}
 	default:
 		f.requeue(false) // aborted: back to the committed offsets
+	}
+	f.txnOutput = nil
+	f.nEnds++
+	n, hook := f.nEnds, f.afterEnd
+	f.mu.Unlock()
+	if hook != nil {
+		hook(n)
 	}
 	return res.committed, res.err
 }
@@ -250,7 +378,17 @@ func (s *fakeSession) CommittedOffsets() map[string]map[int32]kgo.EpochOffset {
 	return nil
 }
 func (s *fakeSession) UncommittedOffsets() map[string]map[int32]kgo.EpochOffset {
-	return nil
+	s.f.mu.Lock()
+	defer s.f.mu.Unlock()
+	pos := s.f.positions()
+	if len(pos) == 0 {
+		return nil
+	}
+	out := map[int32]kgo.EpochOffset{}
+	for p, o := range pos {
+		out[p] = kgo.EpochOffset{Epoch: 1, Offset: o}
+	}
+	return map[string]map[int32]kgo.EpochOffset{fakeIn: out}
 }
 
 func fetchOf(recs ...*kgo.Record) kgo.Fetches {

@@ -290,6 +290,7 @@ func build(cfg *config.Config, rs *readerSet, reg *processors.Registry, log *slo
 		ProducerLinger:     producerLinger(cfg),
 		KeyParallel:        cfg.Processing.KeyParallel,
 		KeyLanes:           cfg.Processing.KeyLanes,
+		SerialLoop:         cfg.Processing.Pipeline != nil && !*cfg.Processing.Pipeline,
 		SkipTypes:          cfg.Processing.SkipTypes,
 		SkipHeader:         cfg.Processing.SkipHeader,
 		RateLimits:         cfg.Processing.RateLimits,

@@ -142,6 +142,9 @@ type Processing struct {
 	// KeyParallel processes different keys of a partition concurrently.
 	KeyParallel bool `yaml:"key_parallel"`
 	KeyLanes    int  `yaml:"key_lanes"`
+	// Pipeline overlaps the end of a transaction with processing the next
+	// poll (default true; false = the serial loop).
+	Pipeline *bool `yaml:"pipeline"`
 	// SkipTypes are dropped before decoding by the SkipHeader header value.
 	SkipTypes  []string `yaml:"skip_types"`
 	SkipHeader string   `yaml:"skip_header"`
