@@ -136,8 +136,9 @@ type Config struct {
 	KgoOpts []kgo.Opt
 	// Logger; default slog.Default().
 	Logger *slog.Logger
-	// Observer receives metrics callbacks; default no-op.
-	Observer Observer
+	// Hooks are called on the loop's events (see Hook): metrics, progress
+	// output. Each implements any subset of the Hook* interfaces.
+	Hooks []Hook
 
 	// TracerProvider, when set (and not a no-op provider), traces every
 	// event: a span "ordo process <type>" continuing the W3C trace context
@@ -193,9 +194,6 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
-	}
-	if c.Observer == nil {
-		c.Observer = NopObserver{}
 	}
 	return c
 }

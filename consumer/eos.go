@@ -50,7 +50,7 @@ type Pipeline struct {
 	dec   Decoder
 	chain processors.Processor
 	out   *producer.Output
-	obs   Observer
+	obs   *hooks
 	log   *slog.Logger
 	// tracer is nil when tracing is off (see tracing.go).
 	tracer trace.Tracer
@@ -77,7 +77,11 @@ func New(cfg Config, dec Decoder, chain processors.Processor, out *producer.Outp
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	p := &Pipeline{cfg: cfg, dec: dec, chain: chain, out: out, obs: cfg.Observer, log: cfg.Logger, tracer: newTracer(cfg.TracerProvider)}
+	obs, err := newHooks(cfg.Hooks)
+	if err != nil {
+		return nil, fmt.Errorf("consumer: %w", err)
+	}
+	p := &Pipeline{cfg: cfg, dec: dec, chain: chain, out: out, obs: obs, log: cfg.Logger, tracer: newTracer(cfg.TracerProvider)}
 	p.skipTypes = make(map[string]struct{}, len(cfg.SkipTypes))
 	for _, t := range cfg.SkipTypes {
 		p.skipTypes[t] = struct{}{}

@@ -386,7 +386,7 @@ func TestTransientFailureNeverDeadLetters(t *testing.T) {
 		return echo.Process(ctx, ev)
 	})
 	stats := &consumer.Stats{}
-	run(t, e.pipeline("a", chain, func(c *consumer.Config) { c.Observer = stats }))
+	run(t, e.pipeline("a", chain, func(c *consumer.Config) { c.Hooks = []consumer.Hook{stats} }))
 
 	time.Sleep(2 * time.Second)
 	if attempts.Load() < 2 {
@@ -433,7 +433,7 @@ func TestShutdownCommitsOpenWork(t *testing.T) {
 	stop := run(t, e.pipeline("a", chain, func(c *consumer.Config) {
 		c.SessionTimeout, c.TransactionTimeout, c.CommitInterval = 45*time.Second, 30*time.Second, 10*time.Second
 		c.BatchSize = 100000
-		c.Observer = stats
+		c.Hooks = []consumer.Hook{stats}
 	}))
 	// Shut down once the work is processed: a shutdown in the middle of
 	// an event aborts instead (unfinished work, see the fake tests).

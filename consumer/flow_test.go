@@ -23,7 +23,7 @@ func TestSkipTypesCommitWithoutProcessing(t *testing.T) {
 	})
 	run(t, e.pipeline("a", chain, func(c *consumer.Config) {
 		c.SkipTypes = []string{"com.acme.checkout.OrderPlaced"}
-		c.Observer = stats
+		c.Hooks = []consumer.Hook{stats}
 	}))
 	e.waitCommitted(60 * time.Second)
 	deadline := time.Now().Add(10 * time.Second)

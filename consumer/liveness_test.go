@@ -21,7 +21,6 @@ import (
 
 // txnLog records every transaction end the loop reports, with the time.
 type txnLog struct {
-	consumer.NopObserver
 	mu       sync.Mutex
 	commits  []time.Time
 	events   []int
@@ -29,14 +28,14 @@ type txnLog struct {
 	restarts atomic.Int64
 }
 
-func (l *txnLog) TxnCommitted(_ time.Duration, c consumer.Counts) {
+func (l *txnLog) OnTxnCommitted(_ time.Duration, c consumer.Counts) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.commits = append(l.commits, time.Now())
 	l.events = append(l.events, c.EventsIn)
 }
-func (l *txnLog) TxnAborted(time.Duration, error) { l.aborts.Add(1) }
-func (l *txnLog) SessionRestarted(error)          { l.restarts.Add(1) }
+func (l *txnLog) OnTxnAborted(time.Duration, error) { l.aborts.Add(1) }
+func (l *txnLog) OnSessionRestarted(error)          { l.restarts.Add(1) }
 
 // maxGap is the longest time between two commits that carried events (or
 // between start and the first one).
@@ -85,7 +84,7 @@ func TestSlowChainCommitsSteadily(t *testing.T) {
 		c.CommitInterval = 100 * time.Millisecond
 		c.BatchSize = 10000 // the default: a poll could hold the whole backlog
 		c.TransactionTimeout = 5 * time.Second
-		c.Observer = log
+		c.Hooks = []consumer.Hook{log}
 	}))
 	e.waitCommitted(90 * time.Second)
 	took := time.Since(start)
@@ -123,7 +122,7 @@ func TestVerySlowChainCommitsEachEvent(t *testing.T) {
 		c.CommitInterval = 100 * time.Millisecond
 		c.TransactionTimeout = 8 * time.Second
 		c.Workers = 4
-		c.Observer = log
+		c.Hooks = []consumer.Hook{log}
 	}))
 	e.waitCommitted(60 * time.Second)
 	e.checkExactlyOnce(ids)
@@ -157,7 +156,7 @@ func TestProcessingPastTheBudgetAbortsNeverDeadLetters(t *testing.T) {
 	log := &txnLog{}
 	run(t, e.pipeline("a", chain, func(c *consumer.Config) {
 		c.TransactionTimeout = 2 * time.Second
-		c.Observer = log
+		c.Hooks = []consumer.Hook{log}
 	}))
 	e.waitCommitted(60 * time.Second)
 	e.checkExactlyOnce(ids)
@@ -193,7 +192,7 @@ func TestLagIsZeroBehindTransactionalProducers(t *testing.T) {
 		}
 	}
 	stats := &consumer.Stats{}
-	run(t, e.pipeline("a", e.echo(), func(c *consumer.Config) { c.Observer = stats }))
+	run(t, e.pipeline("a", e.echo(), func(c *consumer.Config) { c.Hooks = []consumer.Hook{stats} }))
 	// waitCommitted compares with the high watermark, which counts the
 	// final marker: it returns only when the lag is 0.
 	e.waitCommitted(60 * time.Second)
@@ -284,7 +283,7 @@ func TestRepeatedAbortsBackOff(t *testing.T) {
 	run(t, e.pipeline("a", chain, func(c *consumer.Config) {
 		c.RetryBackoffMin = 50 * time.Millisecond
 		c.RetryBackoffMax = time.Second
-		c.Observer = log
+		c.Hooks = []consumer.Hook{log}
 		c.KgoOpts = append(c.KgoOpts, kgo.RecordDeliveryTimeout(time.Second))
 	}))
 	time.Sleep(6 * time.Second)
@@ -398,7 +397,7 @@ func TestKeyParallelHotKeyCommits(t *testing.T) {
 		c.BatchSize = 10000
 		c.TransactionTimeout = 8 * time.Second
 		c.KeyParallel = true
-		c.Observer = log
+		c.Hooks = []consumer.Hook{log}
 	}))
 	time.Sleep(12 * time.Second)
 	gap, commits := log.maxGap(start)
@@ -437,7 +436,7 @@ func TestOneEventSlowerThanTheBudgetStallsOnlyItsPartition(t *testing.T) {
 	p := e.pipeline("a", chain, func(c *consumer.Config) {
 		c.TransactionTimeout = 4 * time.Second // budget 2 s < 3 s
 		c.SessionTimeout = 10 * time.Second
-		c.Observer = log
+		c.Hooks = []consumer.Hook{log}
 	})
 	run(t, p)
 	adm := testkit.NewAdmin(t, e.brokers)

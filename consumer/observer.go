@@ -1,6 +1,7 @@
 package consumer
 
 import (
+	"fmt"
 	"sync/atomic"
 	"time"
 
@@ -49,40 +50,160 @@ func (c *Counts) add(o Counts) {
 	c.incomplete = c.incomplete || o.incomplete
 }
 
-// Observer receives the loop's events, for metrics and progress output.
-// Calls may come from several goroutines at once. Counts passed to
-// TxnCommitted are the only ones that are exactly-once: Processed and
-// DeadLettered also fire for attempts that later abort.
-type Observer interface {
-	Processed(ev *processors.Event, commands int, took time.Duration)
-	DeadLettered(r *kgo.Record, err error)
-	Retried(r *kgo.Record, err error)
-	// ProcessorDone reports one run of a named processor (every attempt).
-	ProcessorDone(name string, took time.Duration, err error)
-	// Produced reports every command or dead-letter record handed to the
-	// transactional producer (every attempt; the transaction may abort).
-	Produced(r *kgo.Record)
-	TxnCommitted(took time.Duration, c Counts)
-	TxnAborted(took time.Duration, err error)
-	SessionRestarted(err error)
+// Hook is any value implementing one or more of the Hook* interfaces below
+// (as franz-go's kgo.Hook): register it with Config.Hooks and it is called
+// for the events it implements, nothing else. Calls may come from several
+// goroutines at once and run on the loop's path: keep them cheap (count,
+// don't block). Counts passed to OnTxnCommitted are the only exactly-once
+// ones: the other hooks also fire for attempts whose transaction aborts.
+type Hook any
+
+// HookEventProcessed is called after the chain ran on an event, with the
+// number of commands it returned and how long it took (every attempt).
+type HookEventProcessed interface {
+	OnEventProcessed(ev *processors.Event, commands int, took time.Duration)
 }
 
-// NopObserver ignores everything.
-type NopObserver struct{}
+// HookDeadLettered is called when a record is sent to the dead-letter topic
+// (every attempt; it counts only if the transaction commits).
+type HookDeadLettered interface {
+	OnDeadLettered(r *kgo.Record, err error)
+}
 
-func (NopObserver) Processed(*processors.Event, int, time.Duration) {}
-func (NopObserver) DeadLettered(*kgo.Record, error)                 {}
-func (NopObserver) Retried(*kgo.Record, error)                      {}
-func (NopObserver) ProcessorDone(string, time.Duration, error)      {}
-func (NopObserver) Produced(*kgo.Record)                            {}
-func (NopObserver) TxnCommitted(time.Duration, Counts)              {}
-func (NopObserver) TxnAborted(time.Duration, error)                 {}
-func (NopObserver) SessionRestarted(error)                          {}
+// HookRetried is called for each transient failure that is retried.
+type HookRetried interface {
+	OnRetried(r *kgo.Record, err error)
+}
 
-// Stats is an Observer that keeps committed totals, for progress lines and
-// the `ordo dev` summary. Embed it in a richer observer or use it alone.
+// HookProcessorDone is called after one run of a named processor.
+type HookProcessorDone interface {
+	OnProcessorDone(name string, took time.Duration, err error)
+}
+
+// HookProduced is called for every command or dead-letter record handed to
+// the transactional producer (every attempt; the transaction may abort).
+type HookProduced interface {
+	OnProduced(r *kgo.Record)
+}
+
+// HookTxnCommitted is called when a transaction committed, with what it made
+// visible.
+type HookTxnCommitted interface {
+	OnTxnCommitted(took time.Duration, c Counts)
+}
+
+// HookTxnAborted is called when a transaction aborted.
+type HookTxnAborted interface {
+	OnTxnAborted(took time.Duration, err error)
+}
+
+// HookSessionRestarted is called when the transactional session is closed
+// and recreated after an error.
+type HookSessionRestarted interface {
+	OnSessionRestarted(err error)
+}
+
+// hooks is the loop's fan-out: each event's hooks, split once by New so the
+// hot path pays a slice walk, not a type switch per call.
+type hooks struct {
+	processed []HookEventProcessed
+	dead      []HookDeadLettered
+	retried   []HookRetried
+	procDone  []HookProcessorDone
+	produced  []HookProduced
+	committed []HookTxnCommitted
+	aborted   []HookTxnAborted
+	restarted []HookSessionRestarted
+}
+
+// newHooks sorts hs by the interfaces they implement. A value implementing
+// none is an error: it is a mistake (e.g. a method named without "On").
+func newHooks(hs []Hook) (*hooks, error) {
+	h := &hooks{}
+	for i, x := range hs {
+		n := 0
+		if v, ok := x.(HookEventProcessed); ok {
+			h.processed, n = append(h.processed, v), n+1
+		}
+		if v, ok := x.(HookDeadLettered); ok {
+			h.dead, n = append(h.dead, v), n+1
+		}
+		if v, ok := x.(HookRetried); ok {
+			h.retried, n = append(h.retried, v), n+1
+		}
+		if v, ok := x.(HookProcessorDone); ok {
+			h.procDone, n = append(h.procDone, v), n+1
+		}
+		if v, ok := x.(HookProduced); ok {
+			h.produced, n = append(h.produced, v), n+1
+		}
+		if v, ok := x.(HookTxnCommitted); ok {
+			h.committed, n = append(h.committed, v), n+1
+		}
+		if v, ok := x.(HookTxnAborted); ok {
+			h.aborted, n = append(h.aborted, v), n+1
+		}
+		if v, ok := x.(HookSessionRestarted); ok {
+			h.restarted, n = append(h.restarted, v), n+1
+		}
+		if n == 0 {
+			return nil, fmt.Errorf("hooks[%d] (%T) implements none of the consumer.Hook* interfaces (methods OnTxnCommitted, OnDeadLettered, ...)", i, x)
+		}
+	}
+	return h, nil
+}
+
+func (h *hooks) Processed(ev *processors.Event, n int, d time.Duration) {
+	for _, o := range h.processed {
+		o.OnEventProcessed(ev, n, d)
+	}
+}
+
+func (h *hooks) DeadLettered(r *kgo.Record, err error) {
+	for _, o := range h.dead {
+		o.OnDeadLettered(r, err)
+	}
+}
+
+func (h *hooks) Retried(r *kgo.Record, err error) {
+	for _, o := range h.retried {
+		o.OnRetried(r, err)
+	}
+}
+
+func (h *hooks) ProcessorDone(name string, d time.Duration, err error) {
+	for _, o := range h.procDone {
+		o.OnProcessorDone(name, d, err)
+	}
+}
+
+func (h *hooks) Produced(r *kgo.Record) {
+	for _, o := range h.produced {
+		o.OnProduced(r)
+	}
+}
+
+func (h *hooks) TxnCommitted(d time.Duration, c Counts) {
+	for _, o := range h.committed {
+		o.OnTxnCommitted(d, c)
+	}
+}
+
+func (h *hooks) TxnAborted(d time.Duration, err error) {
+	for _, o := range h.aborted {
+		o.OnTxnAborted(d, err)
+	}
+}
+
+func (h *hooks) SessionRestarted(err error) {
+	for _, o := range h.restarted {
+		o.OnSessionRestarted(err)
+	}
+}
+
+// Stats is a hook that keeps committed totals, for progress lines and the
+// `ordo dev` summary.
 type Stats struct {
-	NopObserver
 	eventsIn, commandsOut, deadLettered, skipped atomic.Int64
 	commits, aborts, restarts, retries           atomic.Int64
 }
@@ -99,10 +220,17 @@ type Snapshot struct {
 	TransientRetry  int64 `json:"transient_retries"`
 }
 
-func (s *Stats) Retried(*kgo.Record, error)      { s.retries.Add(1) }
-func (s *Stats) TxnAborted(time.Duration, error) { s.aborts.Add(1) }
-func (s *Stats) SessionRestarted(error)          { s.restarts.Add(1) }
-func (s *Stats) TxnCommitted(_ time.Duration, c Counts) {
+// OnRetried implements HookRetried.
+func (s *Stats) OnRetried(*kgo.Record, error) { s.retries.Add(1) }
+
+// OnTxnAborted implements HookTxnAborted.
+func (s *Stats) OnTxnAborted(time.Duration, error) { s.aborts.Add(1) }
+
+// OnSessionRestarted implements HookSessionRestarted.
+func (s *Stats) OnSessionRestarted(error) { s.restarts.Add(1) }
+
+// OnTxnCommitted implements HookTxnCommitted.
+func (s *Stats) OnTxnCommitted(_ time.Duration, c Counts) {
 	s.commits.Add(1)
 	s.eventsIn.Add(int64(c.EventsIn))
 	s.commandsOut.Add(int64(c.CommandsOut))
@@ -115,49 +243,5 @@ func (s *Stats) Snapshot() Snapshot {
 	return Snapshot{
 		EventsIn: s.eventsIn.Load(), CommandsOut: s.commandsOut.Load(), DeadLettered: s.deadLettered.Load(), Skipped: s.skipped.Load(),
 		TxnCommits: s.commits.Load(), TxnAborts: s.aborts.Load(), SessionRestarts: s.restarts.Load(), TransientRetry: s.retries.Load(),
-	}
-}
-
-// Observers fans every callback out to each observer in order.
-type Observers []Observer
-
-func (os Observers) Processed(ev *processors.Event, n int, d time.Duration) {
-	for _, o := range os {
-		o.Processed(ev, n, d)
-	}
-}
-func (os Observers) DeadLettered(r *kgo.Record, err error) {
-	for _, o := range os {
-		o.DeadLettered(r, err)
-	}
-}
-func (os Observers) Retried(r *kgo.Record, err error) {
-	for _, o := range os {
-		o.Retried(r, err)
-	}
-}
-func (os Observers) ProcessorDone(name string, d time.Duration, err error) {
-	for _, o := range os {
-		o.ProcessorDone(name, d, err)
-	}
-}
-func (os Observers) Produced(r *kgo.Record) {
-	for _, o := range os {
-		o.Produced(r)
-	}
-}
-func (os Observers) TxnCommitted(d time.Duration, c Counts) {
-	for _, o := range os {
-		o.TxnCommitted(d, c)
-	}
-}
-func (os Observers) TxnAborted(d time.Duration, err error) {
-	for _, o := range os {
-		o.TxnAborted(d, err)
-	}
-}
-func (os Observers) SessionRestarted(err error) {
-	for _, o := range os {
-		o.SessionRestarted(err)
 	}
 }

@@ -428,7 +428,7 @@ func newFakeWorld(t *testing.T, chain processors.Processor, mut func(*Config)) *
 		mut(&cfg)
 	}
 	w := &fakeWorld{t: t, f: &fakeKafka{}, pub: producer.NewPublisher(nil, reg.Serde, "test"), stats: &Stats{}}
-	cfg.Observer = w.stats
+	cfg.Hooks = []Hook{w.stats}
 	if chain == nil {
 		chain = echoChain()
 	}

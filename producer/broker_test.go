@@ -147,12 +147,11 @@ func TestRecordBytesMatchesBroker(t *testing.T) {
 
 // abortCounter counts transaction ends.
 type abortCounter struct {
-	consumer.NopObserver
 	aborts, commits atomic.Int64
 }
 
-func (a *abortCounter) TxnAborted(time.Duration, error)             { a.aborts.Add(1) }
-func (a *abortCounter) TxnCommitted(time.Duration, consumer.Counts) { a.commits.Add(1) }
+func (a *abortCounter) OnTxnAborted(time.Duration, error)             { a.aborts.Add(1) }
+func (a *abortCounter) OnTxnCommitted(time.Duration, consumer.Counts) { a.commits.Add(1) }
 
 // TestOversizeOutputsThroughPipeline is issue 9's bug end to end: a 1.1 MiB
 // poison input, a tombstone, an empty value and an event whose command is
@@ -225,7 +224,7 @@ func TestOversizeOutputsThroughPipeline(t *testing.T) {
 	p, err := consumer.New(consumer.Config{
 		Brokers: brokers, Group: group, Topics: []string{input}, TransactionalID: group + "-a",
 		CommitInterval: 50 * time.Millisecond, BatchSize: 100, SessionTimeout: 10 * time.Second, TransactionTimeout: 8 * time.Second,
-		RetryBackoffMin: 10 * time.Millisecond, RetryBackoffMax: 200 * time.Millisecond, Logger: logger(), Observer: obs,
+		RetryBackoffMin: 10 * time.Millisecond, RetryBackoffMax: 200 * time.Millisecond, Logger: logger(), Hooks: []consumer.Hook{obs},
 	}, serde, chain, producer.NewOutput(serde, dlq, group, producer.WithMaxRecordBytes(limits.For)))
 	if err != nil {
 		t.Fatal(err)

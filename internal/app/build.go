@@ -251,13 +251,13 @@ func build(cfg *config.Config, rs *readerSet, reg *processors.Registry, log *slo
 		return nil, err
 	}
 	stats := &consumer.Stats{}
-	observers := consumer.Observers{stats}
+	hooks := []consumer.Hook{stats}
 	// franz-go's own logs go through the same slog logger.
 	kgoOpts := append(kopts[1:], kgo.WithLogger(kslog.New(kgoLogger(log)))) // brokers are set by the pipeline
 	kgoOpts = append(kgoOpts, kgo.ProducerBatchCompression(compressionCodec(cfg.Kafka.ProducerCompression)))
 	kgoOpts = append(kgoOpts, kgo.WithHooks(newAuthzHook(cfg, log))) // names a refused topic/group/transactional id
 	if ob.metrics != nil {
-		observers = append(observers, ob.metrics)
+		hooks = append(hooks, ob.metrics)
 		kgoOpts = append(kgoOpts, ob.metrics.KgoOpts()...)
 		ob.metrics.RegistryStats(registry.Stats)
 		ob.metrics.RegistryNegativeHits(registry.NegativeHits)
@@ -296,7 +296,7 @@ func build(cfg *config.Config, rs *readerSet, reg *processors.Registry, log *slo
 		RateLimits:         cfg.Processing.RateLimits,
 		KgoOpts:            kgoOpts,
 		Logger:             log,
-		Observer:           observers,
+		Hooks:              hooks,
 		TracerProvider:     ob.tracerProvider(),
 		TraceLink:          cfg.Tracing.Parent == "link",
 	}
@@ -304,7 +304,7 @@ func build(cfg *config.Config, rs *readerSet, reg *processors.Registry, log *slo
 	base := cc
 	if cfg.State != nil {
 		cc.Forward = &consumer.Forward{Topic: cfg.StateSettings().ProcessLog}
-		cc.Observer = stageObserver{Observer: observers, forward: true}
+		cc.Hooks = stageHooks(hooks, true)
 	}
 	p, err := consumer.New(cc, serde, chain, output)
 	if err != nil {

@@ -73,21 +73,77 @@ func (a engineAdapter) Housekeep(tx state.Txn, now time.Time, limit int) (int, e
 }
 func (a engineAdapter) CheckState(r state.Reader) error { return a.e.CheckState(r) }
 
-// stageObserver keeps the two stages from counting one event twice: the
+// stageHook keeps the two stages from counting one event twice: the
 // forwarding stage counts events in (its end-to-end latency is not the
-// pipeline's), the stateful stage counts commands and measures latency.
-type stageObserver struct {
-	consumer.Observer
+// pipeline's), the stateful stage counts commands and measures latency. It
+// wraps one hook and passes every other event through unchanged.
+type stageHook struct {
+	h       consumer.Hook
 	forward bool
 }
 
-func (o stageObserver) TxnCommitted(d time.Duration, c consumer.Counts) {
+// stageHooks wraps each of hs for one stage.
+func stageHooks(hs []consumer.Hook, forward bool) []consumer.Hook {
+	out := make([]consumer.Hook, len(hs))
+	for i, h := range hs {
+		out[i] = stageHook{h: h, forward: forward}
+	}
+	return out
+}
+
+func (o stageHook) OnTxnCommitted(d time.Duration, c consumer.Counts) {
+	h, ok := o.h.(consumer.HookTxnCommitted)
+	if !ok {
+		return
+	}
 	if o.forward {
 		c.EventTimes = nil
 	} else {
 		c.EventsIn = 0
 	}
-	o.Observer.TxnCommitted(d, c)
+	h.OnTxnCommitted(d, c)
+}
+
+func (o stageHook) OnEventProcessed(ev *processors.Event, n int, d time.Duration) {
+	if h, ok := o.h.(consumer.HookEventProcessed); ok {
+		h.OnEventProcessed(ev, n, d)
+	}
+}
+
+func (o stageHook) OnDeadLettered(r *kgo.Record, err error) {
+	if h, ok := o.h.(consumer.HookDeadLettered); ok {
+		h.OnDeadLettered(r, err)
+	}
+}
+
+func (o stageHook) OnRetried(r *kgo.Record, err error) {
+	if h, ok := o.h.(consumer.HookRetried); ok {
+		h.OnRetried(r, err)
+	}
+}
+
+func (o stageHook) OnProcessorDone(name string, d time.Duration, err error) {
+	if h, ok := o.h.(consumer.HookProcessorDone); ok {
+		h.OnProcessorDone(name, d, err)
+	}
+}
+
+func (o stageHook) OnProduced(r *kgo.Record) {
+	if h, ok := o.h.(consumer.HookProduced); ok {
+		h.OnProduced(r)
+	}
+}
+
+func (o stageHook) OnTxnAborted(d time.Duration, err error) {
+	if h, ok := o.h.(consumer.HookTxnAborted); ok {
+		h.OnTxnAborted(d, err)
+	}
+}
+
+func (o stageHook) OnSessionRestarted(err error) {
+	if h, ok := o.h.(consumer.HookSessionRestarted); ok {
+		h.OnSessionRestarted(err)
+	}
 }
 
 // statefulStage is the second loop and what it owns.
@@ -153,7 +209,7 @@ func buildStateful(cfg *config.Config, rs *readerSet, reg *processors.Registry, 
 	c.SkipTypes = nil // filtered in the forwarding stage
 	c.RateLimits = nil
 	c.Logger = log.With("stage", "process")
-	c.Observer = stageObserver{Observer: base.Observer}
+	c.Hooks = stageHooks(base.Hooks, false)
 	c.State = &consumer.Stateful{
 		Changelog: st.Changelog,
 		Store:     store,

@@ -22,7 +22,7 @@ import (
 	"github.com/ordo-dev/ordo/processors"
 )
 
-// Metrics is ordo's Prometheus instrumentation: a consumer.Observer for the
+// Metrics is ordo's Prometheus instrumentation: a consumer.Hook for the
 // EOS loop, kgo hooks for the group (rebalances, assignment) and kprom's
 // client metrics, all on one private prometheus.Registry. It also keeps the
 // readiness state (Health).
@@ -31,7 +31,6 @@ import (
 // (the config), topics and partitions (the config and the cluster). No ids,
 // keys or error messages are ever labels.
 type Metrics struct {
-	consumer.NopObserver
 	Registry *prometheus.Registry
 	Health   *Health
 	kprom    *kprom.Metrics
@@ -284,16 +283,16 @@ func (m *Metrics) Handler() http.Handler {
 	return promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{Registry: m.Registry})
 }
 
-// Observer implementation.
+// consumer.Hook implementations.
 
-// Processed implements consumer.Observer.
-func (m *Metrics) Processed(ev *processors.Event, _ int, took time.Duration) {
+// OnEventProcessed implements consumer.HookEventProcessed.
+func (m *Metrics) OnEventProcessed(ev *processors.Event, _ int, took time.Duration) {
 	m.eventsByType.get(ev.Type, func() prometheus.Counter { return m.eventsProcessed.WithLabelValues(ev.Type) }).Inc()
 	m.processing.Observe(took.Seconds())
 }
 
-// ProcessorDone implements consumer.Observer.
-func (m *Metrics) ProcessorDone(name string, took time.Duration, err error) {
+// OnProcessorDone implements consumer.HookProcessorDone.
+func (m *Metrics) OnProcessorDone(name string, took time.Duration, err error) {
 	outcome := "ok"
 	if err != nil {
 		outcome = "error"
@@ -305,13 +304,13 @@ func (m *Metrics) ProcessorDone(name string, took time.Duration, err error) {
 	m.processorByKey.get(key, func() prometheus.Observer { return m.processor.WithLabelValues(name, outcome) }).Observe(took.Seconds())
 }
 
-// Produced implements consumer.Observer.
-func (m *Metrics) Produced(r *kgo.Record) {
+// OnProduced implements consumer.HookProduced.
+func (m *Metrics) OnProduced(r *kgo.Record) {
 	m.producedBy.get(r.Topic, func() prometheus.Counter { return m.recordsProduced.WithLabelValues(r.Topic) }).Inc()
 }
 
-// DeadLettered implements consumer.Observer.
-func (m *Metrics) DeadLettered(_ *kgo.Record, err error) {
+// OnDeadLettered implements consumer.HookDeadLettered.
+func (m *Metrics) OnDeadLettered(_ *kgo.Record, err error) {
 	reason := "decode"
 	var pe *processors.ProcessorError
 	if errors.As(err, &pe) {
@@ -320,11 +319,11 @@ func (m *Metrics) DeadLettered(_ *kgo.Record, err error) {
 	m.deadLetters.WithLabelValues(reason).Inc()
 }
 
-// Retried implements consumer.Observer.
-func (m *Metrics) Retried(*kgo.Record, error) { m.retries.Inc() }
+// OnRetried implements consumer.HookRetried.
+func (m *Metrics) OnRetried(*kgo.Record, error) { m.retries.Inc() }
 
-// TxnCommitted implements consumer.Observer.
-func (m *Metrics) TxnCommitted(took time.Duration, c consumer.Counts) {
+// OnTxnCommitted implements consumer.HookTxnCommitted.
+func (m *Metrics) OnTxnCommitted(took time.Duration, c consumer.Counts) {
 	now := time.Now()
 	m.txnCommits.Inc()
 	m.txnDuration.WithLabelValues("committed").Observe(took.Seconds())
@@ -345,8 +344,8 @@ func (m *Metrics) TxnCommitted(took time.Duration, c consumer.Counts) {
 	m.Health.ended(nil)
 }
 
-// TxnAborted implements consumer.Observer.
-func (m *Metrics) TxnAborted(took time.Duration, err error) {
+// OnTxnAborted implements consumer.HookTxnAborted.
+func (m *Metrics) OnTxnAborted(took time.Duration, err error) {
 	cause := "aborted"
 	if err != nil {
 		cause = "error"
@@ -356,8 +355,8 @@ func (m *Metrics) TxnAborted(took time.Duration, err error) {
 	m.Health.ended(err)
 }
 
-// SessionRestarted implements consumer.Observer.
-func (m *Metrics) SessionRestarted(err error) {
+// OnSessionRestarted implements consumer.HookSessionRestarted.
+func (m *Metrics) OnSessionRestarted(err error) {
 	m.sessionRestarts.Inc()
 	m.Health.restarted(err)
 	m.assigned.Set(0)
