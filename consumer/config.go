@@ -112,7 +112,7 @@ type Config struct {
 	SerialLoop bool
 
 	// SkipTypes are event types dropped before decoding, by the value of the
-	// SkipHeader record header (default "ordo-type", which producer.Publisher
+	// SkipHeader record header (default "ordo-type", which publish.Publisher
 	// sets). Skipped events are committed and counted, never processed.
 	SkipTypes  []string
 	SkipHeader string

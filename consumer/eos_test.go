@@ -23,6 +23,7 @@ import (
 	"github.com/ordo-dev/ordo/internal/testkit"
 	"github.com/ordo-dev/ordo/processors"
 	"github.com/ordo-dev/ordo/producer"
+	"github.com/ordo-dev/ordo/publish"
 	"github.com/ordo-dev/ordo/schemas"
 )
 
@@ -67,7 +68,7 @@ func (e *env) publish(n int, poison map[int]bool) (ids []string) {
 		e.t.Fatal(err)
 	}
 	defer cl.Close()
-	pub := producer.NewPublisher(cl, e.serde, "test")
+	pub := publish.New(cl, e.serde, "test")
 	ctx := context.Background()
 	var recs []*kgo.Record
 	for i := range n {

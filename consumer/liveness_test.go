@@ -16,7 +16,7 @@ import (
 	"github.com/ordo-dev/ordo/consumer"
 	"github.com/ordo-dev/ordo/internal/testkit"
 	"github.com/ordo-dev/ordo/processors"
-	"github.com/ordo-dev/ordo/producer"
+	"github.com/ordo-dev/ordo/publish"
 )
 
 // txnLog records every transaction end the loop reports, with the time.
@@ -307,7 +307,7 @@ func (e *env) records(n int) []*kgo.Record {
 		e.t.Fatal(err)
 	}
 	defer cl.Close()
-	pub := producer.NewPublisher(cl, e.serde, "test")
+	pub := publish.New(cl, e.serde, "test")
 	var recs []*kgo.Record
 	for i := range n {
 		id := fmt.Sprintf("evt-%06d", i)
@@ -339,7 +339,7 @@ func (e *env) publishHot(n int) []string {
 		e.t.Fatal(err)
 	}
 	defer cl.Close()
-	pub := producer.NewPublisher(cl, e.serde, "test")
+	pub := publish.New(cl, e.serde, "test")
 	var recs []*kgo.Record
 	var ids []string
 	for i := range n {

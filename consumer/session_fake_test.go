@@ -16,6 +16,7 @@ import (
 	"github.com/ordo-dev/ordo/internal/testkit"
 	"github.com/ordo-dev/ordo/processors"
 	"github.com/ordo-dev/ordo/producer"
+	"github.com/ordo-dev/ordo/publish"
 )
 
 // fakeKafka scripts the transact sessions of one pipeline: the records
@@ -410,7 +411,7 @@ type fakeWorld struct {
 	t     *testing.T
 	f     *fakeKafka
 	p     *Pipeline
-	pub   *producer.Publisher
+	pub   *publish.Publisher
 	stats *Stats
 }
 
@@ -427,7 +428,7 @@ func newFakeWorld(t *testing.T, chain processors.Processor, mut func(*Config)) *
 	if mut != nil {
 		mut(&cfg)
 	}
-	w := &fakeWorld{t: t, f: &fakeKafka{}, pub: producer.NewPublisher(nil, reg.Serde, "test"), stats: &Stats{}}
+	w := &fakeWorld{t: t, f: &fakeKafka{}, pub: publish.New(nil, reg.Serde, "test"), stats: &Stats{}}
 	cfg.Hooks = []Hook{w.stats}
 	if chain == nil {
 		chain = echoChain()

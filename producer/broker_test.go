@@ -22,6 +22,7 @@ import (
 	"github.com/ordo-dev/ordo/internal/testkit"
 	"github.com/ordo-dev/ordo/processors"
 	"github.com/ordo-dev/ordo/producer"
+	"github.com/ordo-dev/ordo/publish"
 	"github.com/ordo-dev/ordo/schemas"
 )
 
@@ -173,7 +174,7 @@ func TestOversizeOutputsThroughPipeline(t *testing.T) {
 	}
 	defer pubCl.Close()
 	ctx := context.Background()
-	pub := producer.NewPublisher(pubCl, serde, "test")
+	pub := publish.New(pubCl, serde, "test")
 	event := func(id string) *kgo.Record {
 		r, err := pub.Record(ctx, input, "com.acme.checkout.OrderPlaced", "ord-1", map[string]any{
 			"envelope": map[string]any{"id": id}, "order_id": "ord-1", "customer_id": "c", "total": big.NewRat(1, 1), "currency": "EUR",

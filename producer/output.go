@@ -101,7 +101,7 @@ func (o *Output) Commands(ctx context.Context, in *kgo.Record, cmds []processors
 		r := &kgo.Record{Topic: c.Topic, Key: c.Key, Value: value}
 		r.Headers = make([]kgo.RecordHeader, 0, 10+len(c.Headers))
 		if env, ok := c.Value["envelope"].(map[string]any); ok {
-			r.Headers = appendEnvelopeHeaders(r.Headers, env, input)
+			r.Headers = AppendEnvelopeHeaders(r.Headers, env, input)
 		} else {
 			r.Headers = append(r.Headers, kgo.RecordHeader{Key: HeaderInput, Value: []byte(input)})
 		}
@@ -237,11 +237,11 @@ func (o *Output) appendDLQHeaders(h []kgo.RecordHeader, in *kgo.Record, cause er
 	)
 }
 
-// appendEnvelopeHeaders adds the envelope headers, and the input header when
+// AppendEnvelopeHeaders adds the envelope headers, and the input header when
 // input is set. All values share one backing array (one allocation per record
 // instead of one per header); each value is capped at its length, so an
 // append by a later reader cannot run into its neighbour.
-func appendEnvelopeHeaders(h []kgo.RecordHeader, env map[string]any, input string) []kgo.RecordHeader {
+func AppendEnvelopeHeaders(h []kgo.RecordHeader, env map[string]any, input string) []kgo.RecordHeader {
 	str := func(k string) string { s, _ := env[k].(string); return s }
 	id, typ, src, corr, cause := str("id"), str("type"), str("source"), str("correlation_id"), str("causation_id")
 	t, hasTime := env["time"].(time.Time)

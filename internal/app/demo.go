@@ -9,7 +9,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/ordo-dev/ordo/internal/demo"
-	"github.com/ordo-dev/ordo/producer"
+	"github.com/ordo-dev/ordo/publish"
 )
 
 func newDemoCmd(o *options) *cobra.Command {
@@ -57,7 +57,7 @@ docker-compose.`,
 			if n == 0 {
 				n = int(^uint(0) >> 1)
 			}
-			pub := producer.NewPublisher(cl, serde, "demo")
+			pub := publish.New(cl, serde, "demo")
 			seed := uint64(time.Now().UnixNano())
 			start := time.Now()
 			var published int

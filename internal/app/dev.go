@@ -23,7 +23,7 @@ import (
 	"github.com/ordo-dev/ordo/internal/demo"
 	"github.com/ordo-dev/ordo/internal/devenv"
 	"github.com/ordo-dev/ordo/internal/telemetry"
-	"github.com/ordo-dev/ordo/producer"
+	"github.com/ordo-dev/ordo/publish"
 	"github.com/ordo-dev/ordo/schemas"
 )
 
@@ -245,7 +245,7 @@ func runDev(ctx context.Context, o *options, f *devFlags) error {
 				rate = 1000
 			}
 		}
-		pub := producer.NewPublisher(pubCl, rt.serde, "demo").WithTracerProvider(ob.tracerProvider())
+		pub := publish.New(pubCl, rt.serde, "demo", publish.WithTracerProvider(ob.tracerProvider()))
 		// A new seed per run: the saga's order ids must not meet the
 		// finished orders a previous run left in --data-dir.
 		seed := uint64(time.Now().UnixNano())

@@ -19,6 +19,7 @@ import (
 	"github.com/ordo-dev/ordo/internal/testkit"
 	"github.com/ordo-dev/ordo/processors"
 	"github.com/ordo-dev/ordo/producer"
+	"github.com/ordo-dev/ordo/publish"
 	"github.com/ordo-dev/ordo/schemas"
 )
 
@@ -90,7 +91,7 @@ func (w *opsWorld) deadLetters(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cl.Close()
-	pub := producer.NewPublisher(cl, w.serde, "test")
+	pub := publish.New(cl, w.serde, "test")
 	valid, err := pub.Record(ctx, w.input, "com.acme.checkout.OrderPlaced", "ord-1", map[string]any{
 		"envelope": map[string]any{"id": "evt-1"}, "order_id": "ord-1", "customer_id": "cust-1", "total": big.NewRat(150, 100), "currency": "EUR",
 		"items":            []any{map[string]any{"sku": "A", "qty": int32(1), "unit_price": big.NewRat(150, 100)}},

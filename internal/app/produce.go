@@ -16,7 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ordo-dev/ordo/processors"
-	"github.com/ordo-dev/ordo/producer"
+	"github.com/ordo-dev/ordo/publish"
 	"github.com/ordo-dev/ordo/schemas"
 )
 
@@ -82,7 +82,7 @@ epoch milliseconds or RFC 3339 strings, unions as the bare value or null.
 				return err
 			}
 			defer cl.Close()
-			pub := producer.NewPublisher(cl, serde, source)
+			pub := publish.New(cl, serde, source)
 
 			var in io.Reader = cmd.InOrStdin()
 			if file != "" {

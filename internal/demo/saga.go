@@ -9,9 +9,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ordo-dev/ordo/publish"
 	"github.com/twmb/franz-go/pkg/kgo"
-
-	"github.com/ordo-dev/ordo/producer"
 )
 
 // Command types of the orders saga (examples/orders/ordo.yaml, processes:).
@@ -65,7 +64,7 @@ type SagaOptions struct {
 // same envelope id). Order and event ids contain the seed, so runs with
 // different seeds never share an order (ordo keeps finished orders).
 type SagaGenerator struct {
-	pub    *producer.Publisher
+	pub    *publish.Publisher
 	cl     *kgo.Client
 	opts   SagaOptions
 	poison *Generator // the stateless generator's poison records
@@ -105,7 +104,7 @@ const (
 
 // NewSagaGenerator returns a generator writing with cl (an idempotent,
 // non-transactional client) through pub. The seed fixes the plan.
-func NewSagaGenerator(cl *kgo.Client, pub *producer.Publisher, opts SagaOptions) *SagaGenerator {
+func NewSagaGenerator(cl *kgo.Client, pub *publish.Publisher, opts SagaOptions) *SagaGenerator {
 	if opts.Seed == 0 {
 		opts.Seed = 1
 	}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/ordo-dev/ordo/internal/testkit"
 	"github.com/ordo-dev/ordo/producer"
+	"github.com/ordo-dev/ordo/publish"
 	"github.com/ordo-dev/ordo/schemas"
 )
 
@@ -138,7 +139,7 @@ func demoSerde(t *testing.T) *schemas.Serde {
 func TestSagaGeneratorUnbounded(t *testing.T) {
 	brokers := newCluster(t, TopicOrders, TopicPayments, TopicWarehouse)
 	cl := newClient(t, brokers)
-	g := NewSagaGenerator(cl, producer.NewPublisher(cl, demoSerde(t), "demo"), SagaOptions{Rate: 2000, Seed: 3})
+	g := NewSagaGenerator(cl, publish.New(cl, demoSerde(t), "demo"), SagaOptions{Rate: 2000, Seed: 3})
 	ctx, cancel := context.WithTimeout(context.Background(), 400*time.Millisecond)
 	defer cancel()
 	_ = g.Run(ctx) // ends with the context (records in flight may fail with it)
@@ -154,7 +155,7 @@ func TestSagaGeneratorPublishes(t *testing.T) {
 	serde := demoSerde(t)
 	cl := newClient(t, brokers, kgo.ProducerLinger(time.Millisecond))
 	opts := SagaOptions{Orders: 120, PoisonEvery: 17, DuplicateEvery: 13, Seed: 42}
-	g := NewSagaGenerator(cl, producer.NewPublisher(cl, serde, "demo"), opts)
+	g := NewSagaGenerator(cl, publish.New(cl, serde, "demo"), opts)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	if err := g.Run(ctx); err != nil {

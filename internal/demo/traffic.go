@@ -12,9 +12,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ordo-dev/ordo/publish"
 	"github.com/twmb/franz-go/pkg/kgo"
-
-	"github.com/ordo-dev/ordo/producer"
 )
 
 // Topics of the demo domain.
@@ -88,7 +87,7 @@ func (g *Generator) topic(name string) string {
 
 // Generator publishes demo traffic through the Publisher SDK.
 type Generator struct {
-	pub  *producer.Publisher
+	pub  *publish.Publisher
 	cl   *kgo.Client
 	opts Options
 
@@ -98,7 +97,7 @@ type Generator struct {
 
 // NewGenerator returns a generator writing with cl (an idempotent,
 // non-transactional client) through pub.
-func NewGenerator(cl *kgo.Client, pub *producer.Publisher, opts Options) *Generator {
+func NewGenerator(cl *kgo.Client, pub *publish.Publisher, opts Options) *Generator {
 	if opts.Seed == 0 {
 		opts.Seed = 1
 	}

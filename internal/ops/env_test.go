@@ -20,6 +20,7 @@ import (
 	"github.com/ordo-dev/ordo/internal/testkit"
 	"github.com/ordo-dev/ordo/processors"
 	"github.com/ordo-dev/ordo/producer"
+	"github.com/ordo-dev/ordo/publish"
 	"github.com/ordo-dev/ordo/schemas"
 )
 
@@ -92,7 +93,7 @@ func (e *env) publish(n, cheapEvery, poisonEvery int, ts time.Time) published {
 		e.t.Fatal(err)
 	}
 	defer cl.Close()
-	pub := producer.NewPublisher(cl, e.serde, "test")
+	pub := publish.New(cl, e.serde, "test")
 	ctx := context.Background()
 	var out published
 	var recs []*kgo.Record

@@ -22,7 +22,7 @@ import (
 
 	"github.com/ordo-dev/ordo/internal/demo"
 	"github.com/ordo-dev/ordo/internal/testkit"
-	"github.com/ordo-dev/ordo/producer"
+	"github.com/ordo-dev/ordo/publish"
 )
 
 // The saga's compensation command topics (not in router.yaml) and its
@@ -157,7 +157,7 @@ func TestSagaUnderChaosEndsEveryOrderExactlyOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cl.Close()
-	pub := producer.NewPublisher(cl, newSerde(t, sc.regURL), "eos-saga")
+	pub := publish.New(cl, newSerde(t, sc.regURL), "eos-saga")
 	gen := demo.NewSagaGenerator(cl, pub, demo.SagaOptions{
 		Orders: orders, Rate: rate, PoisonEvery: 199, DuplicateEvery: 20, Seed: rand.Uint64() | 1,
 		Topics: map[string]string{demo.TopicOrders: st.orders, demo.TopicPayments: st.payments, demo.TopicWarehouse: st.warehouse},

@@ -11,7 +11,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sr"
 
-	"github.com/ordo-dev/ordo/producer"
+	"github.com/ordo-dev/ordo/publish"
 	"github.com/ordo-dev/ordo/schemas"
 )
 
@@ -72,7 +72,7 @@ type generator struct {
 	runID string
 	cl    *kgo.Client
 	serde *schemas.Serde
-	pub   *producer.Publisher
+	pub   *publish.Publisher
 
 	mu     sync.Mutex
 	rng    *rand.Rand
@@ -95,7 +95,7 @@ func (sc *scenario) newGenerator(opts genOpts) *generator {
 	serde := newSerde(sc.t, sc.regURL)
 	g := &generator{
 		sc: sc, opts: opts, runID: fmt.Sprintf("%s-%x", sc.name, rand.Uint32()), cl: cl, serde: serde,
-		pub: producer.NewPublisher(cl, serde, "eos-"+sc.name),
+		pub: publish.New(cl, serde, "eos-"+sc.name),
 		rng: rand.New(rand.NewPCG(rand.Uint64(), 7)),
 	}
 	return g
@@ -324,7 +324,7 @@ func (g *generator) publishTransactional(ctx context.Context, n, batch int, abor
 		return 0, 0, err
 	}
 	defer cl.Close()
-	pub := producer.NewPublisher(cl, g.serde, "eos-upstream-txn")
+	pub := publish.New(cl, g.serde, "eos-upstream-txn")
 	for done := 0; done < n && ctx.Err() == nil; {
 		if err := cl.BeginTransaction(); err != nil {
 			return committed, aborted, err

@@ -22,6 +22,7 @@ import (
 
 	"github.com/ordo-dev/ordo/internal/demo"
 	"github.com/ordo-dev/ordo/producer"
+	"github.com/ordo-dev/ordo/publish"
 )
 
 // jaeger is a running Jaeger v2 (test/observability/jaeger.yaml).
@@ -210,7 +211,7 @@ func TestTraceEndToEnd(t *testing.T) {
 	)
 	upTP := j.tracerProvider(t, "checkout")
 	downTP := j.tracerProvider(t, "fulfilment")
-	pub := producer.NewPublisher(e.pubCl, e.serde, "checkout").WithTracerProvider(upTP)
+	pub := publish.New(e.pubCl, e.serde, "checkout", publish.WithTracerProvider(upTP))
 	good := e.publish(t, pub, 1, false)[0]
 	bad := e.publish(t, pub, 1, true)[0]
 

@@ -37,6 +37,7 @@ import (
 	"github.com/ordo-dev/ordo/internal/devenv"
 	"github.com/ordo-dev/ordo/internal/testkit"
 	"github.com/ordo-dev/ordo/producer"
+	"github.com/ordo-dev/ordo/publish"
 	"github.com/ordo-dev/ordo/schemas"
 )
 
@@ -255,7 +256,7 @@ func orderPlaced(id string, poison bool) map[string]any {
 
 // publish publishes OrderPlaced events through the Publisher SDK with tp
 // (nil: no spans) and returns the trace id of each.
-func (e *env) publish(t *testing.T, pub *producer.Publisher, n int, poison bool) []trace.TraceID {
+func (e *env) publish(t *testing.T, pub *publish.Publisher, n int, poison bool) []trace.TraceID {
 	t.Helper()
 	var ids []trace.TraceID
 	for i := range n {

@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/ordo-dev/ordo/internal/telemetry"
-	"github.com/ordo-dev/ordo/producer"
+	"github.com/ordo-dev/ordo/publish"
 )
 
 // TestPrometheusScrapesOrdo runs a real Prometheus scraping a live ordo's
@@ -83,7 +83,7 @@ scrape_configs:
 		return ok && v == 1
 	})
 
-	pub := producer.NewPublisher(e.pubCl, e.serde, "checkout")
+	pub := publish.New(e.pubCl, e.serde, "checkout")
 	e.publish(t, pub, 20, false)
 	e.publish(t, pub, 2, true)
 	waitFor(t, 60*time.Second, "ordo_events_committed_total >= 22", func() bool {

@@ -25,7 +25,7 @@ import (
 
 	"github.com/ordo-dev/ordo/internal/demo"
 	"github.com/ordo-dev/ordo/internal/testkit"
-	"github.com/ordo-dev/ordo/producer"
+	"github.com/ordo-dev/ordo/publish"
 	"github.com/ordo-dev/ordo/schemas"
 )
 
@@ -438,7 +438,7 @@ func (p *ordoProc) output(t testing.TB) string {
 // through the Publisher SDK and the TLS registry with basic auth.
 type publisher struct {
 	cl    *kgo.Client
-	pub   *producer.Publisher
+	pub   *publish.Publisher
 	seed  uint64
 	mu    sync.Mutex
 	all   []demo.Published
@@ -461,7 +461,7 @@ func (sc *scenario) newPublisher() *publisher {
 	strategy, _ := schemas.ParseSubjectStrategy("topic_name")
 	serde := schemas.NewSerde(schemas.NewRegistry(rc), readers, strategy, true)
 	cl := adminClient(t, kgo.ProducerLinger(5*time.Millisecond))
-	return &publisher{cl: cl, pub: producer.NewPublisher(cl, serde, "security-test"), seed: uint64(time.Now().UnixNano()), sc: sc}
+	return &publisher{cl: cl, pub: publish.New(cl, serde, "security-test"), seed: uint64(time.Now().UnixNano()), sc: sc}
 }
 
 // publish writes n records, every poisonEvery-th one poison, and returns

@@ -16,7 +16,7 @@ import (
 	"github.com/twmb/franz-go/pkg/sr"
 
 	"github.com/ordo-dev/ordo/internal/demo"
-	"github.com/ordo-dev/ordo/producer"
+	"github.com/ordo-dev/ordo/publish"
 	"github.com/ordo-dev/ordo/schemas"
 )
 
@@ -59,12 +59,12 @@ func writerSchemas() (map[string]*schemas.Schema, error) {
 // gen builds realistic demo events (the demo generator's shapes, bigger
 // values and the writer-only attributes map).
 type gen struct {
-	pub  *producer.Publisher
+	pub  *publish.Publisher
 	rng  *mrand.Rand
 	seed uint64
 }
 
-func newGen(pub *producer.Publisher, seed uint64) *gen {
+func newGen(pub *publish.Publisher, seed uint64) *gen {
 	return &gen{pub: pub, rng: mrand.New(mrand.NewPCG(seed, 0xbe4c)), seed: seed}
 }
 

@@ -52,7 +52,7 @@ import (
 	"github.com/ordo-dev/ordo/internal/config"
 	"github.com/ordo-dev/ordo/internal/devenv"
 	"github.com/ordo-dev/ordo/internal/state"
-	"github.com/ordo-dev/ordo/producer"
+	"github.com/ordo-dev/ordo/publish"
 	"github.com/ordo-dev/ordo/schemas"
 )
 
@@ -111,7 +111,7 @@ type bench struct {
 	cl       *kgo.Client
 	reg      *schemas.Registry
 	writers  map[string]*schemas.Schema
-	pub      *producer.Publisher
+	pub      *publish.Publisher
 	sizes    sizeStats
 	started  time.Time
 	loadAvg  string // set when rewriting a report from results.json
@@ -319,7 +319,7 @@ func (b *bench) setup(ctx context.Context) error {
 	if err := registerWriters(ctx, b.reg, b.writers, ""); err != nil {
 		return err
 	}
-	b.pub = producer.NewPublisher(b.cl, schemas.NewSerde(b.reg, b.writers, schemas.TopicRecordName, true), "bench")
+	b.pub = publish.New(b.cl, schemas.NewSerde(b.reg, b.writers, schemas.TopicRecordName, true), "bench")
 
 	// A fresh broker per invocation is the norm; with BENCH_BROKERS the
 	// input topics are recreated so every invocation sees exactly N events.

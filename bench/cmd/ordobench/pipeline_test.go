@@ -25,6 +25,7 @@ import (
 	"github.com/ordo-dev/ordo/internal/config"
 	"github.com/ordo-dev/ordo/processors"
 	"github.com/ordo-dev/ordo/producer"
+	"github.com/ordo-dev/ordo/publish"
 	"github.com/ordo-dev/ordo/schemas"
 )
 
@@ -103,7 +104,7 @@ func newPipelineFixture(tb testing.TB, events int) *pipelineFixture {
 		tb.Fatal(err)
 	}
 	serde := schemas.NewSerde(reg, readers, schemas.TopicName, true)
-	g := newGen(producer.NewPublisher(nil, schemas.NewSerde(reg, writers, schemas.TopicName, true), "bench"), 7)
+	g := newGen(publish.New(nil, schemas.NewSerde(reg, writers, schemas.TopicName, true), "bench"), 7)
 	f := &pipelineFixture{serde: serde, chain: chain, out: producer.NewOutput(serde, deadLetterTopic, "bench")}
 	for i := 1; i <= events; i++ {
 		r, err := g.record(ctx, i, "", "")

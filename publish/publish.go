@@ -1,4 +1,9 @@
-package producer
+// Package publish is the SDK other teams' Go services use to publish the
+// events ordo consumes: Avro in the Confluent wire format, the standard
+// envelope filled in, ordo's envelope headers and a W3C traceparent set, and
+// an idempotent franz-go producer underneath (a retry never writes a record
+// twice).
+package publish
 
 import (
 	"context"
@@ -13,6 +18,8 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/ordo-dev/ordo/producer"
 )
 
 // Publisher is the SDK other teams' Go services use to publish events that
@@ -21,31 +28,43 @@ import (
 // headers and produces through an idempotent client (franz-go's default), so
 // a producer retry never writes a record twice.
 //
-//	pub := producer.NewPublisher(cl, serde, "checkout")
+//	pub := publish.New(cl, serde, "checkout")
 //	_, err := pub.Publish(ctx, "checkout.orders.v1", "com.acme.checkout.OrderPlaced", orderID, value)
 type Publisher struct {
 	cl     *kgo.Client
-	enc    Encoder
+	enc    producer.Encoder
 	source string
 	now    func() time.Time
 	tracer trace.Tracer // nil: no spans, plain traceparent headers
 }
 
+// Option configures a Publisher.
+type Option func(*Publisher)
+
 // WithTracerProvider makes the publisher start a producer span for every
 // record ("send <topic>", the root of the event's trace unless ctx already
 // carries a span or WithTraceparent) and inject its context into the record.
-// Without it the publisher still sets a traceparent (see Record).
-func (p *Publisher) WithTracerProvider(tp trace.TracerProvider) *Publisher {
-	if tp != nil {
-		p.tracer = tp.Tracer("github.com/ordo-dev/ordo/producer")
+// A span per record costs an allocation or two and an exporter's work; without
+// this option the publisher still sets a traceparent header (a new trace per
+// record, or WithTraceparent's), so ordo's spans still join one trace.
+func WithTracerProvider(tp trace.TracerProvider) Option {
+	return func(p *Publisher) {
+		if tp != nil {
+			p.tracer = tp.Tracer("github.com/ordo-dev/ordo/publish")
+		}
 	}
-	return p
 }
 
-// NewPublisher returns a Publisher producing with cl. source names the
-// publishing team or service (envelope.source).
-func NewPublisher(cl *kgo.Client, enc Encoder, source string) *Publisher {
-	return &Publisher{cl: cl, enc: enc, source: source, now: time.Now}
+// New returns a Publisher producing with cl (its own producer settings
+// apply: keep franz-go's default idempotence). enc encodes values
+// (*schemas.Serde); source names the publishing team or service
+// (envelope.source).
+func New(cl *kgo.Client, enc producer.Encoder, source string, opts ...Option) *Publisher {
+	p := &Publisher{cl: cl, enc: enc, source: source, now: time.Now}
+	for _, o := range opts {
+		o(p)
+	}
+	return p
 }
 
 // Record builds the record without producing it, filling the envelope in
@@ -71,13 +90,13 @@ func (p *Publisher) record(ctx context.Context, topic, fullName, key string, val
 	var span trace.Span
 	if p.tracer != nil {
 		if tp, ok := ctx.Value(traceparentKey{}).(string); ok && tp != "" {
-			ctx = Propagator.Extract(ctx, propagation.MapCarrier{HeaderTraceparent: tp})
+			ctx = producer.Propagator.Extract(ctx, propagation.MapCarrier{producer.HeaderTraceparent: tp})
 		}
 		ctx, span = p.tracer.Start(ctx, "send "+topic, trace.WithSpanKind(trace.SpanKindProducer), trace.WithAttributes(
 			attribute.String("messaging.system", "kafka"),
 			attribute.String("messaging.operation.type", "send"),
 			attribute.String("messaging.destination.name", topic),
-			attribute.String("messaging.kafka.message.key", truncate(key, 64)),
+			attribute.String("messaging.kafka.message.key", key[:min(len(key), 64)]),
 			attribute.String("ordo.event.type", fullName),
 		))
 	}
@@ -116,11 +135,11 @@ func (p *Publisher) build(ctx context.Context, topic, fullName, key string, valu
 		return nil, fmt.Errorf("publish %s to %s: %w", fullName, topic, err)
 	}
 	r := &kgo.Record{Topic: topic, Key: []byte(key), Value: b}
-	r.Headers = appendEnvelopeHeaders(r.Headers, env, "")
+	r.Headers = producer.AppendEnvelopeHeaders(r.Headers, env, "")
 	if p.tracer != nil {
-		Propagator.Inject(ctx, HeaderCarrier{H: &r.Headers})
+		producer.Propagator.Inject(ctx, producer.HeaderCarrier{H: &r.Headers})
 	} else {
-		r.Headers = append(r.Headers, kgo.RecordHeader{Key: HeaderTraceparent, Value: []byte(traceparentFrom(ctx))})
+		r.Headers = append(r.Headers, kgo.RecordHeader{Key: producer.HeaderTraceparent, Value: []byte(traceparentFrom(ctx))})
 	}
 	return r, nil
 }
