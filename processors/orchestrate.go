@@ -251,6 +251,14 @@ func (o *orchestrator) Process(_ context.Context, ev *Event) ([]Command, error) 
 	}
 	a := newVars(ev)
 	out := make([]Command, 0, o.emitsPerType[ev.Type])
+	// What every command of the event shares is built (and boxed) once:
+	// the key (never modified downstream), the causation id and the time.
+	corr := ev.Envelope.CorrelationID
+	if corr == "" {
+		corr = string(ev.Key)
+	}
+	var key []byte
+	var causation, when any
 	for _, ri := range idx {
 		r := &o.routes[ri]
 		if r.when != nil {
@@ -272,27 +280,26 @@ func (o *orchestrator) Process(_ context.Context, ev *Event) ([]Command, error) 
 				}
 				v[f.name] = x
 			}
-			corr := ev.Envelope.CorrelationID
-			if corr == "" {
-				corr = string(ev.Key)
-			}
-			var causation any
-			if ev.Envelope.ID != "" {
-				causation = ev.Envelope.ID
-			}
-			t := ev.Timestamp
-			if t.IsZero() {
-				t = ev.Envelope.Time
+			if key == nil {
+				key = []byte(corr)
+				if ev.Envelope.ID != "" {
+					causation = ev.Envelope.ID
+				}
+				t := ev.Timestamp
+				if t.IsZero() {
+					t = ev.Envelope.Time
+				}
+				when = t
 			}
 			v["envelope"] = map[string]any{
 				"id":             o.commandID(ev, ri, ei),
 				"type":           e.typ,
 				"source":         o.source,
-				"time":           t,
+				"time":           when,
 				"correlation_id": corr,
 				"causation_id":   causation,
 			}
-			out = append(out, Command{Topic: e.topic, Type: e.typ, Key: []byte(corr), Value: v})
+			out = append(out, Command{Topic: e.topic, Type: e.typ, Key: key, Value: v})
 		}
 	}
 	return out, nil

@@ -1,6 +1,7 @@
 package producer
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -88,7 +89,8 @@ func (o *Output) Commands(ctx context.Context, in *kgo.Record, cmds []processors
 		return nil, nil
 	}
 	out := make([]*kgo.Record, 0, len(cmds))
-	input := origin(in)
+	var ob [128]byte // the origin is copied into each record's header buffer: no string per event
+	input := appendOrigin(ob[:0], in)
 	for i := range cmds {
 		c := &cmds[i]
 		value, err := o.enc.Encode(ctx, c.Topic, c.Type, c.Value)
@@ -103,7 +105,7 @@ func (o *Output) Commands(ctx context.Context, in *kgo.Record, cmds []processors
 		if env, ok := c.Value["envelope"].(map[string]any); ok {
 			r.Headers = AppendEnvelopeHeaders(r.Headers, env, input)
 		} else {
-			r.Headers = append(r.Headers, kgo.RecordHeader{Key: HeaderInput, Value: []byte(input)})
+			r.Headers = append(r.Headers, kgo.RecordHeader{Key: HeaderInput, Value: bytes.Clone(input)})
 		}
 		r.Headers = appendTraceHeaders(ctx, r.Headers, in.Headers)
 		for _, h := range c.Headers {
@@ -241,7 +243,7 @@ func (o *Output) appendDLQHeaders(h []kgo.RecordHeader, in *kgo.Record, cause er
 // input is set. All values share one backing array (one allocation per record
 // instead of one per header); each value is capped at its length, so an
 // append by a later reader cannot run into its neighbour.
-func AppendEnvelopeHeaders(h []kgo.RecordHeader, env map[string]any, input string) []kgo.RecordHeader {
+func AppendEnvelopeHeaders(h []kgo.RecordHeader, env map[string]any, input []byte) []kgo.RecordHeader {
 	str := func(k string) string { s, _ := env[k].(string); return s }
 	id, typ, src, corr, cause := str("id"), str("type"), str("source"), str("correlation_id"), str("causation_id")
 	t, hasTime := env["time"].(time.Time)
@@ -264,7 +266,7 @@ func AppendEnvelopeHeaders(h []kgo.RecordHeader, env map[string]any, input strin
 		buf = append(buf, cause...)
 		h = append(h, kgo.RecordHeader{Key: HeaderCausationID, Value: value()})
 	}
-	if input != "" {
+	if len(input) > 0 {
 		buf = append(buf, input...)
 		h = append(h, kgo.RecordHeader{Key: HeaderInput, Value: value()})
 	}
@@ -319,14 +321,18 @@ func truncate(s string, n int) string {
 	return s[:n]
 }
 
-// origin is the upstream record a command derives from, "topic/partition/
+// appendOrigin appends the upstream record a command derives from, "topic/partition/
 // offset": the input record itself, or, for a process-log record (the
 // stateful stage), the upstream record it was forwarded from.
-func origin(in *kgo.Record) string {
+func appendOrigin(dst []byte, in *kgo.Record) []byte {
 	for _, h := range in.Headers {
 		if h.Key == HeaderOrigin {
-			return string(h.Value)
+			return append(dst, h.Value...)
 		}
 	}
-	return in.Topic + "/" + strconv.Itoa(int(in.Partition)) + "/" + strconv.FormatInt(in.Offset, 10)
+	dst = append(dst, in.Topic...)
+	dst = append(dst, '/')
+	dst = strconv.AppendInt(dst, int64(in.Partition), 10)
+	dst = append(dst, '/')
+	return strconv.AppendInt(dst, in.Offset, 10)
 }

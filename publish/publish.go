@@ -135,7 +135,7 @@ func (p *Publisher) build(ctx context.Context, topic, fullName, key string, valu
 		return nil, fmt.Errorf("publish %s to %s: %w", fullName, topic, err)
 	}
 	r := &kgo.Record{Topic: topic, Key: []byte(key), Value: b}
-	r.Headers = producer.AppendEnvelopeHeaders(r.Headers, env, "")
+	r.Headers = producer.AppendEnvelopeHeaders(r.Headers, env, nil)
 	if p.tracer != nil {
 		producer.Propagator.Inject(ctx, producer.HeaderCarrier{H: &r.Headers})
 	} else {

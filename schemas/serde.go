@@ -21,9 +21,14 @@ type Serde struct {
 	// every encode by every worker, written once per key: a sync.Map keeps
 	// the readers off a shared lock.
 	ids sync.Map
+	// encs maps (topic, fullName) -> the subject's schema id, so the hot
+	// path neither builds the subject string nor looks it up per record.
+	encs sync.Map
 }
 
 type encKey struct{ subject, fullName string }
+
+type topicType struct{ topic, fullName string }
 
 // NewSerde builds a Serde. readers maps full name -> ordo's schema for that
 // type (e.g. from Demo()); they are used both as reader schemas when
@@ -95,10 +100,15 @@ func (s *Serde) Encode(ctx context.Context, topic, fullName string, v map[string
 	if sch == nil {
 		return nil, fmt.Errorf("%w %s", ErrUnknownType, fullName)
 	}
-	subject := s.strategy.Subject(topic, fullName, false)
-	id, err := s.schemaID(ctx, subject, sch)
-	if err != nil {
-		return nil, err
+	var id int
+	if v, ok := s.encs.Load(topicType{topic, fullName}); ok {
+		id = v.(int)
+	} else {
+		var err error
+		if id, err = s.schemaID(ctx, s.strategy.Subject(topic, fullName, false), sch); err != nil {
+			return nil, err
+		}
+		s.encs.Store(topicType{topic, fullName}, id)
 	}
 	out, err := sch.AppendNatural(AppendHeader(make([]byte, 0, 256), id), v)
 	if err != nil {
