@@ -51,6 +51,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ordo-dev/ordo/schemas"
+
 	"github.com/google/cel-go/cel"
 	"github.com/google/cel-go/checker"
 	"github.com/google/cel-go/common/ast"
@@ -461,7 +463,7 @@ func (c *celExpr) evalNatural(a *vars) (any, error) {
 		if err != nil {
 			return nil, fmt.Errorf("evaluating `%s`: %v", c.src, err)
 		}
-		return deepCopy(v), nil
+		return schemas.CloneNatural(v), nil
 	}
 	if c.fast != nil {
 		if v, ok := c.fast(a); ok {
@@ -553,28 +555,6 @@ func walkPath(a *vars, path []pathStep) (any, error) {
 	return cur, nil
 }
 
-// deepCopy copies maps and lists so a command never aliases the event.
-// Scalars (including *big.Rat, which nobody mutates in place) are shared.
-func deepCopy(v any) any {
-	switch x := v.(type) {
-	case map[string]any:
-		m := make(map[string]any, len(x))
-		for k, e := range x {
-			m[k] = deepCopy(e)
-		}
-		return m
-	case []any:
-		l := make([]any, len(x))
-		for i, e := range x {
-			l[i] = deepCopy(e)
-		}
-		return l
-	case []byte:
-		return append([]byte(nil), x...)
-	}
-	return v
-}
-
 // fromCEL converts a CEL result to a natural Go value: null -> nil, bool,
 // int -> int64, uint -> int64 (error when it overflows), double -> float64,
 // string, bytes -> []byte, timestamp -> time.Time, list -> []any,
@@ -606,7 +586,7 @@ func fromCEL(v ref.Val) (any, error) {
 		return nil, x
 	case traits.Lister:
 		if orig, ok := x.Value().([]any); ok {
-			return deepCopy(orig), nil
+			return schemas.CloneNatural(orig), nil
 		}
 		n, _ := x.Size().(types.Int)
 		out := make([]any, 0, int(n))
@@ -621,7 +601,7 @@ func fromCEL(v ref.Val) (any, error) {
 		return out, nil
 	case traits.Mapper:
 		if orig, ok := x.Value().(map[string]any); ok {
-			return deepCopy(orig), nil
+			return schemas.CloneNatural(orig), nil
 		}
 		n, _ := x.Size().(types.Int)
 		out := make(map[string]any, int(n))

@@ -25,6 +25,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/ordo-dev/ordo/schemas"
+
 	"github.com/google/cel-go/common/ast"
 	"github.com/google/cel-go/common/types"
 )
@@ -692,7 +694,7 @@ func fastResult(v any) (any, bool) {
 	case time.Time:
 		return x, true
 	case map[string]any, []any:
-		return deepCopy(x), true
+		return schemas.CloneNatural(x), true
 	case fastList:
 		return []any(x), true // elements were converted when added
 	case fastMap:

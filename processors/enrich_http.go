@@ -94,6 +94,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ordo-dev/ordo/schemas"
+
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/propagation"
@@ -370,7 +372,7 @@ func (h *httpEnricher) Process(ctx context.Context, ev *Event) ([]Command, error
 	if ev.Attrs == nil {
 		ev.Attrs = map[string]any{}
 	}
-	ev.Attrs[h.into] = deepCopy(obj)
+	ev.Attrs[h.into] = schemas.CloneNatural(obj)
 	return nil, nil
 }
 

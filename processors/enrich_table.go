@@ -39,6 +39,8 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/ordo-dev/ordo/schemas"
+
 	"gopkg.in/yaml.v3"
 )
 
@@ -248,6 +250,6 @@ func (t *tableEnricher) Process(_ context.Context, ev *Event) ([]Command, error)
 	if ev.Attrs == nil {
 		ev.Attrs = map[string]any{}
 	}
-	ev.Attrs[t.into] = deepCopy(row)
+	ev.Attrs[t.into] = schemas.CloneNatural(row)
 	return nil, nil
 }

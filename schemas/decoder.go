@@ -339,7 +339,7 @@ func (b *decBuilder) compileRecord(w, r *node) (decFn, error) {
 		for i := range defaults {
 			d := &defaults[i]
 			if d.clone {
-				out[d.name] = cloneNative(d.val)
+				out[d.name] = CloneNatural(d.val)
 			} else {
 				out[d.name] = d.val
 			}

@@ -796,20 +796,23 @@ func codePointBytes(s string) ([]byte, error) {
 	return b, nil
 }
 
-// cloneNative deep-copies mutable parts of a native value so that shared
-// defaults are never aliased by decoded records.
-func cloneNative(v any) any {
+// CloneNatural deep-copies the mutable parts of a natural value (maps,
+// slices, bytes, decimals), so that a copy never aliases its source: shared
+// defaults are never aliased by decoded records, and processors that put
+// event values into commands or attrs cannot change the event through them.
+// It is ordo's one natural-form copy helper.
+func CloneNatural(v any) any {
 	switch x := v.(type) {
 	case map[string]any:
 		out := make(map[string]any, len(x))
 		for k, e := range x {
-			out[k] = cloneNative(e)
+			out[k] = CloneNatural(e)
 		}
 		return out
 	case []any:
 		out := make([]any, len(x))
 		for i, e := range x {
-			out[i] = cloneNative(e)
+			out[i] = CloneNatural(e)
 		}
 		return out
 	case []byte:

@@ -355,7 +355,7 @@ func (b *resolverBuilder) compileRecord(w, r *node) (func(any) (any, error), err
 			p := &plans[i]
 			if !p.hasWriter {
 				if p.cloneDef {
-					out[p.name] = cloneNative(p.def)
+					out[p.name] = CloneNatural(p.def)
 				} else {
 					out[p.name] = p.def
 				}
