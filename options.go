@@ -4,6 +4,7 @@ import (
 	"io"
 	"log/slog"
 
+	"github.com/ordo-dev/ordo/consumer"
 	"github.com/ordo-dev/ordo/processors"
 )
 
@@ -17,6 +18,7 @@ type options struct {
 	stderr       io.Writer
 	logger       *slog.Logger
 	createTopics bool
+	hooks        []consumer.Hook
 }
 
 func collect(opts []Option) *options {
@@ -72,4 +74,13 @@ func WithLogger(l *slog.Logger) Option {
 // reviewed settings; it needs the CREATE ACL on the cluster or the topics.
 func WithCreateTopics(create bool) Option {
 	return func(o *options) { o.createTopics = create }
+}
+
+// WithHooks adds loop hooks to a Replica: values implementing any of
+// consumer's Hook* interfaces (OnTxnCommitted, OnDeadLettered, ...), called
+// besides ordo's own metrics. They run on the loop's path, from several
+// goroutines: count or hand off, never block. A value implementing none is
+// an error at New. Main ignores them (the command line has its own metrics).
+func WithHooks(hooks ...consumer.Hook) Option {
+	return func(o *options) { o.hooks = append(o.hooks, hooks...) }
 }

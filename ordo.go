@@ -27,6 +27,7 @@ import (
 	"log/slog"
 	"os"
 
+	"github.com/ordo-dev/ordo/consumer"
 	"github.com/ordo-dev/ordo/internal/app"
 	"github.com/ordo-dev/ordo/internal/config"
 	"github.com/ordo-dev/ordo/processors"
@@ -54,6 +55,7 @@ type Replica struct {
 	procs  *processors.Registry
 	log    *slog.Logger
 	create bool
+	hooks  []consumer.Hook
 }
 
 // New loads the config at path (with the ORDO_* environment overrides, as
@@ -65,6 +67,9 @@ func New(path string, opts ...Option) (*Replica, error) {
 		return nil, fmt.Errorf("ordo.New: a config path is required (ordo run without --config uses the embedded example; an embedding program names its own)")
 	}
 	o := collect(opts)
+	if err := consumer.CheckHooks(o.hooks...); err != nil {
+		return nil, fmt.Errorf("ordo.New: WithHooks: %w", err)
+	}
 	cfg, err := app.LoadConfig(path, os.Environ(), o.processors)
 	if err != nil {
 		return nil, err
@@ -78,7 +83,7 @@ func New(path string, opts ...Option) (*Replica, error) {
 			return nil, err
 		}
 	}
-	return &Replica{cfg: cfg, procs: o.processors, log: log, create: o.createTopics}, nil
+	return &Replica{cfg: cfg, procs: o.processors, log: log, create: o.createTopics, hooks: o.hooks}, nil
 }
 
 // Run runs the replica until ctx is cancelled, then finishes or aborts the
@@ -87,5 +92,5 @@ func New(path string, opts ...Option) (*Replica, error) {
 // (e.g. fenced by a newer instance of its transactional id). Run serves the
 // config's admin endpoints and exports traces as `ordo run` does.
 func (r *Replica) Run(ctx context.Context) error {
-	return app.RunReplica(ctx, r.cfg, r.procs, r.log, r.create)
+	return app.RunReplica(ctx, r.cfg, r.procs, r.log, r.create, r.hooks...)
 }

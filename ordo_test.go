@@ -2,14 +2,22 @@ package ordo_test
 
 import (
 	"bytes"
+	"context"
 	"fmt"
+	"log/slog"
+	"math/big"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ordo-dev/ordo"
+	"github.com/ordo-dev/ordo/consumer"
+	"github.com/ordo-dev/ordo/internal/testkit"
 	"github.com/ordo-dev/ordo/processors"
+	"github.com/ordo-dev/ordo/publish"
+	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 // A config with a mistake fails at New with the file, the line, the key and
@@ -81,5 +89,80 @@ func TestMainPrintsVersionAndHelp(t *testing.T) {
 	out.Reset()
 	if code := ordo.Main([]string{"no-such-command"}, ordo.WithOutput(&out, &errb)); code == 0 {
 		t.Errorf("an unknown command exited 0")
+	}
+}
+
+// commitWatch is an embedder's hook: it implements one Hook* interface.
+type commitWatch struct{ events chan int }
+
+func (w commitWatch) OnTxnCommitted(_ time.Duration, c consumer.Counts) {
+	if c.EventsIn > 0 {
+		select {
+		case w.events <- c.EventsIn:
+		default:
+		}
+	}
+}
+
+// A hook given to New sees the replica's commits: the wiring from
+// WithHooks to the loop, end to end on a broker (kfake in plain go test, the
+// real one under test/run.sh).
+func TestReplicaRunCallsHooks(t *testing.T) {
+	brokers := testkit.Brokers(t)
+	reg := testkit.StartDemoRegistry(t)
+	group := fmt.Sprintf("ordo-hooks-%d", time.Now().UnixNano())
+	t.Setenv("ORDO_KAFKA_BROKERS", strings.Join(brokers, ","))
+	t.Setenv("ORDO_REGISTRY_URL", reg.URL)
+	t.Setenv("ORDO_KAFKA_GROUP", group)
+	t.Setenv("ORDO_KAFKA_TRANSACTIONAL_ID_PREFIX", group)
+	t.Setenv("ORDO_KAFKA_REPLICA_ID", "r1")
+	t.Setenv("ORDO_ADMIN_LISTEN", "127.0.0.1:0")
+	if _, err := ordo.New(filepath.Join("examples", "orders", "router.yaml"), ordo.WithHooks(struct{}{})); err == nil {
+		t.Fatal("New accepted a hook implementing no Hook* interface")
+	}
+	w := commitWatch{events: make(chan int, 1)}
+	r, err := ordo.New(filepath.Join("examples", "orders", "router.yaml"), ordo.WithHooks(w), ordo.WithCreateTopics(true),
+		ordo.WithLogger(slog.New(slog.DiscardHandler)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.AllowAutoTopicCreation())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	pub := publish.New(cl, reg.Serde, "test")
+	v := map[string]any{
+		"order_id": "o-hook", "customer_id": "c-1", "currency": "EUR", "total": big.NewRat(1250, 100), "shipping_country": "DE",
+		"items": []any{map[string]any{"sku": "sku-1", "qty": int32(1), "unit_price": big.NewRat(1250, 100)}},
+	}
+	// Until the replica has joined and created its topics, a publish may
+	// fail or land before the group's start; keep publishing until a
+	// commit with events is seen.
+	tick := time.NewTicker(500 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case n := <-w.events:
+			cancel()
+			if err := <-done; err != nil {
+				t.Fatalf("Run after cancel: %v", err)
+			}
+			t.Logf("the hook saw a commit of %d event(s)", n)
+			return
+		case err := <-done:
+			t.Fatalf("Run ended before any commit: %v", err)
+		case <-tick.C:
+			if _, err := pub.Publish(ctx, "checkout.orders.v1", "com.acme.checkout.OrderPlaced", "o-hook", v); err != nil {
+				t.Logf("publish: %v (retrying)", err)
+			}
+		case <-ctx.Done():
+			t.Fatal("no commit with events reached the hook within 2 minutes")
+		}
 	}
 }

@@ -153,6 +153,13 @@ func newHooks(hs []Hook) (*hooks, error) {
 	return h, nil
 }
 
+// CheckHooks reports a value of hs that implements none of the Hook*
+// interfaces (New reports it too; this lets an embedder fail earlier).
+func CheckHooks(hs ...Hook) error {
+	_, err := newHooks(hs)
+	return err
+}
+
 func (h *hooks) Processed(ev *processors.Event, n int, d time.Duration) {
 	for _, o := range h.processed {
 		o.OnEventProcessed(ev, n, d)

@@ -161,6 +161,7 @@ func newSchemaRegistry(cfg *config.Config) (*schemas.Registry, error) {
 type observe struct {
 	metrics *telemetry.Metrics // nil: no Prometheus metrics
 	tracing *telemetry.Tracing // nil or off: no spans
+	hooks   []consumer.Hook    // an embedder's own loop hooks (ordo.WithHooks)
 }
 
 // tracerProvider is the provider for the pipeline and publishers, nil when
@@ -251,7 +252,7 @@ func build(cfg *config.Config, rs *readerSet, reg *processors.Registry, log *slo
 		return nil, err
 	}
 	stats := &consumer.Stats{}
-	hooks := []consumer.Hook{stats}
+	hooks := append([]consumer.Hook{stats}, ob.hooks...)
 	// franz-go's own logs go through the same slog logger.
 	kgoOpts := append(kopts[1:], kgo.WithLogger(kslog.New(kgoLogger(log)))) // brokers are set by the pipeline
 	kgoOpts = append(kgoOpts, kgo.ProducerBatchCompression(compressionCodec(cfg.Kafka.ProducerCompression)))

@@ -19,6 +19,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"gopkg.in/yaml.v3"
 
+	"github.com/ordo-dev/ordo/consumer"
 	"github.com/ordo-dev/ordo/internal/config"
 	"github.com/ordo-dev/ordo/internal/telemetry"
 	"github.com/ordo-dev/ordo/processors"
@@ -72,7 +73,9 @@ the open transaction, leaves the group and exits 0.`,
 // cancelled: what `ordo run` does after loading its config (tracing from the
 // OTEL_* environment, metrics and the admin server, schemas, preflight, the
 // exactly-once loop). create creates the config's missing topics first.
-func RunReplica(ctx context.Context, cfg *config.Config, procs *processors.Registry, log *slog.Logger, create bool) (err error) {
+// hooks are the embedder's own loop hooks (consumer.Hook), called besides
+// ordo's metrics.
+func RunReplica(ctx context.Context, cfg *config.Config, procs *processors.Registry, log *slog.Logger, create bool, hooks ...consumer.Hook) (err error) {
 	// Secrets never reach the logs or the error printed at exit.
 	red := cfg.Redactor()
 	defer func() { err = redactErr(red, err) }()
@@ -95,7 +98,7 @@ func RunReplica(ctx context.Context, cfg *config.Config, procs *processors.Regis
 	if err != nil {
 		return err
 	}
-	rt, err := build(cfg, rs, procs, log, observe{metrics: metrics, tracing: tr})
+	rt, err := build(cfg, rs, procs, log, observe{metrics: metrics, tracing: tr, hooks: hooks})
 	if err != nil {
 		return err
 	}
