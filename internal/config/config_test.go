@@ -393,7 +393,7 @@ func TestRepoUsesOnlyKnownEnvVars(t *testing.T) {
 			}
 			return nil
 		}
-		if strings.HasSuffix(p, ".md") || (strings.HasPrefix(rel, filepath.Join("cmd", "ordo", "app")) && strings.HasSuffix(p, "_test.go")) {
+		if strings.HasSuffix(p, ".md") || (strings.HasPrefix(rel, filepath.Join("internal", "app")) && strings.HasSuffix(p, "_test.go")) {
 			return nil
 		}
 		info, err := d.Info()

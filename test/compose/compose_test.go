@@ -560,7 +560,7 @@ func TestDockerfile(t *testing.T) {
 			t.Errorf("Dockerfile go build lacks %q: %s", want, build)
 		}
 	}
-	app, err := os.ReadFile(filepath.Join(root(), "cmd", "ordo", "app", "app.go"))
+	app, err := os.ReadFile(filepath.Join(root(), "internal", "app", "app.go"))
 	if err != nil || !regexp.MustCompile(`(?m)^var Version = `).Match(app) {
 		t.Errorf("internal/app.Version (the -X target) is gone")
 	}
