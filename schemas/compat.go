@@ -91,7 +91,7 @@ type Version struct {
 }
 
 // CanRead reports every reason reader cannot read all data written with
-// writer under ordo's resolution rules; none means Resolve(writer, reader, v)
+// writer under ordo's resolution rules; none means refResolve(writer, reader, v)
 // succeeds for every value writer can encode. It is stricter than compiling
 // a resolver, which only fails on what every value would hit (a writer
 // union branch or enum symbol that data may never use still counts here).

@@ -176,7 +176,7 @@ func TestCanReadCatchesWhatOnlyDataHits(t *testing.T) {
 	if got := CanRead(old, nw); len(got) != 1 || got[0].Rule != RuleMissingEnumSymbols || !strings.Contains(got[0].Message, "USD") {
 		t.Fatalf("CanRead = %v", got)
 	}
-	if _, err := Resolve(old, nw, map[string]any{"c": "USD"}); err == nil {
+	if _, err := refResolve(old, nw, map[string]any{"c": "USD"}); err == nil {
 		t.Fatal("a USD record resolved to a reader without USD")
 	}
 }

@@ -22,8 +22,9 @@ import (
 //
 // It replaces pre-scan + goavro decode + resolve + natural conversion (four
 // passes and goavro's generic maps) on the hot path. The reference path
-// (DecodeNative + Resolve + ToNatural) stays for tools and is checked
-// against this one in differential tests and the fuzzer.
+// (refDecodeNative + refResolve + refToNatural, goavro-based, unexported)
+// stays for the tests: it is checked against this one in differential tests
+// and the fuzzer, beside the independent hamba/avro reference.
 
 // decOp decodes one value of a writer type as a reader type. run is set
 // after construction so recursive schemas can refer to themselves.
@@ -481,7 +482,7 @@ func (s *scanner) readString() (string, error) {
 }
 
 // leafDecoder reads a primitive, enum-free leaf in the writer's natural form
-// (the same values goavro + ToNatural produce).
+// (the same values goavro + refToNatural produce).
 func leafDecoder(n *node) decFn {
 	switch n.kind {
 	case kNull:

@@ -15,18 +15,18 @@ import (
 // helpers and the pre-scan), so correctness is checked against hamba/avro
 // instead (reference_test.go).
 func referenceDecode(w, reader *Schema, body []byte) (map[string]any, error) {
-	native, err := w.DecodeNative(body)
+	native, err := w.refDecodeNative(body)
 	if err != nil {
 		return nil, err
 	}
 	target := w
 	if reader != nil {
-		if native, err = Resolve(w, reader, native); err != nil {
+		if native, err = refResolve(w, reader, native); err != nil {
 			return nil, err
 		}
 		target = reader
 	}
-	nat, err := ToNatural(target, native)
+	nat, err := refToNatural(target, native)
 	if err != nil {
 		return nil, err
 	}
@@ -37,9 +37,9 @@ func referenceDecode(w, reader *Schema, body []byte) (map[string]any, error) {
 	return m, nil
 }
 
-// referenceEncode is FromNatural + goavro, the original encoder.
+// referenceEncode is refFromNatural + goavro, the original encoder.
 func referenceEncode(s *Schema, v map[string]any) ([]byte, error) {
-	native, err := FromNatural(s, v)
+	native, err := refFromNatural(s, v)
 	if err != nil {
 		return nil, err
 	}
@@ -131,7 +131,7 @@ func TestCompiledDecoderReportsFieldPath(t *testing.T) {
 }
 
 // TestDirectEncoderMatchesReference checks that the direct encoder accepts
-// and rejects exactly what FromNatural + goavro do, with the same message.
+// and rejects exactly what refFromNatural + goavro do, with the same message.
 func TestDirectEncoderMatchesReference(t *testing.T) {
 	s := mustSchema(t, 3, guardSchema)
 	cases := []map[string]any{

@@ -12,7 +12,7 @@ import (
 )
 
 // The direct encoder writes a natural value as Avro binary in one walk of
-// the schema tree. It accepts exactly what FromNatural accepts, with the same
+// the schema tree. It accepts exactly what refFromNatural accepts, with the same
 // guards and messages (integer overflow, exact decimals within precision,
 // enum symbols, unknown or missing record fields, union branch choice), but
 // builds no intermediate goavro native value. Map entries are written in key

@@ -61,10 +61,10 @@ func within(seg string, err error) error {
 	return pe
 }
 
-// ToNatural converts a goavro native value of schema s into natural form.
+// refToNatural converts a goavro native value of schema s into natural form.
 // The input is not modified; bytes are copied so the result never aliases
 // the decoded payload.
-func ToNatural(s *Schema, native any) (any, error) {
+func refToNatural(s *Schema, native any) (any, error) {
 	v, err := toNatural(s.root, native, false)
 	if err != nil {
 		return nil, fmt.Errorf("avro: to natural %s: %w", s.FullName, err)
@@ -173,12 +173,12 @@ func toNatural(n *node, v any, inPlace bool) (any, error) {
 	return v, nil
 }
 
-// FromNatural converts a natural value into goavro native form for schema
+// refFromNatural converts a natural value into goavro native form for schema
 // s, enforcing the guards goavro lacks: integer overflow is an error,
 // decimals must be exact at the schema's scale and within its precision,
 // enums must be symbols, records may not carry unknown fields, and missing
 // fields are filled from schema defaults (or rejected when there is none).
-func FromNatural(s *Schema, natural any) (any, error) {
+func refFromNatural(s *Schema, natural any) (any, error) {
 	v, err := fromNatural(s.root, natural)
 	if err != nil {
 		return nil, fmt.Errorf("avro: from natural %s: %w", s.FullName, err)
@@ -563,7 +563,7 @@ func isDecimalLiteral(s string) bool {
 	return digits > 0
 }
 
-// toDecimal converts a natural decimal (see FromNatural) into a *big.Rat
+// toDecimal converts a natural decimal (see refFromNatural) into a *big.Rat
 // that is exact at n's scale and within n's precision.
 func toDecimal(n *node, v any) (any, error) {
 	r := new(big.Rat)

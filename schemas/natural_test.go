@@ -31,11 +31,11 @@ func roundTrip(t *testing.T, s *Schema, in map[string]any) map[string]any {
 	if err != nil {
 		t.Fatalf("encode %v: %v", in, err)
 	}
-	native, err := s.DecodeNative(body)
+	native, err := s.refDecodeNative(body)
 	if err != nil {
 		t.Fatalf("decode: %v", err)
 	}
-	nat, err := ToNatural(s, native)
+	nat, err := refToNatural(s, native)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,7 +105,7 @@ func TestFromNaturalDecimal(t *testing.T) {
 			t.Errorf("decimal %v: %v", c.in, err)
 			continue
 		}
-		native, err := s.DecodeNative(body)
+		native, err := s.refDecodeNative(body)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -169,7 +169,7 @@ func TestFromNaturalEnumUnionRecord(t *testing.T) {
 		{nil, ""}, {int32(4), "int"}, {5, "int"}, {"hi", "string"}, {"X", "string"},
 		{big.NewRat(5, 2), "bytes.decimal"},
 	} {
-		native, err := FromNatural(s, map[string]any{"u": c.in})
+		native, err := refFromNatural(s, map[string]any{"u": c.in})
 		if err != nil {
 			t.Errorf("union %v: %v", c.in, err)
 			continue
@@ -187,14 +187,14 @@ func TestFromNaturalEnumUnionRecord(t *testing.T) {
 	}
 	// float64 has no exact branch; the decimal(4,1) branch takes 1.5 but
 	// not 1.55 (inexact at scale 1).
-	native, err := FromNatural(s, map[string]any{"u": 1.5})
+	native, err := refFromNatural(s, map[string]any{"u": 1.5})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if r, ok := native.(map[string]any)["u"].(map[string]any)["bytes.decimal"].(*big.Rat); !ok || r.FloatString(1) != "1.5" {
 		t.Errorf("1.5 -> %#v", native.(map[string]any)["u"])
 	}
-	if _, err := FromNatural(s, map[string]any{"u": 1.55}); err == nil || !strings.Contains(err.Error(), "no branch accepts float64") {
+	if _, err := refFromNatural(s, map[string]any{"u": 1.55}); err == nil || !strings.Contains(err.Error(), "no branch accepts float64") {
 		t.Errorf("1.55 must fit no branch: %v", err)
 	}
 	m := roundTrip(t, s, map[string]any{"u": "hi"})
@@ -209,31 +209,31 @@ func TestDecodeNativeGuards(t *testing.T) {
 	// without allocating.
 	body := binary.AppendVarint(nil, 1<<40)
 	body = append(body, 0, 2)
-	if _, err := s.DecodeNative(body); err == nil || !strings.Contains(err.Error(), "zero-width") {
+	if _, err := s.refDecodeNative(body); err == nil || !strings.Contains(err.Error(), "zero-width") {
 		t.Fatalf("zero-width bomb: %v", err)
 	}
 	// small legit count is fine
 	body = append(binary.AppendVarint(nil, 3), 0, 2)
-	if v, err := s.DecodeNative(body); err != nil || len(v.(map[string]any)["a"].([]any)) != 3 {
+	if v, err := s.refDecodeNative(body); err != nil || len(v.(map[string]any)["a"].([]any)) != 3 {
 		t.Fatalf("array<null>: %v %v", v, err)
 	}
 	// int varint overflowing 32 bits (goavro would silently wrap)
 	body = append([]byte{0}, 0xff, 0xff, 0xff, 0xff, 0x1f)
-	if _, err := s.DecodeNative(body); err == nil || !strings.Contains(err.Error(), "32 bits") {
+	if _, err := s.refDecodeNative(body); err == nil || !strings.Contains(err.Error(), "32 bits") {
 		t.Fatalf("int overflow: %v", err)
 	}
 	// Deeply nested recursive payload is bounded.
 	l := mustSchema(t, 4, `{"type":"record","name":"L","fields":[{"name":"next","type":["null","L"]}]}`)
 	deep := bytes.Repeat([]byte{2}, 10000)
 	deep = append(deep, 0)
-	if _, err := l.DecodeNative(deep); err == nil || !strings.Contains(err.Error(), "nesting") {
+	if _, err := l.refDecodeNative(deep); err == nil || !strings.Contains(err.Error(), "nesting") {
 		t.Fatalf("deep nesting: %v", err)
 	}
-	// Bytes are copied by ToNatural, not aliased to the payload.
+	// Bytes are copied by refToNatural, not aliased to the payload.
 	bs := mustSchema(t, 5, rec(`{"name":"b","type":"bytes"}`))
 	payload := []byte{4, 'a', 'b'}
-	native, _ := bs.DecodeNative(payload)
-	nat, _ := ToNatural(bs, native)
+	native, _ := bs.refDecodeNative(payload)
+	nat, _ := refToNatural(bs, native)
 	payload[1] = 'z'
 	if string(nat.(map[string]any)["b"].([]byte)) != "ab" {
 		t.Fatal("natural bytes alias the payload")
@@ -244,10 +244,10 @@ func TestDecodeRejectsDecimalBeyondPrecision(t *testing.T) {
 	s := mustSchema(t, 6, rec(`{"name":"d","type":{"type":"bytes","logicalType":"decimal","precision":3,"scale":0}}`))
 	ok := []byte{4, 0x03, 0xe7}  // 999
 	bad := []byte{4, 0x03, 0xe8} // 1000
-	if _, err := s.DecodeNative(ok); err != nil {
+	if _, err := s.refDecodeNative(ok); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.DecodeNative(bad); err == nil || !strings.Contains(err.Error(), "exceeds precision 3") {
+	if _, err := s.refDecodeNative(bad); err == nil || !strings.Contains(err.Error(), "exceeds precision 3") {
 		t.Fatalf("want precision error, got %v", err)
 	}
 }

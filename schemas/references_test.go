@@ -60,11 +60,11 @@ func TestExpandReferences(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	native, err := s.DecodeNative(body)
+	native, err := s.refDecodeNative(body)
 	if err != nil {
 		t.Fatal(err)
 	}
-	nat, err := ToNatural(s, native)
+	nat, err := refToNatural(s, native)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,7 +7,7 @@ import (
 	"time"
 )
 
-// Resolve converts a goavro native value decoded with writer into the
+// refResolve converts a goavro native value decoded with writer into the
 // native form of reader, following the Avro specification's "Schema
 // Resolution" rules (goavro only decodes with the writer schema, see
 // linkedin/goavro #114 and #166):
@@ -26,7 +26,7 @@ import (
 // resolver is cached on the writer Schema per reader, so repeated calls
 // don't re-walk the schemas. When writer and reader have identical JSON the
 // value is returned unchanged (and so may alias writerNative).
-func Resolve(writer, reader *Schema, writerNative any) (any, error) {
+func refResolve(writer, reader *Schema, writerNative any) (any, error) {
 	r, err := writer.resolverFor(reader)
 	if err != nil {
 		return nil, err

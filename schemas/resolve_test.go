@@ -26,11 +26,11 @@ func resolveVia(t *testing.T, writer, reader *Schema, natural map[string]any) (a
 	if err != nil {
 		t.Fatalf("encode: %v", err)
 	}
-	native, err := writer.DecodeNative(body)
+	native, err := writer.refDecodeNative(body)
 	if err != nil {
 		t.Fatalf("decode: %v", err)
 	}
-	out, err := Resolve(writer, reader, native)
+	out, err := refResolve(writer, reader, native)
 	if err != nil {
 		return nil, err
 	}
@@ -104,7 +104,7 @@ func TestResolveDefaultsAndIgnoredFields(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	nat, err := ToNatural(r, out)
+	nat, err := refToNatural(r, out)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -241,7 +241,7 @@ func TestResolveRecursive(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	nat, _ := ToNatural(r, out)
+	nat, _ := refToNatural(r, out)
 	b, _ := json.Marshal(nat)
 	if string(b) != `{"next":{"next":null,"v":2},"v":1}` {
 		t.Fatalf("recursive: %s", b)
@@ -252,7 +252,7 @@ func TestResolveIdenticalIsCachedNoop(t *testing.T) {
 	s := mustSchema(t, 1, rec(`{"name":"a","type":"int"}`))
 	s2 := mustSchema(t, 0, rec(`{"name":"a","type":"int"}`))
 	native := map[string]any{"a": int32(1)}
-	out, err := Resolve(s, s2, native)
+	out, err := refResolve(s, s2, native)
 	if err != nil || out.(map[string]any)["a"] != int32(1) {
 		t.Fatal(out, err)
 	}

@@ -85,12 +85,12 @@ func (s *Schema) malformed(offset int, reason string, err error) *MalformedError
 	return &MalformedError{SchemaID: s.ID, Type: s.FullName, Offset: offset, Reason: reason, Err: err}
 }
 
-// DecodeNative decodes an Avro body (without Confluent header) into goavro's
+// refDecodeNative decodes an Avro body (without Confluent header) into goavro's
 // native form. The body is pre-scanned first, so truncated data, negative or
 // oversized lengths, allocation bombs, overlong varints and trailing bytes
 // all yield a *MalformedError before goavro runs. Bytes and fixed values
-// returned by goavro alias body; ToNatural copies them.
-func (s *Schema) DecodeNative(body []byte) (any, error) {
+// returned by goavro alias body; refToNatural copies them.
+func (s *Schema) refDecodeNative(body []byte) (any, error) {
 	end, err := scan(s.root, body)
 	if err != nil {
 		se, _ := err.(*scanError)
@@ -135,7 +135,7 @@ func (s *Schema) EncodeNative(dst []byte, native any) (out []byte, err error) {
 	return out, nil
 }
 
-// EncodeNatural encodes a record given in natural form (see FromNatural)
+// EncodeNatural encodes a record given in natural form (see refFromNatural)
 // and returns the Avro body only (no Confluent header).
 func (s *Schema) EncodeNatural(v map[string]any) ([]byte, error) {
 	return s.AppendNatural(nil, v)

@@ -17,7 +17,7 @@ const (
 	zeroWidthSlack = 1024
 )
 
-// scanError is an offset-annotated reason; Schema.DecodeNative turns it into
+// scanError is an offset-annotated reason; Schema.refDecodeNative turns it into
 // a *MalformedError.
 type scanError struct {
 	offset int

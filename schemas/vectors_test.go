@@ -243,7 +243,7 @@ func TestVectorsValid(t *testing.T) {
 				t.Fatalf("header id %d, want %d", id, c.WriterSchemaID)
 			}
 			w := v.writers[id]
-			native, err := w.DecodeNative(body)
+			native, err := w.refDecodeNative(body)
 			if err != nil {
 				t.Fatalf("decode: %v", err)
 			}
@@ -260,7 +260,7 @@ func TestVectorsValid(t *testing.T) {
 			if err != nil || len(re) != len(body) {
 				t.Fatalf("writer re-encode: err=%v\n got %x\nwant %x", err, re, body)
 			}
-			reNative, err := w.DecodeNative(re)
+			reNative, err := w.refDecodeNative(re)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -269,7 +269,7 @@ func TestVectorsValid(t *testing.T) {
 				t.Fatalf("writer re-encode changed value: %s", d)
 			}
 
-			rnative, err := Resolve(w, v.reader, native)
+			rnative, err := refResolve(w, v.reader, native)
 			if err != nil {
 				t.Fatalf("resolve: %v", err)
 			}
@@ -285,7 +285,7 @@ func TestVectorsValid(t *testing.T) {
 			if err != nil {
 				t.Fatalf("reader binary encode: %v", err)
 			}
-			back, err := v.reader.DecodeNative(rb)
+			back, err := v.reader.refDecodeNative(rb)
 			if err != nil {
 				t.Fatalf("reader binary decode: %v", err)
 			}
@@ -309,7 +309,7 @@ func TestVectorsDecimalValues(t *testing.T) {
 			continue
 		}
 		_, body, _ := ParseHeader(mustHex(t, c.PayloadHex))
-		native, err := v.writers[c.WriterSchemaID].DecodeNative(body)
+		native, err := v.writers[c.WriterSchemaID].refDecodeNative(body)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -362,7 +362,7 @@ func TestVectorsSerde(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: re-encode natural: %v", c.Name, err)
 		}
-		native, err := v.reader.DecodeNative(body)
+		native, err := v.reader.refDecodeNative(body)
 		if err != nil {
 			t.Fatal(err)
 		}
