@@ -142,6 +142,9 @@ func (p *Pipeline) Run(ctx context.Context) error {
 			return fmt.Errorf("consumer: create transact session: %w", err)
 		}
 		p.log.Info("transact session started", "transactional_id", p.cfg.TransactionalID, "instance_id", p.cfg.InstanceID, "group", p.cfg.Group, "topics", p.cfg.Topics)
+		if ks, ok := sess.(kgoSession); ok {
+			ks.initProducerID(ctx, p.log)
+		}
 		err = p.runSession(ctx, sess)
 		p.closeSession(sess)
 		if p.st != nil {

@@ -3,6 +3,8 @@ package consumer
 import (
 	"context"
 	"fmt"
+	"log/slog"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -57,6 +59,22 @@ func newKgoSession(opts ...kgo.Opt) (txnSession, error) {
 		return nil, err
 	}
 	return kgoSession{s}, nil
+}
+
+// initProducerID registers the transactional id with the coordinator now,
+// not at the first Begin. A predecessor killed during End (its
+// TxnOffsetCommit sent, its EndTxn not) leaves pending offsets that make the
+// group's offset fetch (require_stable, KIP-447) wait; InitProducerID aborts
+// that transaction at once. Left to the first Begin, it would come only after
+// the first poll, which waits on that offset fetch: the restarted replica
+// would sit out the whole transaction timeout. Errors are only logged: the
+// first Begin meets them again and the loop handles them there.
+func (s kgoSession) initProducerID(ctx context.Context, log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if _, _, err := s.Client().ProducerID(ctx); err != nil && ctx.Err() == nil {
+		log.Warn("initializing the transactional producer id failed; the first transaction retries it", "err", err)
+	}
 }
 
 // EndCommitting rewrites End's TxnOffsetCommit request (franz-go v1.22.3:
