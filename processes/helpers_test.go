@@ -1,6 +1,7 @@
 package processes
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -225,8 +226,14 @@ func (h *harness) try(ev *processors.Event) ([]processors.Command, []state.Write
 		if !ok {
 			h.t.Fatalf("command type %s has no schema", c.Type)
 		}
-		if _, err := s.EncodeNatural(c.Value); err != nil {
-			h.t.Fatalf("command %s does not encode with its schema: %v\n%#v", c.Type, err, c.Value)
+		body, err := s.EncodeNatural(c.Natural())
+		if err != nil {
+			h.t.Fatalf("command %s does not encode with its schema: %v\n%#v", c.Type, err, c.Natural())
+		}
+		if c.Record != nil { // laid out in slots: the same bytes as its map
+			if slots, err := s.AppendRecord(nil, c.Record); err != nil || !bytes.Equal(slots, body) {
+				h.t.Fatalf("command %s: slot encoding %x (%v) differs from its map's %x", c.Type, slots, err, body)
+			}
 		}
 	}
 	return cmds, ov.Writes(), nil

@@ -141,7 +141,7 @@ func TestRandomizedOrders(t *testing.T) {
 	ids := map[string]bool{}
 	count := map[string]map[string]int{}
 	for _, c := range h.sent {
-		id := c.Value["envelope"].(map[string]any)["id"].(string)
+		id := c.Natural()["envelope"].(map[string]any)["id"].(string)
 		if ids[id] {
 			t.Fatalf("command id %s emitted twice (%s for %s)", id, c.Type, c.Key)
 		}

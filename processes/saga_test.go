@@ -85,10 +85,10 @@ func TestSagaDeadlineFiresOnce(t *testing.T) {
 	if got := types(cmds); !slices.Equal(got, []string{"CancelOrder", "NotifyCustomer"}) {
 		t.Fatalf("the deadline emitted %v", got)
 	}
-	if cmds[0].Value["reason"] != "payment not authorized in time" {
-		t.Errorf("reason %v", cmds[0].Value["reason"])
+	if cmds[0].Natural()["reason"] != "payment not authorized in time" {
+		t.Errorf("reason %v", cmds[0].Natural()["reason"])
 	}
-	env := cmds[0].Value["envelope"].(map[string]any)
+	env := cmds[0].Natural()["envelope"].(map[string]any)
 	if env["causation_id"] != tm.ID() || !env["time"].(time.Time).Equal(tm.Due) {
 		t.Errorf("a timer's commands are caused by the timer at its due time: %v", env)
 	}
@@ -164,11 +164,11 @@ func TestSagaCompensations(t *testing.T) {
 				case "com.acme.ordo.commands.VoidPayment":
 					// The amount was recorded with the payment, stored in
 					// the instance, and comes back exact.
-					if a, ok := c.Value["amount"].(*big.Rat); !ok || a.Cmp(rat("1234.56")) != 0 || c.Value["payment_id"] != "pay-o-1" || c.Topic != "commands.void-payment.v1" {
+					if a, ok := c.Natural()["amount"].(*big.Rat); !ok || a.Cmp(rat("1234.56")) != 0 || c.Natural()["payment_id"] != "pay-o-1" || c.Topic != "commands.void-payment.v1" {
 						t.Errorf("VoidPayment %v", c.Value)
 					}
 				case "com.acme.ordo.commands.ReleaseInventory":
-					if c.Value["reservation_id"] != "res-o-1" || c.Value["warehouse"] != "FRA-1" || c.Topic != "commands.release-inventory.v1" {
+					if c.Natural()["reservation_id"] != "res-o-1" || c.Natural()["warehouse"] != "FRA-1" || c.Topic != "commands.release-inventory.v1" {
 						t.Errorf("ReleaseInventory %v", c.Value)
 					}
 				}
@@ -214,7 +214,7 @@ func TestEarlyEventsBufferedThenApplied(t *testing.T) {
 		t.Errorf("%d buffer_applied marks, want 2: %v", n, h.marks)
 	}
 	// The early events' commands are caused by them (their ids derive from them).
-	if env := cmds[1].Value["envelope"].(map[string]any); env["causation_id"] != "reserved-o-1" {
+	if env := cmds[1].Natural()["envelope"].(map[string]any); env["causation_id"] != "reserved-o-1" {
 		t.Errorf("ShipOrder caused by %v, want the buffered InventoryReserved", env["causation_id"])
 	}
 	n := 0

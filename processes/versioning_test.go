@@ -58,11 +58,11 @@ func TestVersioning(t *testing.T) {
 		t.Fatalf("a new instance started under version %d, want 2", in.Version)
 	}
 	cmds := h.mustSend(paymentAuthorized("old", t0.Add(2*time.Second)))
-	if len(cmds) != 1 || cmds[0].Value["template"] != "1-shipped" {
+	if len(cmds) != 1 || cmds[0].Natural()["template"] != "1-shipped" {
 		t.Fatalf("the v1 instance continued under another definition: %v", cmds)
 	}
 	cmds = h.mustSend(paymentAuthorized("new", t0.Add(3*time.Second)))
-	if len(cmds) != 1 || cmds[0].Value["template"] != "2-shipped" {
+	if len(cmds) != 1 || cmds[0].Natural()["template"] != "2-shipped" {
 		t.Fatalf("the v2 instance: %v", cmds)
 	}
 

@@ -82,7 +82,7 @@ func (a natAdapter) NativeToValue(v any) ref.Val {
 		if x == nil {
 			return types.NullValue
 		}
-		f, _ := x.Float64()
+		f := ratFloat64(x)
 		return types.Double(f)
 	case time.Time:
 		return types.Timestamp{Time: x}

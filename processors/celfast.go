@@ -520,7 +520,7 @@ func fastNumber(v any) (i int64, f float64, isInt, ok bool) {
 		if x == nil {
 			return 0, 0, false, false
 		}
-		f, _ := x.Float64()
+		f := ratFloat64(x)
 		return 0, f, false, true
 	}
 	return 0, 0, false, false
@@ -687,7 +687,7 @@ func fastResult(v any) (any, bool) {
 		if x == nil {
 			return nil, true
 		}
-		f, _ := x.Float64()
+		f := ratFloat64(x)
 		return f, true
 	case []byte:
 		return append([]byte(nil), x...), true
@@ -701,4 +701,26 @@ func fastResult(v any) (any, bool) {
 		return map[string]any(x), true
 	}
 	return nil, false
+}
+
+// ratFloat64 is x.Float64() (the nearest double) without big-number
+// arithmetic when numerator and denominator are exact doubles: IEEE
+// division of exact operands is correctly rounded, so the quotient is the
+// same nearest double. Decimals of the hot path (prices, totals) all take
+// this branch; Rat.Float64 allocated three times per comparison.
+func ratFloat64(x *big.Rat) float64 {
+	const exact = 1 << 53
+	if n := x.Num(); n.IsInt64() {
+		a := n.Int64()
+		if a > -exact && a < exact {
+			if x.IsInt() { // Denom would allocate for an integer
+				return float64(a)
+			}
+			if d := x.Denom(); d.IsInt64() && d.Int64() < exact {
+				return float64(a) / float64(d.Int64())
+			}
+		}
+	}
+	f, _ := x.Float64()
+	return f
 }

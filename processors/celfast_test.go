@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/big"
+	"math/rand/v2"
 	"reflect"
 	"testing"
 	"time"
@@ -206,4 +207,31 @@ func sameNatural(a, b any) bool {
 		return true
 	}
 	return reflect.DeepEqual(a, b)
+}
+
+// TestRatFloat64MatchesBigRat checks the shortcut against Rat.Float64 on
+// random and boundary decimals.
+func TestRatFloat64MatchesBigRat(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	check := func(r *big.Rat) {
+		t.Helper()
+		want, _ := r.Float64()
+		if got := ratFloat64(r); got != want {
+			t.Fatalf("ratFloat64(%s) = %v, Rat.Float64 = %v", r.RatString(), got, want)
+		}
+	}
+	for _, s := range []string{"0", "-0.5", "1234.56", "600.00", "9007199254740991", "9007199254740993", "-9007199254740993",
+		"1/3", "2/9007199254740993", "123456789012345678901234567890.1", "0.1", "-99.99", "1e-30"} {
+		r, ok := new(big.Rat).SetString(s)
+		if !ok {
+			t.Fatalf("bad literal %s", s)
+		}
+		check(r)
+	}
+	for range 100000 {
+		num := rng.Int64N(1<<62) - 1<<61
+		den := rng.Int64N(1<<uint(rng.IntN(62))) + 1
+		check(big.NewRat(num, den))
+		check(big.NewRat(rng.Int64N(1<<54)-1<<53, 100))
+	}
 }

@@ -32,7 +32,12 @@ package processors
 //	Key          the event's envelope.correlation_id (the Kafka key of the
 //	             input record when that is empty), so a process's commands
 //	             stay ordered on one partition
-//	Value        the mapped fields plus the "envelope" record:
+//	Record       the mapped fields plus the "envelope" record, laid out in
+//	             the command schema's field order (a schemas.Record: one
+//	             slice per command, no map; unmapped fields take their
+//	             default). Without the schema's fields (Deps.Fields nil,
+//	             or no envelope field) the command is a Value map instead;
+//	             Command.Natural reads either. The envelope:
 //	  id             deterministic: a UUID (version 8, RFC 9562) made from the
 //	                 SHA-256 of the processor name, the input envelope id (or
 //	                 topic/partition/offset when the id is empty), the route
@@ -73,6 +78,8 @@ import (
 	"strings"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/ordo-dev/ordo/schemas"
 )
 
 type orchestrateConfig struct {
@@ -101,20 +108,36 @@ type orchRoute struct {
 type orchEmit struct {
 	typ, topic string
 	fields     []orchField // in config order
+
+	// The command's slot layout, when the schema's fields are known and
+	// include the envelope (nil: the command is built as a map): the
+	// schema's field names in order, and the envelope's slot.
+	names   []string
+	envSlot int
+	typAny  any // typ, boxed once
 }
 
 type orchField struct {
 	name string
 	expr *celExpr
+	slot int // index in orchEmit.names (slot layout only)
 }
+
+// envelopeNames is the slot layout of a command's envelope, in the order of
+// com.acme.common.Envelope (the encoder matches names, so another order
+// still encodes, only less directly).
+var envelopeNames = []string{"id", "type", "source", "time", "correlation_id", "causation_id"}
 
 type orchestrator struct {
 	name   string
 	source string
 	routes []orchRoute
 	byType map[string][]int // event type -> route indexes, in order
-	// emitsPerType is the most commands one event of a type can emit.
+	// emitsPerType is the most commands one event of a type can emit, and
+	// slotsPerType the most value slots (fields and envelopes) they use.
 	emitsPerType map[string]int
+	slotsPerType map[string]int
+	sourceAny    any // source, boxed once
 }
 
 func newOrchestrate(spec Spec, deps Deps) (Processor, error) {
@@ -122,10 +145,11 @@ func newOrchestrate(spec Spec, deps Deps) (Processor, error) {
 	if err := spec.Decode(&cfg); err != nil {
 		return nil, err
 	}
-	o := &orchestrator{name: specName(spec), source: cfg.Source, byType: map[string][]int{}, emitsPerType: map[string]int{}}
+	o := &orchestrator{name: specName(spec), source: cfg.Source, byType: map[string][]int{}, emitsPerType: map[string]int{}, slotsPerType: map[string]int{}}
 	if o.source == "" {
 		o.source = "ordo"
 	}
+	o.sourceAny = o.source
 	if len(cfg.Routes) == 0 {
 		return nil, pathErr(spec, "no routes", "add `routes:` with at least one `on:`/`emit:` entry", "routes")
 	}
@@ -156,6 +180,9 @@ func newOrchestrate(spec Spec, deps Deps) (Processor, error) {
 		o.routes = append(o.routes, r)
 		o.byType[rc.On] = append(o.byType[rc.On], ri)
 		o.emitsPerType[rc.On] += len(r.emits)
+		for _, e := range r.emits {
+			o.slotsPerType[rc.On] += len(e.names) + len(envelopeNames)
+		}
 	}
 	return o, nil
 }
@@ -181,7 +208,10 @@ func buildEmit(spec Spec, deps Deps, at []any, ec orchestrateEmitConf) (orchEmit
 		}
 		schemaFields = fs
 	}
-	e := orchEmit{typ: ec.Type, topic: ec.Topic}
+	e := orchEmit{typ: ec.Type, topic: ec.Topic, typAny: ec.Type, envSlot: slices.Index(schemaFields, "envelope")}
+	if e.envSlot >= 0 {
+		e.names = slices.Clone(schemaFields)
+	}
 	// Compile in YAML order so errors and evaluation order are stable.
 	fieldsNode := nodeAt(spec, sub("fields")...)
 	var names []string
@@ -211,7 +241,7 @@ func buildEmit(spec Spec, deps Deps, at []any, ec orchestrateEmitConf) (orchEmit
 		if err != nil {
 			return orchEmit{}, err
 		}
-		e.fields = append(e.fields, orchField{name: name, expr: x})
+		e.fields = append(e.fields, orchField{name: name, expr: x, slot: slices.Index(e.names, name)})
 	}
 	if deps.Required != nil {
 		req, ok := deps.Required(ec.Type)
@@ -252,13 +282,18 @@ func (o *orchestrator) Process(_ context.Context, ev *Event) ([]Command, error) 
 	a := newVars(ev)
 	out := make([]Command, 0, o.emitsPerType[ev.Type])
 	// What every command of the event shares is built (and boxed) once:
-	// the key (never modified downstream), the causation id and the time.
+	// the key (never modified downstream), the correlation and causation
+	// ids and the time. Commands laid out in slots share two slabs: their
+	// values and their records (capacities are the type's maximum, so
+	// pointers into them stay valid).
 	corr := ev.Envelope.CorrelationID
 	if corr == "" {
 		corr = string(ev.Key)
 	}
 	var key []byte
-	var causation, when any
+	var corrAny, causation, when any
+	var slots []any
+	var recs []schemas.Record
 	for _, ri := range idx {
 		r := &o.routes[ri]
 		if r.when != nil {
@@ -272,18 +307,13 @@ func (o *orchestrator) Process(_ context.Context, ev *Event) ([]Command, error) 
 		}
 		for ei := range r.emits {
 			e := &r.emits[ei]
-			v := make(map[string]any, len(e.fields)+1)
-			for _, f := range e.fields {
-				x, err := f.expr.evalNatural(a)
-				if err != nil {
-					return nil, Permanent(fmt.Errorf("route %d (%s) emit %d (%s) field %s: %v", ri, r.on, ei, e.typ, f.name, err))
-				}
-				v[f.name] = x
-			}
 			if key == nil {
 				key = []byte(corr)
+				// The decoded envelope already holds the ids boxed.
+				envMap, _ := ev.Value["envelope"].(map[string]any)
+				corrAny = boxedString(envMap, "correlation_id", corr)
 				if ev.Envelope.ID != "" {
-					causation = ev.Envelope.ID
+					causation = boxedString(envMap, "id", ev.Envelope.ID)
 				}
 				t := ev.Timestamp
 				if t.IsZero() {
@@ -291,18 +321,63 @@ func (o *orchestrator) Process(_ context.Context, ev *Event) ([]Command, error) 
 				}
 				when = t
 			}
-			v["envelope"] = map[string]any{
-				"id":             o.commandID(ev, ri, ei),
-				"type":           e.typ,
-				"source":         o.source,
-				"time":           when,
-				"correlation_id": corr,
-				"causation_id":   causation,
+			if e.names == nil { // schema fields unknown: a map
+				v := make(map[string]any, len(e.fields)+1)
+				for _, f := range e.fields {
+					x, err := f.expr.evalNatural(a)
+					if err != nil {
+						return nil, Permanent(fmt.Errorf("route %d (%s) emit %d (%s) field %s: %v", ri, r.on, ei, e.typ, f.name, err))
+					}
+					v[f.name] = x
+				}
+				v["envelope"] = map[string]any{
+					"id":             o.commandID(ev, ri, ei),
+					"type":           e.typAny,
+					"source":         o.sourceAny,
+					"time":           when,
+					"correlation_id": corrAny,
+					"causation_id":   causation,
+				}
+				out = append(out, Command{Topic: e.topic, Type: e.typ, Key: key, Value: v})
+				continue
 			}
-			out = append(out, Command{Topic: e.topic, Type: e.typ, Key: key, Value: v})
+			if slots == nil {
+				slots = make([]any, 0, o.slotsPerType[ev.Type])
+				recs = make([]schemas.Record, 0, 2*o.emitsPerType[ev.Type])
+			}
+			n := len(slots)
+			slots = slots[:n+len(e.names)+len(envelopeNames)]
+			vals := slots[n : n+len(e.names) : n+len(e.names)]
+			env := slots[n+len(e.names) : len(slots) : len(slots)]
+			for i := range vals {
+				vals[i] = schemas.Unset
+			}
+			for _, f := range e.fields {
+				x, err := f.expr.evalNatural(a)
+				if err != nil {
+					return nil, Permanent(fmt.Errorf("route %d (%s) emit %d (%s) field %s: %v", ri, r.on, ei, e.typ, f.name, err))
+				}
+				vals[f.slot] = x
+			}
+			env[0], env[1], env[2], env[3], env[4], env[5] = o.commandID(ev, ri, ei), e.typAny, o.sourceAny, when, corrAny, causation
+			recs = append(recs, schemas.Record{Names: envelopeNames, Values: env})
+			vals[e.envSlot] = &recs[len(recs)-1]
+			recs = append(recs, schemas.Record{Names: e.names, Values: vals})
+			out = append(out, Command{Topic: e.topic, Type: e.typ, Key: key, Record: &recs[len(recs)-1]})
 		}
 	}
 	return out, nil
+}
+
+// boxedString returns m[k] when it is the string s (no allocation), else
+// s boxed.
+func boxedString(m map[string]any, k, s string) any {
+	if x := m[k]; x != nil {
+		if v, ok := x.(string); ok && v == s {
+			return x
+		}
+	}
+	return s
 }
 
 // commandID derives a command's envelope id (see the file comment).

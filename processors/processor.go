@@ -13,6 +13,8 @@ package processors
 import (
 	"context"
 	"time"
+
+	"github.com/ordo-dev/ordo/schemas"
 )
 
 // Processor handles one event. It may modify ev (enrichment) and returns zero
@@ -109,10 +111,26 @@ type Command struct {
 	// process's commands stay in order.
 	Key []byte
 	// Value in the same natural Go form as Event.Value, including the
-	// "envelope" record.
+	// "envelope" record. Processors that build commands by hand set Value.
 	Value map[string]any
+	// Record is the value laid out in the command schema's field order, the
+	// envelope a nested *schemas.Record: orchestrate builds it instead of
+	// Value when it knows the schema's fields (no map per command, and the
+	// encoder writes the slots in order). Set Value or Record, not both;
+	// read either form with Natural.
+	Record *schemas.Record
 	// Headers to add besides ordo's own (envelope, traceparent, source).
 	Headers []Header
+}
+
+// Natural returns the command's value as a map in natural form: Value, or
+// a new map built from Record. Tests and tools read commands with it; the
+// hot path does not.
+func (c *Command) Natural() map[string]any {
+	if c.Value != nil || c.Record == nil {
+		return c.Value
+	}
+	return c.Record.Natural()
 }
 
 // Chain runs processors in order, stopping at the first error. Commands of all

@@ -1,7 +1,6 @@
 package producer
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -13,12 +12,16 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/ordo-dev/ordo/processors"
+	"github.com/ordo-dev/ordo/schemas"
 )
 
 // Encoder turns a command's natural value into Confluent-framed Avro bytes
 // for a topic. *schemas.Serde implements it.
 type Encoder interface {
-	Encode(ctx context.Context, topic, fullName string, v map[string]any) ([]byte, error)
+	// AppendEncoded appends the framed encoding of v, a natural
+	// map[string]any or a *schemas.Record, to dst; on error it returns dst
+	// unchanged.
+	AppendEncoded(ctx context.Context, dst []byte, topic, fullName string, v any) ([]byte, error)
 }
 
 // Output builds the records the EOS loop produces inside its transaction.
@@ -88,35 +91,93 @@ func (o *Output) Commands(ctx context.Context, in *kgo.Record, cmds []processors
 	if len(cmds) == 0 {
 		return nil, nil
 	}
-	out := make([]*kgo.Record, 0, len(cmds))
+	// The records of an event share their allocations: one slice of
+	// records, one of headers and one byte arena for values and header
+	// values. Each value and header slice is capped at its length, so an
+	// append by a later reader cannot run into its neighbour; an arena that
+	// grows leaves the earlier slices in the old array, which stays valid.
+	out := make([]*kgo.Record, len(cmds))
+	recs := make([]kgo.Record, len(cmds))
+	nh := 0
+	for i := range cmds {
+		nh += 10 + len(cmds[i].Headers)
+	}
+	hdrs := make([]kgo.RecordHeader, 0, nh)
+	arena := make([]byte, 0, 384*len(cmds))
 	var ob [128]byte // the origin is copied into each record's header buffer: no string per event
 	input := appendOrigin(ob[:0], in)
 	for i := range cmds {
 		c := &cmds[i]
-		value, err := o.enc.Encode(ctx, c.Topic, c.Type, c.Value)
+		var v any = c.Value
+		if c.Value == nil && c.Record != nil {
+			v = c.Record
+		}
+		start := len(arena)
+		var err error
+		arena, err = o.enc.AppendEncoded(ctx, arena, c.Topic, c.Type, v)
 		if err != nil {
 			if processors.IsTransient(err) {
 				return nil, fmt.Errorf("encode command %s for %s: %w", c.Type, c.Topic, err)
 			}
 			return nil, &processors.ProcessorError{Processor: "encode", Err: fmt.Errorf("encode command %s for %s: %w", c.Type, c.Topic, err)}
 		}
-		r := &kgo.Record{Topic: c.Topic, Key: c.Key, Value: value}
-		r.Headers = make([]kgo.RecordHeader, 0, 10+len(c.Headers))
-		if env, ok := c.Value["envelope"].(map[string]any); ok {
-			r.Headers = AppendEnvelopeHeaders(r.Headers, env, input)
+		r := &recs[i]
+		r.Topic, r.Key, r.Value = c.Topic, c.Key, arena[start:len(arena):len(arena)]
+		h0 := len(hdrs)
+		if env, ok := envelopeOf(c); ok {
+			hdrs, arena = appendEnvelope(hdrs, arena, &env, input)
 		} else {
-			r.Headers = append(r.Headers, kgo.RecordHeader{Key: HeaderInput, Value: bytes.Clone(input)})
+			start := len(arena)
+			arena = append(arena, input...)
+			hdrs = append(hdrs, kgo.RecordHeader{Key: HeaderInput, Value: arena[start:len(arena):len(arena)]})
 		}
-		r.Headers = appendTraceHeaders(ctx, r.Headers, in.Headers)
+		hdrs = appendTraceHeaders(ctx, hdrs, in.Headers)
 		for _, h := range c.Headers {
-			r.Headers = append(r.Headers, kgo.RecordHeader{Key: h.Key, Value: h.Value})
+			hdrs = append(hdrs, kgo.RecordHeader{Key: h.Key, Value: h.Value})
 		}
+		r.Headers = hdrs[h0:len(hdrs):len(hdrs)]
 		if size, limit := RecordBytes(r), o.limit(ctx, c.Topic); size > limit {
 			return nil, &processors.ProcessorError{Processor: "encode", Err: &RecordTooLargeError{Topic: c.Topic, Type: c.Type, Bytes: size, Limit: limit}}
 		}
-		out = append(out, r)
+		out[i] = r
 	}
 	return out, nil
+}
+
+// envelope is what the envelope headers carry.
+type envelope struct {
+	id, typ, src, corr, cause string
+	time                      time.Time
+	hasTime                   bool
+}
+
+// envelopeOf reads a command's "envelope" record, from Value or Record.
+func envelopeOf(c *processors.Command) (envelope, bool) {
+	var get func(string) any
+	if c.Value != nil {
+		m, ok := c.Value["envelope"].(map[string]any)
+		if !ok {
+			return envelope{}, false
+		}
+		get = func(k string) any { return m[k] }
+	} else if c.Record != nil {
+		v, _ := c.Record.Get("envelope")
+		r, ok := v.(*schemas.Record)
+		if !ok {
+			return envelope{}, false
+		}
+		get = func(k string) any { v, _ := r.Get(k); return v }
+	} else {
+		return envelope{}, false
+	}
+	return envelopeFrom(get), true
+}
+
+func envelopeFrom(get func(string) any) envelope {
+	str := func(k string) string { s, _ := get(k).(string); return s }
+	e := envelope{id: str("id"), typ: str("type"), src: str("source"), corr: str("correlation_id"), cause: str("causation_id")}
+	e.time, e.hasTime = get("time").(time.Time)
+	return e
 }
 
 // DeadLetter builds the dead-letter record for in: the original key, value
@@ -239,38 +300,42 @@ func (o *Output) appendDLQHeaders(h []kgo.RecordHeader, in *kgo.Record, cause er
 	)
 }
 
-// AppendEnvelopeHeaders adds the envelope headers, and the input header when
-// input is set. All values share one backing array (one allocation per record
-// instead of one per header); each value is capped at its length, so an
-// append by a later reader cannot run into its neighbour.
+// AppendEnvelopeHeaders adds the envelope headers of env (the "envelope"
+// record in natural form), and the input header when input is set. All
+// values share one backing array (one allocation per record instead of one
+// per header); each value is capped at its length, so an append by a later
+// reader cannot run into its neighbour.
 func AppendEnvelopeHeaders(h []kgo.RecordHeader, env map[string]any, input []byte) []kgo.RecordHeader {
-	str := func(k string) string { s, _ := env[k].(string); return s }
-	id, typ, src, corr, cause := str("id"), str("type"), str("source"), str("correlation_id"), str("causation_id")
-	t, hasTime := env["time"].(time.Time)
-	buf := make([]byte, 0, len(id)+len(typ)+len(src)+len(corr)+len(cause)+len(input)+len(headerTimeLayout)+8)
-	var start int
+	e := envelopeFrom(func(k string) any { return env[k] })
+	h, _ = appendEnvelope(h, make([]byte, 0, len(e.id)+len(e.typ)+len(e.src)+len(e.corr)+len(e.cause)+len(input)+len(headerTimeLayout)+8), &e, input)
+	return h
+}
+
+// appendEnvelope appends e's headers to h, their values to buf.
+func appendEnvelope(h []kgo.RecordHeader, buf []byte, e *envelope, input []byte) ([]kgo.RecordHeader, []byte) {
+	start := len(buf)
 	value := func() []byte { v := buf[start:len(buf):len(buf)]; start = len(buf); return v }
-	buf = append(buf, id...)
+	buf = append(buf, e.id...)
 	h = append(h, kgo.RecordHeader{Key: HeaderID, Value: value()})
-	buf = append(buf, typ...)
+	buf = append(buf, e.typ...)
 	h = append(h, kgo.RecordHeader{Key: HeaderType, Value: value()})
-	buf = append(buf, src...)
+	buf = append(buf, e.src...)
 	h = append(h, kgo.RecordHeader{Key: HeaderSource, Value: value()})
-	buf = append(buf, corr...)
+	buf = append(buf, e.corr...)
 	h = append(h, kgo.RecordHeader{Key: HeaderCorrelationID, Value: value()})
-	if hasTime {
-		buf = appendHeaderTime(buf, t)
+	if e.hasTime {
+		buf = appendHeaderTime(buf, e.time)
 		h = append(h, kgo.RecordHeader{Key: HeaderTime, Value: value()})
 	}
-	if cause != "" {
-		buf = append(buf, cause...)
+	if e.cause != "" {
+		buf = append(buf, e.cause...)
 		h = append(h, kgo.RecordHeader{Key: HeaderCausationID, Value: value()})
 	}
 	if len(input) > 0 {
 		buf = append(buf, input...)
 		h = append(h, kgo.RecordHeader{Key: HeaderInput, Value: value()})
 	}
-	return h
+	return h, buf
 }
 
 // headerTimeLayout is RFC 3339 with milliseconds.

@@ -20,8 +20,8 @@ import (
 // sizedEncoder encodes every command as n bytes.
 type sizedEncoder struct{ n int }
 
-func (e sizedEncoder) Encode(_ context.Context, _, _ string, _ map[string]any) ([]byte, error) {
-	return bytes.Repeat([]byte{'v'}, e.n), nil
+func (e sizedEncoder) AppendEncoded(_ context.Context, dst []byte, _, _ string, _ any) ([]byte, error) {
+	return append(dst, bytes.Repeat([]byte{'v'}, e.n)...), nil
 }
 
 func fixedLimit(n int) func(context.Context, string) int {

@@ -130,7 +130,7 @@ func (p *Publisher) build(ctx context.Context, topic, fullName, key string, valu
 	if env["type"] != fullName {
 		return nil, fmt.Errorf("publish %s: envelope.type %v does not match the schema", fullName, env["type"])
 	}
-	b, err := p.enc.Encode(ctx, topic, fullName, value)
+	b, err := p.enc.AppendEncoded(ctx, make([]byte, 0, 256), topic, fullName, value)
 	if err != nil {
 		return nil, fmt.Errorf("publish %s to %s: %w", fullName, topic, err)
 	}

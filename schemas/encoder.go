@@ -254,6 +254,9 @@ func appendMap(dst []byte, n *node, v any) ([]byte, error) {
 func appendRecord(dst []byte, n *node, v any) ([]byte, error) {
 	m, ok := v.(map[string]any)
 	if !ok {
+		if r, ok := v.(*Record); ok && r != nil {
+			return appendSlots(dst, n, r)
+		}
 		return dst, perr("record %s: expected map[string]any, got %T", n.name, v)
 	}
 	matched := 0

@@ -474,6 +474,8 @@ func exactBranch(b *node, v any) bool {
 		return b.logical == lTimeMillis || b.logical == lTimeMicros
 	case map[string]any:
 		return b.kind == kRecord || b.kind == kMap
+	case *Record:
+		return b.kind == kRecord
 	case []any:
 		return b.kind == kArray
 	}

@@ -153,6 +153,15 @@ func (s *Schema) AppendNatural(dst []byte, v map[string]any) ([]byte, error) {
 	return out, nil
 }
 
+// AppendRecord is AppendNatural for a value laid out in slots (see Record).
+func (s *Schema) AppendRecord(dst []byte, r *Record) ([]byte, error) {
+	out, err := appendNatural(dst, s.root, r)
+	if err != nil {
+		return dst, fmt.Errorf("avro: from natural %s: %w", s.FullName, err)
+	}
+	return out, nil
+}
+
 // DemoFS returns ordo's demo schemas (one .avsc per type, file name = full
 // name + ".avsc") for tools that want the raw files. They live next to the
 // example config (examples/orders/schemas), which names them in its

@@ -96,9 +96,17 @@ var ErrUnknownType = errors.New("avro: no schema for type")
 // schema that is not registered with auto-register off, are transient: the
 // event is fine, ordo's deployment is not.
 func (s *Serde) Encode(ctx context.Context, topic, fullName string, v map[string]any) ([]byte, error) {
+	return s.AppendEncoded(ctx, make([]byte, 0, 256), topic, fullName, v)
+}
+
+// AppendEncoded is Encode appending the framed value to dst, so that the
+// commands of an event can share one buffer. v is a natural
+// map[string]any or a *Record laid out in slots. On error dst is returned
+// unchanged.
+func (s *Serde) AppendEncoded(ctx context.Context, dst []byte, topic, fullName string, v any) ([]byte, error) {
 	sch := s.readers[fullName]
 	if sch == nil {
-		return nil, fmt.Errorf("%w %s", ErrUnknownType, fullName)
+		return dst, fmt.Errorf("%w %s", ErrUnknownType, fullName)
 	}
 	var id int
 	if v, ok := s.encs.Load(topicType{topic, fullName}); ok {
@@ -106,13 +114,13 @@ func (s *Serde) Encode(ctx context.Context, topic, fullName string, v map[string
 	} else {
 		var err error
 		if id, err = s.schemaID(ctx, s.strategy.Subject(topic, fullName, false), sch); err != nil {
-			return nil, err
+			return dst, err
 		}
 		s.encs.Store(topicType{topic, fullName}, id)
 	}
-	out, err := sch.AppendNatural(AppendHeader(make([]byte, 0, 256), id), v)
+	out, err := appendNatural(AppendHeader(dst, id), sch.root, v)
 	if err != nil {
-		return nil, fmt.Errorf("topic %s: %w", topic, err)
+		return dst, fmt.Errorf("topic %s: avro: from natural %s: %w", topic, sch.FullName, err)
 	}
 	return out, nil
 }

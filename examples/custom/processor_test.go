@@ -80,8 +80,8 @@ func TestFraudScoreInChain(t *testing.T) {
 		if len(cmds) != wantCmds {
 			t.Fatalf("score %d: %d commands", c.score, len(cmds))
 		}
-		if wantCmds == 1 && cmds[0].Value["reason"] != "fraud score 100" {
-			t.Errorf("reason = %v", cmds[0].Value["reason"])
+		if wantCmds == 1 && cmds[0].Natural()["reason"] != "fraud score 100" {
+			t.Errorf("reason = %v", cmds[0].Natural()["reason"])
 		}
 	}
 }

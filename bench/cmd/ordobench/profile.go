@@ -127,7 +127,7 @@ func analyzeProfile(bin string, files []string, secs int) (*profile, error) {
 		{"  CEL fallback to cel-go (cel.(*prog).Eval; 0 when the fast path covers every expression)", "github.com/google/cel-go/cel.(*prog).Eval"},
 		{"encode commands (natural->Avro + headers)", "github.com/ordo-dev/ordo/producer.(*Output).Commands"},
 		{"  direct natural->Avro encoder (schemas.appendNatural)", "github.com/ordo-dev/ordo/schemas.appendNatural"},
-		{"  envelope headers", "github.com/ordo-dev/ordo/producer.AppendEnvelopeHeaders"},
+		{"  envelope headers", "github.com/ordo-dev/ordo/producer.appendEnvelope"},
 		{"snappy compression of produced batches (s2)", "github.com/klauspost/compress/s2.EncodeSnappy"},
 		{"event construction (EventFrom)", "github.com/ordo-dev/ordo/consumer.EventFrom"},
 		{"franz-go produce path (kgo.(*Client).Produce)", "github.com/twmb/franz-go/pkg/kgo.(*Client).Produce"},

@@ -1,0 +1,111 @@
+package producer
+
+import (
+	"bytes"
+	"context"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sr"
+	"github.com/twmb/franz-go/pkg/sr/srfake"
+
+	"github.com/ordo-dev/ordo/processors"
+	"github.com/ordo-dev/ordo/schemas"
+)
+
+// TestCommandsFromRecordsMatchMaps: a command laid out in slots
+// (Command.Record, as orchestrate builds it) becomes the same Kafka record,
+// value and headers, as the same command as a map; and the records of one
+// event, which share one arena, do not run into each other.
+func TestCommandsFromRecordsMatchMaps(t *testing.T) {
+	srv := httptest.NewServer(srfake.New().Handler())
+	t.Cleanup(srv.Close)
+	cl, err := sr.NewClient(sr.URLs(srv.URL))
+	if err != nil {
+		t.Fatal(err)
+	}
+	readers, err := schemas.Demo()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := NewOutput(schemas.NewSerde(schemas.NewRegistry(cl), readers, schemas.TopicName, true), "dlq", "g")
+	in := &kgo.Record{Topic: "checkout.orders.v1", Partition: 2, Offset: 41,
+		Headers: []kgo.RecordHeader{{Key: HeaderTraceparent, Value: []byte("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")}}}
+	when := time.UnixMilli(1_700_000_000_000).UTC()
+	mk := func(i int, asRecord bool) processors.Command {
+		envNames := []string{"id", "type", "source", "time", "correlation_id", "causation_id"}
+		envVals := []any{"cmd-" + string(rune('a'+i)), "com.acme.ordo.commands.NotifyCustomer", "ordo", when, "o-1", "e-1"}
+		vals := []any{nil, "o-1", "tpl", "detail " + string(rune('a'+i))}
+		names := []string{"envelope", "order_id", "template", "detail"}
+		c := processors.Command{Topic: "commands.notify-customer.v1", Type: "com.acme.ordo.commands.NotifyCustomer", Key: []byte("o-1"),
+			Headers: []processors.Header{{Key: "x-extra", Value: []byte{byte(i)}}}}
+		env := &schemas.Record{Names: envNames, Values: envVals}
+		if asRecord {
+			vals[0] = env
+			c.Record = &schemas.Record{Names: names, Values: vals}
+		} else {
+			vals[0] = env.Natural()
+			c.Value = (&schemas.Record{Names: names, Values: vals}).Natural()
+		}
+		return c
+	}
+	var recs, maps []processors.Command
+	for i := range 3 {
+		recs, maps = append(recs, mk(i, true)), append(maps, mk(i, false))
+	}
+	ctx := context.Background()
+	got, err := out.Commands(ctx, in, recs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := out.Commands(ctx, in, maps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range want {
+		if !bytes.Equal(got[i].Value, want[i].Value) || !bytes.Equal(got[i].Key, want[i].Key) || got[i].Topic != want[i].Topic {
+			t.Errorf("record %d: slots give %x, the map %x", i, got[i].Value, want[i].Value)
+		}
+		if len(got[i].Headers) != len(want[i].Headers) {
+			t.Fatalf("record %d: %d headers from slots, %d from the map", i, len(got[i].Headers), len(want[i].Headers))
+		}
+		for j, h := range want[i].Headers {
+			if g := got[i].Headers[j]; g.Key != h.Key || !bytes.Equal(g.Value, h.Value) {
+				t.Errorf("record %d header %d: %s=%q, want %s=%q", i, j, g.Key, g.Value, h.Key, h.Value)
+			}
+		}
+		if v, ok := header(got[i], HeaderID); !ok || v != "cmd-"+string(rune('a'+i)) {
+			t.Errorf("record %d: %s header %q", i, HeaderID, v)
+		}
+	}
+	// Appending to one record's value or header value must not change any
+	// other slice (they share an arena).
+	snapshot := func() [][]byte {
+		var all [][]byte
+		for _, r := range got {
+			all = append(all, bytes.Clone(r.Value))
+			for _, h := range r.Headers {
+				all = append(all, append([]byte(h.Key+"="), h.Value...))
+			}
+		}
+		return all
+	}
+	before := snapshot()
+	_ = append(got[0].Value, 0xff, 0xff, 0xff)
+	_ = append(got[0].Headers[0].Value, "zzzz"...)
+	_ = append(got[1].Headers[2].Value, "zzzz"...)
+	_ = append(got[0].Headers, kgo.RecordHeader{Key: "k"})
+	after := snapshot()
+	for i := range before {
+		if !bytes.Equal(before[i], after[i]) {
+			t.Errorf("an append to one slice changed another: %q became %q", before[i], after[i])
+		}
+	}
+	for i, h := range got[0].Headers {
+		if cap(h.Value) != len(h.Value) {
+			t.Errorf("header %d value has spare capacity %d", i, cap(h.Value)-len(h.Value))
+		}
+	}
+}

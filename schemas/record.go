@@ -1,0 +1,113 @@
+package schemas
+
+// Record is a record value laid out in slots: Values[i] is the value of
+// field Names[i]. It is the hot path's alternative to map[string]any where
+// the fields are known when the config is built (orchestrate's commands):
+// one slice per record instead of a hash map, no per-field hashing, and the
+// encoder walks the slots in schema order. Names is shared by every record
+// of one layout and is never modified; lay it out in the schema's field
+// order and the encoder matches each field at its own index.
+//
+// A slot holding Unset takes the field's default when encoded (an error if
+// the field has none). A record nested as a field value is a *Record; the
+// other slot values are in natural form (see Schema.AppendNatural).
+type Record struct {
+	Names  []string
+	Values []any
+}
+
+type unsetSlot struct{}
+
+// Unset marks a Record slot without a value: the encoder writes the field's
+// default, and Natural leaves the field out.
+var Unset any = unsetSlot{}
+
+// Get returns the value of field name, and false when the record has no such
+// field or its slot is Unset.
+func (r *Record) Get(name string) (any, bool) {
+	for i, n := range r.Names {
+		if n == name && i < len(r.Values) {
+			if r.Values[i] == Unset {
+				return nil, false
+			}
+			return r.Values[i], true
+		}
+	}
+	return nil, false
+}
+
+// Natural returns the record as a new map[string]any (the form of
+// Event.Value), nested *Record slots converted too, Unset slots left out
+// (and names without a value, in a malformed record).
+// It allocates; the hot path never calls it.
+func (r *Record) Natural() map[string]any {
+	m := make(map[string]any, len(r.Names))
+	for i, n := range r.Names[:min(len(r.Names), len(r.Values))] {
+		switch v := r.Values[i].(type) {
+		case unsetSlot:
+		case *Record:
+			m[n] = v.Natural()
+		default:
+			m[n] = v
+		}
+	}
+	return m
+}
+
+// slot returns the value of field f, expected at index i, and whether the
+// record has it (an Unset slot counts as absent).
+func (r *Record) slot(i int, name string) (any, bool) {
+	if i < len(r.Names) && r.Names[i] == name {
+		v := r.Values[i]
+		return v, v != Unset
+	}
+	for j, n := range r.Names {
+		if n == name {
+			v := r.Values[j]
+			return v, v != Unset
+		}
+	}
+	return nil, false
+}
+
+// appendSlots is appendRecord for a *Record: the same checks (unknown field,
+// required field missing) and the same bytes as the record's Natural map.
+func appendSlots(dst []byte, n *node, r *Record) ([]byte, error) {
+	if len(r.Values) != len(r.Names) {
+		return dst, perr("record %s: %d names but %d values", n.name, len(r.Names), len(r.Values))
+	}
+	matched, set := 0, 0
+	for _, v := range r.Values {
+		if v != Unset {
+			set++
+		}
+	}
+	for i, f := range n.fields {
+		fv, present := r.slot(i, f.name)
+		if !present {
+			if !f.hasDefault {
+				return dst, within(f.name, perr("required field missing (no default)"))
+			}
+			enc, err := f.encodedDefault()
+			if err != nil {
+				return dst, within(f.name, err)
+			}
+			dst = append(dst, enc...)
+			continue
+		}
+		matched++
+		var err error
+		if dst, err = appendNatural(dst, f.typ, fv); err != nil {
+			return dst, within(f.name, err)
+		}
+	}
+	if matched != set {
+		for i, k := range r.Names {
+			if _, ok := n.fieldIdx[k]; !ok && r.Values[i] != Unset {
+				return dst, perr("record %s has no field %q", n.name, k)
+			}
+		}
+		return dst, perr("record %s: a field name appears twice", n.name)
+	}
+	return dst, nil
+}
