@@ -366,6 +366,10 @@ func plainPath(e ast.Expr) []pathStep {
 type vars struct {
 	ev  *Event
 	env map[string]any
+	// typ is ev.Type boxed once per event (CEL rules test `type` often),
+	// and typFor the Type it boxes, in case a processor changed it.
+	typ    any
+	typFor string
 	// proc is a process instance's variables, CEL's `vars` (celapi.go).
 	proc map[string]any
 	// locals holds the fast path's comprehension variables (celfast.go).
@@ -392,7 +396,10 @@ func (v *vars) ResolveName(name string) (any, bool) {
 		}
 		return v.ev.Value, true
 	case "type":
-		return v.ev.Type, true
+		if v.typ == nil || v.typFor != v.ev.Type {
+			v.typ, v.typFor = v.ev.Type, v.ev.Type
+		}
+		return v.typ, true
 	case "envelope":
 		if v.env == nil {
 			e := v.ev.Envelope

@@ -308,7 +308,11 @@ func (o *orchestrator) Process(_ context.Context, ev *Event) ([]Command, error) 
 		for ei := range r.emits {
 			e := &r.emits[ei]
 			if key == nil {
-				key = []byte(corr)
+				if string(ev.Key) == corr {
+					key = ev.Key // usually: producers key by correlation id
+				} else {
+					key = []byte(corr)
+				}
 				// The decoded envelope already holds the ids boxed.
 				envMap, _ := ev.Value["envelope"].(map[string]any)
 				corrAny = boxedString(envMap, "correlation_id", corr)

@@ -367,8 +367,7 @@ func appendHeaderTime(b []byte, t time.Time) []byte {
 // traceparent/tracestate/baggage, so a trace is carried even with tracing off.
 func appendTraceHeaders(ctx context.Context, dst, in []kgo.RecordHeader) []kgo.RecordHeader {
 	if trace.SpanContextFromContext(ctx).IsValid() {
-		Propagator.Inject(ctx, HeaderCarrier{H: &dst})
-		return dst
+		return injectTrace(ctx, dst)
 	}
 	for _, h := range in {
 		switch h.Key {
@@ -376,6 +375,13 @@ func appendTraceHeaders(ctx context.Context, dst, in []kgo.RecordHeader) []kgo.R
 			dst = append(dst, h)
 		}
 	}
+	return dst
+}
+
+// injectTrace is apart from appendTraceHeaders so that only the tracing
+// path moves dst to the heap (the carrier takes its address).
+func injectTrace(ctx context.Context, dst []kgo.RecordHeader) []kgo.RecordHeader {
+	Propagator.Inject(ctx, HeaderCarrier{H: &dst})
 	return dst
 }
 
