@@ -369,6 +369,10 @@ func compileEnumDecoder(w, r *node) decFn {
 			symbols[i] = r.enumDef
 		}
 	}
+	boxed := make([]any, len(symbols)) // boxed once: no allocation per value
+	for i, sym := range symbols {
+		boxed[i] = sym
+	}
 	return func(s *scanner, depth int) (any, error) {
 		at := s.pos
 		i, err := s.varint(10, "enum index")
@@ -381,7 +385,7 @@ func compileEnumDecoder(w, r *node) decFn {
 		if symbols[i] == "" {
 			return nil, s.fail(at, "enum symbol %q of writer %s is unknown to reader %s, which has no default", w.symbols[i], w.name, r.name)
 		}
-		return symbols[i], nil
+		return boxed[i], nil
 	}
 }
 
