@@ -165,7 +165,7 @@ type statefulStage struct {
 func buildStateful(cfg *config.Config, rs *readerSet, reg *processors.Registry, log *slog.Logger, base []consumer.Opt, hooks []consumer.Hook, dec consumer.Decoder, output *producer.Output, specs []processors.Spec) (*statefulStage, error) {
 	st := cfg.StateSettings()
 	deps := processorDeps(cfg, rs, log)
-	engine, err := processes.Build(&cfg.Processes, cfg.File, deps, processes.Options{DedupeWindow: st.DedupeWindow.D()})
+	engine, err := processes.Build(&cfg.Processes, cfg.File, deps, processes.DedupeWindow(st.DedupeWindow.D()))
 	if err != nil {
 		return nil, config.Join(err)
 	}
