@@ -230,7 +230,7 @@ func build(cfg *config.Config, rs *readerSet, reg *processors.Registry, log *slo
 		return nil, err
 	}
 	autoRegister := cfg.Registry.AutoRegister == nil || *cfg.Registry.AutoRegister
-	serde := schemas.NewSerde(registry, readers, strategy, autoRegister)
+	serde := schemas.NewSerde(registry, readers, schemas.WithSubjectStrategy(strategy), schemas.WithAutoRegister(autoRegister))
 
 	specs, processSpecs := cfg.Specs(), []processors.Spec(nil)
 	if cfg.State != nil {
@@ -364,7 +364,7 @@ func publisherSerde(ctx context.Context, cfg *config.Config, log *slog.Logger, e
 	if err != nil {
 		return nil, nil, err
 	}
-	return schemas.NewSerde(registry, readers, strategy, true), readers, nil
+	return schemas.NewSerde(registry, readers, schemas.WithSubjectStrategy(strategy)), readers, nil
 }
 
 // newClient is a Kafka client with cfg's connection options plus extra.

@@ -150,7 +150,7 @@ func newWorld(t *testing.T) *world {
 	}
 	return &world{
 		t: t, brokers: brokers, registry: reg.URL(), cfg: cfg, readers: readers, topic: topic,
-		serde: schemas.NewSerde(schemas.NewRegistry(cl), readers, schemas.TopicName, true),
+		serde: schemas.NewSerde(schemas.NewRegistry(cl), readers),
 	}
 }
 
