@@ -49,7 +49,7 @@ func BenchmarkSlowEnrichment(b *testing.B) {
 				}
 				full := processors.Chain{chain, e.echo()}
 				start := time.Now()
-				stop := runB(b, e.pipeline("a", full, func(c *consumer.Config) { c.KeyParallel = mode.keyParallel }))
+				stop := runB(b, e.pipeline("a", full, consumer.KeyParallel(mode.keyParallel)))
 				e.waitCommitted(5 * time.Minute)
 				took := time.Since(start)
 				stop()

@@ -46,7 +46,7 @@ type Decoder interface {
 
 // Pipeline is one ordo replica's exactly-once loop.
 type Pipeline struct {
-	cfg   Config
+	cfg   config
 	dec   Decoder
 	chain processors.Processor
 	out   *producer.Output
@@ -54,7 +54,7 @@ type Pipeline struct {
 	log   *slog.Logger
 	// tracer is nil when tracing is off (see tracing.go).
 	tracer trace.Tracer
-	// skipTypes is Config.SkipTypes as a set (see flow.go).
+	// skipTypes is config.SkipTypes as a set (see flow.go).
 	skipTypes map[string]struct{}
 
 	// health is the loop's progress, for Live and Ready (health.go).
@@ -71,8 +71,17 @@ type Pipeline struct {
 	chaos func(point string, sess txnSession)
 }
 
-// New checks cfg and returns a pipeline. Nothing connects until Run.
-func New(cfg Config, dec Decoder, chain processors.Processor, out *producer.Output) (*Pipeline, error) {
+// New checks the options and returns a pipeline: dec decodes inputs, chain
+// processes them, out writes commands and dead letters. Brokers, Group,
+// Topics and TransactionalID are required; every other option has a default
+// (options.go). Nothing connects until Run.
+func New(dec Decoder, chain processors.Processor, out *producer.Output, opts ...Opt) (*Pipeline, error) {
+	var cfg config
+	for _, o := range opts {
+		if o != nil { // a nil option (an unset variable) changes nothing
+			o(&cfg)
+		}
+	}
 	cfg = cfg.withDefaults()
 	if err := cfg.validate(); err != nil {
 		return nil, err
@@ -116,7 +125,7 @@ func (p *Pipeline) kgoOpts() []kgo.Opt {
 		kgo.FetchMaxBytes(c.FetchMaxBytes),
 		kgo.FetchMaxPartitionBytes(c.FetchMaxPartitionBytes),
 		// Batch outputs into fewer, larger produce requests (see
-		// Config.ProducerLinger); End flushes at once.
+		// ProducerLinger); End flushes at once.
 		kgo.ProducerLinger(c.ProducerLinger),
 	)
 	if c.InstanceID != "" {

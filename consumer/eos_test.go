@@ -126,34 +126,33 @@ func (e *env) echo() processors.Processor {
 	})
 }
 
-func (e *env) pipeline(replica string, chain processors.Processor, mut func(*consumer.Config)) *consumer.Pipeline {
+func (e *env) pipeline(replica string, chain processors.Processor, opts ...consumer.Opt) *consumer.Pipeline {
 	e.t.Helper()
-	cfg := consumer.Config{
-		Brokers:            e.brokers,
-		Group:              e.group,
-		Topics:             []string{e.input},
-		TransactionalID:    e.group + "-" + replica,
-		CommitInterval:     50 * time.Millisecond,
-		BatchSize:          200,
-		SessionTimeout:     10 * time.Second,
-		TransactionTimeout: 8 * time.Second,
-		RetryBackoffMin:    10 * time.Millisecond,
-		RetryBackoffMax:    200 * time.Millisecond,
-		Logger:             slog.New(slog.DiscardHandler),
-	}
+	logger := slog.New(slog.DiscardHandler)
 	if testing.Verbose() {
-		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+		logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	}
+	var kopts []kgo.Opt
 	if dir := os.Getenv("ORDO_DEBUG_LOG_DIR"); dir != "" {
 		f, _ := os.Create(dir + "/" + replica + "-" + strconv.FormatInt(time.Now().UnixNano(), 10) + ".log")
-		l := slog.New(slog.NewTextHandler(f, &slog.HandlerOptions{Level: slog.LevelDebug}))
-		cfg.Logger = l
-		cfg.KgoOpts = append(cfg.KgoOpts, kgo.WithLogger(kslog.New(l)))
+		logger = slog.New(slog.NewTextHandler(f, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		kopts = append(kopts, kgo.WithLogger(kslog.New(logger)))
 	}
-	if mut != nil {
-		mut(&cfg)
-	}
-	p, err := consumer.New(cfg, e.serde, chain, producer.NewOutput(e.serde, e.dlq, e.group))
+	// The test's options come last, so they replace these.
+	opts = append([]consumer.Opt{
+		consumer.Brokers(e.brokers...),
+		consumer.Group(e.group),
+		consumer.Topics(e.input),
+		consumer.TransactionalID(e.group + "-" + replica),
+		consumer.CommitInterval(50 * time.Millisecond),
+		consumer.BatchSize(200),
+		consumer.SessionTimeout(10 * time.Second),
+		consumer.TransactionTimeout(8 * time.Second),
+		consumer.RetryBackoff(10*time.Millisecond, 200*time.Millisecond),
+		consumer.WithLogger(logger),
+		consumer.WithKgoOpts(kopts...),
+	}, opts...)
+	p, err := consumer.New(e.serde, chain, producer.NewOutput(e.serde, e.dlq, e.group), opts...)
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -310,24 +309,19 @@ func testCrashes(t *testing.T, keyParallel bool, perEvent time.Duration) {
 			sess.Client().Close() // as if the process died here
 		}
 	}
-	small := func(c *consumer.Config) {
-		c.BatchSize = 100
-		c.KeyParallel = keyParallel
-		c.KeyLanes = 8
-		if perEvent > 0 {
-			c.BatchSize = 10000
-			c.CommitInterval = 20 * time.Millisecond
-		}
+	small := []consumer.Opt{consumer.BatchSize(100), consumer.KeyParallel(keyParallel), consumer.KeyLanes(8)}
+	if perEvent > 0 {
+		small = append(small, consumer.BatchSize(10000), consumer.CommitInterval(20*time.Millisecond))
 	}
-	a := e.pipeline("a", chain, small)
+	a := e.pipeline("a", chain, small...)
 	a.SetChaos(chaos)
-	b := e.pipeline("b", chain, small)
+	b := e.pipeline("b", chain, small...)
 	b.SetChaos(chaos)
 	stopA := run(t, a)
 	stopB := run(t, b)
 	time.Sleep(500 * time.Millisecond)
 	stopB() // a graceful leave mid-stream: rebalance onto a
-	b2 := e.pipeline("b", chain, small)
+	b2 := e.pipeline("b", chain, small...)
 	run(t, b2)
 
 	e.waitCommitted(90 * time.Second)
@@ -346,7 +340,7 @@ func TestPoisonGoesToDeadLetter(t *testing.T) {
 	e := newEnv(t, 3)
 	poison := map[int]bool{3: true, 50: true, 199: true}
 	ids := e.publish(200, poison)
-	run(t, e.pipeline("a", e.echo(), nil))
+	run(t, e.pipeline("a", e.echo()))
 	e.waitCommitted(60 * time.Second)
 	e.checkExactlyOnce(ids)
 
@@ -387,7 +381,7 @@ func TestTransientFailureNeverDeadLetters(t *testing.T) {
 		return echo.Process(ctx, ev)
 	})
 	stats := &consumer.Stats{}
-	run(t, e.pipeline("a", chain, func(c *consumer.Config) { c.Hooks = []consumer.Hook{stats} }))
+	run(t, e.pipeline("a", chain, consumer.WithHooks(stats)))
 
 	time.Sleep(2 * time.Second)
 	if attempts.Load() < 2 {
@@ -431,11 +425,13 @@ func TestShutdownCommitsOpenWork(t *testing.T) {
 	stats := &consumer.Stats{}
 	// A 10s commit interval: the open transaction cannot commit by itself
 	// before the shutdown below.
-	stop := run(t, e.pipeline("a", chain, func(c *consumer.Config) {
-		c.SessionTimeout, c.TransactionTimeout, c.CommitInterval = 45*time.Second, 30*time.Second, 10*time.Second
-		c.BatchSize = 100000
-		c.Hooks = []consumer.Hook{stats}
-	}))
+	stop := run(t, e.pipeline("a", chain,
+		consumer.SessionTimeout(45*time.Second),
+		consumer.TransactionTimeout(30*time.Second),
+		consumer.CommitInterval(10*time.Second),
+		consumer.BatchSize(100000),
+		consumer.WithHooks(stats),
+	))
 	// Shut down once the work is processed: a shutdown in the middle of
 	// an event aborts instead (unfinished work, see the fake tests).
 	waitFor(t, 30*time.Second, "the input processed", func() bool { return processed.Load() >= int64(len(ids)) })
@@ -468,21 +464,20 @@ func TestShutdownCommitsOpenWork(t *testing.T) {
 	if out := testkit.ReadCommitted(t, e.brokers, e.output, 10*time.Second); int64(len(out)) != s.EventsIn {
 		t.Errorf("%d commands visible after the shutdown, want %d (one per committed event)", len(out), s.EventsIn)
 	}
-	run(t, e.pipeline("a", e.echo(), nil))
+	run(t, e.pipeline("a", e.echo()))
 	e.waitCommitted(60 * time.Second)
 	e.checkExactlyOnce(ids)
 }
 
 func TestConfigValidation(t *testing.T) {
-	_, err := consumer.New(consumer.Config{
-		Brokers: []string{"127.0.0.1:1"}, Group: "g", Topics: []string{"t"}, TransactionalID: "x",
-		SessionTimeout: 10 * time.Second, TransactionTimeout: 20 * time.Second,
-	}, nil, nil, nil)
+	_, err := consumer.New(nil, nil, nil,
+		consumer.Brokers("127.0.0.1:1"), consumer.Group("g"), consumer.Topics("t"), consumer.TransactionalID("x"),
+		consumer.SessionTimeout(10*time.Second), consumer.TransactionTimeout(20*time.Second))
 	if err == nil {
 		t.Fatal("transaction timeout above session timeout accepted")
 	}
-	_, err = consumer.New(consumer.Config{}, nil, nil, nil)
-	for _, want := range []string{"no brokers", "no consumer group", "no input topics", "no transactional id"} {
+	_, err = consumer.New(nil, nil, nil)
+	for _, want := range []string{"consumer.Brokers", "consumer.Group", "consumer.Topics", "consumer.TransactionalID"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("empty config: error %v does not mention %q", err, want)
 		}

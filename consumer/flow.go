@@ -14,7 +14,7 @@ import (
 // fetches are bounded by FetchMaxBytes/FetchMaxPartitionBytes.
 
 // skip reports whether r is filtered out before decoding by its type header
-// (Config.SkipHeader, e.g. ordo-type set by publish.Publisher).
+// (SkipHeader, e.g. ordo-type set by publish.Publisher).
 func (p *Pipeline) skip(r *kgo.Record) bool {
 	if len(p.skipTypes) == 0 {
 		return false

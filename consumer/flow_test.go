@@ -21,10 +21,10 @@ func TestSkipTypesCommitWithoutProcessing(t *testing.T) {
 		t.Error("a skipped event reached the chain")
 		return nil, errors.New("should have been skipped")
 	})
-	run(t, e.pipeline("a", chain, func(c *consumer.Config) {
-		c.SkipTypes = []string{"com.acme.checkout.OrderPlaced"}
-		c.Hooks = []consumer.Hook{stats}
-	}))
+	run(t, e.pipeline("a", chain,
+		consumer.SkipTypes("com.acme.checkout.OrderPlaced"),
+		consumer.WithHooks(stats),
+	))
 	e.waitCommitted(60 * time.Second)
 	deadline := time.Now().Add(10 * time.Second)
 	for stats.Snapshot().Skipped < 500 && time.Now().Before(deadline) {
@@ -45,7 +45,7 @@ func TestRateLimitBoundsThroughput(t *testing.T) {
 	e := newEnv(t, 3)
 	ids := e.publish(1200, nil)
 	start := time.Now()
-	run(t, e.pipeline("a", e.echo(), func(c *consumer.Config) { c.RateLimits = map[string]float64{e.input: 400} }))
+	run(t, e.pipeline("a", e.echo(), consumer.RateLimits(map[string]float64{e.input: 400})))
 	e.waitCommitted(90 * time.Second)
 	if took := time.Since(start); took < 1800*time.Millisecond {
 		t.Fatalf("1200 events at 400/s (burst 400) took %v; the limit did not hold", took)

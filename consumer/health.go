@@ -74,7 +74,7 @@ func unixNano(n int64) time.Time {
 }
 
 // Live reports whether the loop is alive: it came round within
-// Config.LivenessTimeout. The loop comes round at least every poll timeout,
+// LivenessTimeout. The loop comes round at least every poll timeout,
 // commit interval plus one event, or backoff, so a stale loop means a
 // processor or a Kafka call is stuck beyond every timeout; restarting the
 // process is the fix.
@@ -90,7 +90,7 @@ func (p *Pipeline) Live(now time.Time) (bool, string) {
 }
 
 // Ready reports whether the loop makes progress: it is not ready when polled
-// work has waited longer than Config.StallTimeout without a commit.
+// work has waited longer than StallTimeout without a commit.
 func (p *Pipeline) Ready(now time.Time) (bool, string) {
 	if p.st != nil {
 		if n := p.st.st.Store.Restoring(); n > 0 {

@@ -80,12 +80,12 @@ func TestSlowChainCommitsSteadily(t *testing.T) {
 	var calls atomic.Int64
 	log := &txnLog{}
 	start := time.Now()
-	run(t, e.pipeline("a", e.slow(perEvent, &calls), func(c *consumer.Config) {
-		c.CommitInterval = 100 * time.Millisecond
-		c.BatchSize = 10000 // the default: a poll could hold the whole backlog
-		c.TransactionTimeout = 5 * time.Second
-		c.Hooks = []consumer.Hook{log}
-	}))
+	run(t, e.pipeline("a", e.slow(perEvent, &calls),
+		consumer.CommitInterval(100*time.Millisecond),
+		consumer.BatchSize(10000), // the default: a poll could hold the whole backlog
+		consumer.TransactionTimeout(5*time.Second),
+		consumer.WithHooks(log),
+	))
 	e.waitCommitted(90 * time.Second)
 	took := time.Since(start)
 	e.checkExactlyOnce(ids)
@@ -118,12 +118,12 @@ func TestVerySlowChainCommitsEachEvent(t *testing.T) {
 	var calls atomic.Int64
 	log := &txnLog{}
 	start := time.Now()
-	run(t, e.pipeline("a", e.slow(perEvent, &calls), func(c *consumer.Config) {
-		c.CommitInterval = 100 * time.Millisecond
-		c.TransactionTimeout = 8 * time.Second
-		c.Workers = 4
-		c.Hooks = []consumer.Hook{log}
-	}))
+	run(t, e.pipeline("a", e.slow(perEvent, &calls),
+		consumer.CommitInterval(100*time.Millisecond),
+		consumer.TransactionTimeout(8*time.Second),
+		consumer.Workers(4),
+		consumer.WithHooks(log),
+	))
 	e.waitCommitted(60 * time.Second)
 	e.checkExactlyOnce(ids)
 	gap, commits := log.maxGap(start)
@@ -154,10 +154,10 @@ func TestProcessingPastTheBudgetAbortsNeverDeadLetters(t *testing.T) {
 		return echo.Process(ctx, ev)
 	})
 	log := &txnLog{}
-	run(t, e.pipeline("a", chain, func(c *consumer.Config) {
-		c.TransactionTimeout = 2 * time.Second
-		c.Hooks = []consumer.Hook{log}
-	}))
+	run(t, e.pipeline("a", chain,
+		consumer.TransactionTimeout(2*time.Second),
+		consumer.WithHooks(log),
+	))
 	e.waitCommitted(60 * time.Second)
 	e.checkExactlyOnce(ids)
 	if dead := testkit.ReadCommitted(t, e.brokers, e.dlq, 10*time.Second); len(dead) != 0 {
@@ -192,7 +192,7 @@ func TestLagIsZeroBehindTransactionalProducers(t *testing.T) {
 		}
 	}
 	stats := &consumer.Stats{}
-	run(t, e.pipeline("a", e.echo(), func(c *consumer.Config) { c.Hooks = []consumer.Hook{stats} }))
+	run(t, e.pipeline("a", e.echo(), consumer.WithHooks(stats)))
 	// waitCommitted compares with the high watermark, which counts the
 	// final marker: it returns only when the lag is 0.
 	e.waitCommitted(60 * time.Second)
@@ -236,12 +236,12 @@ func TestReadinessAndLivenessFollowProgress(t *testing.T) {
 		}
 		return echo.Process(ctx, ev)
 	})
-	p := e.pipeline("a", chain, func(c *consumer.Config) {
-		c.StallTimeout = time.Second
-		c.LivenessTimeout = 2 * time.Second
-		c.TransactionTimeout = 20 * time.Second // the stuck processor must not be cut off first
-		c.SessionTimeout = 30 * time.Second
-	})
+	p := e.pipeline("a", chain,
+		consumer.StallTimeout(time.Second),
+		consumer.LivenessTimeout(2*time.Second),
+		consumer.TransactionTimeout(20*time.Second), // the stuck processor must not be cut off first
+		consumer.SessionTimeout(30*time.Second),
+	)
 	run(t, p)
 	waitFor(t, 20*time.Second, "readiness false during the outage", func() bool {
 		ok, why := p.Ready(time.Now())
@@ -280,12 +280,11 @@ func TestRepeatedAbortsBackOff(t *testing.T) {
 		return cmds, err
 	})
 	log := &txnLog{}
-	run(t, e.pipeline("a", chain, func(c *consumer.Config) {
-		c.RetryBackoffMin = 50 * time.Millisecond
-		c.RetryBackoffMax = time.Second
-		c.Hooks = []consumer.Hook{log}
-		c.KgoOpts = append(c.KgoOpts, kgo.RecordDeliveryTimeout(time.Second))
-	}))
+	run(t, e.pipeline("a", chain,
+		consumer.RetryBackoff(50*time.Millisecond, time.Second),
+		consumer.WithHooks(log),
+		consumer.WithKgoOpts(kgo.RecordDeliveryTimeout(time.Second)),
+	))
 	time.Sleep(6 * time.Second)
 	n := log.aborts.Load() + log.restarts.Load()
 	t.Logf("aborts in 6 s: %d (restarts %d)", log.aborts.Load(), log.restarts.Load())
@@ -392,13 +391,13 @@ func TestKeyParallelHotKeyCommits(t *testing.T) {
 	})
 	log := &txnLog{}
 	start := time.Now()
-	run(t, e.pipeline("a", chain, func(c *consumer.Config) {
-		c.CommitInterval = 100 * time.Millisecond
-		c.BatchSize = 10000
-		c.TransactionTimeout = 8 * time.Second
-		c.KeyParallel = true
-		c.Hooks = []consumer.Hook{log}
-	}))
+	run(t, e.pipeline("a", chain,
+		consumer.CommitInterval(100*time.Millisecond),
+		consumer.BatchSize(10000),
+		consumer.TransactionTimeout(8*time.Second),
+		consumer.KeyParallel(true),
+		consumer.WithHooks(log),
+	))
 	time.Sleep(12 * time.Second)
 	gap, commits := log.maxGap(start)
 	t.Logf("12 s: %d events committed in %d commits, longest gap %v, %d aborts", log.committedEvents(), commits, gap.Round(time.Millisecond), log.aborts.Load())
@@ -433,11 +432,11 @@ func TestOneEventSlowerThanTheBudgetStallsOnlyItsPartition(t *testing.T) {
 		return echo.Process(ctx, ev)
 	})
 	log := &txnLog{}
-	p := e.pipeline("a", chain, func(c *consumer.Config) {
-		c.TransactionTimeout = 4 * time.Second // budget 2 s < 3 s
-		c.SessionTimeout = 10 * time.Second
-		c.Hooks = []consumer.Hook{log}
-	})
+	p := e.pipeline("a", chain,
+		consumer.TransactionTimeout(4*time.Second), // budget 2 s < 3 s
+		consumer.SessionTimeout(10*time.Second),
+		consumer.WithHooks(log),
+	)
 	run(t, p)
 	adm := testkit.NewAdmin(t, e.brokers)
 	waitFor(t, 30*time.Second, "the other partitions to commit everything", func() bool {
@@ -470,10 +469,9 @@ func TestOneEventSlowerThanTheBudgetStallsOnlyItsPartition(t *testing.T) {
 // TestCommitIntervalMustFitTheBudget: processing is cut off at half the
 // transaction timeout, so a commit interval past it is refused at start.
 func TestCommitIntervalMustFitTheBudget(t *testing.T) {
-	_, err := consumer.New(consumer.Config{
-		Brokers: []string{"127.0.0.1:1"}, Group: "g", Topics: []string{"t"}, TransactionalID: "x",
-		CommitInterval: 5 * time.Second, TransactionTimeout: 8 * time.Second, SessionTimeout: 20 * time.Second,
-	}, nil, nil, nil)
+	_, err := consumer.New(nil, nil, nil,
+		consumer.Brokers("127.0.0.1:1"), consumer.Group("g"), consumer.Topics("t"), consumer.TransactionalID("x"),
+		consumer.CommitInterval(5*time.Second), consumer.TransactionTimeout(8*time.Second), consumer.SessionTimeout(20*time.Second))
 	if err == nil || !strings.Contains(err.Error(), "half the transaction timeout") {
 		t.Fatalf("commit interval 5s with transaction timeout 8s: %v", err)
 	}

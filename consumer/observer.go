@@ -51,7 +51,7 @@ func (c *Counts) add(o Counts) {
 }
 
 // Hook is any value implementing one or more of the Hook* interfaces below
-// (as franz-go's kgo.Hook): register it with Config.Hooks and it is called
+// (as franz-go's kgo.Hook): register it with WithHooks and it is called
 // for the events it implements, nothing else. Calls may come from several
 // goroutines at once and run on the loop's path: keep them cheap (count,
 // don't block). Counts passed to OnTxnCommitted are the only exactly-once

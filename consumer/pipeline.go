@@ -8,7 +8,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
-// The pipelined loop (on unless Config.SerialLoop): while transaction N ends (flush,
+// The pipelined loop (on unless SerialLoop): while transaction N ends (flush,
 // TxnOffsetCommit, heartbeat, EndTxn: network round trips), the records of
 // the next poll are decoded and run through the chain; their outputs are
 // held and produced only once transaction N+1 has begun.

@@ -127,7 +127,7 @@ func TestFakePipelineOverlapsEndAndCommitsProcessed(t *testing.T) {
 		started[ev.Offset] = time.Now()
 		mu.Unlock()
 		return nil
-	}), func(c *Config) { c.BatchSize = 5; c.CommitInterval = 10 * time.Second })
+	}), BatchSize(5), CommitInterval(10*time.Second))
 	w.f.endDelay = 100 * time.Millisecond
 	w.script(w.records(0, 5), w.records(5, 5), w.records(10, 5))
 	ctx, cancel := context.WithCancel(context.Background())
@@ -167,7 +167,7 @@ func TestFakePipelineOverlapsEndAndCommitsProcessed(t *testing.T) {
 // TestFakeSerialLoopPollsAfterEnd: with the pipeline off, the next poll
 // comes only after End.
 func TestFakeSerialLoopPollsAfterEnd(t *testing.T) {
-	w := newFakeWorld(t, sourceChain(nil), func(c *Config) { c.BatchSize = 5; c.CommitInterval = 10 * time.Second; c.SerialLoop = true })
+	w := newFakeWorld(t, sourceChain(nil), BatchSize(5), CommitInterval(10*time.Second), SerialLoop(true))
 	w.script(w.records(0, 5), w.records(5, 5))
 	ctx, cancel := context.WithCancel(context.Background())
 	stop := w.run(ctx, cancel)
@@ -186,7 +186,7 @@ func TestFakeSerialLoopPollsAfterEnd(t *testing.T) {
 // commit of transaction N and the Begin of N+1 loses its prefetched work
 // (no output for it); the other partition's prefetched work commits.
 func TestFakePipelineDropsRevokedPartition(t *testing.T) {
-	w := newFakeWorld(t, sourceChain(nil), func(c *Config) { c.BatchSize = 10; c.CommitInterval = 300 * time.Millisecond })
+	w := newFakeWorld(t, sourceChain(nil), BatchSize(10), CommitInterval(300*time.Millisecond))
 	w.f.queue = append(w.f.queue,
 		fetchOfParts(w.records(0, 5), onPartition(1, w.records(0, 5))),
 		fetchOfParts(w.records(5, 5), onPartition(1, w.records(5, 5))))
@@ -227,7 +227,7 @@ func TestFakePipelineDropsRevokedPartition(t *testing.T) {
 // the aborted transaction's place), both batches are served again and
 // each commits exactly once.
 func TestFakePipelineAbortDropsNextBatch(t *testing.T) {
-	w := newFakeWorld(t, sourceChain(nil), func(c *Config) { c.BatchSize = 5; c.CommitInterval = 10 * time.Second })
+	w := newFakeWorld(t, sourceChain(nil), BatchSize(5), CommitInterval(10*time.Second))
 	w.f.ends = []endResult{{committed: false}}
 	w.script(w.records(0, 5), w.records(5, 5))
 	ctx, cancel := context.WithCancel(context.Background())
@@ -252,7 +252,7 @@ func TestFakePipelineAbortDropsNextBatch(t *testing.T) {
 // session and drops the prefetched work; everything commits once in the
 // new session.
 func TestFakePipelineEndErrorDropsNextBatch(t *testing.T) {
-	w := newFakeWorld(t, sourceChain(nil), func(c *Config) { c.BatchSize = 5; c.CommitInterval = 10 * time.Second })
+	w := newFakeWorld(t, sourceChain(nil), BatchSize(5), CommitInterval(10*time.Second))
 	w.f.ends = []endResult{{err: fmt.Errorf("broker gone")}}
 	w.script(w.records(0, 5), w.records(5, 5))
 	ctx, cancel := context.WithCancel(context.Background())
@@ -281,7 +281,7 @@ func TestFakePipelineTransientFailureInNextBatchAborts(t *testing.T) {
 			return processors.Transient(fmt.Errorf("dependency down"))
 		}
 		return nil
-	}), func(c *Config) { c.BatchSize = 5; c.CommitInterval = 10 * time.Second; c.TransientRetries = 1 })
+	}), BatchSize(5), CommitInterval(10*time.Second), TransientRetries(1))
 	w.script(w.records(0, 5), w.records(5, 5))
 	ctx, cancel := context.WithCancel(context.Background())
 	stop := w.run(ctx, cancel)

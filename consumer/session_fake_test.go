@@ -415,25 +415,21 @@ type fakeWorld struct {
 	stats *Stats
 }
 
-func newFakeWorld(t *testing.T, chain processors.Processor, mut func(*Config)) *fakeWorld {
+func newFakeWorld(t *testing.T, chain processors.Processor, opts ...Opt) *fakeWorld {
 	t.Helper()
 	reg := testkit.StartDemoRegistry(t)
-	cfg := Config{
-		Brokers: []string{"127.0.0.1:1"}, Group: "g", Topics: []string{fakeIn}, TransactionalID: "g-a",
-		CommitInterval: 50 * time.Millisecond, BatchSize: 1000,
-		SessionTimeout: 45 * time.Second, TransactionTimeout: 30 * time.Second, ShutdownTimeout: 5 * time.Second,
-		RetryBackoffMin: 100 * time.Millisecond, RetryBackoffMax: 200 * time.Millisecond,
-		Logger: slog.New(slog.DiscardHandler),
-	}
-	if mut != nil {
-		mut(&cfg)
-	}
 	w := &fakeWorld{t: t, f: &fakeKafka{}, pub: publish.New(nil, reg.Serde, "test"), stats: &Stats{}}
-	cfg.Hooks = []Hook{w.stats}
+	opts = append([]Opt{
+		Brokers("127.0.0.1:1"), Group("g"), Topics(fakeIn), TransactionalID("g-a"),
+		CommitInterval(50 * time.Millisecond), BatchSize(1000),
+		SessionTimeout(45 * time.Second), TransactionTimeout(30 * time.Second), ShutdownTimeout(5 * time.Second),
+		RetryBackoff(100*time.Millisecond, 200*time.Millisecond),
+		WithLogger(slog.New(slog.DiscardHandler)), WithHooks(w.stats),
+	}, opts...)
 	if chain == nil {
 		chain = echoChain()
 	}
-	p, err := New(cfg, reg.Serde, chain, producer.NewOutput(reg.Serde, fakeDLQ, "g"))
+	p, err := New(reg.Serde, chain, producer.NewOutput(reg.Serde, fakeDLQ, "g"), opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -558,7 +554,7 @@ func producedTo(f *fakeKafka, topic string) int {
 // commands produced, the producer flushed and then the transaction
 // committed; a shutdown with nothing open ends nothing.
 func TestFakeCommitAfterProcessing(t *testing.T) {
-	w := newFakeWorld(t, nil, nil)
+	w := newFakeWorld(t, nil)
 	w.script(w.records(0, 3))
 	ctx, cancel := context.WithCancel(context.Background())
 	stop := w.run(ctx, cancel)
@@ -576,7 +572,7 @@ func TestFakeCommitAfterProcessing(t *testing.T) {
 // abort (no dead letter), the loop backs off, and the records, served again,
 // commit in the next transaction of the same session.
 func TestFakeProduceErrorAborts(t *testing.T) {
-	w := newFakeWorld(t, nil, nil)
+	w := newFakeWorld(t, nil)
 	failed := false
 	w.f.produceErr = func(r *kgo.Record) error {
 		if !failed {
@@ -622,7 +618,7 @@ func TestFakeTransientFailureAbortsAndRepolls(t *testing.T) {
 		}
 		return echo.Process(ctx, ev)
 	})
-	w := newFakeWorld(t, chain, nil)
+	w := newFakeWorld(t, chain)
 	w.script(w.records(0, 2))
 	ctx, cancel := context.WithCancel(context.Background())
 	stop := w.run(ctx, cancel)
@@ -644,7 +640,7 @@ func TestFakeTransientFailureAbortsAndRepolls(t *testing.T) {
 // the transaction — keeps the session: no close, no new session, and the
 // records commit in its next transaction.
 func TestFakeRebalanceAbortKeepsSession(t *testing.T) {
-	w := newFakeWorld(t, nil, nil)
+	w := newFakeWorld(t, nil)
 	w.f.ends = []endResult{{committed: false}}
 	w.script(w.records(0, 1))
 	ctx, cancel := context.WithCancel(context.Background())
@@ -668,7 +664,7 @@ func TestFakeRebalanceAbortKeepsSession(t *testing.T) {
 // unknown state: the session is closed, a new one is made, and the records
 // commit there.
 func TestFakeEndErrorRecreatesSession(t *testing.T) {
-	w := newFakeWorld(t, nil, nil)
+	w := newFakeWorld(t, nil)
 	w.f.ends = []endResult{{err: errors.New("coordinator not available")}}
 	w.script(w.records(0, 1))
 	ctx, cancel := context.WithCancel(context.Background())
@@ -690,7 +686,7 @@ func TestFakeEndErrorRecreatesSession(t *testing.T) {
 // (SetOffsets) and then commits, with an End context that the shutdown did
 // not cancel.
 func TestFakeShutdownCommitsProcessedWork(t *testing.T) {
-	w := newFakeWorld(t, nil, func(c *Config) { c.CommitInterval = 10 * time.Second })
+	w := newFakeWorld(t, nil, CommitInterval(10*time.Second))
 	ctx, cancel := context.WithCancel(context.Background())
 	w.f.onPoll = func(n int) {
 		if n == 2 {
@@ -726,7 +722,7 @@ func TestFakeShutdownAbortsUnfinishedWork(t *testing.T) {
 		}
 		return echo.Process(ctx, ev)
 	})
-	w := newFakeWorld(t, chain, func(c *Config) { c.CommitInterval = 10 * time.Second })
+	w := newFakeWorld(t, chain, CommitInterval(10*time.Second))
 	w.script(w.records(0, 4))
 	stop := w.run(ctx, cancel)
 	w.waitCalls("close", 1)
@@ -760,7 +756,7 @@ func TestFakeDeadlineCutRewinds(t *testing.T) {
 		}
 		return echo.Process(ctx, ev)
 	})
-	w := newFakeWorld(t, chain, func(c *Config) { c.CommitInterval = 100 * time.Millisecond; c.Workers = 1 })
+	w := newFakeWorld(t, chain, CommitInterval(100*time.Millisecond), Workers(1))
 	w.script(w.records(0, 4))
 	ctx, cancel := context.WithCancel(context.Background())
 	stop := w.run(ctx, cancel)

@@ -3,11 +3,11 @@ package consumer
 // The stateful stage. With state configured, an ordo replica runs two of
 // these loops (see docs/processes.md):
 //
-//   - stage 1 (Config.Forward) consumes the upstream topics, runs the
+//   - stage 1 (ForwardTo) consumes the upstream topics, runs the
 //     stateless processors (decode, validate, enrich) and forwards each
 //     event to the process log, keyed by its correlation id, inside its
 //     transaction;
-//   - stage 2 (Config.State) consumes only the process log. Process-log
+//   - stage 2 (State) consumes only the process log. Process-log
 //     partition p owns store p and changelog partition p. Each event's
 //     processors read and write p's state through a per-event overlay; the
 //     overlays of the events that succeeded form the transaction's batch,
@@ -34,10 +34,11 @@ import (
 	"github.com/ordo-dev/ordo/processors"
 )
 
-// Forward makes a pipeline the first stage of a stateful configuration:
-// every event its chain accepts is forwarded to Topic (the process log)
-// with its correlation id as key, besides any commands the chain returns.
-type Forward struct {
+// forward makes a pipeline the first stage of a stateful configuration
+// (ForwardTo): every event its chain accepts is forwarded to Topic (the
+// process log) with its correlation id as key, besides any commands the
+// chain returns.
+type forward struct {
 	// Topic is the process log.
 	Topic string
 }

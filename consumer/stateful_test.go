@@ -76,19 +76,15 @@ func (e *env) counter() processors.Processor {
 
 // statefulPipeline is a stateful-stage replica over e.input (the process
 // log) with its own store directory.
-func (e *env) statefulPipeline(replica, dir, changelog string, mut func(*consumer.Config)) (*consumer.Pipeline, *state.Manager) {
+func (e *env) statefulPipeline(replica, dir, changelog string, opts ...consumer.Opt) (*consumer.Pipeline, *state.Manager) {
 	e.t.Helper()
 	store, err := state.Open(context.Background(), state.Options{Dir: dir, Changelog: changelog, KgoOpts: []kgo.Opt{kgo.SeedBrokers(e.brokers...)}})
 	if err != nil {
 		e.t.Fatal(err)
 	}
 	e.t.Cleanup(func() { store.Close() })
-	p := e.pipeline(replica, e.counter(), func(c *consumer.Config) {
-		c.State = &consumer.Stateful{Changelog: changelog, Store: store, Processes: noProcesses{}}
-		if mut != nil {
-			mut(c)
-		}
-	})
+	opts = append([]consumer.Opt{consumer.State(&consumer.Stateful{Changelog: changelog, Store: store, Processes: noProcesses{}})}, opts...)
+	p := e.pipeline(replica, e.counter(), opts...)
 	return p, store
 }
 
@@ -122,7 +118,7 @@ func TestStatefulExactlyOnceWithCrashes(t *testing.T) {
 			sess.Client().Close()
 		}
 	}
-	small := func(c *consumer.Config) { c.BatchSize = 100 }
+	small := consumer.BatchSize(100)
 	base := t.TempDir()
 	a, _ := e.statefulPipeline("a", filepath.Join(base, "a"), changelog, small)
 	a.SetChaos(chaos)
@@ -227,9 +223,7 @@ func TestStatefulRefusedStateStopsTheReplica(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer store.Close()
-	p := e.pipeline("a", e.counter(), func(c *consumer.Config) {
-		c.State = &consumer.Stateful{Changelog: changelog, Store: store, Processes: refusingProcesses{}}
-	})
+	p := e.pipeline("a", e.counter(), consumer.State(&consumer.Stateful{Changelog: changelog, Store: store, Processes: refusingProcesses{}}))
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	err = p.Run(ctx)

@@ -237,12 +237,18 @@ func (b *builder) oneOf(v string, valid []string, parts ...any) bool {
 // config for errors; deps checks event and command types and field
 // mappings as for orchestrate. Every problem is reported, each a
 // *processors.ConfigError with file:line, the full key and a fix.
-func Build(node *yaml.Node, file string, deps processors.Deps, o Options) (*Engine, error) {
+//
+// opts set what lies outside the block (DedupeWindow, Source); without them
+// the defaults hold.
+func Build(node *yaml.Node, file string, deps processors.Deps, opts ...Opt) (*Engine, error) {
 	e := &Engine{
 		defs:   map[string][]*definition{},
 		byType: map[string][]string{},
-		window: o.DedupeWindow,
-		source: o.Source,
+	}
+	for _, o := range opts {
+		if o != nil {
+			o(e)
+		}
 	}
 	if e.window <= 0 {
 		e.window = DefaultDedupeWindow

@@ -99,7 +99,7 @@ func TestConfigErrors(t *testing.T) {
 				t.Fatalf("base has no %q", tc.old)
 			}
 			text := strings.Replace(base, tc.old, tc.new, 1)
-			_, err := Build(processesNode(t, text), "ordo.yaml", demoDeps(t), Options{})
+			_, err := Build(processesNode(t, text), "ordo.yaml", demoDeps(t))
 			if err == nil {
 				t.Fatal("no error")
 			}
@@ -128,7 +128,7 @@ func TestConfigErrors(t *testing.T) {
 
 func TestConfigDuplicateVersion(t *testing.T) {
 	text := base + strings.TrimPrefix(base, "processes:\n")
-	_, err := Build(processesNode(t, text), "ordo.yaml", demoDeps(t), Options{})
+	_, err := Build(processesNode(t, text), "ordo.yaml", demoDeps(t))
 	ces := configErrs(err)
 	if len(ces) != 1 || ces[0].Key != "processes[1].version" || ces[0].Line != 32 || !strings.Contains(ces[0].Msg, "defined twice") {
 		t.Fatalf("duplicate version: %v", err)
@@ -138,18 +138,18 @@ func TestConfigDuplicateVersion(t *testing.T) {
 // Every problem is reported at once.
 func TestConfigReportsAllErrors(t *testing.T) {
 	text := strings.Replace(strings.Replace(base, "goto: failed", "goto: faild", 1), "start_timers: [deadline]", "start_timers: [deadlin]", 1)
-	_, err := Build(processesNode(t, text), "ordo.yaml", demoDeps(t), Options{})
+	_, err := Build(processesNode(t, text), "ordo.yaml", demoDeps(t))
 	if n := len(configErrs(err)); n < 2 {
 		t.Fatalf("%d errors reported, want both: %v", n, err)
 	}
 }
 
 func TestNoProcessesBlock(t *testing.T) {
-	e, err := Build(processesNode(t, "kafka: {}\n"), "ordo.yaml", demoDeps(t), Options{})
+	e, err := Build(processesNode(t, "kafka: {}\n"), "ordo.yaml", demoDeps(t))
 	if err != nil || len(e.Names()) != 0 {
 		t.Fatalf("no block: %v %v", e, err)
 	}
-	if e, err := Build(processesNode(t, "processes:\n"), "ordo.yaml", demoDeps(t), Options{}); err != nil || len(e.Names()) != 0 {
+	if e, err := Build(processesNode(t, "processes:\n"), "ordo.yaml", demoDeps(t)); err != nil || len(e.Names()) != 0 {
 		t.Fatalf("empty block: %v", err)
 	}
 }

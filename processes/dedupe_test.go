@@ -67,7 +67,7 @@ func TestDuplicateDroppedBeforeStatelessRoutes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e, err := Build(&yaml.Node{}, "ordo.yaml", demoDeps(t), Options{DedupeWindow: time.Hour}) // no processes: only dedupe
+	e, err := Build(&yaml.Node{}, "ordo.yaml", demoDeps(t), DedupeWindow(time.Hour)) // no processes: only dedupe
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -159,7 +159,7 @@ func TestHousekeep(t *testing.T) {
 	}
 
 	// A window made longer after marking: the mark is re-indexed, not lost.
-	long, err := Build(exampleProcesses(t), exampleFile, demoDeps(t), Options{DedupeWindow: 48 * time.Hour})
+	long, err := Build(exampleProcesses(t), exampleFile, demoDeps(t), DedupeWindow(48*time.Hour))
 	if err != nil {
 		t.Fatal(err)
 	}

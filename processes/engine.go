@@ -31,14 +31,22 @@ import (
 	"github.com/ordo-dev/ordo/processors"
 )
 
-// Options are the engine's settings from outside the `processes:` block.
-type Options struct {
-	// DedupeWindow is how long an event id is remembered (state.dedupe_window;
-	// default 24h).
-	DedupeWindow time.Duration
-	// Source is envelope.source of the commands processes emit (default
-	// "ordo").
-	Source string
+// Opt sets one of the engine's settings from outside the `processes:`
+// block, for Build. Options apply in order; a later one replaces an earlier.
+type Opt func(*Engine)
+
+// DedupeWindow is how long an event id is remembered (state.dedupe_window).
+// Default 24h (DefaultDedupeWindow); a value <= 0 keeps it. Longer catches
+// later redeliveries (an upstream replay) but keeps a mark per event id in
+// the state store for that long.
+func DedupeWindow(d time.Duration) Opt {
+	return func(e *Engine) { e.window = d }
+}
+
+// Source is envelope.source of the commands processes emit. Default "ordo";
+// "" keeps it.
+func Source(s string) Opt {
+	return func(e *Engine) { e.source = s }
 }
 
 // Engine runs the configured processes. It is immutable after Build and

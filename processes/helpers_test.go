@@ -102,7 +102,7 @@ func processesNode(t testing.TB, text string) *yaml.Node {
 
 func sagaEngine(t testing.TB) *Engine {
 	t.Helper()
-	e, err := Build(exampleProcesses(t), exampleFile, demoDeps(t), Options{})
+	e, err := Build(exampleProcesses(t), exampleFile, demoDeps(t))
 	if err != nil {
 		t.Fatalf("the example's processes do not build: %v", err)
 	}

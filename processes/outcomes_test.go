@@ -37,7 +37,7 @@ const strictProcess = `processes:
 
 func buildInline(t testing.TB, text string) *Engine {
 	t.Helper()
-	e, err := Build(processesNode(t, text), "ordo.yaml", demoDeps(t), Options{})
+	e, err := Build(processesNode(t, text), "ordo.yaml", demoDeps(t))
 	if err != nil {
 		t.Fatal(err)
 	}

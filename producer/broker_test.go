@@ -222,11 +222,10 @@ func TestOversizeOutputsThroughPipeline(t *testing.T) {
 		t.Fatal(err)
 	}
 	obs := &abortCounter{}
-	p, err := consumer.New(consumer.Config{
-		Brokers: brokers, Group: group, Topics: []string{input}, TransactionalID: group + "-a",
-		CommitInterval: 50 * time.Millisecond, BatchSize: 100, SessionTimeout: 10 * time.Second, TransactionTimeout: 8 * time.Second,
-		RetryBackoffMin: 10 * time.Millisecond, RetryBackoffMax: 200 * time.Millisecond, Logger: logger(), Hooks: []consumer.Hook{obs},
-	}, serde, chain, producer.NewOutput(serde, dlq, group, producer.WithMaxRecordBytes(limits.For)))
+	p, err := consumer.New(serde, chain, producer.NewOutput(serde, dlq, group, producer.WithMaxRecordBytes(limits.For)),
+		consumer.Brokers(brokers...), consumer.Group(group), consumer.Topics(input), consumer.TransactionalID(group+"-a"),
+		consumer.CommitInterval(50*time.Millisecond), consumer.BatchSize(100), consumer.SessionTimeout(10*time.Second), consumer.TransactionTimeout(8*time.Second),
+		consumer.RetryBackoff(10*time.Millisecond, 200*time.Millisecond), consumer.WithLogger(logger()), consumer.WithHooks(obs))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -30,7 +30,7 @@ func demoSerde(tb testing.TB) *schemas.Serde {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	return schemas.NewSerde(schemas.NewRegistry(cl), readers, schemas.TopicRecordName, true)
+	return schemas.NewSerde(schemas.NewRegistry(cl), readers, schemas.WithSubjectStrategy(schemas.TopicRecordName))
 }
 
 func order(id string) map[string]any {

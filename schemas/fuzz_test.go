@@ -22,7 +22,7 @@ func FuzzDecode(f *testing.F) {
 		f.Add(mustHex(f, c.PayloadHex))
 	}
 	// Decode against pre-parsed writers (no HTTP in the fuzz loop).
-	s := NewSerde(nil, map[string]*Schema{v.reader.FullName: v.reader}, TopicName, false)
+	s := NewSerde(nil, map[string]*Schema{v.reader.FullName: v.reader}, WithAutoRegister(false))
 	ref := avroref.New(refMaxAlloc)
 	resolved, asWritten := map[int]*refPair{}, map[int]*refPair{}
 	for id, w := range v.writers {
@@ -66,7 +66,7 @@ func FuzzDecode(f *testing.F) {
 func BenchmarkDecode(b *testing.B) {
 	v := loadVectors(b)
 	_, cl := newFakeSR(b, v)
-	s := NewSerde(NewRegistry(cl), map[string]*Schema{v.reader.FullName: v.reader}, TopicName, false)
+	s := NewSerde(NewRegistry(cl), map[string]*Schema{v.reader.FullName: v.reader}, WithAutoRegister(false))
 	frame := mustHex(b, v.Valid[0].PayloadHex)
 	ctx := context.Background()
 	if _, err := s.Decode(ctx, "checkout.orders.v1", frame); err != nil {
@@ -85,7 +85,7 @@ func BenchmarkDecode(b *testing.B) {
 func BenchmarkEncode(b *testing.B) {
 	v := loadVectors(b)
 	_, cl := newFakeSR(b, v)
-	s := NewSerde(NewRegistry(cl), map[string]*Schema{v.reader.FullName: v.reader}, TopicName, true)
+	s := NewSerde(NewRegistry(cl), map[string]*Schema{v.reader.FullName: v.reader})
 	ctx := context.Background()
 	d, err := s.Decode(ctx, "checkout.orders.v1", mustHex(b, v.Valid[0].PayloadHex))
 	if err != nil {

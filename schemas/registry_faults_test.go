@@ -217,7 +217,7 @@ func TestRegistryNegativeCache(t *testing.T) {
 	var clock atomic.Int64
 	clock.Store(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
 	reg.now = func() time.Time { return time.Unix(0, clock.Load()) }
-	s := NewSerde(reg, nil, TopicName, false)
+	s := NewSerde(reg, nil, WithAutoRegister(false))
 	ctx := context.Background()
 	frame := append(AppendHeader(nil, 999999), 2)
 
@@ -322,7 +322,7 @@ func TestOwnSchemaFailuresAreTransient(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			fake := newConfluentSR(t)
 			fake.answer(c.answer)
-			s := NewSerde(NewRegistry(mustClient(t, fake.srv.URL)), map[string]*Schema{"t.A": a}, TopicName, c.auto)
+			s := NewSerde(NewRegistry(mustClient(t, fake.srv.URL)), map[string]*Schema{"t.A": a}, WithAutoRegister(c.auto))
 			_, err := s.Encode(ctx, "out", "t.A", map[string]any{"x": 1})
 			t.Logf("%v", err)
 			if !transient(err) {
@@ -348,7 +348,7 @@ func TestOwnSchemaFailuresAreTransient(t *testing.T) {
 			plain(500, "unexpected")(w, r)
 		}
 	})
-	s := NewSerde(NewRegistry(mustClient(t, fake.srv.URL)), map[string]*Schema{"t.A": a}, TopicName, false)
+	s := NewSerde(NewRegistry(mustClient(t, fake.srv.URL)), map[string]*Schema{"t.A": a}, WithAutoRegister(false))
 	b, err := s.Encode(ctx, "out", "t.A", map[string]any{"x": 1})
 	if err != nil {
 		t.Fatal(err)
@@ -356,7 +356,7 @@ func TestOwnSchemaFailuresAreTransient(t *testing.T) {
 	if id, _, _ := ParseHeader(b); id != 42 {
 		t.Fatalf("framed with id %d, want the latest's 42", id)
 	}
-	other := NewSerde(NewRegistry(mustClient(t, fake.srv.URL)), map[string]*Schema{"t.B": mustSchema(t, 0, simpleB)}, TopicName, false)
+	other := NewSerde(NewRegistry(mustClient(t, fake.srv.URL)), map[string]*Schema{"t.B": mustSchema(t, 0, simpleB)}, WithAutoRegister(false))
 	_, err = other.Encode(ctx, "out", "t.B", map[string]any{"y": "x"})
 	if !transient(err) || !strings.Contains(err.Error(), "latest is id 42") || !strings.Contains(err.Error(), "registry.auto_register") {
 		t.Fatalf("different latest: want transient naming id 42 and auto_register, got %T %v", err, err)
@@ -367,7 +367,7 @@ func TestOwnSchemaFailuresAreTransient(t *testing.T) {
 // tombstone, distinct from an empty value; both are permanent.
 func TestTombstoneIsNamed(t *testing.T) {
 	_, cl := newFakeSR(t, nil)
-	s := NewSerde(NewRegistry(cl), nil, TopicName, false)
+	s := NewSerde(NewRegistry(cl), nil, WithAutoRegister(false))
 	reason := func(err error) string {
 		var r interface{ DeadLetterReason() string }
 		if errors.As(err, &r) {

@@ -133,7 +133,7 @@ func TestRegistryTimeoutAnd5xxAreTransient(t *testing.T) {
 		t.Fatalf("after recovery: %v", err)
 	}
 	// Serde surfaces registry outages as transient too.
-	down := NewSerde(NewRegistry(mustClient(t, "http://127.0.0.1:1")), nil, TopicName, false)
+	down := NewSerde(NewRegistry(mustClient(t, "http://127.0.0.1:1")), nil, WithAutoRegister(false))
 	_, err = down.Decode(context.Background(), "t", AppendHeader(nil, 1))
 	if err == nil {
 		t.Fatal("header-only must fail")
@@ -218,7 +218,7 @@ func TestSerdeDispatchTwoTypesOneTopic(t *testing.T) {
 	_, cl := newFakeSR(t, nil)
 	reg := NewRegistry(cl)
 	a, b := mustSchema(t, 0, simpleA), mustSchema(t, 0, simpleB)
-	s := NewSerde(reg, map[string]*Schema{"t.A": a, "t.B": b}, TopicRecordName, true)
+	s := NewSerde(reg, map[string]*Schema{"t.A": a, "t.B": b}, WithSubjectStrategy(TopicRecordName))
 	ctx := context.Background()
 	fa, err := s.Encode(ctx, "mixed", "t.A", map[string]any{"x": 1})
 	if err != nil {
@@ -229,7 +229,7 @@ func TestSerdeDispatchTwoTypesOneTopic(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A consumer that only knows t.A still decodes t.B as written.
-	consumer := NewSerde(NewRegistry(cl), map[string]*Schema{"t.A": a}, TopicRecordName, false)
+	consumer := NewSerde(NewRegistry(cl), map[string]*Schema{"t.A": a}, WithSubjectStrategy(TopicRecordName), WithAutoRegister(false))
 	da, err := consumer.Decode(ctx, "mixed", fa)
 	if err != nil || da.Type != "t.A" || da.Value["x"] != int32(1) {
 		t.Fatalf("A: %+v %v", da, err)
@@ -242,7 +242,7 @@ func TestSerdeDispatchTwoTypesOneTopic(t *testing.T) {
 		t.Fatalf("unknown type: %v", err)
 	}
 	// Without auto-register the id is looked up under the same subject.
-	lookup := NewSerde(NewRegistry(cl), map[string]*Schema{"t.A": a}, TopicRecordName, false)
+	lookup := NewSerde(NewRegistry(cl), map[string]*Schema{"t.A": a}, WithSubjectStrategy(TopicRecordName), WithAutoRegister(false))
 	fa2, err := lookup.Encode(ctx, "mixed", "t.A", map[string]any{"x": 1})
 	if err != nil || string(fa2) != string(fa) {
 		t.Fatalf("lookup encode: %x vs %x: %v", fa2, fa, err)
@@ -263,7 +263,7 @@ func TestDemoSchemas(t *testing.T) {
 		t.Fatalf("%d demo schemas, want 12", len(demo))
 	}
 	_, cl := newFakeSR(t, nil)
-	s := NewSerde(NewRegistry(cl), demo, TopicRecordName, true)
+	s := NewSerde(NewRegistry(cl), demo, WithSubjectStrategy(TopicRecordName))
 	ctx := context.Background()
 	ts := time.UnixMilli(1764240000123).UTC()
 	for name, sch := range demo {

@@ -30,15 +30,44 @@ type encKey struct{ subject, fullName string }
 
 type topicType struct{ topic, fullName string }
 
+// SerdeOpt configures NewSerde.
+type SerdeOpt func(*Serde)
+
+// WithSubjectStrategy sets how registry subjects are named
+// (registry.subject_strategy). Default TopicName ("<topic>-value"), as
+// Confluent's serializers: producers and consumers must agree on it, and a
+// topic carrying several event types needs TopicRecordName or RecordName.
+func WithSubjectStrategy(s SubjectStrategy) SerdeOpt {
+	return func(sd *Serde) { sd.strategy = s }
+}
+
+// WithAutoRegister sets whether Encode registers a writer schema on first
+// use (registry.auto_register). Default true: a new command type works
+// without a separate registration step, but the registry's compatibility
+// check is then the only gate. With false, a schema must already be
+// registered (with identical text, or as the subject's latest version) and
+// a read-only registry credential suffices; a missing registration is
+// transient, so it stalls the pipeline, never dead-letters.
+func WithAutoRegister(on bool) SerdeOpt {
+	return func(sd *Serde) { sd.autoRegister = on }
+}
+
 // NewSerde builds a Serde. readers maps full name -> ordo's schema for that
 // type (e.g. from Demo()); they are used both as reader schemas when
-// decoding and as writer schemas when encoding. The map is copied.
-func NewSerde(reg *Registry, readers map[string]*Schema, strategy SubjectStrategy, autoRegister bool) *Serde {
+// decoding and as writer schemas when encoding. The map is copied. Without
+// options, subjects follow TopicName and writer schemas are auto-registered.
+func NewSerde(reg *Registry, readers map[string]*Schema, opts ...SerdeOpt) *Serde {
 	rs := make(map[string]*Schema, len(readers))
 	for k, v := range readers {
 		rs[k] = v
 	}
-	return &Serde{reg: reg, readers: rs, strategy: strategy, autoRegister: autoRegister}
+	s := &Serde{reg: reg, readers: rs, strategy: TopicName, autoRegister: true}
+	for _, o := range opts {
+		if o != nil {
+			o(s)
+		}
+	}
+	return s
 }
 
 // Decoded is one decoded Kafka value.

@@ -346,7 +346,7 @@ func newFakeSR(t testing.TB, v *vectors) (*srfake.Registry, *sr.Client) {
 func TestVectorsSerde(t *testing.T) {
 	v := loadVectors(t)
 	_, cl := newFakeSR(t, v)
-	s := NewSerde(NewRegistry(cl), map[string]*Schema{v.reader.FullName: v.reader}, TopicName, false)
+	s := NewSerde(NewRegistry(cl), map[string]*Schema{v.reader.FullName: v.reader}, WithAutoRegister(false))
 	ctx := context.Background()
 	for _, c := range v.Valid {
 		d, err := s.Decode(ctx, "checkout.orders.v1", mustHex(t, c.PayloadHex))
@@ -410,7 +410,7 @@ func TestVectorsSerde(t *testing.T) {
 func TestVectorsInvalid(t *testing.T) {
 	v := loadVectors(t)
 	_, cl := newFakeSR(t, v)
-	s := NewSerde(NewRegistry(cl), map[string]*Schema{v.reader.FullName: v.reader}, TopicName, false)
+	s := NewSerde(NewRegistry(cl), map[string]*Schema{v.reader.FullName: v.reader}, WithAutoRegister(false))
 	ctx := context.Background()
 	// Warm the schema cache so allocation numbers measure decoding only.
 	for id := range v.writers {

@@ -168,7 +168,7 @@ func TestProduceJSONLines(t *testing.T) {
 	defer cl.Close()
 	srcl, _ := sr.NewClient(sr.URLs(reg.URL()))
 	readers, _ := schemas.Demo()
-	serde := schemas.NewSerde(schemas.NewRegistry(srcl), readers, schemas.TopicName, false)
+	serde := schemas.NewSerde(schemas.NewRegistry(srcl), readers, schemas.WithAutoRegister(false))
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	var got []schemas.Decoded

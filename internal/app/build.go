@@ -208,7 +208,7 @@ func compressionCodec(name string) kgo.CompressionCodec {
 	return kgo.SnappyCompression()
 }
 
-// producerLinger maps kafka.producer_linger to consumer.Config, where 0
+// producerLinger maps kafka.producer_linger to consumer.ProducerLinger, where 0
 // means the default and a negative value no linger.
 func producerLinger(cfg *config.Config) time.Duration {
 	if cfg.Kafka.ProducerLinger <= 0 {
@@ -230,7 +230,7 @@ func build(cfg *config.Config, rs *readerSet, reg *processors.Registry, log *slo
 		return nil, err
 	}
 	autoRegister := cfg.Registry.AutoRegister == nil || *cfg.Registry.AutoRegister
-	serde := schemas.NewSerde(registry, readers, strategy, autoRegister)
+	serde := schemas.NewSerde(registry, readers, schemas.WithSubjectStrategy(strategy), schemas.WithAutoRegister(autoRegister))
 
 	specs, processSpecs := cfg.Specs(), []processors.Spec(nil)
 	if cfg.State != nil {
@@ -272,42 +272,42 @@ func build(cfg *config.Config, rs *readerSet, reg *processors.Registry, log *slo
 	if cfg.StaticMembership() {
 		instanceID = cfg.TransactionalID()
 	}
-	cc := consumer.Config{
-		Brokers:            cfg.Kafka.Brokers,
-		Group:              cfg.Kafka.Group,
-		Topics:             cfg.Inputs,
-		TransactionalID:    cfg.TransactionalID(),
-		CommitInterval:     cfg.Processing.CommitInterval.D(),
-		BatchSize:          cfg.Processing.BatchSize,
-		PollRecords:        cfg.Processing.PollRecords,
-		Workers:            cfg.Processing.Workers,
-		SessionTimeout:     cfg.Kafka.SessionTimeout.D(),
-		TransactionTimeout: cfg.Kafka.TransactionTimeout.D(),
-		ShutdownTimeout:    cfg.Processing.ShutdownTimeout.D(),
-		InstanceID:         instanceID,
-		StallTimeout:       cfg.Processing.StallTimeout.D(),
-		LivenessTimeout:    cfg.Processing.LivenessTimeout.D(),
-		TransientRetries:   cfg.Processing.TransientRetries,
-		ProducerLinger:     producerLinger(cfg),
-		KeyParallel:        cfg.Processing.KeyParallel,
-		KeyLanes:           cfg.Processing.KeyLanes,
-		SerialLoop:         cfg.Processing.Pipeline != nil && !*cfg.Processing.Pipeline,
-		SkipTypes:          cfg.Processing.SkipTypes,
-		SkipHeader:         cfg.Processing.SkipHeader,
-		RateLimits:         cfg.Processing.RateLimits,
-		KgoOpts:            kgoOpts,
-		Logger:             log,
-		Hooks:              hooks,
-		TracerProvider:     ob.tracerProvider(),
-		TraceLink:          cfg.Tracing.Parent == "link",
+	// base is what both stages of a stateful configuration share; the
+	// stateful stage replaces some of it (buildStateful).
+	base := []consumer.Opt{
+		consumer.Brokers(cfg.Kafka.Brokers...),
+		consumer.Group(cfg.Kafka.Group),
+		consumer.Topics(cfg.Inputs...),
+		consumer.TransactionalID(cfg.TransactionalID()),
+		consumer.CommitInterval(cfg.Processing.CommitInterval.D()),
+		consumer.BatchSize(cfg.Processing.BatchSize),
+		consumer.PollRecords(cfg.Processing.PollRecords),
+		consumer.Workers(cfg.Processing.Workers),
+		consumer.SessionTimeout(cfg.Kafka.SessionTimeout.D()),
+		consumer.TransactionTimeout(cfg.Kafka.TransactionTimeout.D()),
+		consumer.ShutdownTimeout(cfg.Processing.ShutdownTimeout.D()),
+		consumer.InstanceID(instanceID),
+		consumer.StallTimeout(cfg.Processing.StallTimeout.D()),
+		consumer.LivenessTimeout(cfg.Processing.LivenessTimeout.D()),
+		consumer.TransientRetries(cfg.Processing.TransientRetries),
+		consumer.ProducerLinger(producerLinger(cfg)),
+		consumer.KeyParallel(cfg.Processing.KeyParallel),
+		consumer.KeyLanes(cfg.Processing.KeyLanes),
+		consumer.SerialLoop(cfg.Processing.Pipeline != nil && !*cfg.Processing.Pipeline),
+		consumer.SkipTypes(cfg.Processing.SkipTypes...),
+		consumer.SkipHeader(cfg.Processing.SkipHeader),
+		consumer.RateLimits(cfg.Processing.RateLimits),
+		consumer.WithKgoOpts(kgoOpts...),
+		consumer.WithLogger(log),
+		consumer.WithTracerProvider(ob.tracerProvider()),
+		consumer.TraceLink(cfg.Tracing.Parent == "link"),
 	}
 	output := producer.NewOutput(serde, cfg.DeadLetter, cfg.Kafka.Group, producer.WithMaxRecordBytes(limits.For))
-	base := cc
+	opts := append(slices.Clip(base), consumer.WithHooks(hooks...))
 	if cfg.State != nil {
-		cc.Forward = &consumer.Forward{Topic: cfg.StateSettings().ProcessLog}
-		cc.Hooks = stageHooks(hooks, true)
+		opts = append(slices.Clip(base), consumer.WithHooks(stageHooks(hooks, true)...), consumer.ForwardTo(cfg.StateSettings().ProcessLog))
 	}
-	p, err := consumer.New(cc, serde, chain, output)
+	p, err := consumer.New(serde, chain, output, opts...)
 	if err != nil {
 		closeLimits()
 		return nil, err
@@ -315,7 +315,7 @@ func build(cfg *config.Config, rs *readerSet, reg *processors.Registry, log *slo
 	rt := &runtime{cfg: cfg, pipeline: p, serde: serde, registry: registry, readers: readers, stats: stats, strategy: strategy,
 		limits: limits, close: closeLimits}
 	if cfg.State != nil {
-		stage, err := buildStateful(cfg, rs, reg, log, base, serde, output, processSpecs)
+		stage, err := buildStateful(cfg, rs, reg, log, base, hooks, serde, output, processSpecs)
 		if err != nil {
 			closeLimits()
 			return nil, err
@@ -364,7 +364,7 @@ func publisherSerde(ctx context.Context, cfg *config.Config, log *slog.Logger, e
 	if err != nil {
 		return nil, nil, err
 	}
-	return schemas.NewSerde(registry, readers, strategy, true), readers, nil
+	return schemas.NewSerde(registry, readers, schemas.WithSubjectStrategy(strategy)), readers, nil
 }
 
 // newClient is a Kafka client with cfg's connection options plus extra.

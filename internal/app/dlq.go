@@ -467,8 +467,8 @@ func newPayloadDecoder(cfg *config.Config) (*payloadDecoder, error) {
 		return nil, err
 	}
 	return &payloadDecoder{
-		pipeline: schemas.NewSerde(reg, readers, strategy, false),
-		writer:   schemas.NewSerde(reg, nil, strategy, false),
+		pipeline: schemas.NewSerde(reg, readers, schemas.WithSubjectStrategy(strategy), schemas.WithAutoRegister(false)),
+		writer:   schemas.NewSerde(reg, nil, schemas.WithSubjectStrategy(strategy), schemas.WithAutoRegister(false)),
 		url:      cfg.Registry.URL,
 	}, nil
 }

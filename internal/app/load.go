@@ -51,7 +51,7 @@ func loadConfig(path string, env []string, reg *processors.Registry) (*config.Co
 			serr = errors.Join(serr, perr)
 		}
 		if cfg.Processes.Kind != 0 {
-			if _, perr := processes.Build(&cfg.Processes, cfg.File, deps, processes.Options{}); perr != nil {
+			if _, perr := processes.Build(&cfg.Processes, cfg.File, deps); perr != nil {
 				serr = errors.Join(serr, perr)
 			}
 		}

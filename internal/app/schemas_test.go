@@ -467,7 +467,7 @@ func TestNewEventAndCommandWithReleasedBinary(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d, err := schemas.NewSerde(schemas.NewRegistry(srcl), map[string]*schemas.Schema{w.FullName: w}, schemas.TopicName, false).Decode(ctx, refundTopic, r.Value)
+	d, err := schemas.NewSerde(schemas.NewRegistry(srcl), map[string]*schemas.Schema{w.FullName: w}, schemas.WithAutoRegister(false)).Decode(ctx, refundTopic, r.Value)
 	if err != nil {
 		t.Fatalf("decode %x: %v", body, err)
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -159,12 +160,12 @@ type statefulStage struct {
 }
 
 // buildStateful builds the stateful stage. base is the forwarding stage's
-// consumer config (connection, timeouts, observers), reused with the
-// process log as the only topic.
-func buildStateful(cfg *config.Config, rs *readerSet, reg *processors.Registry, log *slog.Logger, base consumer.Config, dec consumer.Decoder, output *producer.Output, specs []processors.Spec) (*statefulStage, error) {
+// consumer options (connection, timeouts, tracing) without its hooks,
+// reused with the process log as the only topic; hooks are the replica's.
+func buildStateful(cfg *config.Config, rs *readerSet, reg *processors.Registry, log *slog.Logger, base []consumer.Opt, hooks []consumer.Hook, dec consumer.Decoder, output *producer.Output, specs []processors.Spec) (*statefulStage, error) {
 	st := cfg.StateSettings()
 	deps := processorDeps(cfg, rs, log)
-	engine, err := processes.Build(&cfg.Processes, cfg.File, deps, processes.Options{DedupeWindow: st.DedupeWindow.D()})
+	engine, err := processes.Build(&cfg.Processes, cfg.File, deps, processes.DedupeWindow(st.DedupeWindow.D()))
 	if err != nil {
 		return nil, config.Join(err)
 	}
@@ -195,34 +196,38 @@ func buildStateful(cfg *config.Config, rs *readerSet, reg *processors.Registry, 
 		store.Close()
 		return nil, err
 	}
-	c := base
-	c.Group = cfg.Kafka.Group + processGroupSuffix
-	c.Topics = []string{st.ProcessLog}
-	c.TransactionalID = cfg.TransactionalID() + processTxnSuffix
-	if c.InstanceID != "" {
-		c.InstanceID += processTxnSuffix
+	instanceID := ""
+	if cfg.StaticMembership() {
+		instanceID = cfg.TransactionalID() + processTxnSuffix
 	}
-	c.Forward = nil
-	// Partition-serial: the store is safe for key lanes, but that mode is
-	// not proven under chaos with state yet (docs/processes.md, limits).
-	c.KeyParallel = false
-	c.SkipTypes = nil // filtered in the forwarding stage
-	c.RateLimits = nil
-	c.Logger = log.With("stage", "process")
-	c.Hooks = stageHooks(base.Hooks, false)
-	c.State = &consumer.Stateful{
+	stateful := &consumer.Stateful{
 		Changelog: st.Changelog,
 		Store:     store,
 		Processes: engineAdapter{e: engine, processLog: st.ProcessLog},
 		Admin:     kadm.NewClient(admCl),
 	}
-	p, err := consumer.New(c, dec, chain, output)
+	// Later options replace base's.
+	opts := append(slices.Clip(base),
+		consumer.Group(cfg.Kafka.Group+processGroupSuffix),
+		consumer.Topics(st.ProcessLog),
+		consumer.TransactionalID(cfg.TransactionalID()+processTxnSuffix),
+		consumer.InstanceID(instanceID),
+		// Partition-serial: the store is safe for key lanes, but that mode is
+		// not proven under chaos with state yet (docs/processes.md, limits).
+		consumer.KeyParallel(false),
+		consumer.SkipTypes(), // filtered in the forwarding stage
+		consumer.RateLimits(nil),
+		consumer.WithLogger(log.With("stage", "process")),
+		consumer.WithHooks(stageHooks(hooks, false)...),
+		consumer.State(stateful),
+	)
+	p, err := consumer.New(dec, chain, output, opts...)
 	if err != nil {
 		admCl.Close()
 		store.Close()
 		return nil, err
 	}
-	stage.pipeline, stage.stateful, stage.store = p, c.State, store
+	stage.pipeline, stage.stateful, stage.store = p, stateful, store
 	stage.close = func() { admCl.Close(); _ = store.Close() }
 	return stage, nil
 }

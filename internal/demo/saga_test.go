@@ -132,7 +132,7 @@ func demoSerde(t *testing.T) *schemas.Serde {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return schemas.NewSerde(schemas.NewRegistry(reg.Client), readers, schemas.TopicRecordName, true)
+	return schemas.NewSerde(schemas.NewRegistry(reg.Client), readers, schemas.WithSubjectStrategy(schemas.TopicRecordName))
 }
 
 // With Orders 0 the generator plans block by block until its context ends.

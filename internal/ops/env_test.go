@@ -160,17 +160,17 @@ routes:
 // input, then stops it (it leaves the group: not a static member).
 func (e *env) runPipeline() {
 	e.t.Helper()
-	p, err := consumer.New(consumer.Config{
-		Brokers:            e.brokers,
-		Group:              e.group,
-		Topics:             []string{e.input},
-		TransactionalID:    e.group + "-r1",
-		CommitInterval:     50 * time.Millisecond,
-		BatchSize:          200,
-		SessionTimeout:     10 * time.Second,
-		TransactionTimeout: 8 * time.Second,
-		Logger:             slog.New(slog.DiscardHandler),
-	}, e.serde, e.chain(), producer.NewOutput(e.serde, e.dlq, e.group))
+	p, err := consumer.New(e.serde, e.chain(), producer.NewOutput(e.serde, e.dlq, e.group),
+		consumer.Brokers(e.brokers...),
+		consumer.Group(e.group),
+		consumer.Topics(e.input),
+		consumer.TransactionalID(e.group+"-r1"),
+		consumer.CommitInterval(50*time.Millisecond),
+		consumer.BatchSize(200),
+		consumer.SessionTimeout(10*time.Second),
+		consumer.TransactionTimeout(8*time.Second),
+		consumer.WithLogger(slog.New(slog.DiscardHandler)),
+	)
 	if err != nil {
 		e.t.Fatal(err)
 	}

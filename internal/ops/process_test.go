@@ -66,7 +66,7 @@ func newSagaWorld(t *testing.T, parts int) *sagaWorld {
 	if err := yaml.Unmarshal(b, &cfg); err != nil {
 		t.Fatal(err)
 	}
-	e, err := processes.Build(&cfg.Processes, "examples/orders/ordo.yaml", processors.Deps{}, processes.Options{})
+	e, err := processes.Build(&cfg.Processes, "examples/orders/ordo.yaml", processors.Deps{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -35,5 +35,5 @@ func StartDemoRegistry(t testing.TB) *DemoRegistry {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &DemoRegistry{URL: reg.URL(), Client: cl, Serde: schemas.NewSerde(schemas.NewRegistry(cl), readers, schemas.TopicName, true)}
+	return &DemoRegistry{URL: reg.URL(), Client: cl, Serde: schemas.NewSerde(schemas.NewRegistry(cl), readers)}
 }

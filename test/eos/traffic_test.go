@@ -114,7 +114,7 @@ func newSerde(t interface{ Fatal(...any) }, url string) *schemas.Serde {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return schemas.NewSerde(schemas.NewRegistry(srcl), readers, schemas.TopicRecordName, true)
+	return schemas.NewSerde(schemas.NewRegistry(srcl), readers, schemas.WithSubjectStrategy(schemas.TopicRecordName))
 }
 
 func (g *generator) id(seq int32) string { return fmt.Sprintf("%s-%d", g.runID, seq) }

@@ -150,7 +150,7 @@ func newWorld(t *testing.T) *world {
 	}
 	return &world{
 		t: t, brokers: brokers, registry: reg.URL(), cfg: cfg, readers: readers, topic: topic,
-		serde: schemas.NewSerde(schemas.NewRegistry(cl), readers, schemas.TopicName, true),
+		serde: schemas.NewSerde(schemas.NewRegistry(cl), readers),
 	}
 }
 
@@ -170,20 +170,20 @@ func (w *world) pipeline() *consumer.Pipeline {
 		t.Fatal(err)
 	}
 	c := w.cfg
-	p, err := consumer.New(consumer.Config{
-		Brokers:            c.Kafka.Brokers,
-		Group:              c.Kafka.Group,
-		Topics:             c.Inputs,
-		TransactionalID:    c.TransactionalID(),
-		CommitInterval:     c.Processing.CommitInterval.D(),
-		BatchSize:          c.Processing.BatchSize,
-		Workers:            c.Processing.Workers,
-		SessionTimeout:     c.Kafka.SessionTimeout.D(),
-		TransactionTimeout: c.Kafka.TransactionTimeout.D(),
-		ShutdownTimeout:    c.Processing.ShutdownTimeout.D(),
-		TransientRetries:   c.Processing.TransientRetries,
-		Logger:             log,
-	}, w.serde, chain, producer.NewOutput(w.serde, c.DeadLetter, c.Kafka.Group))
+	p, err := consumer.New(w.serde, chain, producer.NewOutput(w.serde, c.DeadLetter, c.Kafka.Group),
+		consumer.Brokers(c.Kafka.Brokers...),
+		consumer.Group(c.Kafka.Group),
+		consumer.Topics(c.Inputs...),
+		consumer.TransactionalID(c.TransactionalID()),
+		consumer.CommitInterval(c.Processing.CommitInterval.D()),
+		consumer.BatchSize(c.Processing.BatchSize),
+		consumer.Workers(c.Processing.Workers),
+		consumer.SessionTimeout(c.Kafka.SessionTimeout.D()),
+		consumer.TransactionTimeout(c.Kafka.TransactionTimeout.D()),
+		consumer.ShutdownTimeout(c.Processing.ShutdownTimeout.D()),
+		consumer.TransientRetries(c.Processing.TransientRetries),
+		consumer.WithLogger(log),
+	)
 	if err != nil {
 		t.Fatal(err)
 	}

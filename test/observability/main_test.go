@@ -137,7 +137,7 @@ func newEnv(t *testing.T) *env {
 	if _, err := reg.Register(context.Background(), "checkout.orders.v1-value", readers["com.acme.checkout.OrderPlaced"].Text); err != nil {
 		t.Fatal(err)
 	}
-	e.serde = schemas.NewSerde(reg, readers, schemas.TopicName, true)
+	e.serde = schemas.NewSerde(reg, readers)
 	e.pubCl, err = kgo.NewClient(kgo.SeedBrokers(e.brokers...), kgo.AllowAutoTopicCreation())
 	if err != nil {
 		t.Fatal(err)

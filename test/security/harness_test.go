@@ -459,7 +459,7 @@ func (sc *scenario) newPublisher() *publisher {
 		t.Fatal(err)
 	}
 	strategy, _ := schemas.ParseSubjectStrategy("topic_name")
-	serde := schemas.NewSerde(schemas.NewRegistry(rc), readers, strategy, true)
+	serde := schemas.NewSerde(schemas.NewRegistry(rc), readers, schemas.WithSubjectStrategy(strategy))
 	cl := adminClient(t, kgo.ProducerLinger(5*time.Millisecond))
 	return &publisher{cl: cl, pub: publish.New(cl, serde, "security-test"), seed: uint64(time.Now().UnixNano()), sc: sc}
 }

@@ -319,7 +319,7 @@ func (b *bench) setup(ctx context.Context) error {
 	if err := registerWriters(ctx, b.reg, b.writers, ""); err != nil {
 		return err
 	}
-	b.pub = publish.New(b.cl, schemas.NewSerde(b.reg, b.writers, schemas.TopicRecordName, true), "bench")
+	b.pub = publish.New(b.cl, schemas.NewSerde(b.reg, b.writers, schemas.WithSubjectStrategy(schemas.TopicRecordName)), "bench")
 
 	// A fresh broker per invocation is the norm; with BENCH_BROKERS the
 	// input topics are recreated so every invocation sees exactly N events.

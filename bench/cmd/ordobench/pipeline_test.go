@@ -103,8 +103,8 @@ func newPipelineFixture(tb testing.TB, events int) *pipelineFixture {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	serde := schemas.NewSerde(reg, readers, schemas.TopicName, true)
-	g := newGen(publish.New(nil, schemas.NewSerde(reg, writers, schemas.TopicName, true), "bench"), 7)
+	serde := schemas.NewSerde(reg, readers)
+	g := newGen(publish.New(nil, schemas.NewSerde(reg, writers), "bench"), 7)
 	f := &pipelineFixture{serde: serde, chain: chain, out: producer.NewOutput(serde, deadLetterTopic, "bench")}
 	for i := 1; i <= events; i++ {
 		r, err := g.record(ctx, i, "", "")
