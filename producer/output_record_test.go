@@ -30,7 +30,7 @@ func TestCommandsFromRecordsMatchMaps(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := NewOutput(schemas.NewSerde(schemas.NewRegistry(cl), readers, schemas.TopicName, true), "dlq", "g")
+	out := NewOutput(schemas.NewSerde(schemas.NewRegistry(cl), readers), "dlq", "g")
 	in := &kgo.Record{Topic: "checkout.orders.v1", Partition: 2, Offset: 41,
 		Headers: []kgo.RecordHeader{{Key: HeaderTraceparent, Value: []byte("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")}}}
 	when := time.UnixMilli(1_700_000_000_000).UTC()
