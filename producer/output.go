@@ -98,9 +98,19 @@ func (o *Output) Commands(ctx context.Context, in *kgo.Record, cmds []processors
 	// grows leaves the earlier slices in the old array, which stays valid.
 	out := make([]*kgo.Record, len(cmds))
 	recs := make([]kgo.Record, len(cmds))
+	// Headers per record: 7 of the envelope at most, the trace context
+	// (copied from the input, or traceparent + tracestate injected), the
+	// command's own.
+	tr := 0
+	for _, h := range in.Headers {
+		switch h.Key {
+		case HeaderTraceparent, HeaderTracestate, HeaderBaggage:
+			tr++
+		}
+	}
 	nh := 0
 	for i := range cmds {
-		nh += 10 + len(cmds[i].Headers)
+		nh += 7 + max(tr, 2) + len(cmds[i].Headers)
 	}
 	hdrs := make([]kgo.RecordHeader, 0, nh)
 	arena := make([]byte, 0, 384*len(cmds))
