@@ -246,7 +246,7 @@ func (v view) Range(lower, upper []byte, fn func(key, value []byte) bool) error 
 	part.txMu.Lock()
 	var txs []kv
 	for k, w := range part.tx {
-		if inRange([]byte(k), lower, upper) {
+		if keyInRange(k, lower, upper) {
 			e := kv{key: []byte(k), del: w == nil}
 			if w != nil {
 				e.value = *w

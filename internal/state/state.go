@@ -115,7 +115,7 @@ func (o *Overlay) Range(lower, upper []byte, fn func(key, value []byte) bool) er
 	o.mu.Lock()
 	merged := map[string]*[]byte{}
 	for k, v := range o.w {
-		if inRange([]byte(k), lower, upper) {
+		if keyInRange(k, lower, upper) {
 			merged[k] = v
 		}
 	}
@@ -176,6 +176,11 @@ func (o *Overlay) Len() int {
 	return len(o.w)
 }
 
-func inRange(k, lower, upper []byte) bool {
-	return bytes.Compare(k, lower) >= 0 && (upper == nil || bytes.Compare(k, upper) < 0)
+// keyInRange reports lower <= k < upper (nil upper: no bound) for a map
+// key, byte-wise as bytes.Compare: Range scans every pending write of a
+// transaction, and converting each key to []byte (an allocation and a copy
+// per key per Range) was 14 % of the saga's CPU. Comparing with string(b)
+// does not allocate.
+func keyInRange(k string, lower, upper []byte) bool {
+	return k >= string(lower) && (upper == nil || k < string(upper))
 }

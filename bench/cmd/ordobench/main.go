@@ -22,6 +22,7 @@
 //	BENCH_MICRO_EVENTS its -benchtime in events (default 20000)
 //	BENCH_PROFILE      0 disables the ordo CPU profile (default 1)
 //	BENCH_PROFILE_RUNS drains of the backlog profiled and merged (default 3)
+//	BENCH_PROFILE_CONTENDER  the contender profiled (default ordo; saga profiles (f))
 //	BENCH_RESTORE      instances for the state-restore step (internal/state BenchmarkRestore against
 //	                   the bench broker; default 1000000, 0 skips it)
 //	BENCH_RESTORE_RUNS restores of that changelog (go test -benchtime Nx; default 2)
@@ -232,7 +233,7 @@ func run() error {
 		}
 	}
 	var prof *profile
-	if envInt("BENCH_PROFILE", 1) != 0 && slices.ContainsFunc(active, func(c contender) bool { return c.key == "ordo" }) {
+	if envInt("BENCH_PROFILE", 1) != 0 && slices.ContainsFunc(active, func(c contender) bool { return c.key == profileContender() }) {
 		// Profile ~60% of the expected drain time (1-10 s) of each of
 		// BENCH_PROFILE_RUNS drains, merged.
 		secs := envInt("BENCH_PROFILE_SECONDS", 0)

@@ -49,14 +49,27 @@ func (b *bench) profileOrdo(ctx context.Context, cs []contender, secs, n int) (*
 	return analyzeProfile(filepath.Join(b.bin, "ordo"), files, secs)
 }
 
+// profileContender is the contender BENCH_PROFILE profiles: ordo's (b) by
+// default; BENCH_PROFILE_CONTENDER=saga profiles the order saga (f), whose
+// admin endpoint is the same.
+func profileContender() string { return envStr("BENCH_PROFILE_CONTENDER", "ordo") }
+
 func (b *bench) profileDrain(ctx context.Context, cs []contender, secs int, file string) error {
 	var c contender
 	for _, x := range cs {
-		if x.key == "ordo" {
+		if x.key == profileContender() {
 			c = x
 		}
 	}
+	if c.cmd == nil {
+		return fmt.Errorf("no contender %q to profile", profileContender())
+	}
 	group := fmt.Sprintf("bench-profile-%d", time.Now().UnixNano()%1e9)
+	if c.prepare != nil {
+		if err := c.prepare(ctx, group); err != nil {
+			return fmt.Errorf("prepare: %w", err)
+		}
+	}
 	cmd := c.cmd(group, inputTopics)
 	lf, err := startProc(cmd, b.work, "ordo-profile")
 	if err != nil {
