@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/bloom"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -219,14 +220,21 @@ func (m *Manager) openStore(part *partition) (*pebble.DB, error) {
 }
 
 func (m *Manager) openDB(dir string) (*pebble.DB, error) {
-	return pebble.Open(dir, &pebble.Options{
+	o := &pebble.Options{
 		Cache:                       m.cache,
 		FileCache:                   m.fcache,
 		MemTableSize:                memTableBytes,
 		MemTableStopWritesThreshold: memTableStop,
 		FormatMajorVersion:          pebble.FormatNewest,
 		Logger:                      pebbleLogger{m.log},
-	})
+	}
+	// Bloom filters on every level (the later levels inherit L0's): most
+	// of the engine's point reads miss (a new event id in the dedupe set, a
+	// new instance), and without a filter each miss reads an index and a
+	// data block of every overlapping table (pebble's block reads were 14 %
+	// of the saga's CPU). 10 bits per key: ~1 % false positives.
+	o.Levels[0].FilterPolicy = bloom.FilterPolicy(10)
+	return pebble.Open(dir, o)
 }
 
 // wipe closes part's store and deletes its directory; the next open starts
