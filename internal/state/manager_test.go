@@ -731,6 +731,8 @@ func TestViewRangeMergesStoreAndTransaction(t *testing.T) {
 		recs = append(recs, rec(0, k, "store", false))
 		want[k] = "store"
 	}
+	recs = append(recs, rec(0, "s-store", "store", false)) // a first byte no pending key has
+	want["s-store"] = "store"
 	e.txn(cl, true, recs...)
 	m := e.open(t.TempDir(), Hooks{})
 	m.Assign([]int32{0})
@@ -768,6 +770,24 @@ func TestViewRangeMergesStoreAndTransaction(t *testing.T) {
 	if !slices.Equal(got, exp) {
 		t.Errorf("Range [k0300, k0320) = %v, want %v", got, exp)
 	}
+	// A range whose bounds share a first byte: pending keys of that byte
+	// are seen, and a first byte with no pending key skips only the
+	// transaction's keys, never the store's.
+	got = got[:0]
+	v.Range([]byte("z"), []byte("{"), func(k, _ []byte) bool { got = append(got, string(k)); return true })
+	if !slices.Equal(got, []string{"z-after"}) {
+		t.Errorf("Range [z, {) = %v, want [z-after] (pending only)", got)
+	}
+	got = got[:0]
+	v.Range([]byte("s"), []byte("t"), func(k, _ []byte) bool { got = append(got, string(k)); return true })
+	if !slices.Equal(got, []string{"s-store"}) {
+		t.Errorf("Range [s, t) = %v, want [s-store] (store only)", got)
+	}
+	got = got[:0]
+	v.Range([]byte("y"), []byte("z"), func(k, _ []byte) bool { got = append(got, string(k)); return true })
+	if len(got) != 0 {
+		t.Errorf("Range [y, z) = %v, want nothing", got)
+	}
 	n := 0
 	v.Range(nil, nil, func(_, _ []byte) bool { n++; return n < 3 })
 	if n != 3 {
@@ -784,8 +804,14 @@ func TestViewRangeMergesStoreAndTransaction(t *testing.T) {
 		}
 		return true
 	})
-	if cnt != len(want) { // want has z-after outside [k, l) and k0001 is new
-		t.Errorf("overlay Range saw %d keys, want %d", cnt, len(want))
+	inKL := 1 // k0001 is new
+	for k := range want {
+		if k >= "k" && k < "l" {
+			inKL++
+		}
+	}
+	if cnt != inKL {
+		t.Errorf("overlay Range saw %d keys, want %d", cnt, inKL)
 	}
 }
 

@@ -44,10 +44,14 @@ type partition struct {
 	closed bool
 
 	// txMu guards the open transaction's writes of this partition.
-	txMu  sync.Mutex
-	tx    map[string]*[]byte // nil pointer: delete
-	recs  []*kgo.Record      // the changelog records last handed out by ChangelogRecords
-	dirty bool               // Apply ran after the last ChangelogRecords
+	txMu sync.Mutex
+	tx   map[string]*[]byte // nil pointer: delete
+	// txFirst counts tx's keys by first byte, so that a Range whose bounds
+	// share a first byte no pending key has (the process engine's key
+	// spaces are one-letter prefixes) skips scanning tx.
+	txFirst [256]int32
+	recs    []*kgo.Record // the changelog records last handed out by ChangelogRecords
+	dirty   bool          // Apply ran after the last ChangelogRecords
 
 	// rmu guards the restore's control and progress.
 	rmu           sync.Mutex
@@ -84,6 +88,7 @@ func (part *partition) stopRestore() {
 func (part *partition) close() error {
 	part.txMu.Lock()
 	part.tx, part.recs, part.dirty = map[string]*[]byte{}, nil, false
+	part.txFirst = [256]int32{}
 	part.txMu.Unlock()
 	part.mu.Lock()
 	defer part.mu.Unlock()
@@ -245,7 +250,11 @@ func (v view) Range(lower, upper []byte, fn func(key, value []byte) bool) error 
 	}
 	part.txMu.Lock()
 	var txs []kv
+	skip := upper != nil && len(upper) > 0 && upper[0] == lower[0] && part.txFirst[lower[0]] == 0
 	for k, w := range part.tx {
+		if skip {
+			break
+		}
 		if keyInRange(k, lower, upper) {
 			e := kv{key: []byte(k), del: w == nil}
 			if w != nil {

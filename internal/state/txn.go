@@ -71,6 +71,9 @@ func (m *Manager) Apply(p int32, ev *Overlay) error {
 	part.txMu.Lock()
 	defer part.txMu.Unlock()
 	for _, w := range writes {
+		if _, seen := part.tx[string(w.Key)]; !seen && len(w.Key) > 0 {
+			part.txFirst[w.Key[0]]++
+		}
 		if w.Value == nil {
 			part.tx[string(w.Key)] = nil
 		} else {
@@ -134,6 +137,7 @@ func (m *Manager) Finish(committed bool) error {
 		part.txMu.Lock()
 		tx, recs, dirty := part.tx, part.recs, part.dirty
 		part.tx, part.recs, part.dirty = map[string]*[]byte{}, nil, false
+		part.txFirst = [256]int32{}
 		part.txMu.Unlock()
 		if !committed || len(tx) == 0 {
 			continue
