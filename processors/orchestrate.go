@@ -291,6 +291,7 @@ func (o *orchestrator) Process(_ context.Context, ev *Event) ([]Command, error) 
 		corr = string(ev.Key)
 	}
 	var key []byte
+	var shared bool // key, corrAny, causation and when are set
 	var corrAny, causation, when any
 	var slots []any
 	var recs []schemas.Record
@@ -307,8 +308,11 @@ func (o *orchestrator) Process(_ context.Context, ev *Event) ([]Command, error) 
 		}
 		for ei := range r.emits {
 			e := &r.emits[ei]
-			if key == nil {
-				if string(ev.Key) == corr {
+			if !shared {
+				shared = true
+				// A nil input key stays a non-nil empty key, as []byte("")
+				// gives: Kafka keeps null and empty keys apart.
+				if ev.Key != nil && string(ev.Key) == corr {
 					key = ev.Key // usually: producers key by correlation id
 				} else {
 					key = []byte(corr)

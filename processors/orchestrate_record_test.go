@@ -101,3 +101,40 @@ func BenchmarkOrchestrateLayouts(b *testing.B) {
 		})
 	}
 }
+
+// TestOrchestrateKeys: the key is the correlation id; the input key is
+// reused when it equals it; a nil input key with no correlation id gives a
+// non-nil empty key (Kafka keeps null and empty keys apart, and compacted
+// topics refuse null keys); an event without an envelope id has a null
+// causation id.
+func TestOrchestrateKeys(t *testing.T) {
+	p := buildOrchestrate(t, orchestrateDemo, demoDeps())
+	for _, c := range []struct {
+		name string
+		key  []byte
+		corr string
+		want []byte
+	}{
+		{"key is the correlation id", []byte("o-1"), "o-1", []byte("o-1")},
+		{"correlation id wins", []byte("k"), "o-2", []byte("o-2")},
+		{"no correlation id: the key", []byte("k-3"), "", []byte("k-3")},
+		{"neither: empty, not null", nil, "", []byte{}},
+	} {
+		ev := &Event{Type: "com.acme.warehouse.InventoryShortage", Key: c.key,
+			Envelope: Envelope{CorrelationID: c.corr},
+			Value:    map[string]any{"order_id": "o", "missing_skus": []any{"SKU-1"}}}
+		cmds, err := p.Process(context.Background(), ev)
+		if err != nil || len(cmds) != 2 {
+			t.Fatalf("%s: %v %v", c.name, cmds, err)
+		}
+		for _, cmd := range cmds {
+			if cmd.Key == nil || !bytes.Equal(cmd.Key, c.want) {
+				t.Errorf("%s: key %q (nil %v), want %q", c.name, cmd.Key, cmd.Key == nil, c.want)
+			}
+			env := cmd.Natural()["envelope"].(map[string]any)
+			if env["causation_id"] != nil || env["correlation_id"] != string(c.want) {
+				t.Errorf("%s: envelope %v", c.name, env)
+			}
+		}
+	}
+}

@@ -99,8 +99,8 @@ func (o *Output) Commands(ctx context.Context, in *kgo.Record, cmds []processors
 	out := make([]*kgo.Record, len(cmds))
 	recs := make([]kgo.Record, len(cmds))
 	// Headers per record: 7 of the envelope at most, the trace context
-	// (copied from the input, or traceparent + tracestate injected), the
-	// command's own.
+	// (copied from the input, or traceparent, tracestate and baggage
+	// injected), the command's own.
 	tr := 0
 	for _, h := range in.Headers {
 		switch h.Key {
@@ -110,7 +110,7 @@ func (o *Output) Commands(ctx context.Context, in *kgo.Record, cmds []processors
 	}
 	nh := 0
 	for i := range cmds {
-		nh += 7 + max(tr, 2) + len(cmds[i].Headers)
+		nh += 7 + max(tr, 3) + len(cmds[i].Headers)
 	}
 	hdrs := make([]kgo.RecordHeader, 0, nh)
 	arena := make([]byte, 0, 384*len(cmds))
@@ -141,7 +141,11 @@ func (o *Output) Commands(ctx context.Context, in *kgo.Record, cmds []processors
 			arena = append(arena, input...)
 			hdrs = append(hdrs, kgo.RecordHeader{Key: HeaderInput, Value: arena[start:len(arena):len(arena)]})
 		}
-		hdrs = appendTraceHeaders(ctx, hdrs, in.Headers)
+		// The trace context goes through a carrier that replaces a header
+		// of the same key: give it this record's headers only, not the
+		// event's (it would find the previous record's traceparent).
+		own := appendTraceHeaders(ctx, hdrs[h0:], in.Headers)
+		hdrs = append(hdrs[:h0], own...)
 		for _, h := range c.Headers {
 			hdrs = append(hdrs, kgo.RecordHeader{Key: h.Key, Value: h.Value})
 		}

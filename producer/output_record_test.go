@@ -10,6 +10,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sr"
 	"github.com/twmb/franz-go/pkg/sr/srfake"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/ordo-dev/ordo/processors"
 	"github.com/ordo-dev/ordo/schemas"
@@ -106,6 +107,45 @@ func TestCommandsFromRecordsMatchMaps(t *testing.T) {
 	for i, h := range got[0].Headers {
 		if cap(h.Value) != len(h.Value) {
 			t.Errorf("header %d value has spare capacity %d", i, cap(h.Value)-len(h.Value))
+		}
+	}
+}
+
+// TestCommandsEachCarryTheTraceContext: with a span in ctx (tracing on),
+// every record of an event gets exactly one traceparent, the span's; the
+// records share one header slice, and the propagator's carrier replaces a
+// header of the same key, so it must only see the record's own headers.
+func TestCommandsEachCarryTheTraceContext(t *testing.T) {
+	out := NewOutput(sizedEncoder{8}, "dlq", "g")
+	in := &kgo.Record{Topic: "in", Partition: 1, Offset: 9,
+		Headers: []kgo.RecordHeader{{Key: HeaderTraceparent, Value: []byte("00-11111111111111111111111111111111-2222222222222222-00")}}}
+	sc := trace.NewSpanContext(trace.SpanContextConfig{
+		TraceID: trace.TraceID{0x0a, 0xf7, 0x65, 0x19, 0x16, 0xcd, 0x43, 0xdd, 0x84, 0x48, 0xeb, 0x21, 0x1c, 0x80, 0x31, 0x9c},
+		SpanID:  trace.SpanID{0xb7, 0xad, 0x6b, 0x71, 0x69, 0x20, 0x33, 0x31},
+	})
+	ctx := trace.ContextWithSpanContext(context.Background(), sc)
+	var cmds []processors.Command
+	for i := range 4 {
+		cmds = append(cmds, processors.Command{Topic: "t", Type: "T", Key: []byte{byte(i)},
+			Value: map[string]any{"envelope": map[string]any{"id": "c" + string(rune('0'+i)), "type": "T"}}})
+	}
+	recs, err := out.Commands(ctx, in, cmds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00"
+	for i, r := range recs {
+		n := 0
+		for _, h := range r.Headers {
+			if h.Key == HeaderTraceparent {
+				n++
+				if string(h.Value) != want {
+					t.Errorf("record %d: traceparent %q, want the span's %q", i, h.Value, want)
+				}
+			}
+		}
+		if n != 1 {
+			t.Errorf("record %d has %d traceparent headers, want 1: %v", i, n, r.Headers)
 		}
 	}
 }
