@@ -259,25 +259,9 @@ func appendRecord(dst []byte, n *node, v any) ([]byte, error) {
 		}
 		return dst, perr("record %s: expected map[string]any, got %T", n.name, v)
 	}
-	matched := 0
-	for _, f := range n.fields {
-		fv, present := m[f.name]
-		if !present {
-			if !f.hasDefault {
-				return dst, within(f.name, perr("required field missing (no default)"))
-			}
-			enc, err := f.encodedDefault()
-			if err != nil {
-				return dst, within(f.name, err)
-			}
-			dst = append(dst, enc...)
-			continue
-		}
-		matched++
-		var err error
-		if dst, err = appendNatural(dst, f.typ, fv); err != nil {
-			return dst, within(f.name, err)
-		}
+	dst, matched, err := appendFields(dst, n, naturalFields(m))
+	if err != nil {
+		return dst, err
 	}
 	if matched != len(m) {
 		for k := range m {
@@ -287,6 +271,43 @@ func appendRecord(dst []byte, n *node, v any) ([]byte, error) {
 		}
 	}
 	return dst, nil
+}
+
+// fieldSource is a record value as appendFields reads it: the value of
+// field name, the schema's i-th field, and whether it is present.
+type fieldSource interface {
+	field(i int, name string) (any, bool)
+}
+
+type naturalFields map[string]any
+
+func (m naturalFields) field(_ int, name string) (any, bool) { v, ok := m[name]; return v, ok }
+
+// appendFields writes n's fields in schema order from src, a missing field
+// as its default (an error when it has none), and returns how many fields
+// src had, for the caller's unknown-field check.
+func appendFields[S fieldSource](dst []byte, n *node, src S) ([]byte, int, error) {
+	matched := 0
+	for i, f := range n.fields {
+		fv, present := src.field(i, f.name)
+		if !present {
+			if !f.hasDefault {
+				return dst, matched, within(f.name, perr("required field missing (no default)"))
+			}
+			enc, err := f.encodedDefault()
+			if err != nil {
+				return dst, matched, within(f.name, err)
+			}
+			dst = append(dst, enc...)
+			continue
+		}
+		matched++
+		var err error
+		if dst, err = appendNatural(dst, f.typ, fv); err != nil {
+			return dst, matched, within(f.name, err)
+		}
+	}
+	return dst, matched, nil
 }
 
 // appendUnion picks the branch like unionFromNatural: nil -> null; else

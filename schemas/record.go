@@ -54,9 +54,9 @@ func (r *Record) Natural() map[string]any {
 	return m
 }
 
-// slot returns the value of field f, expected at index i, and whether the
-// record has it (an Unset slot counts as absent).
-func (r *Record) slot(i int, name string) (any, bool) {
+// field implements fieldSource: the value of the schema's i-th field, name,
+// looked for at index i first; an Unset slot counts as absent.
+func (r *Record) field(i int, name string) (any, bool) {
 	if i < len(r.Names) && r.Names[i] == name {
 		v := r.Values[i]
 		return v, v != Unset
@@ -76,30 +76,15 @@ func appendSlots(dst []byte, n *node, r *Record) ([]byte, error) {
 	if len(r.Values) != len(r.Names) {
 		return dst, perr("record %s: %d names but %d values", n.name, len(r.Names), len(r.Values))
 	}
-	matched, set := 0, 0
+	set := 0
 	for _, v := range r.Values {
 		if v != Unset {
 			set++
 		}
 	}
-	for i, f := range n.fields {
-		fv, present := r.slot(i, f.name)
-		if !present {
-			if !f.hasDefault {
-				return dst, within(f.name, perr("required field missing (no default)"))
-			}
-			enc, err := f.encodedDefault()
-			if err != nil {
-				return dst, within(f.name, err)
-			}
-			dst = append(dst, enc...)
-			continue
-		}
-		matched++
-		var err error
-		if dst, err = appendNatural(dst, f.typ, fv); err != nil {
-			return dst, within(f.name, err)
-		}
+	dst, matched, err := appendFields(dst, n, r)
+	if err != nil {
+		return dst, err
 	}
 	if matched != set {
 		for i, k := range r.Names {
