@@ -329,15 +329,37 @@ func (o *orchestrator) Process(_ context.Context, ev *Event) ([]Command, error) 
 				}
 				when = t
 			}
-			if e.names == nil { // schema fields unknown: a map
-				v := make(map[string]any, len(e.fields)+1)
-				for _, f := range e.fields {
-					x, err := f.expr.evalNatural(a)
-					if err != nil {
-						return nil, Permanent(fmt.Errorf("route %d (%s) emit %d (%s) field %s: %v", ri, r.on, ei, e.typ, f.name, err))
-					}
-					v[f.name] = x
+			// The field values go into a map when the schema's fields are
+			// unknown, else into the emit's slots.
+			var v map[string]any
+			var vals, env []any
+			if e.names == nil {
+				v = make(map[string]any, len(e.fields)+1)
+			} else {
+				if slots == nil {
+					slots = make([]any, 0, o.slotsPerType[ev.Type])
+					recs = make([]schemas.Record, 0, 2*o.emitsPerType[ev.Type])
 				}
+				n := len(slots)
+				slots = slots[:n+len(e.names)+len(envelopeNames)]
+				vals = slots[n : n+len(e.names) : n+len(e.names)]
+				env = slots[n+len(e.names) : len(slots) : len(slots)]
+				for i := range vals {
+					vals[i] = schemas.Unset
+				}
+			}
+			for _, f := range e.fields {
+				x, err := f.expr.evalNatural(a)
+				if err != nil {
+					return nil, Permanent(fmt.Errorf("route %d (%s) emit %d (%s) field %s: %v", ri, r.on, ei, e.typ, f.name, err))
+				}
+				if v != nil {
+					v[f.name] = x
+				} else {
+					vals[f.slot] = x
+				}
+			}
+			if v != nil {
 				v["envelope"] = map[string]any{
 					"id":             o.commandID(ev, ri, ei),
 					"type":           e.typAny,
@@ -348,24 +370,6 @@ func (o *orchestrator) Process(_ context.Context, ev *Event) ([]Command, error) 
 				}
 				out = append(out, Command{Topic: e.topic, Type: e.typ, Key: key, Value: v})
 				continue
-			}
-			if slots == nil {
-				slots = make([]any, 0, o.slotsPerType[ev.Type])
-				recs = make([]schemas.Record, 0, 2*o.emitsPerType[ev.Type])
-			}
-			n := len(slots)
-			slots = slots[:n+len(e.names)+len(envelopeNames)]
-			vals := slots[n : n+len(e.names) : n+len(e.names)]
-			env := slots[n+len(e.names) : len(slots) : len(slots)]
-			for i := range vals {
-				vals[i] = schemas.Unset
-			}
-			for _, f := range e.fields {
-				x, err := f.expr.evalNatural(a)
-				if err != nil {
-					return nil, Permanent(fmt.Errorf("route %d (%s) emit %d (%s) field %s: %v", ri, r.on, ei, e.typ, f.name, err))
-				}
-				vals[f.slot] = x
 			}
 			env[0], env[1], env[2], env[3], env[4], env[5] = o.commandID(ev, ri, ei), e.typAny, o.sourceAny, when, corrAny, causation
 			recs = append(recs, schemas.Record{Names: envelopeNames, Values: env})
