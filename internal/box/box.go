@@ -1,0 +1,89 @@
+// Package box puts scalar values into interfaces without one heap
+// allocation per value.
+//
+// Go boxes a string, an int64 above 255, a float64 or a time.Time into an
+// `any` by copying it into a new heap object. A decoded event boxes ~10 such
+// values into its map[string]any form, each its own allocation. A Slab
+// instead copies the values into a chunk of memory shared by many values and
+// makes each interface point at its copy: one allocation per chunk.
+//
+// The interface values it returns are ordinary interfaces to every reader
+// (type switches, ==, reflect, fmt). What makes this safe: an interface's
+// data word may point anywhere in a live object (the garbage collector keeps
+// the whole chunk alive while one value in it is referenced), and a slot is
+// written exactly once, before its interface exists, and never again (Go
+// treats a boxed value as immutable). Only non-pointer-shaped types may be
+// boxed this way; the constraint below lists the ones ordo needs.
+package box
+
+import (
+	"reflect"
+	"time"
+	"unsafe"
+)
+
+// Scalar lists the types a Slab boxes. They are all stored indirectly in an
+// interface (a pointer to a copy), which is what Slab relies on; pointer,
+// map, chan and func types are stored directly and must not be added.
+type Scalar interface {
+	~string | ~int64 | ~int32 | ~float64 | ~float32 | time.Time
+}
+
+// eface is the runtime layout of an interface: a type (or itab) word and a
+// data word.
+type eface struct {
+	typ  unsafe.Pointer
+	data unsafe.Pointer
+}
+
+// Slab boxes values of one type into chunks of memory. The zero value is
+// ready to use; a Slab must not be copied after first use, nor used by two
+// goroutines at once. Values stay valid after the Slab is dropped or Reset.
+type Slab[T Scalar] struct {
+	_     noCopy
+	chunk []T
+	// Size is the number of values per chunk (default 16). Larger chunks
+	// mean fewer allocations and more memory kept alive by one long-lived
+	// value.
+	Size int
+}
+
+// Box returns v as an interface, as any(v) does, but stored in the slab's
+// current chunk (a new chunk when it is full).
+func (s *Slab[T]) Box(v T) any {
+	if len(s.chunk) == cap(s.chunk) {
+		n := s.Size
+		if n <= 0 {
+			n = 16
+		}
+		// The old chunk is not reused: interfaces still point into it.
+		s.chunk = make([]T, 0, n)
+	}
+	s.chunk = append(s.chunk, v)
+	return at(&s.chunk[len(s.chunk)-1])
+}
+
+// Reset forgets the current chunk, so that the next Box starts a new one:
+// call it when the values boxed so far may live on (e.g. handed to another
+// goroutine) and later ones belong to something else. It is never needed
+// for correctness.
+func (s *Slab[T]) Reset() { s.chunk = nil }
+
+// at returns an interface of type T whose data word is p. *p must never be
+// written again.
+func at[T Scalar](p *T) any {
+	// An interface's type word is the runtime's type descriptor, the same
+	// pointer a reflect.Type holds as its data word (reflect.TypeOf is built
+	// on that). Boxing a zero T to read its type word instead would make the
+	// compiler move that zero to the heap.
+	rt := reflect.TypeFor[T]()
+	e := eface{typ: (*eface)(unsafe.Pointer(&rt)).data, data: unsafe.Pointer(p)}
+	return *(*any)(unsafe.Pointer(&e))
+}
+
+// noCopy makes go vet's copylocks check report a copied Slab: two copies
+// would append into the same chunk and overwrite each other's values.
+type noCopy struct{}
+
+func (*noCopy) Lock()   {}
+func (*noCopy) Unlock() {}

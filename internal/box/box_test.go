@@ -1,0 +1,85 @@
+package box
+
+import (
+	"fmt"
+	"reflect"
+	"runtime"
+	"testing"
+	"time"
+)
+
+type name string
+
+func TestBoxedValuesAreOrdinaryInterfaces(t *testing.T) {
+	var ss Slab[string]
+	var is Slab[int64]
+	var fs Slab[float64]
+	var ts Slab[time.Time]
+	var ns Slab[name]
+	now := time.Now()
+	var got []any
+	var want []any
+	for i := range 100 { // several chunks
+		s := fmt.Sprintf("value-%d", i)
+		got = append(got, ss.Box(s), is.Box(int64(1000+i)), fs.Box(float64(i)+0.5), ts.Box(now.Add(time.Duration(i))), ns.Box(name(s)))
+		want = append(want, s, int64(1000+i), float64(i)+0.5, now.Add(time.Duration(i)), name(s))
+	}
+	runtime.GC() // the chunks stay alive through the interfaces alone
+	for i := range got {
+		if got[i] != want[i] {
+			t.Fatalf("value %d: %#v != %#v", i, got[i], want[i])
+		}
+		if reflect.TypeOf(got[i]) != reflect.TypeOf(want[i]) {
+			t.Fatalf("value %d: type %T, want %T", i, got[i], want[i])
+		}
+		if fmt.Sprint(got[i]) != fmt.Sprint(want[i]) {
+			t.Fatalf("value %d prints %v, want %v", i, got[i], want[i])
+		}
+	}
+	if _, ok := got[4].(string); ok {
+		t.Fatal("a named string type boxed as string")
+	}
+	if s, ok := got[0].(string); !ok || s != "value-0" {
+		t.Fatalf("type switch: %v %v", s, ok)
+	}
+}
+
+func TestSlabAllocatesPerChunk(t *testing.T) {
+	var sink []any
+	allocs := testing.AllocsPerRun(100, func() {
+		var s Slab[string]
+		s.Size = 8
+		sink = sink[:0]
+		for i := range 8 {
+			sink = append(sink, s.Box([]string{"a", "b", "c", "d", "e", "f", "g", "h"}[i]))
+		}
+	})
+	if allocs > 1 {
+		t.Fatalf("8 strings boxed with %.1f allocations, want 1 (the chunk)", allocs)
+	}
+	allocs = testing.AllocsPerRun(100, func() {
+		var s Slab[time.Time]
+		sink = sink[:0]
+		for range 16 {
+			sink = append(sink, s.Box(time.Unix(1700000000, 5)))
+		}
+	})
+	if allocs > 1 {
+		t.Fatalf("16 times boxed with %.1f allocations, want 1 (the chunk)", allocs)
+	}
+	sink = sink[:cap(sink)]
+	for i := range sink {
+		sink[i] = nil
+	}
+}
+
+func TestValuesSurviveReset(t *testing.T) {
+	var s Slab[string]
+	a := s.Box("first")
+	s.Reset()
+	b := s.Box("second")
+	runtime.GC()
+	if a != "first" || b != "second" {
+		t.Fatalf("after Reset: %v %v", a, b)
+	}
+}
