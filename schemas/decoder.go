@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"math"
 	"math/big"
+	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -46,6 +48,68 @@ func (op *decOp) decode(s *scanner, depth int) (any, error) {
 type decProgram struct {
 	root *decOp
 	err  error
+	// sizes is how many strings, longs, ints, doubles, floats, times and
+	// decimals one datum needed at most so far (capped): the next decode
+	// sizes its boxing chunks with it, so a datum costs about one
+	// allocation per kind without chunks much larger than it needs.
+	sizes    [numSlabs]atomic.Int32
+	scanners sync.Pool // of *scanner
+}
+
+const (
+	slabStrings = iota
+	slabLongs
+	slabInts
+	slabDoubles
+	slabFloats
+	slabTimes
+	slabRats
+	numSlabs
+	maxSlabSize = 64
+)
+
+// scanner returns a scanner over body from the program's pool (the decode
+// closures make a scanner escape: pooling saves an allocation per datum),
+// its chunks sized by what earlier datums needed.
+func (p *decProgram) scanner(body []byte) *scanner {
+	s, _ := p.scanners.Get().(*scanner)
+	if s == nil {
+		s = new(scanner)
+	}
+	s.buf, s.pos, s.budget = body, 0, len(body)+zeroWidthSlack
+	size := func(k int) int { return max(int(p.sizes[k].Load()), 1) }
+	s.strs.Size = size(slabStrings)
+	s.longs.Size = size(slabLongs)
+	s.ints.Size = size(slabInts)
+	s.dbls.Size = size(slabDoubles)
+	s.flts.Size = size(slabFloats)
+	s.times.Size = size(slabTimes)
+	s.ratSize = size(slabRats)
+	return s
+}
+
+// release returns s to the pool without anything the datum's values use:
+// the body, its string copy and the chunks stay with the values only.
+func (p *decProgram) release(s *scanner) {
+	s.buf, s.str = nil, ""
+	s.strs.Reset()
+	s.longs.Reset()
+	s.ints.Reset()
+	s.dbls.Reset()
+	s.flts.Reset()
+	s.times.Reset()
+	s.rats, s.nrats = nil, 0
+	p.scanners.Put(s)
+}
+
+// learnSlabs raises the chunk sizes to what s needed (up to maxSlabSize).
+func (p *decProgram) learnSlabs(s *scanner) {
+	for k, n := range [numSlabs]int{s.strs.Count(), s.longs.Count(), s.ints.Count(), s.dbls.Count(), s.flts.Count(), s.times.Count(), s.nrats} {
+		n = min(n, maxSlabSize)
+		if int32(n) > p.sizes[k].Load() {
+			p.sizes[k].Store(int32(n)) // a lost race only costs one more chunk later
+		}
+	}
 }
 
 // decoderFor returns the compiled program decoding s (as writer) into
@@ -80,8 +144,10 @@ func (s *Schema) decodeNatural(reader *Schema, body []byte) (any, error) {
 	if p.err != nil {
 		return nil, &MalformedError{SchemaID: s.ID, Type: s.FullName, Reason: p.err.Error(), Err: p.err}
 	}
-	sc := scanner{buf: body, budget: len(body) + zeroWidthSlack}
-	v, err := p.root.decode(&sc, 0)
+	sc := p.scanner(body)
+	defer p.release(sc)
+	v, err := p.root.decode(sc, 0)
+	p.learnSlabs(sc)
 	if err != nil {
 		if se, ok := err.(*scanError); ok {
 			return nil, s.malformed(se.offset, se.Error(), nil)
@@ -512,11 +578,14 @@ func leafDecoder(n *node) decFn {
 			i := int32(v)
 			switch n.logical {
 			case lDate:
-				return time.Unix(int64(i)*86400, 0).UTC(), nil
+				return s.times.Box(time.Unix(int64(i)*86400, 0).UTC()), nil
 			case lTimeMillis:
 				return time.Duration(i) * time.Millisecond, nil
 			}
-			return i, nil
+			if uint32(i) < 256 {
+				return i, nil // Go boxes small integers without allocating
+			}
+			return s.ints.Box(i), nil
 		}
 	case kLong:
 		return func(s *scanner, _ int) (any, error) {
@@ -527,14 +596,17 @@ func leafDecoder(n *node) decFn {
 			switch n.logical {
 			case lTimestampMillis:
 				sec := v / 1e3
-				return time.Unix(sec, (v-sec*1e3)*1e6).UTC(), nil
+				return s.times.Box(time.Unix(sec, (v-sec*1e3)*1e6).UTC()), nil
 			case lTimestampMicros:
 				sec := v / 1e6
-				return time.Unix(sec, (v-sec*1e6)*1e3).UTC(), nil
+				return s.times.Box(time.Unix(sec, (v-sec*1e6)*1e3).UTC()), nil
 			case lTimeMicros:
 				return time.Duration(v) * time.Microsecond, nil
 			}
-			return v, nil
+			if uint64(v) < 256 {
+				return v, nil
+			}
+			return s.longs.Box(v), nil
 		}
 	case kFloat:
 		return func(s *scanner, _ int) (any, error) {
@@ -543,7 +615,7 @@ func leafDecoder(n *node) decFn {
 			}
 			f := math.Float32frombits(binary.LittleEndian.Uint32(s.buf[s.pos:]))
 			s.pos += 4
-			return f, nil
+			return s.flts.Box(f), nil
 		}
 	case kDouble:
 		return func(s *scanner, _ int) (any, error) {
@@ -552,10 +624,16 @@ func leafDecoder(n *node) decFn {
 			}
 			f := math.Float64frombits(binary.LittleEndian.Uint64(s.buf[s.pos:]))
 			s.pos += 8
-			return f, nil
+			return s.dbls.Box(f), nil
 		}
 	case kString:
-		return func(s *scanner, _ int) (any, error) { return s.readString() }
+		return func(s *scanner, _ int) (any, error) {
+			str, err := s.readString()
+			if err != nil || str == "" {
+				return str, err // "" boxes without allocating
+			}
+			return s.strs.Box(str), nil
+		}
 	case kBytes:
 		if n.logical == lDecimal {
 			return func(s *scanner, _ int) (any, error) {
@@ -642,7 +720,7 @@ func (s *scanner) readDecimal(n *node, l int) (any, error) {
 			u = u<<8 | int64(c)
 		}
 		if n.scale < len(pow10Int64) && u != math.MinInt64 {
-			return smallRat(u, pow10Int64[n.scale]), nil
+			return s.smallRat(u, pow10Int64[n.scale]), nil
 		}
 	}
 	return decimalFromTwos(raw, n.scale), nil
@@ -650,8 +728,12 @@ func (s *scanner) readDecimal(n *node, l int) (any, error) {
 
 // smallRat returns num/den (den > 0) in lowest terms. The gcd is taken on
 // int64s and the parts are set directly, which skips big.Rat's own
-// normalization (a big-number GCD and two allocations per decimal).
-func smallRat(num, den int64) *big.Rat {
+// normalization (a big-number GCD and two allocations per decimal). The
+// Rat and its numerator's words come from the scanner's chunk of cells (so
+// arithmetic on one decimal never writes into another's words): a decimal
+// costs one allocation, its denominator's words, or none for a whole
+// number.
+func (s *scanner) smallRat(num, den int64) *big.Rat {
 	a, b := num, den
 	if a < 0 {
 		a = -a // the caller excludes MinInt64
@@ -662,11 +744,28 @@ func smallRat(num, den int64) *big.Rat {
 	if a > 1 {
 		num, den = num/a, den/a
 	}
-	r := new(big.Rat).SetInt64(num)
+	s.nrats++
+	if len(s.rats) == cap(s.rats) {
+		s.rats = make([]ratCell, 0, max(s.ratSize, 1))
+	}
+	s.rats = s.rats[:len(s.rats)+1]
+	c := &s.rats[len(s.rats)-1]
+	r := &c.r
+	// A zero-length numerator with the cell's two words as room: SetInt64
+	// fills it without allocating.
+	r.Num().SetBits(c.words[:0:2]).SetInt64(num)
 	if den != 1 {
-		r.Denom().SetInt64(den)
+		// An uninitialized Rat's denominator is 1 without storage; Set
+		// gives it storage (the one allocation) before it is written.
+		r.Set(r).Denom().SetInt64(den)
 	}
 	return r
+}
+
+// ratCell is a decoded decimal and the words its numerator starts in.
+type ratCell struct {
+	r     big.Rat
+	words [2]big.Word
 }
 
 // pow10Int64 holds 10^0..10^18, the scales whose denominator fits an int64.

@@ -189,7 +189,8 @@ func BenchmarkEncodeReference(b *testing.B) {
 
 func TestSmallRatIsNormalizedAndExact(t *testing.T) {
 	for _, c := range [][2]int64{{0, 100}, {5, 100}, {-5, 100}, {129999, 100}, {100, 100}, {-300, 100}, {7, 1}, {123456789, 1000000000000000000}, {math.MaxInt64, 10}, {math.MinInt64 + 1, 1000}} {
-		got := smallRat(c[0], c[1])
+		var s scanner
+		got := s.smallRat(c[0], c[1])
 		want := big.NewRat(c[0], c[1])
 		if got.Cmp(want) != 0 || got.Num().Cmp(want.Num()) != 0 || got.Denom().Cmp(want.Denom()) != 0 {
 			t.Errorf("smallRat(%d, %d) = %s, want %s", c[0], c[1], got, want)

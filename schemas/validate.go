@@ -3,6 +3,9 @@ package schemas
 import (
 	"fmt"
 	"math/big"
+	"time"
+
+	"github.com/ordo-dev/ordo/internal/box"
 )
 
 // Limits applied by the pre-scan. goavro trusts declared block counts
@@ -56,6 +59,18 @@ type scanner struct {
 	// reads; decoded strings are substrings of it (one allocation per
 	// record instead of one per string).
 	str string
+	// The decoder boxes the scalars it returns into shared chunks (one
+	// allocation per chunk, see internal/box) and takes decimals' big.Rat
+	// structs and numerator words from chunks too.
+	strs  box.Slab[string]
+	longs box.Slab[int64]
+	ints  box.Slab[int32]
+	dbls  box.Slab[float64]
+	flts  box.Slab[float32]
+	times box.Slab[time.Time]
+	rats  []ratCell
+	// ratSize is the rats chunk size; nrats counts the decimals decoded.
+	ratSize, nrats int
 }
 
 func (s *scanner) fail(at int, format string, args ...any) error {

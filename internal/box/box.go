@@ -42,6 +42,7 @@ type eface struct {
 type Slab[T Scalar] struct {
 	_     noCopy
 	chunk []T
+	n     int
 	// Size is the number of values per chunk (default 16). Larger chunks
 	// mean fewer allocations and more memory kept alive by one long-lived
 	// value.
@@ -60,14 +61,18 @@ func (s *Slab[T]) Box(v T) any {
 		s.chunk = make([]T, 0, n)
 	}
 	s.chunk = append(s.chunk, v)
+	s.n++
 	return at(&s.chunk[len(s.chunk)-1])
 }
 
-// Reset forgets the current chunk, so that the next Box starts a new one:
-// call it when the values boxed so far may live on (e.g. handed to another
-// goroutine) and later ones belong to something else. It is never needed
-// for correctness.
-func (s *Slab[T]) Reset() { s.chunk = nil }
+// Count returns how many values the slab has boxed (callers size the next
+// slab's chunks with it).
+func (s *Slab[T]) Count() int { return s.n }
+
+// Reset forgets the current chunk and the count, so that the slab can be
+// reused (e.g. from a sync.Pool) without its next values landing in a chunk
+// that values handed out earlier keep alive. Values boxed before stay valid.
+func (s *Slab[T]) Reset() { s.chunk, s.n = nil, 0 }
 
 // at returns an interface of type T whose data word is p. *p must never be
 // written again.
