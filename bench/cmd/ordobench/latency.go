@@ -325,12 +325,12 @@ func (b *bench) latencyOnce(ctx context.Context, c contender, level int, frac, r
 		res.LoadAvg = strings.Fields(string(la))[0]
 	}
 	if c.key != "passthrough" {
-		if resp, err := http.Get("http://127.0.0.1:19464/metrics"); err == nil {
+		if resp, err := http.Get("http://" + b.admin + "/metrics"); err == nil {
 			body, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()
 			_ = os.WriteFile(filepath.Join(b.work, fmt.Sprintf("latency-%s-%d.metrics", c.key, level)), body, 0o644)
 		}
-		if m, err := scrapeMetrics("http://127.0.0.1:19464/metrics"); err == nil && m["ordo_txn_commits_total"] > 0 {
+		if m, err := scrapeMetrics("http://" + b.admin + "/metrics"); err == nil && m["ordo_txn_commits_total"] > 0 {
 			res.Txns = m["ordo_txn_commits_total"]
 			res.EventsPerTxn = m["ordo_event_processing_seconds_count"] / res.Txns
 			if n := m["ordo_txn_end_seconds_count"]; n > 0 {

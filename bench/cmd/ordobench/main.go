@@ -36,6 +36,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -116,6 +117,7 @@ type bench struct {
 	sizes    sizeStats
 	started  time.Time
 	loadAvg  string // set when rewriting a report from results.json
+	admin    string // host:port of the ordo contenders' admin server (one runs at a time)
 	cleanups []func()
 }
 
@@ -144,6 +146,9 @@ func run() error {
 	var err error
 	if b.root, err = os.Getwd(); err != nil {
 		return err
+	}
+	if b.admin, err = freeAddr(); err != nil {
+		return fmt.Errorf("a free port for ordo's admin server: %w", err)
 	}
 	if b.bin, err = filepath.Abs(b.bin); err != nil {
 		return err
@@ -415,7 +420,7 @@ func (b *bench) contenders() []contender {
 		return append(os.Environ(),
 			"ORDO_KAFKA_BROKERS="+b.brokers, "ORDO_REGISTRY_URL="+b.regURL,
 			"ORDO_KAFKA_GROUP="+group, "ORDO_KAFKA_TRANSACTIONAL_ID_PREFIX="+group, "ORDO_REPLICA_ID=bench",
-			"ORDO_ADMIN_LISTEN=127.0.0.1:19464", "ORDO_ADMIN_PPROF=true",
+			"ORDO_ADMIN_LISTEN="+b.admin, "ORDO_ADMIN_PPROF=true",
 			"ORDO_INPUTS="+strings.Join(inputs, ","),
 			"OTEL_EXPORTER_OTLP_ENDPOINT=", "OTEL_TRACES_EXPORTER=none",
 		)
@@ -455,7 +460,7 @@ func (b *bench) contenders() []contender {
 		// stateful stage), so its CPU per upstream event includes both. The
 		// run ends when every whole order in the input has reached a
 		// terminal outcome (ordo_process_events_total on /metrics).
-		{key: "saga", label: "(f) ordo, order saga (state + processes)", orders: wholeOrders(b.events), metrics: "http://127.0.0.1:19464/metrics",
+		{key: "saga", label: "(f) ordo, order saga (state + processes)", orders: wholeOrders(b.events), metrics: "http://" + b.admin + "/metrics",
 			prepare: b.stateTopics,
 			cmd: func(g string, in []string) *exec.Cmd {
 				c := exec.Command(filepath.Join(b.bin, "ordo"), "run", "--config", filepath.Join(b.work, "ordo-saga.yaml"), "--log-level", "warn")
@@ -607,4 +612,15 @@ func (b *bench) reportFrom(file string) error {
 		return nil
 	}
 	return os.WriteFile(out, []byte(doc), 0o644)
+}
+
+// freeAddr returns a loopback address with a port free right now (the
+// contenders' admin server binds it later; one contender runs at a time).
+func freeAddr() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
 }

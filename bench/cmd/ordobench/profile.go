@@ -89,7 +89,7 @@ func (b *bench) profileDrain(ctx context.Context, cs []contender, secs int, file
 		time.Sleep(20 * time.Millisecond)
 	}
 	logf("profiling ordo for %ds ...", secs)
-	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:19464/debug/pprof/profile?seconds=%d", secs))
+	resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", b.admin, secs))
 	if err != nil {
 		return err
 	}
