@@ -307,6 +307,9 @@ func build(cfg *config.Config, rs *readerSet, reg *processors.Registry, log *slo
 	if cfg.State != nil {
 		opts = append(slices.Clip(base), consumer.WithHooks(stageHooks(hooks, true)...), consumer.ForwardTo(cfg.StateSettings().ProcessLog))
 	}
+	if ob.metrics != nil {
+		opts = append(opts, consumer.WithKgoOpts(ob.metrics.ClientHooks("pipeline")...))
+	}
 	p, err := consumer.New(serde, chain, output, opts...)
 	if err != nil {
 		closeLimits()
@@ -315,7 +318,11 @@ func build(cfg *config.Config, rs *readerSet, reg *processors.Registry, log *slo
 	rt := &runtime{cfg: cfg, pipeline: p, serde: serde, registry: registry, readers: readers, stats: stats, strategy: strategy,
 		limits: limits, close: closeLimits}
 	if cfg.State != nil {
-		stage, err := buildStateful(cfg, rs, reg, log, base, hooks, serde, output, processSpecs)
+		stageBase := slices.Clip(base)
+		if ob.metrics != nil {
+			stageBase = append(stageBase, consumer.WithKgoOpts(ob.metrics.ClientHooks("process")...))
+		}
+		stage, err := buildStateful(cfg, rs, reg, log, stageBase, hooks, serde, output, processSpecs)
 		if err != nil {
 			closeLimits()
 			return nil, err

@@ -33,7 +33,11 @@ import (
 type Metrics struct {
 	Registry *prometheus.Registry
 	Health   *Health
-	kprom    *kprom.Metrics
+	// kprom holds franz-go's client metrics per stage (ClientHooks): one
+	// kprom.Metrics per client, since kprom keeps its collectors on the
+	// Metrics value and a second client would take them over.
+	kpromMu sync.Mutex
+	kprom   map[string]*kprom.Metrics
 
 	eventsProcessed   *prometheus.CounterVec
 	processing        prometheus.Histogram
@@ -91,7 +95,7 @@ func MetricNames() ([]string, error) {
 	m.RegistryStats(func() (uint64, uint64) { return 0, 0 })
 	m.RegistryNegativeHits(func() uint64 { return 0 })
 	m.LoopProgress(func() (time.Duration, int) { return 0, 0 })
-	cl, err := kgo.NewClient(kgo.WithHooks(m.kprom), kgo.SeedBrokers("127.0.0.1:1"))
+	cl, err := kgo.NewClient(append(m.ClientHooks("pipeline"), kgo.SeedBrokers("127.0.0.1:1"))...)
 	if err != nil {
 		return nil, err
 	}
@@ -101,7 +105,7 @@ func MetricNames() ([]string, error) {
 		for _, c := range m.own {
 			c.Describe(ch)
 		}
-		m.kprom.Describe(ch)
+		m.kprom["pipeline"].Describe(ch)
 		close(ch)
 	}()
 	var names []string
@@ -185,9 +189,28 @@ func NewMetrics() *Metrics {
 	// Every txn_aborts_total cause exists from the start, so rate() works.
 	m.txnAborts.WithLabelValues("aborted")
 	m.txnAborts.WithLabelValues("error")
-	m.kprom = kprom.NewMetrics(ns, kprom.Subsystem("kafka"), kprom.Registry(replacing{reg}),
-		kprom.FetchAndProduceDetail(kprom.ByNode, kprom.ByTopic, kprom.Records, kprom.Batches, kprom.UncompressedBytes))
 	return m
+}
+
+// ClientHooks returns the kgo option that feeds franz-go's client metrics
+// (ordo_kafka_*) of one stage's client, labelled stage="<stage>": "pipeline"
+// for the EOS loop (the forwarding loop of a stateful configuration),
+// "process" for the stateful stage. A session recreated for the same stage
+// replaces its predecessor's collectors.
+func (m *Metrics) ClientHooks(stage string) []kgo.Opt {
+	m.kpromMu.Lock()
+	defer m.kpromMu.Unlock()
+	k, ok := m.kprom[stage]
+	if !ok {
+		k = kprom.NewMetrics(ns, kprom.Subsystem("kafka"), kprom.Registry(replacing{m.Registry}),
+			kprom.WithStaticLabel(prometheus.Labels{"stage": stage}),
+			kprom.FetchAndProduceDetail(kprom.ByNode, kprom.ByTopic, kprom.Records, kprom.Batches, kprom.UncompressedBytes))
+		if m.kprom == nil {
+			m.kprom = map[string]*kprom.Metrics{}
+		}
+		m.kprom[stage] = k
+	}
+	return []kgo.Opt{kgo.WithHooks(k)}
 }
 
 // replacing lets a new client's kprom collectors replace those of a client
@@ -255,11 +278,10 @@ func (m *Metrics) RegistryStats(stats func() (hits, misses uint64)) {
 	)
 }
 
-// KgoOpts are the client options that feed the metrics and readiness:
-// kprom's hooks and the group assignment callbacks.
+// KgoOpts are the client options that feed the metrics and readiness: the
+// group assignment callbacks (the client metrics come from ClientHooks).
 func (m *Metrics) KgoOpts() []kgo.Opt {
 	return []kgo.Opt{
-		kgo.WithHooks(m.kprom),
 		kgo.OnPartitionsAssigned(func(_ context.Context, _ *kgo.Client, ps map[string][]int32) {
 			m.rebalances.Inc()
 			m.assigned.Set(float64(m.Health.assign(ps, true)))
