@@ -1036,7 +1036,15 @@ func markSpan(span trace.Span, res recResult) {
 // pipeline hands to its chain (exported for benchmarks and tools that drive
 // a chain without Kafka).
 func EventFrom(r *kgo.Record, d schemas.Decoded) *processors.Event {
-	ev := &processors.Event{
+	// The event and room for its headers in one allocation (most records
+	// carry a few: traceparent, ordo's envelope headers).
+	type eventAlloc struct {
+		ev  processors.Event
+		hdr [inlineHeaders]processors.Header
+	}
+	a := &eventAlloc{}
+	ev := &a.ev
+	*ev = processors.Event{
 		Topic:     r.Topic,
 		Partition: r.Partition,
 		Offset:    r.Offset,
@@ -1047,8 +1055,12 @@ func EventFrom(r *kgo.Record, d schemas.Decoded) *processors.Event {
 		Value:     d.Value,
 		Attrs:     map[string]any{},
 	}
-	if len(r.Headers) > 0 {
-		ev.Headers = make([]processors.Header, len(r.Headers))
+	if n := len(r.Headers); n > 0 {
+		if n <= inlineHeaders {
+			ev.Headers = a.hdr[:n:n] // capped: an append copies out
+		} else {
+			ev.Headers = make([]processors.Header, n)
+		}
 		for i, h := range r.Headers {
 			ev.Headers[i] = processors.Header{Key: h.Key, Value: h.Value}
 		}
@@ -1058,6 +1070,10 @@ func EventFrom(r *kgo.Record, d schemas.Decoded) *processors.Event {
 	}
 	return ev
 }
+
+// inlineHeaders is how many input headers EventFrom keeps next to the event
+// without a separate allocation.
+const inlineHeaders = 8
 
 // fetchError returns an error that requires recreating the session. Context
 // expiry (our own commit-interval deadline) is not an error, and neither are

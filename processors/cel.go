@@ -380,12 +380,14 @@ type vars struct {
 // reused by the processors of the chain (they run one after another); the
 // envelope map is rebuilt per processor, in case one changed the envelope.
 func newVars(ev *Event) *vars {
-	if ev.cel == nil {
-		ev.cel = &vars{ev: ev}
+	if ev.cel.ev != ev {
+		// First use, or ev is a copy of another event (its activation
+		// would read the original).
+		ev.cel = vars{ev: ev}
 	} else {
 		ev.cel.env = nil
 	}
-	return ev.cel
+	return &ev.cel
 }
 
 func (v *vars) ResolveName(name string) (any, bool) {
@@ -397,7 +399,10 @@ func (v *vars) ResolveName(name string) (any, bool) {
 		return v.ev.Value, true
 	case "type":
 		if v.typ == nil || v.typFor != v.ev.Type {
-			v.typ, v.typFor = v.ev.Type, v.ev.Type
+			// The decoded envelope holds the type already boxed (the
+			// publisher makes envelope.type the schema's name).
+			env, _ := v.ev.Value["envelope"].(map[string]any)
+			v.typ, v.typFor = boxedString(env, "type", v.ev.Type), v.ev.Type
 		}
 		return v.typ, true
 	case "envelope":

@@ -76,9 +76,12 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
+	"unsafe"
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/ordo-dev/ordo/internal/box"
 	"github.com/ordo-dev/ordo/schemas"
 )
 
@@ -293,6 +296,7 @@ func (o *orchestrator) Process(_ context.Context, ev *Event) ([]Command, error) 
 	var key []byte
 	var shared bool // key, corrAny, causation and when are set
 	var corrAny, causation, when any
+	var ar *emitArena // the event's boxed time and command ids
 	var slots []any
 	var recs []schemas.Record
 	for _, ri := range idx {
@@ -323,11 +327,11 @@ func (o *orchestrator) Process(_ context.Context, ev *Event) ([]Command, error) 
 				if ev.Envelope.ID != "" {
 					causation = boxedString(envMap, "id", ev.Envelope.ID)
 				}
-				t := ev.Timestamp
-				if t.IsZero() {
-					t = ev.Envelope.Time
+				ar = &emitArena{when: ev.Timestamp}
+				if ar.when.IsZero() {
+					ar.when = ev.Envelope.Time
 				}
-				when = t
+				when = box.In(&ar.when)
 			}
 			// The field values go into a map when the schema's fields are
 			// unknown, else into the emit's slots.
@@ -361,7 +365,7 @@ func (o *orchestrator) Process(_ context.Context, ev *Event) ([]Command, error) 
 			}
 			if v != nil {
 				v["envelope"] = map[string]any{
-					"id":             o.commandID(ev, ri, ei),
+					"id":             ar.commandID(o, ev, ri, ei),
 					"type":           e.typAny,
 					"source":         o.sourceAny,
 					"time":           when,
@@ -371,7 +375,7 @@ func (o *orchestrator) Process(_ context.Context, ev *Event) ([]Command, error) 
 				out = append(out, Command{Topic: e.topic, Type: e.typ, Key: key, Value: v})
 				continue
 			}
-			env[0], env[1], env[2], env[3], env[4], env[5] = o.commandID(ev, ri, ei), e.typAny, o.sourceAny, when, corrAny, causation
+			env[0], env[1], env[2], env[3], env[4], env[5] = ar.commandID(o, ev, ri, ei), e.typAny, o.sourceAny, when, corrAny, causation
 			recs = append(recs, schemas.Record{Names: envelopeNames, Values: env})
 			vals[e.envSlot] = &recs[len(recs)-1]
 			recs = append(recs, schemas.Record{Names: e.names, Values: vals})
@@ -379,6 +383,30 @@ func (o *orchestrator) Process(_ context.Context, ev *Event) ([]Command, error) 
 		}
 	}
 	return out, nil
+}
+
+// emitArena holds what an event's commands box, in one allocation: the
+// envelope time and the first arenaIDs command ids (bytes, string headers).
+// Nothing in it is written after it is boxed (internal/box).
+type emitArena struct {
+	when time.Time
+	n    int
+	ids  [arenaIDs]string
+	idb  [arenaIDs][36]byte
+}
+
+const arenaIDs = 2
+
+// commandID returns the command's id boxed, from the arena while it has room.
+func (a *emitArena) commandID(o *orchestrator, ev *Event, ri, ei int) any {
+	if a.n == arenaIDs {
+		return o.commandID(ev, ri, ei)
+	}
+	k := a.n
+	a.n++
+	o.putCommandID(&a.idb[k], ev, ri, ei)
+	a.ids[k] = unsafe.String(&a.idb[k][0], len(a.idb[k]))
+	return box.In(&a.ids[k])
 }
 
 // boxedString returns m[k] when it is the string s (no allocation), else
@@ -394,6 +422,13 @@ func boxedString(m map[string]any, k, s string) any {
 
 // commandID derives a command's envelope id (see the file comment).
 func (o *orchestrator) commandID(ev *Event, ri, ei int) string {
+	var s [36]byte
+	o.putCommandID(&s, ev, ri, ei)
+	return string(s[:])
+}
+
+// putCommandID writes a command's envelope id into s.
+func (o *orchestrator) putCommandID(s *[36]byte, ev *Event, ri, ei int) {
 	// One stack buffer and one Sum256: no hasher or string allocations.
 	var in [256]byte
 	buf := append(in[:0], "ordo.orchestrate.v1\x00"...)
@@ -418,7 +453,6 @@ func (o *orchestrator) commandID(ev *Event, ri, ei int) string {
 	b := sum[:16]
 	b[6] = b[6]&0x0f | 0x80 // version 8
 	b[8] = b[8]&0x3f | 0x80 // RFC 9562 variant
-	var s [36]byte
 	hex.Encode(s[0:8], b[0:4])
 	s[8] = '-'
 	hex.Encode(s[9:13], b[4:6])
@@ -428,5 +462,4 @@ func (o *orchestrator) commandID(ev *Event, ri, ei int) string {
 	hex.Encode(s[19:23], b[8:10])
 	s[23] = '-'
 	hex.Encode(s[24:36], b[10:16])
-	return string(s[:])
 }

@@ -81,8 +81,9 @@ type Event struct {
 	// Mark). The pipeline counts the marks of committed transactions only.
 	Marks []Mark
 
-	// cel is the CEL activation, reused by every processor of the chain.
-	cel *vars
+	// cel is the CEL activation, reused by every processor of the chain
+	// (held by value: no allocation per event; see newVars).
+	cel vars
 }
 
 // Mark is one decision a stateful processor made about an event, e.g.

@@ -74,6 +74,12 @@ func (s *Slab[T]) Count() int { return s.n }
 // that values handed out earlier keep alive. Values boxed before stay valid.
 func (s *Slab[T]) Reset() { s.chunk, s.n = nil, 0 }
 
+// In returns an interface holding *p without copying it: the interface's
+// data word is p. For values that already live in memory owned by the
+// caller (e.g. a per-event arena), so that boxing them allocates nothing.
+// *p must never be written again while the interface may be in use.
+func In[T Scalar](p *T) any { return at(p) }
+
 // at returns an interface of type T whose data word is p. *p must never be
 // written again.
 func at[T Scalar](p *T) any {

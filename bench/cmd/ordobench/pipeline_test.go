@@ -218,3 +218,43 @@ func TestPipelineFixture(t *testing.T) {
 		t.Fatalf("%d commands for %d events", n, len(f.recs))
 	}
 }
+
+// TestPipelineAllocations bounds the allocations of one event through
+// decode, the chain and encode (the benchmark's mix; the bound is a little
+// above what BenchmarkPipeline measures: 29 with the decode and chain arenas
+// of 2026-12-04, 45 before them). A regression that adds an allocation per
+// event fails here instead of only moving the benchmark.
+func TestPipelineAllocations(t *testing.T) {
+	if testing.CoverMode() != "" || raceEnabled {
+		t.Skip("allocation counts differ under -cover and -race; the plain run checks them")
+	}
+	f := newPipelineFixture(t, 1000)
+	ctx := context.Background()
+	i := 0
+	step := func() {
+		r := f.recs[i%len(f.recs)]
+		i++
+		d, err := f.serde.Decode(ctx, r.Topic, r.Value)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := f.chain.Process(ctx, consumer.EventFrom(r, d))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.out.Commands(ctx, r, c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// One pass first: the first command of each subject registers its
+	// schema (HTTP to the fake registry), which is not per-event work.
+	for range f.recs {
+		step()
+	}
+	allocs := testing.AllocsPerRun(len(f.recs), step)
+	const bound = 31
+	if allocs > bound {
+		t.Fatalf("%.0f allocations per event through decode, chain and encode, want <= %d", allocs, bound)
+	}
+	t.Logf("%.0f allocations per event", allocs)
+}
