@@ -136,7 +136,7 @@ func analyzeProfile(bin string, files []string, secs int) (*profile, error) {
 		{"  validate (2 CEL rules)", "github.com/ordo-dev/ordo/processors.(*validator).Process"},
 		{"  enrich_table", "github.com/ordo-dev/ordo/processors.(*tableEnricher).Process"},
 		{"  orchestrate (CEL field mappings)", "github.com/ordo-dev/ordo/processors.(*orchestrator).Process"},
-		{"    deterministic command ids (sha256)", "github.com/ordo-dev/ordo/processors.(*orchestrator).commandID"},
+		{"    deterministic command ids (sha256)", "github.com/ordo-dev/ordo/processors.(*orchestrator).putCommandID"},
 		{"  CEL fallback to cel-go (cel.(*prog).Eval; 0 when the fast path covers every expression)", "github.com/google/cel-go/cel.(*prog).Eval"},
 		{"encode commands (natural->Avro + headers)", "github.com/ordo-dev/ordo/producer.(*Output).Commands"},
 		{"  direct natural->Avro encoder (schemas.appendNatural)", "github.com/ordo-dev/ordo/schemas.appendNatural"},
