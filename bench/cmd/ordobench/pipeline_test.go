@@ -117,6 +117,20 @@ func newPipelineFixture(tb testing.TB, events int) *pipelineFixture {
 	return f
 }
 
+// event runs one input record through decode, the chain and encode.
+func (f *pipelineFixture) event(ctx context.Context, r *kgo.Record) error {
+	d, err := f.serde.Decode(ctx, r.Topic, r.Value)
+	if err != nil {
+		return err
+	}
+	c, err := f.chain.Process(ctx, consumer.EventFrom(r, d))
+	if err != nil {
+		return err
+	}
+	_, err = f.out.Commands(ctx, r, c)
+	return err
+}
+
 // BenchmarkPipeline is one event through decode -> chain -> encode, and
 // each stage alone (per event; the event mix is the benchmark's).
 func BenchmarkPipeline(b *testing.B) {
@@ -140,19 +154,10 @@ func BenchmarkPipeline(b *testing.B) {
 		b.ReportAllocs()
 		i := 0
 		for b.Loop() {
-			r := f.recs[i%len(f.recs)]
+			if err := f.event(ctx, f.recs[i%len(f.recs)]); err != nil {
+				b.Fatal(err)
+			}
 			i++
-			d, err := f.serde.Decode(ctx, r.Topic, r.Value)
-			if err != nil {
-				b.Fatal(err)
-			}
-			c, err := f.chain.Process(ctx, consumer.EventFrom(r, d))
-			if err != nil {
-				b.Fatal(err)
-			}
-			if _, err := f.out.Commands(ctx, r, c); err != nil {
-				b.Fatal(err)
-			}
 		}
 	})
 	b.Run("decode", func(b *testing.B) {
@@ -232,19 +237,10 @@ func TestPipelineAllocations(t *testing.T) {
 	ctx := context.Background()
 	i := 0
 	step := func() {
-		r := f.recs[i%len(f.recs)]
+		if err := f.event(ctx, f.recs[i%len(f.recs)]); err != nil {
+			t.Fatal(err)
+		}
 		i++
-		d, err := f.serde.Decode(ctx, r.Topic, r.Value)
-		if err != nil {
-			t.Fatal(err)
-		}
-		c, err := f.chain.Process(ctx, consumer.EventFrom(r, d))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := f.out.Commands(ctx, r, c); err != nil {
-			t.Fatal(err)
-		}
 	}
 	// One pass first: the first command of each subject registers its
 	// schema (HTTP to the fake registry), which is not per-event work.
