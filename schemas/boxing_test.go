@@ -155,3 +155,47 @@ func TestDecodeAllocationsPerDatum(t *testing.T) {
 	}
 	t.Logf("%.0f allocations per datum", allocs)
 }
+
+// One outsized datum must not make every later small datum allocate large
+// chunks: the learned chunk sizes decay back (a reviewer measured 8x the
+// bytes per small datum, for good, when the hint only grew).
+func TestOutsizedDatumDoesNotInflateLaterChunks(t *testing.T) {
+	if testing.CoverMode() != "" || raceEnabled {
+		t.Skip("allocation sizes differ under -cover and -race; the plain run checks them")
+	}
+	s := mustSchema(t, 1, boxingSchema)
+	small, err := s.EncodeNatural(boxingDatum(1)) // 1 item
+	if err != nil {
+		t.Fatal(err)
+	}
+	outsized := boxingDatum(4)
+	items := make([]any, 100)
+	for k := range items {
+		items[k] = map[string]any{"sku": fmt.Sprintf("sku-%d", k), "price": new(big.Rat).SetFrac64(int64(k+1), 100), "n": int64(1000 + k)}
+	}
+	outsized["items"] = items
+	large, err := s.EncodeNatural(outsized)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bytesPer := func(body []byte, n int) float64 {
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		for range n {
+			if _, err := s.decodeNatural(s, body); err != nil {
+				t.Fatal(err)
+			}
+		}
+		runtime.ReadMemStats(&after)
+		return float64(after.TotalAlloc-before.TotalAlloc) / float64(n)
+	}
+	bytesPer(small, 100)
+	base := bytesPer(small, 200)
+	bytesPer(large, 1)
+	bytesPer(small, 300) // the hint decays by 1/64 per datum
+	after := bytesPer(small, 200)
+	if after > 1.25*base {
+		t.Fatalf("a small datum takes %.0f B after one 100-item datum, %.0f B before: the chunk sizes did not come back", after, base)
+	}
+	t.Logf("small datum: %.0f B before, %.0f B after one 100-item datum", base, after)
+}

@@ -49,9 +49,11 @@ type decProgram struct {
 	root *decOp
 	err  error
 	// sizes is how many strings, longs, ints, doubles, floats, times and
-	// decimals one datum needed at most so far (capped): the next decode
-	// sizes its boxing chunks with it, so a datum costs about one
-	// allocation per kind without chunks much larger than it needs.
+	// decimals recent datums needed at most (a decaying maximum, in 1/64
+	// units, capped): the next decode sizes its boxing chunks with it, so
+	// a datum costs about one allocation per kind, and one outsized datum
+	// does not make every later chunk large (the hint decays by 1/64 per
+	// datum that needs less).
 	sizes    [numSlabs]atomic.Int32
 	scanners sync.Pool // of *scanner
 }
@@ -65,7 +67,8 @@ const (
 	slabTimes
 	slabRats
 	numSlabs
-	maxSlabSize = 64
+	maxSlabSize = 32
+	sizeShift   = 6 // sizes are in 1/64 units
 )
 
 // scanner returns a scanner over body from the program's pool (the decode
@@ -77,7 +80,10 @@ func (p *decProgram) scanner(body []byte) *scanner {
 		s = new(scanner)
 	}
 	s.buf, s.pos, s.budget = body, 0, len(body)+zeroWidthSlack
-	size := func(k int) int { return max(int(p.sizes[k].Load()), 1) }
+	size := func(k int) int {
+		v := int(p.sizes[k].Load())
+		return max((v+1<<sizeShift-1)>>sizeShift, 1) // rounded up
+	}
 	s.strs.Size = size(slabStrings)
 	s.longs.Size = size(slabLongs)
 	s.ints.Size = size(slabInts)
@@ -102,12 +108,14 @@ func (p *decProgram) release(s *scanner) {
 	p.scanners.Put(s)
 }
 
-// learnSlabs raises the chunk sizes to what s needed (up to maxSlabSize).
+// learnSlabs updates the chunk sizes with what s needed: the decayed
+// hint or s's count, whichever is larger (up to maxSlabSize).
 func (p *decProgram) learnSlabs(s *scanner) {
 	for k, n := range [numSlabs]int{s.strs.Count(), s.longs.Count(), s.ints.Count(), s.dbls.Count(), s.flts.Count(), s.times.Count(), s.nrats} {
-		n = min(n, maxSlabSize)
-		if int32(n) > p.sizes[k].Load() {
-			p.sizes[k].Store(int32(n)) // a lost race only costs one more chunk later
+		old := p.sizes[k].Load()
+		v := max(old-old>>sizeShift, int32(min(n, maxSlabSize))<<sizeShift)
+		if v != old {
+			p.sizes[k].Store(v) // a lost race only misjudges one chunk size
 		}
 	}
 }
@@ -147,7 +155,6 @@ func (s *Schema) decodeNatural(reader *Schema, body []byte) (any, error) {
 	sc := p.scanner(body)
 	defer p.release(sc)
 	v, err := p.root.decode(sc, 0)
-	p.learnSlabs(sc)
 	if err != nil {
 		if se, ok := err.(*scanError); ok {
 			return nil, s.malformed(se.offset, se.Error(), nil)
@@ -157,6 +164,7 @@ func (s *Schema) decodeNatural(reader *Schema, body []byte) (any, error) {
 	if sc.pos != len(body) {
 		return nil, s.malformed(sc.pos, fmt.Sprintf("%d trailing bytes after datum at offset %d", len(body)-sc.pos, sc.pos), nil)
 	}
+	p.learnSlabs(sc) // from valid datums only: bad input cannot size chunks
 	return v, nil
 }
 
@@ -756,7 +764,8 @@ func (s *scanner) smallRat(num, den int64) *big.Rat {
 	r.Num().SetBits(c.words[:0:2]).SetInt64(num)
 	if den != 1 {
 		// An uninitialized Rat's denominator is 1 without storage; Set
-		// gives it storage (the one allocation) before it is written.
+		// gives it storage (the one allocation; two on 32-bit platforms
+		// for a denominator of 2^32 or more) before it is written.
 		r.Set(r).Denom().SetInt64(den)
 	}
 	return r
