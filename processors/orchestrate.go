@@ -294,9 +294,8 @@ func (o *orchestrator) Process(_ context.Context, ev *Event) ([]Command, error) 
 		corr = string(ev.Key)
 	}
 	var key []byte
-	var shared bool // key, corrAny, causation and when are set
 	var corrAny, causation, when any
-	var ar *emitArena // the event's boxed time and command ids
+	var ar *emitArena // the event's boxed time and command ids; set with key, corrAny, causation and when
 	var slots []any
 	var recs []schemas.Record
 	for _, ri := range idx {
@@ -312,8 +311,7 @@ func (o *orchestrator) Process(_ context.Context, ev *Event) ([]Command, error) 
 		}
 		for ei := range r.emits {
 			e := &r.emits[ei]
-			if !shared {
-				shared = true
+			if ar == nil {
 				// A nil input key stays a non-nil empty key, as []byte("")
 				// gives: Kafka keeps null and empty keys apart.
 				if ev.Key != nil && string(ev.Key) == corr {
