@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"reflect"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -319,4 +321,36 @@ func TestGroupTransactSessionRoundTrip(t *testing.T) {
 		t.Errorf("input end offsets sum to %d, want %d", total, n)
 	}
 	t.Logf("group transact round trip on %s took %v", Kind(t), time.Since(start))
+}
+
+// TestFreeAddrIsBelowTheEphemeralRange: ports handed to child processes
+// are not ones the kernel gives to outgoing connections, and are bindable.
+func TestFreeAddrIsBelowTheEphemeralRange(t *testing.T) {
+	start := ephemeralStart()
+	if start < 16000 {
+		t.Skipf("ephemeral range starts at %d: FreeAddr falls back to ':0' ports", start)
+	}
+	for range 20 {
+		addr, err := FreeAddr()
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, port, _ := net.SplitHostPort(addr)
+		p, _ := strconv.Atoi(port)
+		if p < 15000 || p >= start {
+			t.Fatalf("FreeAddr() = %s, want a port in [15000, %d)", addr, start)
+		}
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			t.Fatalf("FreeAddr() = %s is not bindable: %v", addr, err)
+		}
+		ln.Close()
+	}
+	p, err := FreePortPair()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !free(p, 2) {
+		t.Fatalf("FreePortPair() = %d: %d and %d are not both free", p, p, p+1)
+	}
 }

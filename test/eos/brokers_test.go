@@ -3,7 +3,6 @@ package eos
 import (
 	"bufio"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ordo-dev/ordo/internal/testkit"
 )
 
 // kafkaCluster is a kafka.sh cluster the suite may restart.
@@ -101,22 +102,7 @@ func ownedBroker(t *testing.T) kafkaCluster {
 }
 
 // freePortPair finds P with P and P+1 free (kafka.sh: client, controller).
-func freePortPair() (int, error) {
-	for i := 0; i < 50; i++ {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return 0, err
-		}
-		p := ln.Addr().(*net.TCPAddr).Port
-		ln2, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p+1))
-		ln.Close()
-		if err == nil {
-			ln2.Close()
-			return p, nil
-		}
-	}
-	return 0, fmt.Errorf("no free port pair")
-}
+func freePortPair() (int, error) { return testkit.FreePortPair() }
 
 // nodePid is the pid of kafka.sh node n in runDir.
 func nodePid(runDir string, n int32) (int, error) {

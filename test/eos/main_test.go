@@ -8,7 +8,6 @@ package eos
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -16,6 +15,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ordo-dev/ordo/internal/testkit"
 )
 
 // Suite-wide state set up by TestMain.
@@ -161,11 +162,4 @@ func startRegistry(dataDir, addr, logPath string) (*registryProc, error) {
 }
 
 // freeAddr returns a 127.0.0.1 address with a port that was free just now.
-func freeAddr() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
-}
+func freeAddr() (string, error) { return testkit.FreeAddr() }

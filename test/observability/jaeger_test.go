@@ -37,35 +37,40 @@ func startJaeger(t *testing.T) *jaeger {
 	if cfg == "" {
 		cfg = "jaeger.yaml"
 	}
-	j := &jaeger{otlpHTTP: freeAddr(t), query: freeAddr(t)}
-	health := freeAddr(t)
-	cmd := exec.Command(bin, "--config", "file:"+cfg)
-	cmd.Env = append(os.Environ(),
-		"JAEGER_OTLP_HTTP="+j.otlpHTTP, "JAEGER_OTLP_GRPC="+freeAddr(t),
-		"JAEGER_QUERY_HTTP="+j.query, "JAEGER_QUERY_GRPC="+freeAddr(t), "JAEGER_HEALTH="+health)
-	logf, err := os.Create(filepath.Join(t.TempDir(), "jaeger.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		if t.Failed() {
-			b, _ := os.ReadFile(logf.Name())
-			t.Logf("jaeger log:\n%s", tail(string(b), 3000))
-		}
-	})
-	waitFor(t, 60*time.Second, "jaeger health", func() bool {
-		resp, err := http.Get("http://" + health + "/status")
+	j := &jaeger{}
+	startOnFreePorts(t, "jaeger health", 60*time.Second, func() (<-chan error, string, func() bool) {
+		j.otlpHTTP, j.query = freeAddr(t), freeAddr(t)
+		health := freeAddr(t)
+		cmd := exec.Command(bin, "--config", "file:"+cfg)
+		cmd.Env = append(os.Environ(),
+			"JAEGER_OTLP_HTTP="+j.otlpHTTP, "JAEGER_OTLP_GRPC="+freeAddr(t),
+			"JAEGER_QUERY_HTTP="+j.query, "JAEGER_QUERY_GRPC="+freeAddr(t), "JAEGER_HEALTH="+health)
+		logf, err := os.Create(filepath.Join(t.TempDir(), "jaeger.log"))
 		if err != nil {
-			return false
+			t.Fatal(err)
 		}
-		resp.Body.Close()
-		return resp.StatusCode == 200
+		cmd.Stdout, cmd.Stderr = logf, logf
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		exited, waited := make(chan error, 1), make(chan struct{})
+		go func() { exited <- cmd.Wait(); close(waited) }()
+		t.Cleanup(func() {
+			_ = cmd.Process.Kill()
+			<-waited
+			if t.Failed() {
+				b, _ := os.ReadFile(logf.Name())
+				t.Logf("jaeger log:\n%s", tail(string(b), 3000))
+			}
+		})
+		return exited, logf.Name(), func() bool {
+			resp, err := http.Get("http://" + health + "/status")
+			if err != nil {
+				return false
+			}
+			resp.Body.Close()
+			return resp.StatusCode == 200
+		}
 	})
 	return j
 }

@@ -18,7 +18,6 @@ import (
 	"io"
 	"log/slog"
 	"math/big"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -67,12 +66,11 @@ func need(t *testing.T, name string) string {
 
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := testkit.FreeAddr()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return addr
 }
 
 var (
@@ -159,6 +157,25 @@ type ordoProc struct {
 func (e *env) startOrdo(t *testing.T, extraEnv ...string) *ordoProc {
 	t.Helper()
 	bin := ordoBinary(t)
+	var p *ordoProc
+	startOnFreePorts(t, "ordo /readyz 200", 60*time.Second, func() (<-chan error, string, func() bool) {
+		p = e.execOrdo(t, bin, extraEnv)
+		return p.done, p.log.Name(), func() bool {
+			resp, err := http.Get("http://" + p.admin + "/readyz")
+			if err != nil {
+				return false
+			}
+			defer resp.Body.Close()
+			_, _ = io.Copy(io.Discard, resp.Body)
+			return resp.StatusCode == 200
+		}
+	})
+	return p
+}
+
+// execOrdo starts the process on a fresh admin port.
+func (e *env) execOrdo(t *testing.T, bin string, extraEnv []string) *ordoProc {
+	t.Helper()
 	admin := freeAddr(t)
 	logf, err := os.Create(filepath.Join(t.TempDir(), "ordo.log"))
 	if err != nil {
@@ -189,15 +206,6 @@ func (e *env) startOrdo(t *testing.T, extraEnv ...string) *ordoProc {
 			b, _ := os.ReadFile(logf.Name())
 			t.Logf("ordo log:\n%s", tail(string(b), 4000))
 		}
-	})
-	waitFor(t, 60*time.Second, "ordo /readyz 200", func() bool {
-		resp, err := http.Get("http://" + admin + "/readyz")
-		if err != nil {
-			return false
-		}
-		defer resp.Body.Close()
-		_, _ = io.Copy(io.Discard, resp.Body)
-		return resp.StatusCode == 200
 	})
 	return p
 }
