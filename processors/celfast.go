@@ -129,6 +129,12 @@ func (s *fastScope) compile(e ast.Expr) fastFn {
 		if len(l.OptionalIndices()) > 0 {
 			return nil
 		}
+		if len(l.Elements()) == 0 {
+			// `[]` (e.g. a map macro's initial accumulator), boxed once:
+			// its capacity is 0, so nothing can be written through it.
+			empty := any(fastList{})
+			return func(*vars) (any, bool) { return empty, true }
+		}
 		elems := make([]fastFn, len(l.Elements()))
 		for i, el := range l.Elements() {
 			if elems[i] = s.compile(el); elems[i] == nil {
@@ -434,6 +440,15 @@ func (s *fastScope) compileComprehension(c ast.ComprehensionExpr) fastFn {
 	s.names = append(s.names, c.IterVar())
 	cond := s.compile(c.LoopCondition())
 	step := s.compile(c.LoopStep())
+	// A map macro (`accu + [elem]` with a true loop condition) appends
+	// into a typed list without boxing the accumulator per element.
+	var appendElem fastFn
+	if st := c.LoopStep(); st.Kind() == ast.CallKind && isTrueLiteral(c.LoopCondition()) {
+		call := st.AsCall()
+		if args := call.Args(); call.FunctionName() == "_+_" && s.appendSafe(args) && s.lookup(args[0].AsIdent()) == accuSlot {
+			appendElem = s.compile(args[1].AsList().Elements()[0])
+		}
+	}
 	// The result sees the accumulator but not the iteration variable.
 	s.names[iterSlot] = "\x00"
 	result := s.compile(c.Result())
@@ -454,7 +469,25 @@ func (s *fastScope) compileComprehension(c ast.ComprehensionExpr) fastFn {
 		if !ok {
 			return nil, false
 		}
-		if l, isList := acc.(fastList); isList && len(l) == 0 {
+		if l, isList := acc.(fastList); isList && appendElem != nil {
+			if len(l) == 0 {
+				l = make(fastList, 0, len(items))
+			}
+			// The element cannot see the hidden accumulator (CEL names
+			// cannot start with @), so it is not kept in its slot.
+			for _, it := range items {
+				a.locals[iterSlot] = it
+				v, ok := appendElem(a)
+				if ok {
+					v, ok = fastResult(v)
+				}
+				if !ok {
+					return nil, false
+				}
+				l = append(l, v)
+			}
+			items, acc = nil, l
+		} else if isList && len(l) == 0 {
 			acc = make(fastList, 0, len(items))
 		}
 		for _, it := range items {
@@ -723,4 +756,13 @@ func ratFloat64(x *big.Rat) float64 {
 	}
 	f, _ := x.Float64()
 	return f
+}
+
+// isTrueLiteral reports whether e is the literal true.
+func isTrueLiteral(e ast.Expr) bool {
+	if e.Kind() != ast.LiteralKind {
+		return false
+	}
+	b, ok := e.AsLiteral().(types.Bool)
+	return ok && bool(b)
 }

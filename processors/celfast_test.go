@@ -24,6 +24,11 @@ var fastExprs = []string{
 	`event.items.filter(i, i.qty >= 2)`,
 	`event.items.map(i, i.qty > 1, i.sku)`,
 	`event.items.map(i, i.tags.map(t, t + "!"))`,
+	// The typed append of the map macro: empty, nested (the inner element
+	// reads the outer iteration variable), results used by other operators.
+	`[].map(i, i)`, `[] + []`, `size(event.items.map(i, i.qty))`, `event.items.map(i, i.qty) + [1]`,
+	`event.items.map(i, event.items.map(j, j.qty + i.qty))`, `[] + event.items.map(i, [i.sku] + [])`,
+	`event.items.map(i, i.missing)`,
 	`type == "com.acme.checkout.OrderPlaced" ? event.customer_id : ""`,
 	`attrs.customer.tier == "gold" ? "express" : "standard"`,
 	`"order_received"`,

@@ -283,7 +283,7 @@ func (o *orchestrator) Process(_ context.Context, ev *Event) ([]Command, error) 
 		return nil, nil
 	}
 	a := newVars(ev)
-	out := make([]Command, 0, o.emitsPerType[ev.Type])
+	var out []Command
 	// What every command of the event shares is built (and boxed) once:
 	// the key (never modified downstream), the correlation and causation
 	// ids and the time. Commands laid out in slots share two slabs: their
@@ -295,7 +295,7 @@ func (o *orchestrator) Process(_ context.Context, ev *Event) ([]Command, error) 
 	}
 	var key []byte
 	var corrAny, causation, when any
-	var ar *emitArena // the event's boxed time and command ids; set with key, corrAny, causation and when
+	var ar *emitArena // the event's commands, records, boxed time and ids; set with key, corrAny, causation and when
 	var slots []any
 	var recs []schemas.Record
 	for _, ri := range idx {
@@ -330,6 +330,13 @@ func (o *orchestrator) Process(_ context.Context, ev *Event) ([]Command, error) 
 					ar.when = ev.Envelope.Time
 				}
 				when = box.In(&ar.when)
+				// Up to arenaCmds commands (and their records) live in
+				// the arena; more take one allocation each slice.
+				if n := o.emitsPerType[ev.Type]; n <= arenaCmds {
+					out = ar.out[:0:n]
+				} else {
+					out = make([]Command, 0, n)
+				}
 			}
 			// The field values go into a map when the schema's fields are
 			// unknown, else into the emit's slots.
@@ -340,7 +347,11 @@ func (o *orchestrator) Process(_ context.Context, ev *Event) ([]Command, error) 
 			} else {
 				if slots == nil {
 					slots = make([]any, 0, o.slotsPerType[ev.Type])
-					recs = make([]schemas.Record, 0, 2*o.emitsPerType[ev.Type])
+					if n := 2 * o.emitsPerType[ev.Type]; n <= len(ar.recs) {
+						recs = ar.recs[:0:n]
+					} else {
+						recs = make([]schemas.Record, 0, n)
+					}
 				}
 				n := len(slots)
 				slots = slots[:n+len(e.names)+len(envelopeNames)]
@@ -383,17 +394,28 @@ func (o *orchestrator) Process(_ context.Context, ev *Event) ([]Command, error) 
 	return out, nil
 }
 
-// emitArena holds what an event's commands box, in one allocation: the
-// envelope time and the first arenaIDs command ids (bytes, string headers).
-// Nothing in it is written after it is boxed (internal/box).
+// emitArena holds what an event's commands need, in one allocation: the
+// boxed envelope time and first arenaIDs command ids (bytes, string
+// headers), and, for an event type emitting at most arenaCmds commands,
+// the command slice and their records (a command's and its envelope's).
+// The boxed parts (when, ids, idb) are not written after they are boxed
+// (internal/box); the commands and records are the caller's, like any
+// returned slice. The arena lives as long as anything points into it.
 type emitArena struct {
 	when time.Time
 	n    int
 	ids  [arenaIDs]string
 	idb  [arenaIDs][36]byte
+	out  [arenaCmds]Command
+	recs [2 * arenaCmds]schemas.Record
 }
 
-const arenaIDs = 2
+// arenaIDs and arenaCmds are 2: the demo routes emit at most two commands
+// per event type; a larger arena costs its bytes on every event.
+const (
+	arenaIDs  = 2
+	arenaCmds = 2
+)
 
 // commandID returns the command's id boxed, from the arena while it has room.
 func (a *emitArena) commandID(o *orchestrator, ev *Event, ri, ei int) any {
