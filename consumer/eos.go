@@ -44,14 +44,25 @@ type Decoder interface {
 	Decode(ctx context.Context, topic string, value []byte) (schemas.Decoded, error)
 }
 
+// RecordDecoder is a Decoder that can also leave records as
+// *schemas.Record (Decoded.Record; schemas.Serde is one). The pipeline
+// uses it when its chain is a processors.RecordReader (a Chain is): fields
+// are then read without a map per record (see processors.Event.Record).
+type RecordDecoder interface {
+	Decoder
+	DecodeRecord(ctx context.Context, topic string, value []byte) (schemas.Decoded, error)
+}
+
 // Pipeline is one ordo replica's exactly-once loop.
 type Pipeline struct {
-	cfg   config
-	dec   Decoder
-	chain processors.Processor
-	out   *producer.Output
-	obs   *hooks
-	log   *slog.Logger
+	cfg config
+	dec Decoder
+	// decode is dec.Decode, or DecodeRecord when dec and chain allow it.
+	decode func(ctx context.Context, topic string, value []byte) (schemas.Decoded, error)
+	chain  processors.Processor
+	out    *producer.Output
+	obs    *hooks
+	log    *slog.Logger
 	// tracer is nil when tracing is off (see tracing.go).
 	tracer trace.Tracer
 	// skipTypes is config.SkipTypes as a set (see flow.go).
@@ -91,6 +102,11 @@ func New(dec Decoder, chain processors.Processor, out *producer.Output, opts ...
 		return nil, fmt.Errorf("consumer: %w", err)
 	}
 	p := &Pipeline{cfg: cfg, dec: dec, chain: chain, out: out, obs: obs, log: cfg.Logger, tracer: newTracer(cfg.TracerProvider)}
+	if rd, ok := dec.(RecordDecoder); ok && processors.ReadsRecords(chain) {
+		p.decode = rd.DecodeRecord
+	} else if dec != nil {
+		p.decode = dec.Decode
+	}
 	p.skipTypes = make(map[string]struct{}, len(cfg.SkipTypes))
 	for _, t := range cfg.SkipTypes {
 		p.skipTypes[t] = struct{}{}
@@ -966,7 +982,7 @@ func (p *Pipeline) runChain(ctx context.Context, r *kgo.Record, span trace.Span)
 		}
 	}
 	if ev == nil {
-		d, err := p.dec.Decode(ctx, r.Topic, r.Value)
+		d, err := p.decode(ctx, r.Topic, r.Value)
 		if err != nil {
 			return recResult{}, err
 		}
@@ -1053,6 +1069,7 @@ func EventFrom(r *kgo.Record, d schemas.Decoded) *processors.Event {
 		SchemaID:  d.SchemaID,
 		Type:      d.Type,
 		Value:     d.Value,
+		Record:    d.Record,
 		Attrs:     map[string]any{},
 	}
 	if n := len(r.Headers); n > 0 {
@@ -1065,7 +1082,16 @@ func EventFrom(r *kgo.Record, d schemas.Decoded) *processors.Event {
 			ev.Headers[i] = processors.Header{Key: h.Key, Value: h.Value}
 		}
 	}
-	if env, ok := d.Value["envelope"].(map[string]any); ok {
+	if d.Record != nil {
+		if v, _ := d.Record.Get("envelope"); v != nil {
+			switch env := v.(type) {
+			case *schemas.Record:
+				ev.Envelope = processors.EnvelopeFromRecord(env)
+			case map[string]any: // a reader default
+				ev.Envelope = processors.EnvelopeFrom(env)
+			}
+		}
+	} else if env, ok := d.Value["envelope"].(map[string]any); ok {
 		ev.Envelope = processors.EnvelopeFrom(env)
 	}
 	return ev

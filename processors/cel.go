@@ -390,19 +390,30 @@ func newVars(ev *Event) *vars {
 	return &ev.cel
 }
 
+// resolve is ResolveName for ordo's own readers (the fast path, plain
+// paths): `event` is the *schemas.Record while the event has one, which
+// they read in place; cel-go gets the map (ResolveName).
+func (v *vars) resolve(name string) (any, bool) {
+	if name == "event" && v.ev.Record != nil && v.ev.Value == nil {
+		return v.ev.Record, true
+	}
+	return v.ResolveName(name)
+}
+
+// ResolveName implements cel-go's Activation. cel-go reads `event` as a
+// map: an event still in Record form gets its Value built (Event.Map).
 func (v *vars) ResolveName(name string) (any, bool) {
 	switch name {
 	case "event":
-		if v.ev.Value == nil {
-			return map[string]any{}, true
+		if m := v.ev.Map(); m != nil {
+			return m, true
 		}
-		return v.ev.Value, true
+		return map[string]any{}, true
 	case "type":
 		if v.typ == nil || v.typFor != v.ev.Type {
 			// The decoded envelope holds the type already boxed (the
 			// publisher makes envelope.type the schema's name).
-			env, _ := v.ev.Value["envelope"].(map[string]any)
-			v.typ, v.typFor = boxedString(env, "type", v.ev.Type), v.ev.Type
+			v.typ, v.typFor = boxedString(envelopeField(v.ev, "type"), v.ev.Type), v.ev.Type
 		}
 		return v.typ, true
 	case "envelope":
@@ -537,9 +548,18 @@ func (c *celExpr) evalKey(a *vars) (string, bool, error) {
 }
 
 func walkPath(a *vars, path []pathStep) (any, error) {
-	cur, _ := a.ResolveName(path[0].key)
+	cur, _ := a.resolve(path[0].key)
 	for _, s := range path[1:] {
 		switch x := cur.(type) {
+		case *schemas.Record:
+			if s.isIdx {
+				return nil, fmt.Errorf("no such key: %d", s.index)
+			}
+			v, ok := x.Get(s.key)
+			if !ok {
+				return nil, fmt.Errorf("no such key: %s", s.key)
+			}
+			cur = v
 		case map[string]any:
 			if s.isIdx {
 				return nil, fmt.Errorf("no such key: %d", s.index)

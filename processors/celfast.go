@@ -21,6 +21,7 @@ package processors
 import (
 	"math"
 	"math/big"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -94,7 +95,7 @@ func (s *fastScope) compile(e ast.Expr) fastFn {
 		}
 		switch name {
 		case "event", "type", "envelope", "attrs", "topic", "partition", "offset", "key":
-			return func(a *vars) (any, bool) { return a.ResolveName(name) }
+			return func(a *vars) (any, bool) { return a.resolve(name) }
 		}
 		return nil
 	case ast.SelectKind:
@@ -107,21 +108,19 @@ func (s *fastScope) compile(e ast.Expr) fastFn {
 		if sel.IsTestOnly() {
 			return func(a *vars) (any, bool) {
 				v, ok := operand(a)
-				m, isMap := fastMapOf(v)
-				if !ok || !isMap {
+				if !ok {
 					return nil, false
 				}
-				_, has := m[field]
-				return has, true
+				_, has, isMap := fastField(v, field)
+				return has, isMap
 			}
 		}
 		return func(a *vars) (any, bool) {
 			v, ok := operand(a)
-			m, isMap := fastMapOf(v)
-			if !ok || !isMap {
+			if !ok {
 				return nil, false
 			}
-			x, has := m[field]
+			x, has, _ := fastField(v, field)
 			return x, has
 		}
 	case ast.ListKind:
@@ -368,6 +367,34 @@ func (s *fastScope) compileCall(c ast.CallExpr) fastFn {
 			return nil
 		}
 		return func(a *vars) (any, bool) { v, ok := x(a); return fastSize(v, ok) }
+	case "string":
+		// string(int), string(bool), string(string): what messages like
+		// "... " + string(size(event.missing_skus)) use. Doubles, bytes and
+		// timestamps keep cel-go's formatting.
+		if len(args) != 1 {
+			return nil
+		}
+		x := s.compile(args[0])
+		if x == nil {
+			return nil
+		}
+		return func(a *vars) (any, bool) {
+			v, ok := x(a)
+			if !ok {
+				return nil, false
+			}
+			switch y := v.(type) {
+			case string:
+				return y, true
+			case int64:
+				return strconv.FormatInt(y, 10), true
+			case int32:
+				return strconv.FormatInt(int64(y), 10), true
+			case bool:
+				return strconv.FormatBool(y), true
+			}
+			return nil, false
+		}
 	case "@in":
 		return s.binary(args, func(x, c any) (any, bool) {
 			if l, ok := fastListOf(c); ok {
@@ -382,13 +409,9 @@ func (s *fastScope) compileCall(c ast.CallExpr) fastFn {
 				}
 				return false, true
 			}
-			if m, ok := fastMapOf(c); ok {
-				k, isStr := x.(string)
-				if !isStr {
-					return nil, false
-				}
-				_, has := m[k]
-				return has, true
+			if k, isStr := x.(string); isStr {
+				_, has, isMap := fastField(c, k)
+				return has, isMap
 			}
 			return nil, false
 		})
@@ -401,12 +424,8 @@ func (s *fastScope) compileCall(c ast.CallExpr) fastFn {
 				}
 				return l[i], true
 			}
-			if m, ok := fastMapOf(c); ok {
-				ks, isStr := k.(string)
-				if !isStr {
-					return nil, false
-				}
-				v, has := m[ks]
+			if ks, isStr := k.(string); isStr {
+				v, has, _ := fastField(c, ks)
 				return v, has
 			}
 			return nil, false
@@ -515,6 +534,22 @@ func evalFastBool(f fastFn, a *vars) (bool, bool) {
 	v, ok := f(a)
 	b, isBool := v.(bool)
 	return b, ok && isBool
+}
+
+// fastField is v[k] for the map-like values: a map (has: k is a key) or a
+// decoded *schemas.Record (has: the record has field k). isMap is false
+// for other values (the caller bails to cel-go).
+func fastField(v any, k string) (x any, has, isMap bool) {
+	if r, ok := v.(*schemas.Record); ok && r != nil {
+		x, has = r.Get(k)
+		return x, has, true
+	}
+	m, ok := fastMapOf(v)
+	if !ok {
+		return nil, false, false
+	}
+	x, has = m[k]
+	return x, has, true
 }
 
 func fastMapOf(v any) (map[string]any, bool) {
@@ -700,6 +735,15 @@ func fastSize(v any, ok bool) (any, bool) {
 	if l, ok := fastListOf(v); ok {
 		return int64(len(l)), true
 	}
+	if r, ok := v.(*schemas.Record); ok && r != nil {
+		n := 0
+		for _, x := range r.Values {
+			if x != schemas.Unset {
+				n++
+			}
+		}
+		return int64(n), true
+	}
 	if m, ok := fastMapOf(v); ok {
 		return int64(len(m)), true
 	}
@@ -726,8 +770,8 @@ func fastResult(v any) (any, bool) {
 		return append([]byte(nil), x...), true
 	case time.Time:
 		return x, true
-	case map[string]any, []any:
-		return schemas.CloneNatural(x), true
+	case map[string]any, []any, *schemas.Record:
+		return schemas.CloneNatural(x), true // a record becomes its map
 	case fastList:
 		return []any(x), true // elements were converted when added
 	case fastMap:

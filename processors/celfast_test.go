@@ -32,6 +32,8 @@ var fastExprs = []string{
 	`type == "com.acme.checkout.OrderPlaced" ? event.customer_id : ""`,
 	`attrs.customer.tier == "gold" ? "express" : "standard"`,
 	`"order_received"`,
+	`"missing: " + string(size(event.items)) + " SKU(s)"`, `string(event.n)`, `string(event.n32)`, `string(event.big)`,
+	`string(event.currency)`, `string(event.flag)`, `string(event.f)`, `string(event.ts)`,
 	`"payment declined: " + event.reason`,
 	`event.n + 1`, `event.n - 1`, `event.n * 3`, `event.f * 2.0`, `event.f - 0.5`,
 	`event.n + event.f`,

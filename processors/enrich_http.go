@@ -337,6 +337,9 @@ func newEnrichHTTP(spec Spec, deps Deps) (Processor, error) {
 	return h, nil
 }
 
+// ReadsRecords: the event is read through CEL only (see RecordReader).
+func (h *httpEnricher) ReadsRecords() bool { return true }
+
 func (h *httpEnricher) Process(ctx context.Context, ev *Event) ([]Command, error) {
 	k, ok, err := h.key.evalKey(newVars(ev))
 	if err != nil {

@@ -229,6 +229,9 @@ func normalizeYAML(v any) any {
 	return v
 }
 
+// ReadsRecords: the event is read through CEL only (see RecordReader).
+func (t *tableEnricher) ReadsRecords() bool { return true }
+
 func (t *tableEnricher) Process(_ context.Context, ev *Event) ([]Command, error) {
 	k, ok, err := t.key.evalKey(newVars(ev))
 	if err != nil {

@@ -101,6 +101,9 @@ func WithProcessorHook(ctx context.Context, hook ProcessorHook) context.Context 
 	return context.WithValue(ctx, processorHookKey{}, hook)
 }
 
+// ReadsRecords answers for the wrapped processor (see RecordReader).
+func (n *named) ReadsRecords() bool { return ReadsRecords(n.p) }
+
 func (n *named) Process(ctx context.Context, ev *Event) ([]Command, error) {
 	var span trace.Span
 	if parent := trace.SpanFromContext(ctx); parent.IsRecording() {

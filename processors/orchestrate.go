@@ -277,6 +277,9 @@ func withoutEnvelope(fs []string) []string {
 	return out
 }
 
+// ReadsRecords: the event is read through CEL only (see RecordReader).
+func (o *orchestrator) ReadsRecords() bool { return true }
+
 func (o *orchestrator) Process(_ context.Context, ev *Event) ([]Command, error) {
 	idx := o.byType[ev.Type]
 	if len(idx) == 0 {
@@ -320,10 +323,9 @@ func (o *orchestrator) Process(_ context.Context, ev *Event) ([]Command, error) 
 					key = []byte(corr)
 				}
 				// The decoded envelope already holds the ids boxed.
-				envMap, _ := ev.Value["envelope"].(map[string]any)
-				corrAny = boxedString(envMap, "correlation_id", corr)
+				corrAny = boxedString(envelopeField(ev, "correlation_id"), corr)
 				if ev.Envelope.ID != "" {
-					causation = boxedString(envMap, "id", ev.Envelope.ID)
+					causation = boxedString(envelopeField(ev, "id"), ev.Envelope.ID)
 				}
 				ar = &emitArena{when: ev.Timestamp}
 				if ar.when.IsZero() {
@@ -429,15 +431,33 @@ func (a *emitArena) commandID(o *orchestrator, ev *Event, ri, ei int) any {
 	return box.In(&a.ids[k])
 }
 
-// boxedString returns m[k] when it is the string s (no allocation), else
-// s boxed.
-func boxedString(m map[string]any, k, s string) any {
-	if x := m[k]; x != nil {
-		if v, ok := x.(string); ok && v == s {
-			return x
-		}
+// boxedString returns x when it is the string s (no allocation), else s
+// boxed.
+func boxedString(x any, s string) any {
+	if v, ok := x.(string); ok && v == s {
+		return x
 	}
 	return s
+}
+
+// envelopeField returns field k of the event's decoded "envelope" record,
+// boxed as the decoder left it, in either form of the value; nil when
+// there is none.
+func envelopeField(ev *Event, k string) any {
+	var env any
+	if ev.Record != nil && ev.Value == nil {
+		env, _ = ev.Record.Get("envelope")
+	} else {
+		env = ev.Value["envelope"]
+	}
+	switch e := env.(type) {
+	case *schemas.Record:
+		x, _ := e.Get(k)
+		return x
+	case map[string]any:
+		return e[k]
+	}
+	return nil
 }
 
 // commandID derives a command's envelope id (see the file comment).

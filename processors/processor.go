@@ -70,7 +70,20 @@ type Event struct {
 	// unwrapped (nil for null), enums string, bytes/fixed []byte, int int32,
 	// long int64, float float32, double float64, decimal *big.Rat (exact),
 	// timestamp-millis/micros time.Time.
+	//
+	// Value is nil while Record holds the value (see Record); Map returns
+	// it in either case.
 	Value map[string]any
+
+	// Record is the value as ordo's decoder builds it: records are
+	// *schemas.Record (slots in the reader schema's field order), at any
+	// depth, instead of maps, so reading a field costs no map per record.
+	// While Record is set, Value is nil. Map builds Value from Record
+	// (once) and clears Record; from then on Value is the event's value.
+	// The Chain calls Map before every processor that is not a
+	// RecordReader, so processors that use Value directly see it as
+	// always; the built-in processors read Record through CEL.
+	Record *schemas.Record
 
 	// Attrs carries values computed by earlier processors that are not part
 	// of the Avro value (e.g. enrichment results kept out of the schema).
@@ -94,6 +107,32 @@ type Event struct {
 type Mark struct {
 	Process string // "" for marks not tied to a process (e.g. duplicate)
 	Outcome string
+}
+
+// Map returns the event's value in natural form (Value), building it from
+// Record first when the decoder left it as a record; Record is cleared
+// then, so changes to the returned map are what later processors see.
+func (ev *Event) Map() map[string]any {
+	if ev.Value == nil && ev.Record != nil {
+		ev.Value = ev.Record.Natural()
+		ev.Record = nil
+	}
+	return ev.Value
+}
+
+// RecordReader is a Processor that reads the event's value only through
+// Map or CEL, never Event.Value directly, so it can run while the value is
+// still a Record (see Event.Record). ReadsRecords reports whether it does
+// (a wrapper answers for what it wraps).
+type RecordReader interface {
+	Processor
+	ReadsRecords() bool
+}
+
+// ReadsRecords reports whether p is a RecordReader that says so.
+func ReadsRecords(p Processor) bool {
+	r, ok := p.(RecordReader)
+	return ok && r.ReadsRecords()
 }
 
 // Mark records a decision about ev (see Mark).
@@ -138,10 +177,14 @@ func (c *Command) Natural() map[string]any {
 // processors are concatenated.
 type Chain []Processor
 
-// Process runs every processor of the chain on ev.
+// Process runs every processor of the chain on ev. Before a processor that
+// is not a RecordReader it builds ev.Value from ev.Record (Event.Map).
 func (c Chain) Process(ctx context.Context, ev *Event) ([]Command, error) {
 	var out []Command
 	for _, p := range c {
+		if ev.Record != nil && !ReadsRecords(p) {
+			ev.Map()
+		}
 		cmds, err := p.Process(ctx, ev)
 		if err != nil {
 			return nil, err
@@ -153,6 +196,20 @@ func (c Chain) Process(ctx context.Context, ev *Event) ([]Command, error) {
 		}
 	}
 	return out, nil
+}
+
+// ReadsRecords is true: a Chain hands each of its processors the form it
+// reads (see Process).
+func (c Chain) ReadsRecords() bool { return true }
+
+// EnvelopeFromRecord is EnvelopeFrom for an "envelope" *schemas.Record.
+func EnvelopeFromRecord(env *schemas.Record) Envelope {
+	str := func(k string) string { v, _ := env.Get(k); s, _ := v.(string); return s }
+	e := Envelope{ID: str("id"), Type: str("type"), Source: str("source"), CorrelationID: str("correlation_id"), CausationID: str("causation_id")}
+	if v, ok := env.Get("time"); ok {
+		e.Time, _ = v.(time.Time)
+	}
+	return e
 }
 
 // EnvelopeFrom reads the natural "envelope" record of an event or command.

@@ -111,6 +111,9 @@ func newValidate(spec Spec, deps Deps) (Processor, error) {
 	return v, nil
 }
 
+// ReadsRecords: the event is read through CEL only (see RecordReader).
+func (v *validator) ReadsRecords() bool { return true }
+
 func (v *validator) Process(_ context.Context, ev *Event) ([]Command, error) {
 	var fails []string
 	if v.knownType != nil && !v.knownType(ev.Type) {

@@ -49,6 +49,12 @@ func boxingDatum(i int) map[string]any {
 
 func TestDecodedDatumsKeepTheirOwnValues(t *testing.T) {
 	s := mustSchema(t, 1, boxingSchema)
+	t.Run("maps", func(t *testing.T) { datumsKeepTheirOwnValues(t, s, s.decodeNatural) })
+	// Record mode: records and their slots come from chunks of the datum.
+	t.Run("records", func(t *testing.T) { datumsKeepTheirOwnValues(t, s, s.decodeRecord) })
+}
+
+func datumsKeepTheirOwnValues(t *testing.T, s *Schema, decode func(*Schema, []byte) (any, error)) {
 	const n = 200
 	got := make([]any, n)
 	// Four goroutines decode at once: each datum's scanner (pooled) and
@@ -60,7 +66,7 @@ func TestDecodedDatumsKeepTheirOwnValues(t *testing.T) {
 			for i := g; i < n; i += 4 {
 				body, err := s.EncodeNatural(boxingDatum(i))
 				if err == nil {
-					got[i], err = s.decodeNatural(s, body)
+					got[i], err = decode(s, body)
 				}
 				if err != nil {
 					errs <- err
@@ -75,6 +81,7 @@ func TestDecodedDatumsKeepTheirOwnValues(t *testing.T) {
 	}
 	runtime.GC()
 	for i := range n {
+		got[i] = naturalSlot(got[i]) // maps for records (scalars shared)
 		if want := boxingDatum(i); !naturalEqual(got[i], want) {
 			t.Fatalf("datum %d after %d later decodes and a GC:\n got %v\nwant %v", i, n-i-1, got[i], want)
 		}
@@ -154,6 +161,15 @@ func TestDecodeAllocationsPerDatum(t *testing.T) {
 		t.Fatalf("decoding a datum of 3 items took %.0f allocations, want <= %d", allocs, want)
 	}
 	t.Logf("%.0f allocations per datum", allocs)
+
+	// Record mode: the 4 records take one chunk of records and one of
+	// value slots instead of 8 map allocations: 15.
+	allocs = testing.AllocsPerRun(200, func() { sink, _ = s.decodeRecord(s, body) })
+	const wantRecords = 15
+	if allocs > wantRecords {
+		t.Fatalf("decoding a datum of 3 items as records took %.0f allocations, want <= %d", allocs, wantRecords)
+	}
+	t.Logf("%.0f allocations per datum as records", allocs)
 }
 
 // One outsized datum must not make every later small datum allocate large

@@ -66,9 +66,14 @@ const (
 	slabFloats
 	slabTimes
 	slabRats
+	slabRecords // record mode: *Record structs
+	slabValues  // record mode: their value slots
 	numSlabs
 	maxSlabSize = 32
-	sizeShift   = 6 // sizes are in 1/64 units
+	// maxValuesSize caps the value-slot chunk: a datum of a few records
+	// has tens of fields.
+	maxValuesSize = 256
+	sizeShift     = 6 // sizes are in 1/64 units
 )
 
 // scanner returns a scanner over body from the program's pool (the decode
@@ -84,6 +89,7 @@ func (p *decProgram) scanner(body []byte) *scanner {
 		v := int(p.sizes[k].Load())
 		return max((v+1<<sizeShift-1)>>sizeShift, 1) // rounded up
 	}
+	s.recSize, s.valSize = size(slabRecords), size(slabValues)
 	s.strs.Size = size(slabStrings)
 	s.longs.Size = size(slabLongs)
 	s.ints.Size = size(slabInts)
@@ -105,15 +111,20 @@ func (p *decProgram) release(s *scanner) {
 	s.flts.Reset()
 	s.times.Reset()
 	s.rats, s.nrats = nil, 0
+	s.recs, s.vals, s.nrecs, s.nvals = nil, nil, 0, 0
 	p.scanners.Put(s)
 }
 
 // learnSlabs updates the chunk sizes with what s needed: the decayed
 // hint or s's count, whichever is larger (up to maxSlabSize).
 func (p *decProgram) learnSlabs(s *scanner) {
-	for k, n := range [numSlabs]int{s.strs.Count(), s.longs.Count(), s.ints.Count(), s.dbls.Count(), s.flts.Count(), s.times.Count(), s.nrats} {
+	for k, n := range [numSlabs]int{s.strs.Count(), s.longs.Count(), s.ints.Count(), s.dbls.Count(), s.flts.Count(), s.times.Count(), s.nrats, s.nrecs, s.nvals} {
+		limit := maxSlabSize
+		if k == slabValues {
+			limit = maxValuesSize
+		}
 		old := p.sizes[k].Load()
-		v := max(old-old>>sizeShift, int32(min(n, maxSlabSize))<<sizeShift)
+		v := max(old-old>>sizeShift, int32(min(n, limit))<<sizeShift)
 		if v != old {
 			p.sizes[k].Store(v) // a lost race only misjudges one chunk size
 		}
@@ -123,32 +134,51 @@ func (p *decProgram) learnSlabs(s *scanner) {
 // decoderFor returns the compiled program decoding s (as writer) into
 // reader's natural form; reader == nil or identical JSON means "as written".
 // Programs are cached on the writer per reader, like resolvers.
-func (s *Schema) decoderFor(reader *Schema) *decProgram {
+func (s *Schema) decoderFor(reader *Schema) *decProgram { return s.program(reader, false) }
+
+// program is decoderFor, or with records set its record-mode twin: records
+// decode to *Record (slots in the reader's field order) instead of maps.
+func (s *Schema) program(reader *Schema, records bool) *decProgram {
 	key := reader
 	if reader == nil {
 		key = s
 	}
-	if v, ok := s.decoders.Load(key); ok {
+	cache := &s.decoders
+	if records {
+		cache = &s.recDecoders
+	}
+	if v, ok := cache.Load(key); ok {
 		return v.(*decProgram)
 	}
 	target := s.root
 	if key != s && !jsonEqualText(s.Text, key.Text) {
 		target = key.root
 	}
-	b := &decBuilder{memo: map[[2]*node]*decOp{}}
+	b := &decBuilder{memo: map[[2]*node]*decOp{}, records: records}
 	p := &decProgram{}
 	op, err := b.build(s.root, target)
 	if err != nil {
 		p.err = fmt.Errorf("avro: writer %s (id %d) cannot be resolved to reader %s: %w", s.FullName, s.ID, key.FullName, err)
 	}
 	p.root = op
-	v, _ := s.decoders.LoadOrStore(key, p)
+	v, _ := cache.LoadOrStore(key, p)
 	return v.(*decProgram)
 }
 
 // decodeNatural decodes body with the compiled program for reader.
 func (s *Schema) decodeNatural(reader *Schema, body []byte) (any, error) {
-	p := s.decoderFor(reader)
+	return s.decodeWith(s.decoderFor(reader), body)
+}
+
+// decodeRecord is decodeNatural with records as *Record: the same values,
+// in the reader's field order, a record costing a slot range of a shared
+// chunk instead of a map (see Record). Natural of the result equals what
+// decodeNatural returns.
+func (s *Schema) decodeRecord(reader *Schema, body []byte) (any, error) {
+	return s.decodeWith(s.program(reader, true), body)
+}
+
+func (s *Schema) decodeWith(p *decProgram, body []byte) (any, error) {
 	if p.err != nil {
 		return nil, &MalformedError{SchemaID: s.ID, Type: s.FullName, Reason: p.err.Error(), Err: p.err}
 	}
@@ -170,6 +200,8 @@ func (s *Schema) decodeNatural(reader *Schema, body []byte) (any, error) {
 
 type decBuilder struct {
 	memo map[[2]*node]*decOp
+	// records builds records as *Record (compileSlots) instead of maps.
+	records bool
 }
 
 func (b *decBuilder) build(w, r *node) (*decOp, error) {
@@ -381,6 +413,9 @@ func (b *decBuilder) compileRecord(w, r *node) (decFn, error) {
 		}
 		st.name, st.op, st.skip = rf.name, op, nil
 	}
+	if b.records {
+		return compileSlots(r, steps, defaults), nil
+	}
 	size := len(r.fields)
 	return func(s *scanner, depth int) (any, error) {
 		out := make(map[string]any, size)
@@ -421,6 +456,96 @@ func (b *decBuilder) compileRecord(w, r *node) (decFn, error) {
 		}
 		return out, nil
 	}, nil
+}
+
+// compileSlots is compileRecord's record mode: the reader record as a
+// *Record whose Names are the reader's field names (one slice per program,
+// shared by every record it decodes: readers can recognise the layout by
+// it) and whose slots are filled by the same steps and defaults.
+func compileSlots(r *node, steps []recStep, defaults []recDefault) decFn {
+	names := make([]string, len(r.fields))
+	slot := make(map[string]int, len(r.fields))
+	for i, f := range r.fields {
+		names[i], slot[f.name] = f.name, i
+	}
+	type slotStep struct {
+		slot int
+		more []int
+	}
+	ss := make([]slotStep, len(steps))
+	for i := range steps {
+		if steps[i].op == nil {
+			continue
+		}
+		ss[i].slot = slot[steps[i].name]
+		for _, t := range steps[i].more {
+			ss[i].more = append(ss[i].more, slot[t.name])
+		}
+	}
+	ds := make([]int, len(defaults))
+	for i, d := range defaults {
+		ds[i] = slot[d.name]
+	}
+	return func(s *scanner, depth int) (any, error) {
+		rec := s.record(len(names))
+		rec.Names = names
+		vals := rec.Values
+		for i := range steps {
+			st := &steps[i]
+			if st.op == nil {
+				if err := s.value(st.skip, depth+1); err != nil {
+					return nil, inField(st.seg, err)
+				}
+				continue
+			}
+			start, budget := s.pos, s.budget
+			v, err := st.op.decode(s, depth+1)
+			if err != nil {
+				return nil, inField(st.seg, err)
+			}
+			vals[ss[i].slot] = v
+			for j, t := range st.more {
+				end := s.pos
+				s.pos, s.budget = start, budget
+				v, err := t.op.decode(s, depth+1)
+				if err != nil {
+					return nil, inField(st.seg, err)
+				}
+				if s.pos != end {
+					return nil, s.fail(start, "writer field %s read to different lengths", st.seg)
+				}
+				vals[ss[i].more[j]] = v
+			}
+		}
+		for i := range defaults {
+			d := &defaults[i]
+			if d.clone {
+				vals[ds[i]] = CloneNatural(d.val)
+			} else {
+				vals[ds[i]] = d.val
+			}
+		}
+		return rec, nil
+	}
+}
+
+// record returns a new *Record with n value slots, both from the datum's
+// chunks (one allocation per chunk, not per record).
+func (s *scanner) record(n int) *Record {
+	if len(s.recs) == cap(s.recs) {
+		s.recs = make([]Record, 0, max(s.recSize, 1))
+	}
+	s.recs = s.recs[:len(s.recs)+1]
+	r := &s.recs[len(s.recs)-1]
+	if cap(s.vals)-len(s.vals) < n {
+		s.vals = make([]any, 0, max(s.valSize, n))
+	}
+	k := len(s.vals)
+	s.vals = s.vals[:k+n]
+	r.Values = s.vals[k : k+n : k+n] // capped: an append copies out
+	s.nrecs++
+	s.nvals += n
+	return r
 }
 
 // naturalDefault is a reader field's default in natural form.

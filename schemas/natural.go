@@ -821,6 +821,11 @@ func CloneNatural(v any) any {
 		return append([]byte(nil), x...)
 	case *big.Rat:
 		return new(big.Rat).Set(x)
+	case *Record:
+		if x == nil {
+			return nil
+		}
+		return CloneNatural(x.Natural()) // a record clones to its natural map
 	}
 	return v
 }

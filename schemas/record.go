@@ -37,21 +37,77 @@ func (r *Record) Get(name string) (any, bool) {
 }
 
 // Natural returns the record as a new map[string]any (the form of
-// Event.Value), nested *Record slots converted too, Unset slots left out
-// (and names without a value, in a malformed record).
+// Event.Value), Unset slots left out (and names without a value, in a
+// malformed record). Records nested at any depth (a slot, an array's
+// element, a map's value) are converted too: arrays and maps holding one
+// are copied, others are shared, as are the scalars.
 // It allocates; the hot path never calls it.
 func (r *Record) Natural() map[string]any {
 	m := make(map[string]any, len(r.Names))
 	for i, n := range r.Names[:min(len(r.Names), len(r.Values))] {
-		switch v := r.Values[i].(type) {
-		case unsetSlot:
-		case *Record:
-			m[n] = v.Natural()
-		default:
-			m[n] = v
+		if v := r.Values[i]; v != Unset {
+			m[n] = naturalSlot(v)
 		}
 	}
 	return m
+}
+
+// naturalSlot converts the records within v to maps (see Natural).
+func naturalSlot(v any) any {
+	switch x := v.(type) {
+	case *Record:
+		if x == nil {
+			return nil
+		}
+		return x.Natural()
+	case []any:
+		if !holdsRecord(x) {
+			return x
+		}
+		out := make([]any, len(x))
+		for i, e := range x {
+			out[i] = naturalSlot(e)
+		}
+		return out
+	case map[string]any:
+		has := false
+		for _, e := range x {
+			if holdsRecord(e) {
+				has = true
+				break
+			}
+		}
+		if !has {
+			return x
+		}
+		out := make(map[string]any, len(x))
+		for k, e := range x {
+			out[k] = naturalSlot(e)
+		}
+		return out
+	}
+	return v
+}
+
+// holdsRecord reports whether v is or contains a *Record.
+func holdsRecord(v any) bool {
+	switch x := v.(type) {
+	case *Record:
+		return true
+	case []any:
+		for _, e := range x {
+			if holdsRecord(e) {
+				return true
+			}
+		}
+	case map[string]any:
+		for _, e := range x {
+			if holdsRecord(e) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // field implements fieldSource: the value of the schema's i-th field, name,

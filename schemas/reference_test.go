@@ -123,6 +123,17 @@ func compareDecode(tb testing.TB, ref *avroref.Ref, p *refPair, body []byte, tru
 			tb.Fatalf("ordo returned %T %q, want a *MalformedError", gerr, gerr)
 		}
 	}
+	// Record mode (decodeRecord) reads the same bytes to the same value
+	// with records as *Record, or fails with the same error.
+	rec, rerr := p.w.decodeRecord(p.r, body)
+	switch {
+	case (rerr == nil) != (gerr == nil) || rerr != nil && rerr.Error() != gerr.Error():
+		tb.Fatalf("record mode disagrees with map mode on %x: %v vs %v\nwriter: %s\nreader: %s", body, rerr, gerr, p.w.Text, readerText(p))
+	case rerr == nil:
+		if d := naturalDiff("$", naturalSlot(rec), got); d != "" {
+			tb.Fatalf("record mode decodes %x to another value: %s\nwriter: %s\nreader: %s", body, d, p.w.Text, readerText(p))
+		}
+	}
 	if errors.Is(p.resErr, avroref.ErrRecursive) {
 		// The reference cannot resolve recursive schemas: compare the
 		// writer's view instead.

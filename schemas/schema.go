@@ -30,6 +30,9 @@ type Schema struct {
 	// decoders caches compiled single-pass decoders keyed by reader *Schema
 	// (the writer itself for "as written"); see decoder.go.
 	decoders sync.Map // *Schema -> *decProgram
+	// recDecoders is decoders for programs that build records as *Record
+	// (decodeRecord) instead of map[string]any.
+	recDecoders sync.Map // *Schema -> *decProgram
 }
 
 type resolverResult struct {

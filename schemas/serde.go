@@ -75,8 +75,13 @@ type Decoded struct {
 	SchemaID int    // writer schema id from the frame
 	Type     string // writer full name, e.g. "com.acme.checkout.OrderPlaced"
 	// Value is the record in natural form, resolved to ordo's reader schema
-	// for Type if there is one, else as written.
+	// for Type if there is one, else as written. DecodeRecord sets Record
+	// instead.
 	Value map[string]any
+	// Record is the same value from DecodeRecord: records are *Record
+	// (slots in the reader's field order) instead of maps, at any depth;
+	// Record.Natural gives Value.
+	Record *Record
 }
 
 // Decode parses a Confluent-framed value. Malformed payloads give a
@@ -100,6 +105,33 @@ func (s *Serde) Decode(ctx context.Context, topic string, value []byte) (Decoded
 	return s.decodeWith(w, body)
 }
 
+// DecodeRecord is Decode with the value as a *Record (Decoded.Record) in
+// place of a map: the same errors, and Record.Natural() equals the Value
+// Decode gives. A record costs slots of a chunk shared by the datum
+// instead of a map of its own.
+func (s *Serde) DecodeRecord(ctx context.Context, topic string, value []byte) (Decoded, error) {
+	_ = topic
+	id, body, err := ParseHeader(value)
+	if err != nil {
+		return Decoded{}, err
+	}
+	w, err := s.reg.SchemaByID(ctx, id)
+	if err != nil {
+		return Decoded{SchemaID: id}, err
+	}
+	d := Decoded{SchemaID: w.ID, Type: w.FullName}
+	v, err := w.decodeRecord(s.readers[w.FullName], body)
+	if err != nil {
+		return d, err
+	}
+	r, ok := v.(*Record)
+	if !ok {
+		return d, notARecord(w, v)
+	}
+	d.Record = r
+	return d, nil
+}
+
 func (s *Serde) decodeWith(w *Schema, body []byte) (Decoded, error) {
 	d := Decoded{SchemaID: w.ID, Type: w.FullName}
 	v, err := w.decodeNatural(s.readers[w.FullName], body)
@@ -108,10 +140,14 @@ func (s *Serde) decodeWith(w *Schema, body []byte) (Decoded, error) {
 	}
 	m, ok := v.(map[string]any)
 	if !ok {
-		return d, &MalformedError{SchemaID: w.ID, Type: w.FullName, Reason: fmt.Sprintf("top-level type is %T, not a record", v)}
+		return d, notARecord(w, v)
 	}
 	d.Value = m
 	return d, nil
+}
+
+func notARecord(w *Schema, v any) error {
+	return &MalformedError{SchemaID: w.ID, Type: w.FullName, Reason: fmt.Sprintf("top-level type is %T, not a record", v)}
 }
 
 // ErrUnknownType is returned by Encode for a type ordo has no schema for.

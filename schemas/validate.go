@@ -71,6 +71,11 @@ type scanner struct {
 	rats  []ratCell
 	// ratSize is the rats chunk size; nrats counts the decimals decoded.
 	ratSize, nrats int
+	// Record mode: records and their value slots come from chunks too
+	// (sizes recSize, valSize; nrecs, nvals count what the datum used).
+	recs                           []Record
+	vals                           []any
+	recSize, valSize, nrecs, nvals int
 }
 
 func (s *scanner) fail(at int, format string, args ...any) error {

@@ -130,7 +130,7 @@ func analyzeProfile(bin string, files []string, secs int) (*profile, error) {
 	}
 	cums := parseTop(string(cum), 4)
 	stages := []struct{ stage, fn string }{
-		{"decode (frame + compiled single-pass decoder)", "github.com/ordo-dev/ordo/schemas.(*Serde).Decode"},
+		{"decode (frame + compiled single-pass decoder)", "github.com/ordo-dev/ordo/schemas.(*Serde).DecodeRecord"},
 		{"  skipping writer-only fields (schemas.(*scanner).value)", "github.com/ordo-dev/ordo/schemas.(*scanner).value"},
 		{"processor chain (validate + enrich + orchestrate)", "github.com/ordo-dev/ordo/processors.Chain.Process"},
 		{"  validate (2 CEL rules)", "github.com/ordo-dev/ordo/processors.(*validator).Process"},

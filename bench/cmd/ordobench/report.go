@@ -666,7 +666,7 @@ func whatIsLeft(p func(string, ...any), by map[string]summary, prof *profile, m 
 		}
 		return 0
 	}
-	dec, chain, enc, ev := share("github.com/ordo-dev/ordo/schemas.(*Serde).Decode"), share("github.com/ordo-dev/ordo/processors.Chain.Process"),
+	dec, chain, enc, ev := share("github.com/ordo-dev/ordo/schemas.(*Serde).DecodeRecord"), share("github.com/ordo-dev/ordo/processors.Chain.Process"),
 		share("github.com/ordo-dev/ordo/producer.(*Output).Commands"), share("github.com/ordo-dev/ordo/consumer.EventFrom")
 	pipe := dec + chain + enc + ev
 	for _, st := range prof.Stages {

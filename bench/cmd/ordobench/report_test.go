@@ -104,7 +104,7 @@ func TestTargetsTable(t *testing.T) {
 func TestWhatIsLeft(t *testing.T) {
 	stages := func(dec, chain, enc, ev float64) *profile {
 		return &profile{Stages: []stageShare{
-			{Func: "github.com/ordo-dev/ordo/schemas.(*Serde).Decode", Cum: dec},
+			{Func: "github.com/ordo-dev/ordo/schemas.(*Serde).DecodeRecord", Cum: dec},
 			{Func: "github.com/ordo-dev/ordo/processors.Chain.Process", Cum: chain},
 			{Func: "github.com/ordo-dev/ordo/producer.(*Output).Commands", Cum: enc},
 			{Func: "github.com/ordo-dev/ordo/consumer.EventFrom", Cum: ev},
@@ -123,7 +123,7 @@ func TestWhatIsLeft(t *testing.T) {
 		{"reachable", stages(20, 30, 20, 5), []string{"= 10.5 µs", "25% = 3.5 µs outside", "must shed 9.0 µs", "66 per event", "`processors.(*orchestrator).Process` 18.0", "27%"}},
 		// 30 %: 9.8 µs outside the pipeline, more than the whole 5 µs budget.
 		{"out of reach", stages(10, 10, 5, 5), []string{"70% = 9.8 µs outside", "9.8 µs would remain", "out of reach"}},
-		{"renamed", func() *profile { p := stages(0, 30, 20, 5); p.Stages[0].NotInBinary = true; return p }(), []string{"Not computed", "schemas.(*Serde).Decode"}},
+		{"renamed", func() *profile { p := stages(0, 30, 20, 5); p.Stages[0].NotInBinary = true; return p }(), []string{"Not computed", "schemas.(*Serde).DecodeRecord"}},
 	} {
 		var w strings.Builder
 		whatIsLeft(func(f string, a ...any) { fmt.Fprintf(&w, f, a...) }, by, c.prof, m)

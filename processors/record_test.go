@@ -1,0 +1,132 @@
+package processors
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"testing"
+
+	"github.com/ordo-dev/ordo/schemas"
+)
+
+// asRecord turns a natural value's maps into *schemas.Record (fields in
+// name order), at any depth, as the decoder's record mode lays them out.
+func asRecord(v any) any {
+	switch x := v.(type) {
+	case map[string]any:
+		names := make([]string, 0, len(x))
+		for k := range x {
+			names = append(names, k)
+		}
+		slices.Sort(names)
+		r := &schemas.Record{Names: names, Values: make([]any, len(names))}
+		for i, k := range names {
+			r.Values[i] = asRecord(x[k])
+		}
+		return r
+	case []any:
+		out := make([]any, len(x))
+		for i, e := range x {
+			out[i] = asRecord(e)
+		}
+		return out
+	}
+	return v
+}
+
+// recordEvent is a copy of ev whose value is in Record form.
+func recordEvent(ev *Event) *Event {
+	c := *ev
+	c.cel = vars{}
+	if ev.Value != nil {
+		c.Record, c.Value = asRecord(ev.Value).(*schemas.Record), nil
+	}
+	return &c
+}
+
+// TestRecordEventsEvaluateLikeMaps: every expression of the fast-path
+// suite gives the same natural value (or an error in both) on an event
+// whose value is a *schemas.Record as on the same event with a map, through
+// evalNatural (plain paths, the fast path, cel-go); the fast path reads the
+// record in place (the event keeps its Record form when it answers).
+func TestRecordEventsEvaluateLikeMaps(t *testing.T) {
+	s := testSpec(t, "orchestrate", "p", "x: 1\n")
+	inPlace := 0
+	for _, src := range fastExprs {
+		c, err := compileCEL(s, nil, "k", src, anyResult)
+		if err != nil {
+			t.Fatalf("compile %s: %v", src, err)
+		}
+		for i, ev := range fastEvents() {
+			want, werr := c.evalNatural(newVars(ev))
+			rev := recordEvent(ev)
+			got, gerr := c.evalNatural(newVars(rev))
+			if (werr == nil) != (gerr == nil) {
+				t.Errorf("%s on event %d: with a map %v (%v), with a record %v (%v)", src, i, want, werr, got, gerr)
+				continue
+			}
+			if werr == nil && !sameNatural(got, want) {
+				t.Errorf("%s on event %d: with a map %#v, with a record %#v", src, i, want, got)
+			}
+			if _, isRec := got.(*schemas.Record); isRec {
+				t.Errorf("%s on event %d: a *schemas.Record escaped into a natural result", src, i)
+			}
+			if c.fast != nil && rev.Record != nil {
+				rev2 := recordEvent(ev)
+				if _, ok := c.fast(newVars(rev2)); ok {
+					if rev2.Record == nil {
+						t.Errorf("%s on event %d: the fast path built the map", src, i)
+					}
+					inPlace++
+				}
+			}
+		}
+	}
+	if inPlace < 100 {
+		t.Fatalf("the fast path answered only %d (expression, record event) pairs in place", inPlace)
+	}
+}
+
+// readsRecords is a RecordReader that notes the form it was given.
+type readsRecords struct{ sawRecord, sawMap *bool }
+
+func (r readsRecords) ReadsRecords() bool { return true }
+func (r readsRecords) Process(_ context.Context, ev *Event) ([]Command, error) {
+	*r.sawRecord, *r.sawMap = ev.Record != nil, ev.Value != nil
+	return nil, nil
+}
+
+// TestChainBuildsValueForProcessorsThatReadIt: processors that are not
+// RecordReaders (custom Go processors reading ev.Value) get the map, built
+// from the record once; RecordReaders before them get the record; Named
+// answers for what it wraps.
+func TestChainBuildsValueForProcessorsThatReadIt(t *testing.T) {
+	var r1, m1, r2, m2 bool
+	var custom map[string]any
+	chain := Chain{
+		Named("reader", readsRecords{&r1, &m1}),
+		Named("custom", Func(func(_ context.Context, ev *Event) ([]Command, error) {
+			custom = ev.Value
+			ev.Value["added"] = "by custom"
+			return nil, nil
+		})),
+		readsRecords{&r2, &m2},
+	}
+	if !ReadsRecords(chain) || !ReadsRecords(chain[0]) || ReadsRecords(chain[1]) {
+		t.Fatal("ReadsRecords: a Chain and a Named RecordReader are readers, a Named Func is not")
+	}
+	ev := recordEvent(orderPlaced())
+	want := orderPlaced().Value
+	if _, err := chain.Process(context.Background(), ev); err != nil {
+		t.Fatal(err)
+	}
+	if !r1 || m1 {
+		t.Errorf("the first RecordReader saw record=%v map=%v, want the record only", r1, m1)
+	}
+	if custom == nil || fmt.Sprint(custom["order_id"]) != fmt.Sprint(want["order_id"]) {
+		t.Fatalf("the custom processor saw Value %v, want the event as a map", custom)
+	}
+	if r2 || !m2 || ev.Value["added"] != "by custom" {
+		t.Errorf("after a processor that uses Value, the next one must see that map (record=%v map=%v)", r2, m2)
+	}
+}
