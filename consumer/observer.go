@@ -60,6 +60,9 @@ type Hook any
 
 // HookEventProcessed is called after the chain ran on an event, with the
 // number of commands it returned and how long it took (every attempt).
+// The event's value may still be in Record form (ev.Value nil, see
+// processors.Event.Record): read it with ev.Map(), which builds the map
+// (allocating; keep that out of hooks that run for every event).
 type HookEventProcessed interface {
 	OnEventProcessed(ev *processors.Event, commands int, took time.Duration)
 }

@@ -198,9 +198,12 @@ func (c Chain) Process(ctx context.Context, ev *Event) ([]Command, error) {
 	return out, nil
 }
 
-// ReadsRecords is true: a Chain hands each of its processors the form it
-// reads (see Process).
-func (c Chain) ReadsRecords() bool { return true }
+// ReadsRecords reports whether the chain's first processor reads records:
+// the Chain hands each processor the form it reads (see Process), but when
+// the first one needs the map at once, decoding straight to maps is
+// cheaper than building records and converting them. A type embedding
+// Chain whose own Process reads ev.Value must override this.
+func (c Chain) ReadsRecords() bool { return len(c) == 0 || ReadsRecords(c[0]) }
 
 // EnvelopeFromRecord is EnvelopeFrom for an "envelope" *schemas.Record.
 func EnvelopeFromRecord(env *schemas.Record) Envelope {

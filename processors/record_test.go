@@ -115,6 +115,9 @@ func TestChainBuildsValueForProcessorsThatReadIt(t *testing.T) {
 	if !ReadsRecords(chain) || !ReadsRecords(chain[0]) || ReadsRecords(chain[1]) {
 		t.Fatal("ReadsRecords: a Chain and a Named RecordReader are readers, a Named Func is not")
 	}
+	if ReadsRecords(chain[1:]) {
+		t.Fatal("a Chain whose first processor needs the map at once should ask for maps")
+	}
 	ev := recordEvent(orderPlaced())
 	want := orderPlaced().Value
 	if _, err := chain.Process(context.Background(), ev); err != nil {
