@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"math/big"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -200,7 +201,7 @@ func (s *Schema) decodeWith(p *decProgram, body []byte) (any, error) {
 
 type decBuilder struct {
 	memo map[[2]*node]*decOp
-	// records builds records as *Record (compileSlots) instead of maps.
+	// records builds records as *Record (compileRecord) instead of maps.
 	records bool
 }
 
@@ -356,9 +357,11 @@ func (b *decBuilder) compileWriterUnion(w, r *node) (decFn, error) {
 	}, nil
 }
 
-// recStep is one writer field: decoded into reader field name, or skipped.
+// recStep is one writer field: decoded into reader field name (the
+// reader's field number slot), or skipped.
 type recStep struct {
 	name string // reader field name
+	slot int    // its index in the reader's fields
 	op   *decOp // nil: skip the writer field
 	skip *node  // writer type to skip
 	seg  string // writer field name, for error paths
@@ -369,11 +372,13 @@ type recStep struct {
 
 type recTarget struct {
 	name string
+	slot int
 	op   *decOp
 }
 
 type recDefault struct {
 	name  string
+	slot  int
 	val   any
 	clone bool
 }
@@ -384,7 +389,7 @@ func (b *decBuilder) compileRecord(w, r *node) (decFn, error) {
 		steps[i] = recStep{skip: wf.typ, seg: wf.name}
 	}
 	var defaults []recDefault
-	for _, rf := range r.fields {
+	for slot, rf := range r.fields {
 		wf := findWriterField(w, rf)
 		if wf == nil {
 			if !rf.hasDefault {
@@ -394,7 +399,7 @@ func (b *decBuilder) compileRecord(w, r *node) (decFn, error) {
 			if err != nil {
 				return nil, within(rf.name, fmt.Errorf("invalid default: %w", err))
 			}
-			d := recDefault{name: rf.name, val: nat}
+			d := recDefault{name: rf.name, slot: slot, val: nat}
 			switch nat.(type) {
 			case map[string]any, []any, []byte, *big.Rat:
 				d.clone = true
@@ -408,125 +413,99 @@ func (b *decBuilder) compileRecord(w, r *node) (decFn, error) {
 		}
 		st := &steps[w.fieldIdx[wf.name]]
 		if st.op != nil {
-			st.more = append(st.more, recTarget{rf.name, op})
+			st.more = append(st.more, recTarget{rf.name, slot, op})
 			continue
 		}
-		st.name, st.op, st.skip = rf.name, op, nil
+		st.name, st.slot, st.op, st.skip = rf.name, slot, op, nil
+	}
+	// Every reader field gets a value (from a writer field or its default),
+	// so a record is its reader's fields in order: names[k] has slot k.
+	names := make([]string, len(r.fields))
+	for k, f := range r.fields {
+		names[k] = f.name
 	}
 	if b.records {
-		return compileSlots(r, steps, defaults), nil
+		// A *Record whose Names slice is the program's, shared by every
+		// record it decodes (readers can recognise the layout by it).
+		return func(s *scanner, depth int) (any, error) {
+			rec := s.record(len(names))
+			rec.Names = names
+			if err := fill(s, depth, steps, defaults, rec.Values); err != nil {
+				return nil, err
+			}
+			return rec, nil
+		}, nil
 	}
-	size := len(r.fields)
 	return func(s *scanner, depth int) (any, error) {
-		out := make(map[string]any, size)
-		for i := range steps {
-			st := &steps[i]
-			if st.op == nil {
-				if err := s.value(st.skip, depth+1); err != nil {
-					return nil, inField(st.seg, err)
-				}
-				continue
-			}
-			start, budget := s.pos, s.budget
-			v, err := st.op.decode(s, depth+1)
-			if err != nil {
-				return nil, inField(st.seg, err)
-			}
-			out[st.name] = v
-			for _, t := range st.more {
-				end := s.pos
-				s.pos, s.budget = start, budget
-				v, err := t.op.decode(s, depth+1)
-				if err != nil {
-					return nil, inField(st.seg, err)
-				}
-				if s.pos != end {
-					return nil, s.fail(start, "writer field %s read to different lengths", st.seg)
-				}
-				out[t.name] = v
-			}
+		vals := s.pushScratch(len(names))
+		defer s.popScratch(len(names))
+		if err := fill(s, depth, steps, defaults, vals); err != nil {
+			return nil, err
 		}
-		for i := range defaults {
-			d := &defaults[i]
-			if d.clone {
-				out[d.name] = CloneNatural(d.val)
-			} else {
-				out[d.name] = d.val
-			}
+		out := make(map[string]any, len(names))
+		for k, v := range vals {
+			out[names[k]] = v
 		}
 		return out, nil
 	}, nil
 }
 
-// compileSlots is compileRecord's record mode: the reader record as a
-// *Record whose Names are the reader's field names (one slice per program,
-// shared by every record it decodes: readers can recognise the layout by
-// it) and whose slots are filled by the same steps and defaults.
-func compileSlots(r *node, steps []recStep, defaults []recDefault) decFn {
-	names := make([]string, len(r.fields))
-	slot := make(map[string]int, len(r.fields))
-	for i, f := range r.fields {
-		names[i], slot[f.name] = f.name, i
-	}
-	type slotStep struct {
-		slot int
-		more []int
-	}
-	ss := make([]slotStep, len(steps))
+// fill decodes a record's writer fields in order into vals (indexed by
+// the reader's field order) and sets the reader's defaults.
+func fill(s *scanner, depth int, steps []recStep, defaults []recDefault, vals []any) error {
 	for i := range steps {
-		if steps[i].op == nil {
+		st := &steps[i]
+		if st.op == nil {
+			if err := s.value(st.skip, depth+1); err != nil {
+				return inField(st.seg, err)
+			}
 			continue
 		}
-		ss[i].slot = slot[steps[i].name]
-		for _, t := range steps[i].more {
-			ss[i].more = append(ss[i].more, slot[t.name])
+		start, budget := s.pos, s.budget
+		v, err := st.op.decode(s, depth+1)
+		if err != nil {
+			return inField(st.seg, err)
 		}
-	}
-	ds := make([]int, len(defaults))
-	for i, d := range defaults {
-		ds[i] = slot[d.name]
-	}
-	return func(s *scanner, depth int) (any, error) {
-		rec := s.record(len(names))
-		rec.Names = names
-		vals := rec.Values
-		for i := range steps {
-			st := &steps[i]
-			if st.op == nil {
-				if err := s.value(st.skip, depth+1); err != nil {
-					return nil, inField(st.seg, err)
-				}
-				continue
-			}
-			start, budget := s.pos, s.budget
-			v, err := st.op.decode(s, depth+1)
+		vals[st.slot] = v
+		for _, t := range st.more {
+			end := s.pos
+			s.pos, s.budget = start, budget
+			v, err := t.op.decode(s, depth+1)
 			if err != nil {
-				return nil, inField(st.seg, err)
+				return inField(st.seg, err)
 			}
-			vals[ss[i].slot] = v
-			for j, t := range st.more {
-				end := s.pos
-				s.pos, s.budget = start, budget
-				v, err := t.op.decode(s, depth+1)
-				if err != nil {
-					return nil, inField(st.seg, err)
-				}
-				if s.pos != end {
-					return nil, s.fail(start, "writer field %s read to different lengths", st.seg)
-				}
-				vals[ss[i].more[j]] = v
+			if s.pos != end {
+				return s.fail(start, "writer field %s read to different lengths", st.seg)
 			}
+			vals[t.slot] = v
 		}
-		for i := range defaults {
-			d := &defaults[i]
-			if d.clone {
-				vals[ds[i]] = CloneNatural(d.val)
-			} else {
-				vals[ds[i]] = d.val
-			}
-		}
-		return rec, nil
 	}
+	for i := range defaults {
+		d := &defaults[i]
+		if d.clone {
+			vals[d.slot] = CloneNatural(d.val)
+		} else {
+			vals[d.slot] = d.val
+		}
+	}
+	return nil
+}
+
+// pushScratch returns n cleared slots on the scanner's scratch stack (map
+// mode decodes a record's fields into them before building its map);
+// popScratch(n) gives them back, cleared so the pooled scanner keeps no
+// values alive. A nested record pushes above its parent's slots; if that
+// grows the stack, the parent keeps writing its own (old) array.
+func (s *scanner) pushScratch(n int) []any {
+	k := len(s.scratch)
+	s.scratch = slices.Grow(s.scratch, n)[:k+n]
+	return s.scratch[k : k+n : k+n]
+}
+
+func (s *scanner) popScratch(n int) {
+	k := len(s.scratch) - n
+	clear(s.scratch[k:])
+	s.scratch = s.scratch[:k]
 }
 
 // record returns a new *Record with n value slots, both from the datum's

@@ -93,16 +93,7 @@ type Decoded struct {
 func (s *Serde) Decode(ctx context.Context, topic string, value []byte) (Decoded, error) {
 	// topic is part of the signature for future per-topic policies; errors
 	// are not prefixed with it because the consumer logs topic/offset.
-	_ = topic
-	id, body, err := ParseHeader(value)
-	if err != nil {
-		return Decoded{}, err
-	}
-	w, err := s.reg.SchemaByID(ctx, id)
-	if err != nil {
-		return Decoded{SchemaID: id}, err
-	}
-	return s.decodeWith(w, body)
+	return s.decode(ctx, value, false)
 }
 
 // DecodeRecord is Decode with the value as a *Record (Decoded.Record) in
@@ -110,7 +101,10 @@ func (s *Serde) Decode(ctx context.Context, topic string, value []byte) (Decoded
 // Decode gives. A record costs slots of a chunk shared by the datum
 // instead of a map of its own.
 func (s *Serde) DecodeRecord(ctx context.Context, topic string, value []byte) (Decoded, error) {
-	_ = topic
+	return s.decode(ctx, value, true)
+}
+
+func (s *Serde) decode(ctx context.Context, value []byte, records bool) (Decoded, error) {
 	id, body, err := ParseHeader(value)
 	if err != nil {
 		return Decoded{}, err
@@ -119,35 +113,38 @@ func (s *Serde) DecodeRecord(ctx context.Context, topic string, value []byte) (D
 	if err != nil {
 		return Decoded{SchemaID: id}, err
 	}
-	d := Decoded{SchemaID: w.ID, Type: w.FullName}
-	v, err := w.decodeRecord(s.readers[w.FullName], body)
-	if err != nil {
-		return d, err
+	if records {
+		return s.decodeRecordWith(w, body)
 	}
-	r, ok := v.(*Record)
-	if !ok {
-		return d, notARecord(w, v)
-	}
-	d.Record = r
-	return d, nil
+	return s.decodeWith(w, body)
 }
 
 func (s *Serde) decodeWith(w *Schema, body []byte) (Decoded, error) {
 	d := Decoded{SchemaID: w.ID, Type: w.FullName}
 	v, err := w.decodeNatural(s.readers[w.FullName], body)
-	if err != nil {
-		return d, err
+	if err == nil {
+		d.Value, err = topRecord[map[string]any](w, v)
 	}
-	m, ok := v.(map[string]any)
-	if !ok {
-		return d, notARecord(w, v)
-	}
-	d.Value = m
-	return d, nil
+	return d, err
 }
 
-func notARecord(w *Schema, v any) error {
-	return &MalformedError{SchemaID: w.ID, Type: w.FullName, Reason: fmt.Sprintf("top-level type is %T, not a record", v)}
+func (s *Serde) decodeRecordWith(w *Schema, body []byte) (Decoded, error) {
+	d := Decoded{SchemaID: w.ID, Type: w.FullName}
+	v, err := w.decodeRecord(s.readers[w.FullName], body)
+	if err == nil {
+		d.Record, err = topRecord[*Record](w, v)
+	}
+	return d, err
+}
+
+// topRecord is the decoded top-level value as a record (a map or a
+// *Record), or a permanent error for a schema whose top level is not one.
+func topRecord[T map[string]any | *Record](w *Schema, v any) (T, error) {
+	r, ok := v.(T)
+	if !ok {
+		return r, &MalformedError{SchemaID: w.ID, Type: w.FullName, Reason: fmt.Sprintf("top-level type is %T, not a record", v)}
+	}
+	return r, nil
 }
 
 // ErrUnknownType is returned by Encode for a type ordo has no schema for.

@@ -76,6 +76,8 @@ type scanner struct {
 	recs                           []Record
 	vals                           []any
 	recSize, valSize, nrecs, nvals int
+	// scratch is map mode's stack of field slots (pushScratch).
+	scratch []any
 }
 
 func (s *scanner) fail(at int, format string, args ...any) error {

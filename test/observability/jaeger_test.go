@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -41,29 +39,10 @@ func startJaeger(t *testing.T) *jaeger {
 	startOnFreePorts(t, "jaeger health", 60*time.Second, func() (<-chan error, string, func() bool) {
 		j.otlpHTTP, j.query = freeAddr(t), freeAddr(t)
 		health := freeAddr(t)
-		cmd := exec.Command(bin, "--config", "file:"+cfg)
-		cmd.Env = append(os.Environ(),
+		exited, logPath := startChild(t, "jaeger", bin, []string{"--config", "file:" + cfg},
 			"JAEGER_OTLP_HTTP="+j.otlpHTTP, "JAEGER_OTLP_GRPC="+freeAddr(t),
 			"JAEGER_QUERY_HTTP="+j.query, "JAEGER_QUERY_GRPC="+freeAddr(t), "JAEGER_HEALTH="+health)
-		logf, err := os.Create(filepath.Join(t.TempDir(), "jaeger.log"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		cmd.Stdout, cmd.Stderr = logf, logf
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		exited, waited := make(chan error, 1), make(chan struct{})
-		go func() { exited <- cmd.Wait(); close(waited) }()
-		t.Cleanup(func() {
-			_ = cmd.Process.Kill()
-			<-waited
-			if t.Failed() {
-				b, _ := os.ReadFile(logf.Name())
-				t.Logf("jaeger log:\n%s", tail(string(b), 3000))
-			}
-		})
-		return exited, logf.Name(), func() bool {
+		return exited, logPath, func() bool {
 			resp, err := http.Get("http://" + health + "/status")
 			if err != nil {
 				return false

@@ -44,29 +44,45 @@ func startOnFreePorts(t *testing.T, what string, d time.Duration, start func() (
 	}
 }
 
+// startChild starts bin with args (env added to the test's), its output in
+// a log file of the test's temp dir. At cleanup it is killed and waited
+// for, and its log printed if the test failed. exited gets Wait's result.
+func startChild(t *testing.T, name, bin string, args []string, env ...string) (exited <-chan error, logPath string) {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), env...)
+	logf, err := os.Create(filepath.Join(t.TempDir(), name+".log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	ch, waited := make(chan error, 1), make(chan struct{})
+	go func() { ch <- cmd.Wait(); close(waited) }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-waited
+		if t.Failed() {
+			b, _ := os.ReadFile(logf.Name())
+			t.Logf("%s log:\n%s", name, tail(string(b), 3000))
+		}
+	})
+	return ch, logf.Name()
+}
+
 // TestStartOnFreePortsRetriesATakenPort: a process that exits with
 // "address already in use" is started again; the second one is kept.
 func TestStartOnFreePortsRetriesATakenPort(t *testing.T) {
 	starts := 0
 	startOnFreePorts(t, "fake server", 10*time.Second, func() (<-chan error, string, func() bool) {
 		starts++
-		logPath := filepath.Join(t.TempDir(), "log")
 		script := `echo "listen tcp 127.0.0.1:1: bind: address already in use"; exit 1`
 		if starts > 1 {
 			script = `sleep 30`
 		}
-		logf, err := os.Create(logPath)
-		if err != nil {
-			t.Fatal(err)
-		}
-		cmd := exec.Command("sh", "-c", script)
-		cmd.Stdout, cmd.Stderr = logf, logf
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		exited, waited := make(chan error, 1), make(chan struct{})
-		go func() { exited <- cmd.Wait(); close(waited) }()
-		t.Cleanup(func() { _ = cmd.Process.Kill(); <-waited })
+		exited, logPath := startChild(t, "fake", "sh", []string{"-c", script})
 		up := time.Now().Add(300 * time.Millisecond)
 		return exited, logPath, func() bool { return starts > 1 && time.Now().After(up) }
 	})

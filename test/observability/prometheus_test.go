@@ -46,26 +46,9 @@ scrape_configs:
 	var web string
 	startOnFreePorts(t, "prometheus ready", 60*time.Second, func() (<-chan error, string, func() bool) {
 		web = freeAddr(t)
-		cmd := exec.Command(bin, "--config.file="+cfg, "--storage.tsdb.path="+filepath.Join(t.TempDir(), "data"), "--web.listen-address="+web)
-		logf, err := os.Create(filepath.Join(t.TempDir(), "prometheus.log"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		cmd.Stdout, cmd.Stderr = logf, logf
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		exited, waited := make(chan error, 1), make(chan struct{})
-		go func() { exited <- cmd.Wait(); close(waited) }()
-		t.Cleanup(func() {
-			_ = cmd.Process.Kill()
-			<-waited
-			if t.Failed() {
-				b, _ := os.ReadFile(logf.Name())
-				t.Logf("prometheus log:\n%s", tail(string(b), 3000))
-			}
-		})
-		return exited, logf.Name(), func() bool {
+		exited, logPath := startChild(t, "prometheus", bin,
+			[]string{"--config.file=" + cfg, "--storage.tsdb.path=" + filepath.Join(t.TempDir(), "data"), "--web.listen-address=" + web})
+		return exited, logPath, func() bool {
 			resp, err := http.Get("http://" + web + "/-/ready")
 			if err != nil {
 				return false
