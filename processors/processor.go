@@ -120,9 +120,77 @@ func (ev *Event) Map() map[string]any {
 	return ev.Value
 }
 
-// RecordReader is a Processor that reads the event's value only through
-// Map or CEL, never Event.Value directly, so it can run while the value is
-// still a Record (see Event.Record). ReadsRecords reports whether it does
+// Get returns the field at path of the event's value (record field names
+// or map keys, outermost first), reading whichever form the value is in
+// (Record or Value) without building a map. A processor that reads the
+// value only with Get (and Field for nested values) can be a RecordReader.
+func (ev *Event) Get(path ...string) (any, bool) {
+	if ev.Record != nil && ev.Value == nil {
+		return Field(ev.Record, path...)
+	}
+	if ev.Value == nil {
+		return nil, false
+	}
+	return Field(ev.Value, path...)
+}
+
+// Field returns the field at path of v, a record in either natural form
+// (map[string]any or *schemas.Record) at every step: e.g. an element of
+// an array of records, Field(item, "qty"). ok is false when a step is
+// missing or not a record.
+func Field(v any, path ...string) (any, bool) {
+	for _, k := range path {
+		switch x := v.(type) {
+		case *schemas.Record:
+			if x == nil {
+				return nil, false
+			}
+			var ok bool
+			if v, ok = x.Get(k); !ok {
+				return nil, false
+			}
+		case map[string]any:
+			var ok bool
+			if v, ok = x[k]; !ok {
+				return nil, false
+			}
+		default:
+			return nil, false
+		}
+	}
+	return v, true
+}
+
+// As returns v as a T, for typed reads: As[*big.Rat](ev.Get("total")). ok
+// is false when the field is missing or holds another type (or null).
+func As[T any](v any, ok bool) (T, bool) {
+	t, isT := v.(T)
+	return t, ok && isT
+}
+
+// Set sets the top-level field name of the event's value in whichever form
+// it is in; on a Record only a field of its schema can be set (false
+// otherwise). Use it instead of writing Value in a RecordReader.
+func (ev *Event) Set(name string, v any) bool {
+	if ev.Record != nil && ev.Value == nil {
+		for i, n := range ev.Record.Names {
+			if n == name {
+				ev.Record.Values[i] = v
+				return true
+			}
+		}
+		return false
+	}
+	if ev.Value == nil {
+		ev.Value = map[string]any{}
+	}
+	ev.Value[name] = v
+	return true
+}
+
+// RecordReader is a Processor that reads and writes the event's value only
+// through Get, Field, Set, Map or CEL, never Event.Value directly, so it
+// can run while the value is still a Record (see Event.Record). ReadsRecords reports whether it does
 // (a wrapper answers for what it wraps).
 type RecordReader interface {
 	Processor

@@ -133,3 +133,59 @@ func TestChainBuildsValueForProcessorsThatReadIt(t *testing.T) {
 		t.Errorf("after a processor that uses Value, the next one must see that map (record=%v map=%v)", r2, m2)
 	}
 }
+
+// TestGetFieldSetReadBothForms: the accessors give the same answers on an
+// event in Record form as in map form, without building the map.
+func TestGetFieldSetReadBothForms(t *testing.T) {
+	for _, form := range []string{"map", "record"} {
+		t.Run(form, func(t *testing.T) {
+			ev := orderPlaced()
+			if form == "record" {
+				ev = recordEvent(ev)
+			}
+			want := orderPlaced().Value
+			if v, ok := ev.Get("order_id"); !ok || v != want["order_id"] {
+				t.Errorf("Get(order_id) = %v %v, want %v", v, ok, want["order_id"])
+			}
+			if id, ok := As[string](ev.Get("envelope", "id")); !ok || id != want["envelope"].(map[string]any)["id"] {
+				t.Errorf("As[string](Get(envelope, id)) = %q %v", id, ok)
+			}
+			if _, ok := As[int64](ev.Get("order_id")); ok {
+				t.Error("As[int64] of a string field must be false")
+			}
+			if _, ok := ev.Get("missing"); ok {
+				t.Error("Get(missing) must be false")
+			}
+			if _, ok := ev.Get("order_id", "deeper"); ok {
+				t.Error("Get through a string must be false")
+			}
+			items, _ := As[[]any](ev.Get("items"))
+			wantItems := want["items"].([]any)
+			if len(items) != len(wantItems) || len(items) == 0 {
+				t.Fatalf("items: %d, want %d (> 0)", len(items), len(wantItems))
+			}
+			for i, it := range items {
+				if sku, ok := Field(it, "sku"); !ok || sku != wantItems[i].(map[string]any)["sku"] {
+					t.Errorf("Field(item %d, sku) = %v %v", i, sku, ok)
+				}
+			}
+			if !ev.Set("order_id", "o-changed") {
+				t.Fatal("Set(order_id) on a field of the value must succeed")
+			}
+			if v, _ := ev.Get("order_id"); v != "o-changed" {
+				t.Errorf("after Set, Get(order_id) = %v", v)
+			}
+			if form == "record" {
+				if ev.Set("not_in_schema", 1) {
+					t.Error("Set of a field the record's schema lacks must be false")
+				}
+				if ev.Record == nil || ev.Value != nil {
+					t.Fatal("the accessors built the map")
+				}
+			}
+			if got := ev.Map()["order_id"]; got != "o-changed" {
+				t.Errorf("Map() after Set: order_id %v", got)
+			}
+		})
+	}
+}

@@ -57,6 +57,12 @@ func newFraudScore(spec processors.Spec, _ processors.Deps) (processors.Processo
 	return p, nil
 }
 
+// ReadsRecords: Process reads the event with ev.Get and processors.Field,
+// which work on the decoder's records as well as on maps, so ordo does not
+// build a map of the event for it (see processors.RecordReader). A
+// processor that reads ev.Value directly leaves this method out.
+func (p *fraudScore) ReadsRecords() bool { return true }
+
 // Process sets attrs.fraud_score (int64, 0..100) for OrderPlaced events:
 // +50 for a total above high_total, +30 for a risky shipping country, +20 for
 // more than 10 units in total. Other event types pass through untouched.
@@ -65,21 +71,21 @@ func (p *fraudScore) Process(_ context.Context, ev *processors.Event) ([]process
 		return nil, nil
 	}
 	var score int64
-	if total, ok := ev.Value["total"].(*big.Rat); ok && total.Cmp(p.highTotal) > 0 {
+	if total, ok := processors.As[*big.Rat](ev.Get("total")); ok && total.Cmp(p.highTotal) > 0 {
 		score += 50
 	}
-	if c, _ := ev.Value["shipping_country"].(string); p.risky[c] {
+	if c, _ := processors.As[string](ev.Get("shipping_country")); p.risky[c] {
 		score += 30
 	}
-	items, _ := ev.Value["items"].([]any)
+	items, _ := processors.As[[]any](ev.Get("items"))
 	var units int64
 	for _, it := range items {
-		m, ok := it.(map[string]any)
+		q, ok := processors.Field(it, "qty")
 		if !ok {
-			return nil, processors.Permanent(fmt.Errorf("fraud_score: item is %T, want a record", it))
+			return nil, processors.Permanent(fmt.Errorf("fraud_score: item is %T without qty, want a record", it))
 		}
-		q, _ := m["qty"].(int32)
-		units += int64(q)
+		n, _ := q.(int32)
+		units += int64(n)
 	}
 	if units > 10 {
 		score += 20

@@ -2,11 +2,13 @@ package main
 
 import (
 	"context"
+	"maps"
 	"math/big"
 	"slices"
 	"testing"
 
 	"github.com/ordo-dev/ordo/processors"
+	"github.com/ordo-dev/ordo/schemas"
 	"gopkg.in/yaml.v3"
 )
 
@@ -65,13 +67,25 @@ func TestFraudScoreInChain(t *testing.T) {
 		{order("1000.00", "XX", 5, 6), 50},
 		{order("5000", "XX", 11), 100},
 	}
+	// Each case also in the form ordo's decoder gives (ev.Record): the
+	// processor reads both alike and never makes ordo build the map.
 	for _, c := range cases {
+		rec := asRecordEvent(c.ev)
+		cases = append(cases, struct {
+			ev    *processors.Event
+			score int64
+		}{rec, c.score})
+	}
+	for i, c := range cases {
 		cmds, err := chain.Process(context.Background(), c.ev)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if got := c.ev.Attrs["fraud_score"]; got != c.score {
-			t.Errorf("score = %v, want %d", got, c.score)
+			t.Errorf("case %d: score = %v, want %d", i, got, c.score)
+		}
+		if i >= len(cases)/2 && c.ev.Value != nil {
+			t.Errorf("case %d: the chain built the event's map for a processor that reads records", i)
 		}
 		wantCmds := 0
 		if c.score >= 80 {
@@ -84,6 +98,33 @@ func TestFraudScoreInChain(t *testing.T) {
 			t.Errorf("reason = %v", cmds[0].Natural()["reason"])
 		}
 	}
+}
+
+// asRecordEvent is ev with its value as the *schemas.Record form the
+// decoder gives (fields in name order, nested records too).
+func asRecordEvent(ev *processors.Event) *processors.Event {
+	var conv func(v any) any
+	conv = func(v any) any {
+		switch x := v.(type) {
+		case map[string]any:
+			names := slices.Sorted(maps.Keys(x))
+			r := &schemas.Record{Names: names, Values: make([]any, len(names))}
+			for i, k := range names {
+				r.Values[i] = conv(x[k])
+			}
+			return r
+		case []any:
+			out := make([]any, len(x))
+			for i, e := range x {
+				out[i] = conv(e)
+			}
+			return out
+		}
+		return v
+	}
+	c := *ev
+	c.Record, c.Value = conv(ev.Value).(*schemas.Record), nil
+	return &c
 }
 
 func TestFraudScoreConfigError(t *testing.T) {
