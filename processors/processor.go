@@ -173,13 +173,7 @@ func As[T any](v any, ok bool) (T, bool) {
 // otherwise). Use it instead of writing Value in a RecordReader.
 func (ev *Event) Set(name string, v any) bool {
 	if ev.Record != nil && ev.Value == nil {
-		for i, n := range ev.Record.Names {
-			if n == name {
-				ev.Record.Values[i] = v
-				return true
-			}
-		}
-		return false
+		return ev.Record.Set(name, v)
 	}
 	if ev.Value == nil {
 		ev.Value = map[string]any{}
@@ -190,8 +184,9 @@ func (ev *Event) Set(name string, v any) bool {
 
 // RecordReader is a Processor that reads and writes the event's value only
 // through Get, Field, Set, Map or CEL, never Event.Value directly, so it
-// can run while the value is still a Record (see Event.Record). ReadsRecords reports whether it does
-// (a wrapper answers for what it wraps).
+// can run while the value is still a Record (see Event.Record).
+// ReadsRecords reports whether it does (a wrapper answers for what it
+// wraps).
 type RecordReader interface {
 	Processor
 	ReadsRecords() bool
@@ -275,21 +270,18 @@ func (c Chain) ReadsRecords() bool { return len(c) == 0 || ReadsRecords(c[0]) }
 
 // EnvelopeFromRecord is EnvelopeFrom for an "envelope" *schemas.Record.
 func EnvelopeFromRecord(env *schemas.Record) Envelope {
-	str := func(k string) string { v, _ := env.Get(k); s, _ := v.(string); return s }
-	e := Envelope{ID: str("id"), Type: str("type"), Source: str("source"), CorrelationID: str("correlation_id"), CausationID: str("causation_id")}
-	if v, ok := env.Get("time"); ok {
-		e.Time, _ = v.(time.Time)
-	}
-	return e
+	return envelopeOf(func(k string) any { v, _ := env.Get(k); return v })
 }
 
 // EnvelopeFrom reads the natural "envelope" record of an event or command.
 func EnvelopeFrom(env map[string]any) Envelope {
-	str := func(k string) string { s, _ := env[k].(string); return s }
+	return envelopeOf(func(k string) any { return env[k] })
+}
+
+func envelopeOf(get func(string) any) Envelope {
+	str := func(k string) string { s, _ := get(k).(string); return s }
 	e := Envelope{ID: str("id"), Type: str("type"), Source: str("source"), CorrelationID: str("correlation_id"), CausationID: str("causation_id")}
-	if t, ok := env["time"].(time.Time); ok {
-		e.Time = t
-	}
+	e.Time, _ = get("time").(time.Time)
 	return e
 }
 

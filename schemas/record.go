@@ -36,6 +36,18 @@ func (r *Record) Get(name string) (any, bool) {
 	return nil, false
 }
 
+// Set sets field name's slot to v, and reports false when the record has
+// no such field.
+func (r *Record) Set(name string, v any) bool {
+	for i, n := range r.Names {
+		if n == name && i < len(r.Values) {
+			r.Values[i] = v
+			return true
+		}
+	}
+	return false
+}
+
 // Natural returns the record as a new map[string]any (the form of
 // Event.Value), Unset slots left out (and names without a value, in a
 // malformed record). Records nested at any depth (a slot, an array's
