@@ -357,11 +357,10 @@ func (b *decBuilder) compileWriterUnion(w, r *node) (decFn, error) {
 	}, nil
 }
 
-// recStep is one writer field: decoded into reader field name (the
-// reader's field number slot), or skipped.
+// recStep is one writer field: decoded into the reader's field number
+// slot, or skipped.
 type recStep struct {
-	name string // reader field name
-	slot int    // its index in the reader's fields
+	slot int    // the reader field's index in the reader's fields
 	op   *decOp // nil: skip the writer field
 	skip *node  // writer type to skip
 	seg  string // writer field name, for error paths
@@ -371,13 +370,11 @@ type recStep struct {
 }
 
 type recTarget struct {
-	name string
 	slot int
 	op   *decOp
 }
 
 type recDefault struct {
-	name  string
 	slot  int
 	val   any
 	clone bool
@@ -399,7 +396,7 @@ func (b *decBuilder) compileRecord(w, r *node) (decFn, error) {
 			if err != nil {
 				return nil, within(rf.name, fmt.Errorf("invalid default: %w", err))
 			}
-			d := recDefault{name: rf.name, slot: slot, val: nat}
+			d := recDefault{slot: slot, val: nat}
 			switch nat.(type) {
 			case map[string]any, []any, []byte, *big.Rat:
 				d.clone = true
@@ -413,10 +410,10 @@ func (b *decBuilder) compileRecord(w, r *node) (decFn, error) {
 		}
 		st := &steps[w.fieldIdx[wf.name]]
 		if st.op != nil {
-			st.more = append(st.more, recTarget{rf.name, slot, op})
+			st.more = append(st.more, recTarget{slot, op})
 			continue
 		}
-		st.name, st.slot, st.op, st.skip = rf.name, slot, op, nil
+		st.slot, st.op, st.skip = slot, op, nil
 	}
 	// Every reader field gets a value (from a writer field or its default),
 	// so a record is its reader's fields in order: names[k] has slot k.
