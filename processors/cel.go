@@ -551,20 +551,11 @@ func walkPath(a *vars, path []pathStep) (any, error) {
 	cur, _ := a.resolve(path[0].key)
 	for _, s := range path[1:] {
 		switch x := cur.(type) {
-		case *schemas.Record:
+		case *schemas.Record, map[string]any:
 			if s.isIdx {
 				return nil, fmt.Errorf("no such key: %d", s.index)
 			}
-			v, ok := x.Get(s.key)
-			if !ok {
-				return nil, fmt.Errorf("no such key: %s", s.key)
-			}
-			cur = v
-		case map[string]any:
-			if s.isIdx {
-				return nil, fmt.Errorf("no such key: %d", s.index)
-			}
-			v, ok := x[s.key]
+			v, ok, _ := fastField(x, s.key)
 			if !ok {
 				return nil, fmt.Errorf("no such key: %s", s.key)
 			}

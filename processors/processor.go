@@ -140,21 +140,8 @@ func (ev *Event) Get(path ...string) (any, bool) {
 // missing or not a record.
 func Field(v any, path ...string) (any, bool) {
 	for _, k := range path {
-		switch x := v.(type) {
-		case *schemas.Record:
-			if x == nil {
-				return nil, false
-			}
-			var ok bool
-			if v, ok = x.Get(k); !ok {
-				return nil, false
-			}
-		case map[string]any:
-			var ok bool
-			if v, ok = x[k]; !ok {
-				return nil, false
-			}
-		default:
+		var has bool
+		if v, has, _ = fastField(v, k); !has {
 			return nil, false
 		}
 	}
