@@ -57,8 +57,8 @@ func TestDecodedDatumsKeepTheirOwnValues(t *testing.T) {
 func datumsKeepTheirOwnValues(t *testing.T, s *Schema, decode func(*Schema, []byte) (any, error)) {
 	const n = 200
 	got := make([]any, n)
-	// Four goroutines decode at once: each datum's scanner (pooled) and
-	// chunks are its own.
+	// Four goroutines decode at once through the pooled scanners, whose
+	// chunks the datums they decode in turn share (see decProgram.scanner).
 	var wg sync.WaitGroup
 	errs := make(chan error, n)
 	for g := range 4 {
@@ -103,6 +103,39 @@ func datumsKeepTheirOwnValues(t *testing.T, s *Schema, decode func(*Schema, []by
 	for k := 1; k < len(rats); k++ {
 		if rats[k].String() != before[k] {
 			t.Fatalf("decimal %d changed from %s to %s when decimal 0 was changed in place", k, before[k], rats[k])
+		}
+	}
+}
+
+// Datums decoded one after another share chunks; a record's slots are
+// still its own: setting every field of some datums' records changes no
+// other datum.
+func TestRecordSetChangesOnlyItsDatum(t *testing.T) {
+	s := mustSchema(t, 1, boxingSchema)
+	const n = 40
+	got := make([]*Record, n)
+	for i := range n {
+		body, err := s.EncodeNatural(boxingDatum(i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		v, err := s.decodeRecord(s, body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got[i] = v.(*Record)
+	}
+	for i := 0; i < n; i += 2 {
+		for _, name := range []string{"s", "l", "i", "d", "f", "t", "day", "items"} {
+			if !got[i].Set(name, "changed") {
+				t.Fatalf("datum %d: no field %q", i, name)
+			}
+		}
+	}
+	runtime.GC()
+	for i := 1; i < n; i += 2 {
+		if v, want := got[i].Natural(), boxingDatum(i); !naturalEqual(v, want) {
+			t.Fatalf("datum %d changed when its neighbours' fields were set:\n got %v\nwant %v", i, v, want)
 		}
 	}
 }
@@ -152,20 +185,23 @@ func TestDecodeAllocationsPerDatum(t *testing.T) {
 	allocs := testing.AllocsPerRun(200, func() { sink, _ = s.decodeNatural(s, body) })
 	_ = sink
 	// 4 record maps (2 each: header and one group), the items slice and
-	// its box, the string copy of the body, one chunk per boxed kind
-	// (strings, longs, ints, doubles, floats, times: 6), the decimals'
-	// chunk of cells and each decimal's denominator (3): 21. Boxed one by
-	// one, without a pooled scanner, the same datum took 34 (b6ac789).
-	const want = 21
+	// its box, and each decimal's denominator (3): 13. The body's string
+	// copy, the chunk per boxed kind (strings, longs, ints, doubles,
+	// floats, times) and the decimals' cells are shared by the datums a
+	// scanner decodes in turn (8 per chunk): about one more. Boxed one by
+	// one, without a pooled scanner, the same datum took 34 (b6ac789); with
+	// chunks of its own, 21 (712f0b9).
+	const want = 14
 	if allocs > want {
 		t.Fatalf("decoding a datum of 3 items took %.0f allocations, want <= %d", allocs, want)
 	}
 	t.Logf("%.0f allocations per datum", allocs)
 
-	// Record mode: the 4 records take one chunk of records and one of
-	// value slots instead of 8 map allocations: 15.
+	// Record mode: the 4 records take slots of the shared chunks of
+	// records and values instead of 8 map allocations: 6 (15 with chunks
+	// of the datum's own).
 	allocs = testing.AllocsPerRun(200, func() { sink, _ = s.decodeRecord(s, body) })
-	const wantRecords = 15
+	const wantRecords = 7
 	if allocs > wantRecords {
 		t.Fatalf("decoding a datum of 3 items as records took %.0f allocations, want <= %d", allocs, wantRecords)
 	}

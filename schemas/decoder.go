@@ -9,6 +9,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 )
 
 // The compiled decoder turns a writer-schema body straight into the natural
@@ -80,39 +81,57 @@ const (
 // scanner returns a scanner over body from the program's pool (the decode
 // closures make a scanner escape: pooling saves an allocation per datum),
 // its chunks sized by what earlier datums needed.
+//
+// A pooled scanner keeps its chunks from one datum to the next: a chunk is
+// sized for datumsPerChunk datums (at most chunkBytes), so the datums a
+// scanner decodes in turn share it and each costs a fraction of an
+// allocation per kind. Sharing is safe for the same reason boxing into a
+// chunk is (values are written once, before anything refers to them, and
+// never again); what it costs is retention: a value kept after its event
+// keeps its chunk, and so its neighbours' values, alive (at most about
+// chunkBytes per kind, or one datum's body copy when that is larger).
 func (p *decProgram) scanner(body []byte) *scanner {
 	s, _ := p.scanners.Get().(*scanner)
 	if s == nil {
 		s = new(scanner)
 	}
 	s.buf, s.pos, s.budget = body, 0, len(body)+zeroWidthSlack
-	size := func(k int) int {
+	size := func(k int, elem uintptr) int {
 		v := int(p.sizes[k].Load())
-		return max((v+1<<sizeShift-1)>>sizeShift, 1) // rounded up
+		n := max((v+1<<sizeShift-1)>>sizeShift, 1) // one datum's need, rounded up
+		return max(n, min(n*datumsPerChunk, chunkBytes/int(elem)))
 	}
-	s.recSize, s.valSize = size(slabRecords), size(slabValues)
-	s.strs.Size = size(slabStrings)
-	s.longs.Size = size(slabLongs)
-	s.ints.Size = size(slabInts)
-	s.dbls.Size = size(slabDoubles)
-	s.flts.Size = size(slabFloats)
-	s.times.Size = size(slabTimes)
-	s.ratSize = size(slabRats)
+	s.recSize, s.valSize = size(slabRecords, unsafe.Sizeof(Record{})), size(slabValues, unsafe.Sizeof(any(nil)))
+	s.strs.Size = size(slabStrings, unsafe.Sizeof(""))
+	s.longs.Size = size(slabLongs, 8)
+	s.ints.Size = size(slabInts, 4)
+	s.dbls.Size = size(slabDoubles, 8)
+	s.flts.Size = size(slabFloats, 4)
+	s.times.Size = size(slabTimes, unsafe.Sizeof(time.Time{}))
+	s.ratSize = size(slabRats, unsafe.Sizeof(ratCell{}))
 	return s
 }
 
-// release returns s to the pool without anything the datum's values use:
-// the body, its string copy and the chunks stay with the values only.
+// datumsPerChunk and chunkBytes size the chunks a scanner's datums share
+// (see scanner). More datums per chunk means fewer allocations and more
+// memory kept alive by one value retained past its event.
+const (
+	datumsPerChunk = 8
+	chunkBytes     = 4096
+)
+
+// release returns s to the pool without the datum: the body is dropped and
+// the counts start again; the chunks stay for the next datum's values (the
+// values already in them stay valid, see scanner).
 func (p *decProgram) release(s *scanner) {
 	s.buf, s.str = nil, ""
-	s.strs.Reset()
-	s.longs.Reset()
-	s.ints.Reset()
-	s.dbls.Reset()
-	s.flts.Reset()
-	s.times.Reset()
-	s.rats, s.nrats = nil, 0
-	s.recs, s.vals, s.nrecs, s.nvals = nil, nil, 0, 0
+	s.strs.Restart()
+	s.longs.Restart()
+	s.ints.Restart()
+	s.dbls.Restart()
+	s.flts.Restart()
+	s.times.Restart()
+	s.nrats, s.nrecs, s.nvals = 0, 0, 0
 	p.scanners.Put(s)
 }
 
@@ -654,10 +673,27 @@ func (s *scanner) readString() (string, error) {
 		return "", err
 	}
 	if s.str == "" {
-		s.str = string(s.buf)
+		s.str = s.copyBody()
 	}
 	end := s.pos
 	return s.str[end-len(b) : end], nil
+}
+
+// copyBody returns the datum's body copied into the scanner's body chunk
+// (shared by the datums the scanner decodes in turn, like the boxing
+// chunks): the decoded strings are substrings of it. The bytes are written
+// here once and never again, which is what makes the string immutable.
+func (s *scanner) copyBody() string {
+	n := len(s.buf)
+	if n == 0 {
+		return ""
+	}
+	if cap(s.body)-len(s.body) < n {
+		s.body = make([]byte, 0, max(n, chunkBytes))
+	}
+	k := len(s.body)
+	s.body = append(s.body, s.buf...)
+	return unsafe.String(&s.body[k], n)
 }
 
 // leafDecoder reads a primitive, enum-free leaf in the writer's natural form

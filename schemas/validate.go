@@ -55,10 +55,11 @@ type scanner struct {
 	buf    []byte
 	pos    int
 	budget int // remaining zero-width item allowance
-	// str is buf copied into one string on the first string the decoder
-	// reads; decoded strings are substrings of it (one allocation per
-	// record instead of one per string).
-	str string
+	// str is buf copied into one string (in body, a chunk shared with
+	// earlier datums) on the first string the decoder reads; decoded
+	// strings are substrings of it (no allocation per string).
+	str  string
+	body []byte
 	// The decoder boxes the scalars it returns into shared chunks (one
 	// allocation per chunk, see internal/box) and takes decimals' big.Rat
 	// structs and numerator words from chunks too.

@@ -65,9 +65,16 @@ func (s *Slab[T]) Box(v T) any {
 	return at(&s.chunk[len(s.chunk)-1])
 }
 
-// Count returns how many values the slab has boxed (callers size the next
-// slab's chunks with it).
+// Count returns how many values the slab has boxed since it was created,
+// Reset or Restarted (callers size later chunks with it).
 func (s *Slab[T]) Count() int { return s.n }
+
+// Restart zeroes the count but keeps the current chunk: the next values
+// share it with the ones boxed before (which stay valid). A decoder that
+// boxes several datums' values in turn uses it between datums, so that a
+// chunk serves many datums; what that costs is retention: one value kept
+// alive keeps its whole chunk alive.
+func (s *Slab[T]) Restart() { s.n = 0 }
 
 // Reset forgets the current chunk and the count, so that the slab can be
 // reused (e.g. from a sync.Pool) without its next values landing in a chunk

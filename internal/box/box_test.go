@@ -83,3 +83,23 @@ func TestValuesSurviveReset(t *testing.T) {
 		t.Fatalf("after Reset: %v %v", a, b)
 	}
 }
+
+// Restart starts a new count and keeps the chunk: the values boxed after it
+// land next to the earlier ones, which keep their values.
+func TestRestartSharesTheChunk(t *testing.T) {
+	s := Slab[int64]{Size: 8}
+	a := s.Box(1 << 40)
+	s.Restart()
+	if s.Count() != 0 {
+		t.Fatalf("Count after Restart = %d, want 0", s.Count())
+	}
+	allocs := testing.AllocsPerRun(1, func() { _ = s.Box(2 << 40) })
+	if allocs != 0 {
+		t.Fatalf("boxing after Restart allocated %.0f times: the chunk was not kept", allocs)
+	}
+	b := s.Box(3 << 40)
+	runtime.GC()
+	if a != int64(1<<40) || b != int64(3<<40) || s.Count() != 2 {
+		t.Fatalf("after Restart: %v %v count %d", a, b, s.Count())
+	}
+}
