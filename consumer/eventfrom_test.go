@@ -2,6 +2,7 @@ package consumer_test
 
 import (
 	"fmt"
+	"runtime"
 	"testing"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -39,6 +40,63 @@ func TestEventFromHeaders(t *testing.T) {
 		}
 		if ev.Attrs == nil || ev.Topic != "t" || ev.Partition != 2 || ev.Offset != 9 || string(ev.Key) != "k" {
 			t.Fatalf("%d headers: event fields wrong: %+v", n, ev)
+		}
+	}
+}
+
+// An EventBuilder takes events from blocks that several events share, from
+// several goroutines at once: every event must keep its own fields and
+// headers after the others are built, changed and garbage collected, and
+// an append to one event's headers must not reach its neighbour's.
+func TestEventBuilderEventsAreIndependent(t *testing.T) {
+	var b consumer.EventBuilder
+	const workers, per = 4, 50
+	record := func(w, i int) *kgo.Record {
+		r := &kgo.Record{Topic: fmt.Sprintf("t%d", w), Partition: int32(w), Offset: int64(i), Key: []byte(fmt.Sprintf("k%d-%d", w, i))}
+		for h := range i % 4 {
+			r.Headers = append(r.Headers, kgo.RecordHeader{Key: fmt.Sprintf("h%d-%d-%d", w, i, h)})
+		}
+		return r
+	}
+	got := make([][]*processors.Event, workers)
+	done := make(chan struct{})
+	for w := range workers {
+		got[w] = make([]*processors.Event, per)
+		go func() {
+			defer func() { done <- struct{}{} }()
+			for i := range per {
+				ev := b.From(record(w, i), schemas.Decoded{Type: "x", Value: map[string]any{"i": i}})
+				// A processor writing its event and appending headers.
+				ev.Attrs["w"] = w
+				ev.Headers = append(ev.Headers, processors.Header{Key: "added"})
+				got[w][i] = ev
+			}
+		}()
+	}
+	for range workers {
+		<-done
+	}
+	runtime.GC()
+	seen := map[*processors.Event]bool{}
+	for w := range workers {
+		for i, ev := range got[w] {
+			if seen[ev] {
+				t.Fatalf("worker %d event %d: the same *Event was handed out twice", w, i)
+			}
+			seen[ev] = true
+			r := record(w, i)
+			if ev.Topic != r.Topic || ev.Partition != r.Partition || ev.Offset != r.Offset || string(ev.Key) != string(r.Key) ||
+				ev.Value["i"] != i || ev.Attrs["w"] != w || len(ev.Attrs) != 1 {
+				t.Fatalf("worker %d event %d: fields changed: %+v", w, i, ev)
+			}
+			if len(ev.Headers) != len(r.Headers)+1 || ev.Headers[len(r.Headers)].Key != "added" {
+				t.Fatalf("worker %d event %d: headers %v", w, i, ev.Headers)
+			}
+			for h, rh := range r.Headers {
+				if ev.Headers[h].Key != rh.Key {
+					t.Fatalf("worker %d event %d: header %d is %q, want %q", w, i, h, ev.Headers[h].Key, rh.Key)
+				}
+			}
 		}
 	}
 }

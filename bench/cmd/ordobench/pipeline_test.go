@@ -34,6 +34,8 @@ type pipelineFixture struct {
 	chain processors.Processor
 	out   *producer.Output
 	recs  []*kgo.Record
+	// events builds events as the pipeline does (blocks shared by events).
+	events consumer.EventBuilder
 }
 
 func fieldNamesOf(text string, requiredOnly bool) []string {
@@ -123,7 +125,7 @@ func (f *pipelineFixture) event(ctx context.Context, r *kgo.Record) error {
 	if err != nil {
 		return err
 	}
-	c, err := f.chain.Process(ctx, consumer.EventFrom(r, d))
+	c, err := f.chain.Process(ctx, f.events.From(r, d))
 	if err != nil {
 		return err
 	}
@@ -144,7 +146,7 @@ func BenchmarkPipeline(b *testing.B) {
 			b.Fatal(err)
 		}
 		decoded[i] = d
-		c, err := f.chain.Process(ctx, consumer.EventFrom(r, d))
+		c, err := f.chain.Process(ctx, f.events.From(r, d))
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -179,7 +181,7 @@ func BenchmarkPipeline(b *testing.B) {
 			i++
 			// Decoded values are not modified by the demo chain except
 			// attrs, which consumer.EventFrom makes fresh.
-			if _, err := f.chain.Process(ctx, consumer.EventFrom(f.recs[k], decoded[k])); err != nil {
+			if _, err := f.chain.Process(ctx, f.events.From(f.recs[k], decoded[k])); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -209,7 +211,7 @@ func TestPipelineFixture(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		c, err := f.chain.Process(ctx, consumer.EventFrom(r, d))
+		c, err := f.chain.Process(ctx, f.events.From(r, d))
 		if err != nil {
 			t.Fatalf("%s: %v", d.Type, err)
 		}
