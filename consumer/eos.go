@@ -31,6 +31,7 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/ordo-dev/ordo/internal/arena"
 	"github.com/ordo-dev/ordo/internal/state"
 	"github.com/ordo-dev/ordo/processors"
 	"github.com/ordo-dev/ordo/producer"
@@ -1059,32 +1060,17 @@ func EventFrom(r *kgo.Record, d schemas.Decoded) *processors.Event {
 }
 
 // EventBuilder builds events as EventFrom does, taking each from a block
-// of eventsPerBlock events that the events it builds in turn share: one
-// allocation per block instead of one per event. The zero value is ready
-// to use and is safe for concurrent use (the blocks are pooled: an event
-// carves its slot and puts the block back at once; nothing else is carved
-// from that slot). What sharing costs is retention: an event kept after
-// its transaction keeps its block alive (about 5 KiB).
+// that several events built in turn share (internal/arena): a fraction of
+// an allocation per event instead of one. The zero value is ready to use
+// and is safe for concurrent use. What sharing costs is retention: an
+// event kept after its transaction keeps its block alive (about 5 KiB).
 type EventBuilder struct {
-	blocks sync.Pool // of *eventBlock
+	blocks arena.Blocks[eventAlloc]
 }
-
-type eventBlock struct {
-	evs [eventsPerBlock]eventAlloc
-	n   int
-}
-
-const eventsPerBlock = 8
 
 // From is EventFrom with the event taken from a shared block.
 func (b *EventBuilder) From(r *kgo.Record, d schemas.Decoded) *processors.Event {
-	blk, _ := b.blocks.Get().(*eventBlock)
-	if blk == nil || blk.n == eventsPerBlock {
-		blk = new(eventBlock)
-	}
-	a := &blk.evs[blk.n]
-	blk.n++
-	b.blocks.Put(blk)
+	a, _ := b.blocks.Take(0)
 	return fillEvent(a, r, d)
 }
 

@@ -76,12 +76,12 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 	"unsafe"
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/ordo-dev/ordo/internal/arena"
 	"github.com/ordo-dev/ordo/internal/box"
 	"github.com/ordo-dev/ordo/schemas"
 )
@@ -142,9 +142,8 @@ type orchestrator struct {
 	emitsPerType map[string]int
 	slotsPerType map[string]int
 	sourceAny    any // source, boxed once
-	// blocks pools the arena blocks events take their arenas and value
-	// slots from (see arenaBlock).
-	blocks sync.Pool // of *arenaBlock
+	// blocks are where events take their arenas and value slots from.
+	blocks arena.Blocks[emitArena]
 }
 
 func newOrchestrate(spec Spec, deps Deps) (Processor, error) {
@@ -400,52 +399,13 @@ func (o *orchestrator) Process(_ context.Context, ev *Event) ([]Command, error) 
 	return out, nil
 }
 
-// arenaBlock holds the arenas and value slots of the events that take it
-// from the orchestrator's pool in turn: an event carves its arena and its
-// slots out of a block and puts the block back at once, so a block costs
-// one allocation per arenasPerBlock events (and a slot chunk per
-// slotChunk slots) instead of two per event. The parts an event carved
-// are its own: nothing else is carved from them, and the block keeps them
-// only as memory. What sharing costs is retention: a command kept after
-// its event keeps its block alive (about 7 KiB).
-type arenaBlock struct {
-	arenas [arenasPerBlock]emitArena
-	n      int
-	slots  []any // the unused rest of the current slot chunk
-}
-
-const (
-	arenasPerBlock = 8
-	slotChunk      = 256
-)
-
-// arena returns a fresh arena and room for n value slots (length 0,
-// capacity the type's most slots, so pointers into them stay valid).
+// arena returns a fresh arena and room for the type's most value slots
+// (length 0; pointers into them stay valid), both carved from blocks the
+// events that take them in turn share (internal/arena: a fraction of an
+// allocation per event instead of two).
 func (o *orchestrator) arena(typ string) (*emitArena, []any) {
-	b, _ := o.blocks.Get().(*arenaBlock)
-	if b == nil || b.n == arenasPerBlock {
-		b = &arenaBlock{slots: b.restSlots()}
-	}
-	ar := &b.arenas[b.n]
-	b.n++
-	var slots []any
-	if n := o.slotsPerType[typ]; n > 0 {
-		if len(b.slots) < n {
-			b.slots = make([]any, max(n, slotChunk))
-		}
-		slots = b.slots[:0:n]
-		b.slots = b.slots[n:]
-	}
-	o.blocks.Put(b)
-	return ar, slots
-}
-
-// restSlots is the unused slot room of a full block, for its successor.
-func (b *arenaBlock) restSlots() []any {
-	if b == nil {
-		return nil
-	}
-	return b.slots
+	ar, slots := o.blocks.Take(o.slotsPerType[typ])
+	return ar, slots[:0]
 }
 
 // emitArena holds what an event's commands need, in one allocation: the
