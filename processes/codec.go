@@ -42,6 +42,8 @@ import (
 	"reflect"
 	"slices"
 	"time"
+
+	"github.com/ordo-dev/ordo/schemas"
 )
 
 const (
@@ -116,6 +118,11 @@ func appendValue(dst []byte, v any, depth int) ([]byte, error) {
 			}
 		}
 		return dst, nil
+	case *schemas.Record: // e.g. an enrich_table row in attrs: stored as its map
+		if x == nil {
+			return append(dst, tagNull), nil
+		}
+		return appendValue(dst, x.Natural(), depth)
 	case map[string]any:
 		keys := make([]string, 0, len(x))
 		for k := range x {

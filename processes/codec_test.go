@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/ordo-dev/ordo/schemas"
 )
 
 func sampleInstance() *Instance {
@@ -111,6 +113,18 @@ func TestBufferedEventRoundTrip(t *testing.T) {
 	}
 	if !reflect.DeepEqual(got, ev) {
 		t.Fatalf("buffered event differs:\n got %#v\nwant %#v", got, ev)
+	}
+	// A row in attrs as enrich_table sets it (a record) is buffered as
+	// its map: the buffered event reads the same either way.
+	ev.Attrs = map[string]any{"customer": &schemas.Record{Names: []string{"tier"}, Values: []any{"gold"}}}
+	if b, err = encodeBuffered(ev, t0); err != nil {
+		t.Fatal(err)
+	}
+	if got, _, err = decodeBuffered(b); err != nil {
+		t.Fatal(err)
+	}
+	if want := map[string]any{"customer": map[string]any{"tier": "gold"}}; !reflect.DeepEqual(got.Attrs, want) {
+		t.Fatalf("buffered attrs with a record: got %#v, want %#v", got.Attrs, want)
 	}
 }
 

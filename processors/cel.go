@@ -394,10 +394,32 @@ func newVars(ev *Event) *vars {
 // paths): `event` is the *schemas.Record while the event has one, which
 // they read in place; cel-go gets the map (ResolveName).
 func (v *vars) resolve(name string) (any, bool) {
-	if name == "event" && v.ev.Record != nil && v.ev.Value == nil {
+	switch {
+	case name == "event" && v.ev.Record != nil && v.ev.Value == nil:
 		return v.ev.Record, true
+	case name == "attrs" && v.ev.Attrs != nil:
+		return v.ev.Attrs, true // records in it are read in place too
 	}
 	return v.ResolveName(name)
+}
+
+// naturalAttrs is attrs as cel-go can read it: a copy with the records in
+// it (enrich_table's rows) as maps, or attrs itself when it holds none.
+// Only cel-go's path pays for the copy.
+func naturalAttrs(attrs map[string]any) map[string]any {
+	for _, x := range attrs {
+		if _, ok := x.(*schemas.Record); ok {
+			m := make(map[string]any, len(attrs))
+			for k, x := range attrs {
+				if r, ok := x.(*schemas.Record); ok && r != nil {
+					x = r.Natural()
+				}
+				m[k] = x
+			}
+			return m
+		}
+	}
+	return attrs
 }
 
 // ResolveName implements cel-go's Activation. cel-go reads `event` as a
@@ -429,7 +451,7 @@ func (v *vars) ResolveName(name string) (any, bool) {
 		if v.ev.Attrs == nil {
 			return map[string]any{}, true
 		}
-		return v.ev.Attrs, true
+		return naturalAttrs(v.ev.Attrs), true
 	case "topic":
 		return v.ev.Topic, true
 	case "partition":

@@ -176,7 +176,7 @@ func TestEnrichTableOpensFromFS(t *testing.T) {
 	if _, err := p.Process(t.Context(), ev); err != nil {
 		t.Fatal(err)
 	}
-	if row, _ := ev.Attrs["customer"].(map[string]any); row["tier"] != "gold" {
+	if tier, _ := Field(ev.Attrs["customer"], "tier"); tier != "gold" {
 		t.Fatalf("attrs %v", ev.Attrs)
 	}
 	_, err = newEnrichTable(testSpec(t, "enrich_table", "tiers", "file: nope.csv\nkey: key\ninto: c\n"), Deps{FS: fsys, BaseDir: "demo"})

@@ -22,7 +22,10 @@ package processors
 //
 // The key expression may yield a string or an int (compared as its decimal
 // text); null counts as missing. When the key is found, attrs[into] is set to a
-// copy of the row (map[string]any). When it is missing: on_missing: default
+// copy of the row as a *schemas.Record (fields in name order; CEL reads it as
+// attrs.customer.tier, Go code with processors.Field(ev.Attrs["customer"],
+// "tier") or Record.Get; Natural() gives it as a map). Changes to the copy
+// stay with the event. When it is missing: on_missing: default
 // sets a copy of `default`; skip leaves attrs[into] unset (test it in CEL with
 // has(attrs.customer)); error fails the event permanently (dead-letter).
 //
@@ -36,9 +39,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"path/filepath"
+	"slices"
 	"strings"
 
+	"github.com/ordo-dev/ordo/internal/arena"
 	"github.com/ordo-dev/ordo/schemas"
 
 	"gopkg.in/yaml.v3"
@@ -57,9 +63,71 @@ type enrichTableConfig struct {
 type tableEnricher struct {
 	key       *celExpr
 	into      string
-	rows      map[string]map[string]any
-	def       map[string]any
+	rows      map[string]*tableRow
+	def       *tableRow
 	onMissing string
+	// blocks are where events' copies of rows take their records and
+	// slots from (internal/arena).
+	blocks arena.Blocks[schemas.Record]
+}
+
+// tableRow is a table row laid out as a record once, at build time (field
+// names sorted; rows with the same columns share one names slice). An event
+// gets a copy of its slots: the table stays as loaded whatever a processor
+// does to its copy.
+type tableRow struct {
+	rec schemas.Record
+	// deep is set when a value is a map or a list (YAML/JSON tables):
+	// copies clone those too.
+	deep bool
+}
+
+// tableRows lays out every row (see tableRow).
+func tableRows(rows map[string]map[string]any) map[string]*tableRow {
+	names := map[string][]string{} // shared layouts, by their joined names
+	out := make(map[string]*tableRow, len(rows))
+	for k, m := range rows {
+		out[k] = rowOf(m, names)
+	}
+	return out
+}
+
+func rowOf(m map[string]any, layouts map[string][]string) *tableRow {
+	if m == nil {
+		return nil
+	}
+	ns := slices.Sorted(maps.Keys(m))
+	id := strings.Join(ns, "\x00")
+	if shared, ok := layouts[id]; ok {
+		ns = shared
+	} else {
+		layouts[id] = ns
+	}
+	row := &tableRow{rec: schemas.Record{Names: ns, Values: make([]any, len(ns))}}
+	for i, n := range ns {
+		v := m[n]
+		switch v.(type) {
+		case map[string]any, []any:
+			row.deep = true
+		}
+		row.rec.Values[i] = v
+	}
+	return row
+}
+
+// copyRow returns the event's copy of row: its own record and slots
+// (carved from shared blocks), the scalars shared (they are immutable),
+// maps and lists cloned.
+func (t *tableEnricher) copyRow(row *tableRow) *schemas.Record {
+	r, vals := t.blocks.Take(len(row.rec.Values))
+	copy(vals, row.rec.Values)
+	if row.deep {
+		for i, v := range vals {
+			vals[i] = schemas.CloneNatural(v)
+		}
+	}
+	*r = schemas.Record{Names: row.rec.Names, Values: vals}
+	return r
 }
 
 func newEnrichTable(spec Spec, deps Deps) (Processor, error) {
@@ -127,7 +195,7 @@ func newEnrichTable(spec Spec, deps Deps) (Processor, error) {
 	if def != nil {
 		defMap = def.(map[string]any)
 	}
-	return &tableEnricher{key: keyExpr, into: cfg.Into, rows: rows, def: defMap, onMissing: onMissing}, nil
+	return &tableEnricher{key: keyExpr, into: cfg.Into, rows: tableRows(rows), def: rowOf(defMap, map[string][]string{}), onMissing: onMissing}, nil
 }
 
 func loadCSVTable(r io.Reader, keyColumn string) (map[string]map[string]any, error) {
@@ -237,7 +305,7 @@ func (t *tableEnricher) Process(_ context.Context, ev *Event) ([]Command, error)
 	if err != nil {
 		return nil, Permanent(fmt.Errorf("key: %v", err))
 	}
-	var row map[string]any
+	var row *tableRow
 	if ok {
 		row = t.rows[k]
 	}
@@ -253,6 +321,6 @@ func (t *tableEnricher) Process(_ context.Context, ev *Event) ([]Command, error)
 	if ev.Attrs == nil {
 		ev.Attrs = map[string]any{}
 	}
-	ev.Attrs[t.into] = schemas.CloneNatural(row)
+	ev.Attrs[t.into] = t.copyRow(row)
 	return nil, nil
 }

@@ -1,6 +1,8 @@
 package processors
 
 import (
+	"github.com/ordo-dev/ordo/schemas"
+
 	"context"
 	"os"
 	"path/filepath"
@@ -47,7 +49,21 @@ func runTable(t *testing.T, p Processor, ev *Event) (map[string]any, bool, error
 	if !ok {
 		return nil, false, err
 	}
-	return v.(map[string]any), true, err
+	rec, isRec := v.(*schemas.Record)
+	if !isRec {
+		t.Fatalf("attrs.customer is %T, want *schemas.Record", v)
+	}
+	return rec.Natural(), true, err
+}
+
+// rowCopy runs p on a fresh event and returns its row copy.
+func rowCopy(t *testing.T, p Processor) *schemas.Record {
+	t.Helper()
+	ev := orderPlaced()
+	if _, err := p.Process(context.Background(), ev); err != nil {
+		t.Fatal(err)
+	}
+	return ev.Attrs["customer"].(*schemas.Record)
 }
 
 func TestEnrichTableCSV(t *testing.T) {
@@ -60,10 +76,14 @@ func TestEnrichTableCSV(t *testing.T) {
 	if want := map[string]any{"customer_id": "cust-7", "tier": "gold", "country": "DE"}; !reflect.DeepEqual(got, want) {
 		t.Fatalf("got %v want %v", got, want)
 	}
-	// Mutating the result does not corrupt the table.
-	got["tier"] = "hacked"
-	got2, _, _ := runTable(t, p, orderPlaced())
-	if got2["tier"] != "gold" {
+	// Changing an event's copy does not change the table (or another
+	// event's copy).
+	first, second := rowCopy(t, p), rowCopy(t, p)
+	first.Set("tier", "hacked")
+	if v, _ := second.Get("tier"); v != "gold" {
+		t.Fatal("table row aliased between events' attrs")
+	}
+	if got2, _, _ := runTable(t, p, orderPlaced()); got2["tier"] != "gold" {
 		t.Fatal("table row aliased into attrs")
 	}
 	// Default on_missing without a default: skip.
@@ -90,6 +110,14 @@ func TestEnrichTableYAMLJSON(t *testing.T) {
 	want := map[string]any{"tier": "gold", "limit": int64(5000), "ratio": 0.5, "tags": []any{"a", "b"}}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("got %#v want %#v", got, want)
+	}
+	// Lists (and maps) in a row are cloned per event: appending to or
+	// changing one event's list leaves the table as it was.
+	c := rowCopy(t, p)
+	tags, _ := c.Get("tags")
+	tags.([]any)[0] = "changed"
+	if again, _, _ := runTable(t, p, orderPlaced()); !reflect.DeepEqual(again["tags"], []any{"a", "b"}) {
+		t.Fatalf("a row's list is shared with the table: %v", again["tags"])
 	}
 	// int keys are looked up by their decimal text.
 	p = mustTable(t, dir, "file: customers.yaml\nkey: size(event.items) * 21\ninto: customer\n")

@@ -87,7 +87,9 @@ type Event struct {
 
 	// Attrs carries values computed by earlier processors that are not part
 	// of the Avro value (e.g. enrichment results kept out of the schema).
-	// Processors read and write it; CEL sees it as `attrs`.
+	// Processors read and write it; CEL sees it as `attrs`. Values are in
+	// natural form or *schemas.Record (enrich_table's rows): Field reads
+	// both.
 	Attrs map[string]any
 
 	// Marks are what stateful processors decided about the event (see

@@ -41,7 +41,37 @@ func recordEvent(ev *Event) *Event {
 	if ev.Value != nil {
 		c.Record, c.Value = asRecord(ev.Value).(*schemas.Record), nil
 	}
+	if ev.Attrs != nil {
+		// Rows in attrs are records too, as enrich_table sets them.
+		c.Attrs = make(map[string]any, len(ev.Attrs))
+		for k, v := range ev.Attrs {
+			c.Attrs[k] = asRecord(v)
+		}
+	}
 	return &c
+}
+
+// cel-go reads attrs with records in it (enrich_table's rows) as maps: an
+// expression the fast path does not answer sees the row's fields.
+func TestCelGoReadsRecordsInAttrs(t *testing.T) {
+	s := testSpec(t, "orchestrate", "p", "x: 1\n")
+	c, err := compileCEL(s, nil, "k", `attrs.customer.tier.matches("^go+ld$") && attrs.customer.tier.contains("ol")`, boolResult)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := recordEvent(fastEvents()[0])
+	if _, ok := ev.Attrs["customer"].(*schemas.Record); !ok {
+		t.Fatalf("attrs.customer is %T, want a record", ev.Attrs["customer"])
+	}
+	if c.fast != nil {
+		if _, ok := c.fast(newVars(ev)); ok {
+			t.Fatal("the fast path answers the expression: pick one only cel-go evaluates")
+		}
+	}
+	got, err := c.evalBool(newVars(ev))
+	if err != nil || !got {
+		t.Fatalf("cel-go on a record in attrs: %v, %v; want true", got, err)
+	}
 }
 
 // TestRecordEventsEvaluateLikeMaps: every expression of the fast-path

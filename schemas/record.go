@@ -1,5 +1,7 @@
 package schemas
 
+import "encoding/json"
+
 // Record is a record value laid out in slots: Values[i] is the value of
 // field Names[i]. It is the hot path's alternative to map[string]any where
 // the fields are known when the config is built (orchestrate's commands):
@@ -62,6 +64,13 @@ func (r *Record) Natural() map[string]any {
 		}
 	}
 	return m
+}
+
+// MarshalJSON writes the record as its Natural map (field names as keys),
+// so that a record in a value marshalled as JSON (attrs forwarded in a
+// header, a log line) reads as the map it stands for.
+func (r *Record) MarshalJSON() ([]byte, error) {
+	return json.Marshal(r.Natural())
 }
 
 // naturalSlot converts the records within v to maps (see Natural).

@@ -2,6 +2,7 @@ package schemas
 
 import (
 	"bytes"
+	"encoding/json"
 	"strings"
 	"testing"
 	"time"
@@ -98,5 +99,18 @@ func TestRecordGetAndNatural(t *testing.T) {
 	}
 	if e := m["envelope"].(map[string]any); e["id"] != envMap["id"] || len(e) != len(envMap) {
 		t.Errorf("nested envelope %v, want %v", e, envMap)
+	}
+}
+
+// A record marshals to JSON as its natural map (attrs forwarded in a
+// header hold enrich_table rows as records).
+func TestRecordMarshalsAsItsMap(t *testing.T) {
+	r := &Record{Names: []string{"tier", "limit", "gone"}, Values: []any{"gold", int64(5), Unset}}
+	b, err := json.Marshal(map[string]any{"customer": r})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := `{"customer":{"limit":5,"tier":"gold"}}`; string(b) != want {
+		t.Fatalf("got %s, want %s", b, want)
 	}
 }
