@@ -69,7 +69,8 @@ const (
 	slabTimes
 	slabRats
 	slabRecords // record mode: *Record structs
-	slabValues  // record mode: their value slots
+	slabValues  // record mode: their value slots; arrays' elements
+	slabLists   // arrays' slice headers (boxed)
 	numSlabs
 	maxSlabSize = 32
 	// maxValuesSize caps the value-slot chunk: a datum of a few records
@@ -109,6 +110,7 @@ func (p *decProgram) scanner(body []byte) *scanner {
 	s.flts.Size = size(slabFloats, 4)
 	s.times.Size = size(slabTimes, unsafe.Sizeof(time.Time{}))
 	s.ratSize = size(slabRats, unsafe.Sizeof(ratCell{}))
+	s.lists.Size = size(slabLists, unsafe.Sizeof([]any(nil)))
 	return s
 }
 
@@ -131,6 +133,7 @@ func (p *decProgram) release(s *scanner) {
 	s.dbls.Restart()
 	s.flts.Restart()
 	s.times.Restart()
+	s.lists.Restart()
 	s.nrats, s.nrecs, s.nvals = 0, 0, 0
 	p.scanners.Put(s)
 }
@@ -138,7 +141,7 @@ func (p *decProgram) release(s *scanner) {
 // learnSlabs updates the chunk sizes with what s needed: the decayed
 // hint or s's count, whichever is larger (up to maxSlabSize).
 func (p *decProgram) learnSlabs(s *scanner) {
-	for k, n := range [numSlabs]int{s.strs.Count(), s.longs.Count(), s.ints.Count(), s.dbls.Count(), s.flts.Count(), s.times.Count(), s.nrats, s.nrecs, s.nvals} {
+	for k, n := range [numSlabs]int{s.strs.Count(), s.longs.Count(), s.ints.Count(), s.dbls.Count(), s.flts.Count(), s.times.Count(), s.nrats, s.nrecs, s.nvals, s.lists.Count()} {
 		limit := maxSlabSize
 		if k == slabValues {
 			limit = maxValuesSize
@@ -532,15 +535,21 @@ func (s *scanner) record(n int) *Record {
 	}
 	s.recs = s.recs[:len(s.recs)+1]
 	r := &s.recs[len(s.recs)-1]
+	r.Values = s.slots(n)
+	s.nrecs++
+	return r
+}
+
+// slots returns n zeroed value slots from the shared chunk (length and
+// capacity n: an append copies out).
+func (s *scanner) slots(n int) []any {
 	if cap(s.vals)-len(s.vals) < n {
 		s.vals = make([]any, 0, max(s.valSize, n))
 	}
 	k := len(s.vals)
 	s.vals = s.vals[:k+n]
-	r.Values = s.vals[k : k+n : k+n] // capped: an append copies out
-	s.nrecs++
 	s.nvals += n
-	return r
+	return s.vals[k : k+n : k+n]
 }
 
 // naturalDefault is a reader field's default in natural form.
@@ -595,10 +604,14 @@ func arrayDecoder(w *node, items *decOp) decFn {
 				if out == nil {
 					out = []any{}
 				}
-				return out, nil
+				// The slice header boxed into a shared chunk (no
+				// allocation per array).
+				return s.lists.Box(out), nil
 			}
 			if out == nil {
-				out = make([]any, 0, count)
+				// The first block's elements take slots of the shared
+				// chunk; a later block appends (and so copies out).
+				out = s.slots(int(count))[:0]
 			}
 			for range count {
 				v, err := items.decode(s, depth+1)

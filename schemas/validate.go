@@ -69,6 +69,7 @@ type scanner struct {
 	dbls  box.Slab[float64]
 	flts  box.Slab[float32]
 	times box.Slab[time.Time]
+	lists box.Slab[[]any]
 	rats  []ratCell
 	// ratSize is the rats chunk size; nrats counts the decimals decoded.
 	ratSize, nrats int

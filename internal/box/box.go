@@ -25,8 +25,11 @@ import (
 // Scalar lists the types a Slab boxes. They are all stored indirectly in an
 // interface (a pointer to a copy), which is what Slab relies on; pointer,
 // map, chan and func types are stored directly and must not be added.
+// []any is boxed as its slice header (what an `any` holding a slice
+// points at); the elements are not copied and stay writable, as in any
+// boxed slice.
 type Scalar interface {
-	~string | ~int64 | ~int32 | ~float64 | ~float32 | time.Time
+	~string | ~int64 | ~int32 | ~float64 | ~float32 | time.Time | []any
 }
 
 // eface is the runtime layout of an interface: a type (or itab) word and a

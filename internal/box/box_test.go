@@ -104,3 +104,21 @@ func TestRestartSharesTheChunk(t *testing.T) {
 		t.Fatalf("after Restart: %v %v count %d", a, b, s.Count())
 	}
 }
+
+// A slice header boxed by a Slab reads as the slice: same elements, same
+// length, and an `any` comparison by type switch works as for any([]any).
+func TestBoxSliceHeader(t *testing.T) {
+	var s Slab[[]any]
+	backing := []any{"a", int64(2)}
+	v := s.Box(backing[:2:2])
+	s.Box([]any{}) // a neighbour in the same chunk
+	runtime.GC()
+	l, ok := v.([]any)
+	if !ok || len(l) != 2 || cap(l) != 2 || l[0] != "a" || l[1] != int64(2) {
+		t.Fatalf("boxed slice reads as %#v (ok %v)", v, ok)
+	}
+	l[0] = "changed" // elements are shared, as with any boxed slice
+	if backing[0] != "changed" {
+		t.Fatal("the boxed header does not point at the original elements")
+	}
+}
