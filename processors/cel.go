@@ -223,6 +223,7 @@ type celExpr struct {
 	prg  cel.Program
 	path []pathStep // non-nil when the expression is a plain path (see copyPath)
 	fast fastFn     // non-nil when the fast path implements it (celfast.go)
+	lits bool       // fast builds record literals (see literalsOut)
 }
 
 type pathStep struct {
@@ -314,7 +315,7 @@ func compileCEL(spec Spec, n *yaml.Node, key, src string, want exprKind) (*celEx
 	c := &celExpr{src: src, prg: prg, path: plainPath(expr)}
 	if !tracked {
 		// The fast path has no cost meter, so only bounded expressions use it.
-		c.fast = compileFast(expr)
+		c.fast, c.lits = compileFastLits(expr)
 	}
 	return c, nil
 }
@@ -503,6 +504,17 @@ func (c *celExpr) evalBool(a *vars) (bool, error) {
 // evalNatural evaluates the expression and returns a natural Go value; plain
 // paths copy the original value (keeping decimals exact).
 func (c *celExpr) evalNatural(a *vars) (any, error) {
+	return c.evalOut(a, false)
+}
+
+// evalRecords is evalNatural for a value the caller encodes with a schema
+// (orchestrate's commands in slots): records the expression builds
+// (`{"sku": i.sku}` map literals) stay *schemas.Record instead of maps.
+func (c *celExpr) evalRecords(a *vars) (any, error) {
+	return c.evalOut(a, true)
+}
+
+func (c *celExpr) evalOut(a *vars, records bool) (any, error) {
 	if c.path != nil {
 		v, err := walkPath(a, c.path)
 		if err != nil {
@@ -511,10 +523,8 @@ func (c *celExpr) evalNatural(a *vars) (any, error) {
 		return schemas.CloneNatural(v), nil
 	}
 	if c.fast != nil {
-		if v, ok := c.fast(a); ok {
-			if r, ok := fastResult(v); ok {
-				return r, nil
-			}
+		if r, ok := c.fastNatural(a, records); ok {
+			return r, nil
 		}
 	}
 	out, err := c.eval(a)
@@ -526,6 +536,20 @@ func (c *celExpr) evalNatural(a *vars) (any, error) {
 		return nil, fmt.Errorf("evaluating `%s`: %v", c.src, err)
 	}
 	return v, nil
+}
+
+// fastNatural is the fast path's result in natural form (records as in
+// evalOut); ok is false when the fast path does not answer.
+func (c *celExpr) fastNatural(a *vars, records bool) (any, bool) {
+	v, ok := c.fast(a)
+	if !ok {
+		return nil, false
+	}
+	r, ok := fastResult(v)
+	if ok && c.lits {
+		r = literalsOut(r, records)
+	}
+	return r, ok
 }
 
 // evalKey evaluates a lookup key to a string; ok is false for null.

@@ -28,6 +28,8 @@ import (
 
 	"github.com/ordo-dev/ordo/schemas"
 
+	"github.com/ordo-dev/ordo/internal/arena"
+
 	"github.com/google/cel-go/common/ast"
 	"github.com/google/cel-go/common/types"
 )
@@ -46,12 +48,61 @@ type (
 	fastMap  map[string]any
 )
 
+// fastRecord is a map literal with string-literal keys (`{"sku": i.sku,
+// "qty": i.qty}`), laid out as a record: Names are the literal's keys
+// (shared by every value it builds), the values slots carved from pooled
+// blocks (internal/arena) instead of a map of its own per value. Its own
+// type keeps it apart from the event's records, which results copy. It
+// leaves an expression as a *schemas.Record where the caller encodes it
+// (orchestrate's commands in slots, evalRecords) and as a map elsewhere
+// (see literalsOut).
+type fastRecord schemas.Record
+
+// recordOf returns the record a record-like value is: a decoded
+// *schemas.Record or a record literal.
+func recordOf(v any) (*schemas.Record, bool) {
+	switch r := v.(type) {
+	case *schemas.Record:
+		return r, r != nil
+	case *fastRecord:
+		return (*schemas.Record)(r), r != nil
+	}
+	return nil, false
+}
+
+// literalsOut converts the record literals in v, a fast-path result, in
+// place: to *schemas.Record when records is set, else to maps. A result's
+// containers are its own (literals, macro results, or copies made by
+// fastResult), so changing them in place is safe.
+func literalsOut(v any, records bool) any {
+	switch x := v.(type) {
+	case *fastRecord:
+		for i, e := range x.Values {
+			x.Values[i] = literalsOut(e, records)
+		}
+		if records {
+			return (*schemas.Record)(x)
+		}
+		return (*schemas.Record)(x).Natural()
+	case []any:
+		for i, e := range x {
+			x[i] = literalsOut(e, records)
+		}
+	case map[string]any:
+		for k, e := range x {
+			x[k] = literalsOut(e, records)
+		}
+	}
+	return v
+}
+
 // maxFastLocals bounds comprehension variables (iteration variable and
 // accumulator per nesting level); vars keeps them in a fixed array.
 const maxFastLocals = 8
 
 type fastScope struct {
 	names []string // local variable names, index = slot
+	lits  bool     // a map literal compiled to a fastRecord
 }
 
 func (s *fastScope) lookup(name string) int {
@@ -66,7 +117,16 @@ func (s *fastScope) lookup(name string) int {
 // compileFast returns nil when the expression uses anything the fast path
 // does not implement; it is then always evaluated by cel-go.
 func compileFast(e ast.Expr) fastFn {
-	return (&fastScope{}).compile(e)
+	f, _ := compileFastLits(e)
+	return f
+}
+
+// compileFastLits is compileFast, also telling whether the expression
+// builds record literals (its results then go through literalsOut).
+func compileFastLits(e ast.Expr) (fastFn, bool) {
+	s := &fastScope{}
+	f := s.compile(e)
+	return f, s.lits
 }
 
 func (s *fastScope) compile(e ast.Expr) fastFn {
@@ -181,8 +241,10 @@ func (s *fastScope) compile(e ast.Expr) fastFn {
 			}
 			keys, vals = append(keys, string(k)), append(vals, f)
 		}
+		s.lits = true
+		var blocks arena.Blocks[fastRecord]
 		return func(a *vars) (any, bool) {
-			out := make(fastMap, len(keys))
+			out, slots := blocks.Take(len(keys))
 			for i, f := range vals {
 				v, ok := f(a)
 				if ok {
@@ -191,8 +253,9 @@ func (s *fastScope) compile(e ast.Expr) fastFn {
 				if !ok {
 					return nil, false
 				}
-				out[keys[i]] = v
+				slots[i] = v
 			}
+			out.Names, out.Values = keys, slots
 			return out, true
 		}
 	case ast.CallKind:
@@ -540,7 +603,7 @@ func evalFastBool(f fastFn, a *vars) (bool, bool) {
 // decoded *schemas.Record (has: the record has field k). isMap is false
 // for other values (the caller bails to cel-go).
 func fastField(v any, k string) (x any, has, isMap bool) {
-	if r, ok := v.(*schemas.Record); ok && r != nil {
+	if r, ok := recordOf(v); ok {
 		x, has = r.Get(k)
 		return x, has, true
 	}
@@ -735,7 +798,7 @@ func fastSize(v any, ok bool) (any, bool) {
 	if l, ok := fastListOf(v); ok {
 		return int64(len(l)), true
 	}
-	if r, ok := v.(*schemas.Record); ok && r != nil {
+	if r, ok := recordOf(v); ok {
 		n := 0
 		for _, x := range r.Values {
 			if x != schemas.Unset {
@@ -776,6 +839,8 @@ func fastResult(v any) (any, bool) {
 		return []any(x), true // elements were converted when added
 	case fastMap:
 		return map[string]any(x), true
+	case *fastRecord:
+		return x, true // its values were converted when set
 	}
 	return nil, false
 }

@@ -8,6 +8,8 @@ import (
 	"reflect"
 	"testing"
 	"time"
+
+	"github.com/ordo-dev/ordo/schemas"
 )
 
 // fastExprs covers what the fast path implements, plus shapes it must leave
@@ -107,11 +109,7 @@ func TestFastPathAgreesWithCEL(t *testing.T) {
 			continue
 		}
 		for i, ev := range fastEvents() {
-			fv, ok := c.fast(newVars(ev))
-			if !ok {
-				continue
-			}
-			got, ok := fastResult(fv)
+			got, ok := c.fastNatural(newVars(ev), false)
 			if !ok {
 				continue
 			}
@@ -123,6 +121,10 @@ func TestFastPathAgreesWithCEL(t *testing.T) {
 			}
 			if !sameNatural(got, want) {
 				t.Errorf("%s on event %d: fast path %#v, cel-go %#v", src, i, got, want)
+			}
+			// With records kept (orchestrate's slots), the same value.
+			if rec, _ := c.fastNatural(newVars(ev), true); !sameNatural(schemas.CloneNatural(rec), want) {
+				t.Errorf("%s on event %d: fast path keeping records %#v, cel-go %#v", src, i, rec, want)
 			}
 			// evalBool and evalKey take the fast path too.
 			if b, isBool := want.(bool); isBool {

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ordo-dev/ordo/schemas"
 )
 
 // FuzzCELFastPath checks the CEL fast path (celfast.go) against plain cel-go.
@@ -109,16 +111,19 @@ func checkFastAgainstCEL(t *testing.T, s Spec, src string) (answered int) {
 	fresh := celFuzzEvents()
 	for i, ev := range celFuzzEvents() {
 		a := newVars(ev)
-		if fv, ok := c.fast(a); ok {
-			if got, ok := fastResult(fv); ok {
-				answered++
-				want, err := celReference(&slow, newVars(fresh[i]))
-				if err != nil {
-					t.Fatalf("%s on event %d: fast path returned %#v, cel-go failed: %v", src, i, got, err)
-				}
-				if d := celDiff(got, want); d != "" {
-					t.Fatalf("%s on event %d: fast path %#v, cel-go %#v: %s", src, i, got, want, d)
-				}
+		if got, ok := c.fastNatural(a, false); ok {
+			answered++
+			want, err := celReference(&slow, newVars(fresh[i]))
+			if err != nil {
+				t.Fatalf("%s on event %d: fast path returned %#v, cel-go failed: %v", src, i, got, err)
+			}
+			if d := celDiff(got, want); d != "" {
+				t.Fatalf("%s on event %d: fast path %#v, cel-go %#v: %s", src, i, got, want, d)
+			}
+			// With records kept (orchestrate's slots), the same value.
+			rec, _ := c.fastNatural(newVars(ev), true)
+			if d := celDiff(schemas.CloneNatural(rec), want); d != "" {
+				t.Fatalf("%s on event %d: fast path keeping records %#v, cel-go %#v: %s", src, i, rec, want, d)
 			}
 		}
 		// The entry points the processors use, fast path on and off.

@@ -367,7 +367,13 @@ func (o *orchestrator) Process(_ context.Context, ev *Event) ([]Command, error) 
 				}
 			}
 			for _, f := range e.fields {
-				x, err := f.expr.evalNatural(a)
+				// In slots the encoder takes records: map literals
+				// (`{"sku": i.sku}`) stay records (no map per value).
+				eval := f.expr.evalNatural
+				if v == nil {
+					eval = f.expr.evalRecords
+				}
+				x, err := eval(a)
 				if err != nil {
 					return nil, Permanent(fmt.Errorf("route %d (%s) emit %d (%s) field %s: %v", ri, r.on, ei, e.typ, f.name, err))
 				}
