@@ -180,7 +180,7 @@ func BenchmarkPipeline(b *testing.B) {
 			k := i % len(f.recs)
 			i++
 			// Decoded values are not modified by the demo chain except
-			// attrs, which consumer.EventFrom makes fresh.
+			// attrs, which the EventBuilder makes fresh.
 			if _, err := f.chain.Process(ctx, f.events.From(f.recs[k], decoded[k])); err != nil {
 				b.Fatal(err)
 			}

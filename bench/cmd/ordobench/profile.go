@@ -142,7 +142,7 @@ func analyzeProfile(bin string, files []string, secs int) (*profile, error) {
 		{"  direct natural->Avro encoder (schemas.appendNatural)", "github.com/ordo-dev/ordo/schemas.appendNatural"},
 		{"  envelope headers", "github.com/ordo-dev/ordo/producer.appendEnvelope"},
 		{"snappy compression of produced batches (s2)", "github.com/klauspost/compress/s2.EncodeSnappy"},
-		{"event construction (EventFrom)", "github.com/ordo-dev/ordo/consumer.EventFrom"},
+		{"event construction (EventBuilder.From)", "github.com/ordo-dev/ordo/consumer.fillEvent"},
 		{"franz-go produce path (kgo.(*Client).Produce)", "github.com/twmb/franz-go/pkg/kgo.(*Client).Produce"},
 		{"franz-go fetch decode (kgo.(*cursorOffsetNext).processRespPartition)", "github.com/twmb/franz-go/pkg/kgo.(*cursorOffsetNext).processRespPartition"},
 		{"garbage collector (runtime.gcBgMarkWorker)", "runtime.gcBgMarkWorker"},

@@ -107,7 +107,7 @@ func TestWhatIsLeft(t *testing.T) {
 			{Func: "github.com/ordo-dev/ordo/schemas.(*Serde).DecodeRecord", Cum: dec},
 			{Func: "github.com/ordo-dev/ordo/processors.Chain.Process", Cum: chain},
 			{Func: "github.com/ordo-dev/ordo/producer.(*Output).Commands", Cum: enc},
-			{Func: "github.com/ordo-dev/ordo/consumer.EventFrom", Cum: ev},
+			{Func: "github.com/ordo-dev/ordo/consumer.fillEvent", Cum: ev},
 			{Func: "runtime.mallocgc", Cum: 27},
 		}}
 	}
