@@ -171,8 +171,46 @@ func (ev *Event) Set(name string, v any) bool {
 	return true
 }
 
+// SetAt sets the field at path of the event's value (record field names
+// or map keys, outermost first; the last one is set) in whichever form the
+// value is in, without building a map: ev.SetAt("DE", "address", "country").
+// It reports false when a field on the way is missing or is neither a
+// record nor a map, or when the last one is not a field of its record's
+// schema. With one name it is Set.
+func (ev *Event) SetAt(v any, path ...string) bool {
+	if len(path) == 1 {
+		return ev.Set(path[0], v)
+	}
+	if ev.Record != nil && ev.Value == nil {
+		return SetField(ev.Record, v, path...)
+	}
+	return SetField(ev.Value, v, path...)
+}
+
+// SetField is SetAt for any record-like value x (a *schemas.Record, e.g. an
+// enrich_table row in attrs, or a map[string]any): it sets the field at
+// path below x.
+func SetField(x, v any, path ...string) bool {
+	if len(path) == 0 {
+		return false
+	}
+	parent, ok := Field(x, path[:len(path)-1]...)
+	if !ok {
+		return false
+	}
+	last := path[len(path)-1]
+	if r, ok := recordOf(parent); ok {
+		return r.Set(last, v)
+	}
+	if m, ok := parent.(map[string]any); ok && m != nil {
+		m[last] = v
+		return true
+	}
+	return false
+}
+
 // RecordReader is a Processor that reads and writes the event's value only
-// through Get, Field, Set, Map or CEL, never Event.Value directly, so it
+// through Get, Field, Set, SetAt, SetField, Map or CEL, never Event.Value directly, so it
 // can run while the value is still a Record (see Event.Record).
 // ReadsRecords reports whether it does (a wrapper answers for what it
 // wraps).

@@ -205,7 +205,26 @@ func TestGetFieldSetReadBothForms(t *testing.T) {
 			if v, _ := ev.Get("order_id"); v != "o-changed" {
 				t.Errorf("after Set, Get(order_id) = %v", v)
 			}
+			// Nested setters: a field of a record inside the value, and of
+			// each item of a list (through Field), in either form.
+			if !ev.SetAt("changed", "envelope", "source") {
+				t.Fatal("SetAt(envelope.source) must succeed")
+			}
+			if v, _ := ev.Get("envelope", "source"); v != "changed" {
+				t.Errorf("after SetAt, Get(envelope, source) = %v", v)
+			}
+			for i, it := range items {
+				if !SetField(it, int32(100+i), "qty") {
+					t.Fatalf("SetField(item %d, qty) must succeed", i)
+				}
+			}
+			if ev.SetAt(1, "order_id", "deeper") || ev.SetAt(1, "missing", "x") || SetField(ev.Record, 1) {
+				t.Error("SetAt through a string, a missing field or an empty path must be false")
+			}
 			if form == "record" {
+				if ev.SetAt(1, "envelope", "not_in_schema") {
+					t.Error("SetAt of a field the nested record's schema lacks must be false")
+				}
 				if ev.Set("not_in_schema", 1) {
 					t.Error("Set of a field the record's schema lacks must be false")
 				}
@@ -213,8 +232,17 @@ func TestGetFieldSetReadBothForms(t *testing.T) {
 					t.Fatal("the accessors built the map")
 				}
 			}
-			if got := ev.Map()["order_id"]; got != "o-changed" {
+			m := ev.Map()
+			if got := m["order_id"]; got != "o-changed" {
 				t.Errorf("Map() after Set: order_id %v", got)
+			}
+			if got := m["envelope"].(map[string]any)["source"]; got != "changed" {
+				t.Errorf("Map() after SetAt: envelope.source %v", got)
+			}
+			for i, it := range m["items"].([]any) {
+				if got := it.(map[string]any)["qty"]; got != int32(100+i) {
+					t.Errorf("Map() after SetField: items[%d].qty %v", i, got)
+				}
 			}
 		})
 	}
