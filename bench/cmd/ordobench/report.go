@@ -710,6 +710,19 @@ func whatIsLeft(p func(string, ...any), by map[string]summary, prof *profile, m 
 		}
 		p("\n")
 	}
+	if a := by["passthrough"]; a.runs > 0 && a.throughput > 0 && o.throughput < 0.75*a.throughput {
+		// On these 2 cores ordo and the broker share the CPU: at 0.75 ×
+		// (a)'s rate both together may spend 2 cores' time per event.
+		budget := 2e6 / (0.75 * a.throughput)
+		now := o.cpuPerM - left
+		need := budget - left - o.brokerCPU
+		p("\nThroughput: (b)/(a) ≥ 0.75 means %.0f events/s, where ordo and the broker together may spend %.1f µs of CPU per event on the 2 cores (if CPU is what bounds them; now %.1f + %.1f). With the broker's %.1f µs and ordo's %.1f µs outside the pipeline and its GC as they are, ", 0.75*a.throughput, budget, o.cpuPerM, o.brokerCPU, o.brokerCPU, left)
+		if need <= 0 {
+			p("nothing is left for the pipeline: out of reach for changes to the pipeline alone on this machine.\n")
+		} else {
+			p("the pipeline with its GC would have to fall from %.1f to %.1f µs per event (%.0f%% of today's).\n", now, need, 100*need/max(now, 0.001))
+		}
+	}
 	full, ok := m.stage("full")
 	if !ok {
 		return

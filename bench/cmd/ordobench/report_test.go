@@ -141,3 +141,36 @@ func TestWhatIsLeft(t *testing.T) {
 		}
 	}
 }
+
+// The throughput paragraph: what the pipeline would have to cost for
+// (b)/(a) ≥ 0.75 when ordo and the broker share 2 cores.
+func TestWhatIsLeftThroughput(t *testing.T) {
+	prof := &profile{Stages: []stageShare{
+		{Func: "github.com/ordo-dev/ordo/schemas.(*Serde).DecodeRecord", Cum: 20},
+		{Func: "github.com/ordo-dev/ordo/processors.Chain.Process", Cum: 20},
+		{Func: "github.com/ordo-dev/ordo/producer.(*Output).Commands", Cum: 10},
+		{Func: "github.com/ordo-dev/ordo/consumer.fillEvent", Cum: 0},
+	}}
+	run := func(a, o summary) string {
+		var w strings.Builder
+		whatIsLeft(func(f string, x ...any) { fmt.Fprintf(&w, f, x...) }, map[string]summary{"passthrough": a, "ordo": o}, prof, nil)
+		return w.String()
+	}
+	// (a) 200k/s: 0.75 × 200k = 150k/s, 2 cores → 13.3 µs per event. ordo
+	// 12 µs, half outside the pipeline (6) + broker 3: the pipeline (6 now)
+	// must fall to 4.3 µs.
+	got := run(summary{runs: 3, throughput: 200000}, summary{runs: 3, cpuPerM: 12, brokerCPU: 3, throughput: 100000})
+	for _, want := range []string{"means 150000 events/s", "13.3 µs of CPU per event", "fall from 6.0 to 4.3 µs per event (72% of today's)"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("lacks %q:\n%s", want, got)
+		}
+	}
+	// A broker costing more than the budget leaves nothing.
+	if got := run(summary{runs: 3, throughput: 200000}, summary{runs: 3, cpuPerM: 12, brokerCPU: 9, throughput: 100000}); !strings.Contains(got, "nothing is left for the pipeline") {
+		t.Errorf("lacks the out-of-reach case:\n%s", got)
+	}
+	// Met: no paragraph.
+	if got := run(summary{runs: 3, throughput: 100000}, summary{runs: 3, cpuPerM: 12, brokerCPU: 3, throughput: 90000}); strings.Contains(got, "Throughput:") {
+		t.Errorf("a met ratio still gets the paragraph:\n%s", got)
+	}
+}
