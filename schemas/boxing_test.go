@@ -8,6 +8,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unsafe"
 )
 
 // The decoder boxes scalars into chunks shared by a datum's values
@@ -260,4 +261,50 @@ func TestOutsizedDatumDoesNotInflateLaterChunks(t *testing.T) {
 		t.Fatalf("a small datum takes %.0f B after one 100-item datum, %.0f B before: the chunk sizes did not come back", after, base)
 	}
 	t.Logf("small datum: %.0f B before, %.0f B after one 100-item datum", base, after)
+}
+
+// Detach copies a decoded value out of the decoder's shared chunks: equal
+// values, no string or boxed scalar pointing into memory the decoder shares
+// with other datums.
+func TestDetachSharesNothingWithTheDecoder(t *testing.T) {
+	s := mustSchema(t, 1, boxingSchema)
+	body, err := s.EncodeNatural(boxingDatum(3))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := s.decodeRecord(s, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := v.(*Record)
+	got := Detach(rec).(map[string]any)
+	if !naturalEqual(got, boxingDatum(3)) {
+		t.Fatalf("Detach changed the value:\n got %v\nwant %v", got, boxingDatum(3))
+	}
+	dataWord := func(x any) uintptr { return (*[2]uintptr)(unsafe.Pointer(&x))[1] }
+	for _, name := range []string{"l", "d", "f", "t"} {
+		orig, _ := rec.Get(name)
+		if dataWord(orig) == dataWord(got[name]) {
+			t.Errorf("field %s: the detached value is the decoder's boxed copy", name)
+		}
+	}
+	origS, _ := rec.Get("s")
+	if unsafe.StringData(origS.(string)) == unsafe.StringData(got["s"].(string)) {
+		t.Error("the detached string still points into the decoder's body copy")
+	}
+	items, _ := rec.Get("items")
+	sku, _ := fieldOf(items.([]any)[0], "sku")
+	if unsafe.StringData(sku.(string)) == unsafe.StringData(got["items"].([]any)[0].(map[string]any)["sku"].(string)) {
+		t.Error("a nested string still points into the decoder's body copy")
+	}
+}
+
+// fieldOf reads a field of a record or a map (test helper).
+func fieldOf(v any, k string) (any, bool) {
+	if r, ok := v.(*Record); ok {
+		return r.Get(k)
+	}
+	m, _ := v.(map[string]any)
+	x, ok := m[k]
+	return x, ok
 }

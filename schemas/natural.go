@@ -829,3 +829,56 @@ func CloneNatural(v any) any {
 	}
 	return v
 }
+
+// Detach is CloneNatural for a value kept after its event: the copy shares
+// no memory with the decoder at all. Decoded strings are substrings of a
+// body copy, and decoded scalars are boxed in chunks, both shared with the
+// events decoded next to it (see decProgram.scanner); CloneNatural keeps
+// those (they are immutable), so a value it copies still keeps the chunks
+// alive. Detach copies strings and re-boxes scalars too, and turns records
+// into maps. It costs an allocation per value: use it for what is kept (a
+// cache, state held in memory), not on the hot path.
+func Detach(v any) any {
+	switch x := v.(type) {
+	case nil, bool:
+		return x
+	case string:
+		return strings.Clone(x)
+	// Returning x puts it in a new interface: a fresh copy (or the
+	// runtime's static one for small integers), not the decoder's chunk.
+	case int64:
+		return x
+	case int32:
+		return x
+	case float64:
+		return x
+	case float32:
+		return x
+	case time.Time:
+		return x
+	case map[string]any:
+		out := make(map[string]any, len(x))
+		for k, e := range x {
+			out[strings.Clone(k)] = Detach(e)
+		}
+		return out
+	case []any:
+		out := make([]any, len(x))
+		for i, e := range x {
+			out[i] = Detach(e)
+		}
+		return out
+	case *Record:
+		if x == nil {
+			return nil
+		}
+		out := make(map[string]any, len(x.Names))
+		for i, n := range x.Names[:min(len(x.Names), len(x.Values))] {
+			if e := x.Values[i]; e != Unset {
+				out[n] = Detach(e)
+			}
+		}
+		return out
+	}
+	return CloneNatural(v) // bytes, decimals; other types as CloneNatural
+}
