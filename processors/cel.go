@@ -315,7 +315,7 @@ func compileCEL(spec Spec, n *yaml.Node, key, src string, want exprKind) (*celEx
 	c := &celExpr{src: src, prg: prg, path: plainPath(expr)}
 	if !tracked {
 		// The fast path has no cost meter, so only bounded expressions use it.
-		c.fast, c.lits = compileFastLits(expr)
+		c.fast, c.lits = compileFast(expr)
 	}
 	return c, nil
 }

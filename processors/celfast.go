@@ -115,17 +115,12 @@ func (s *fastScope) lookup(name string) int {
 }
 
 // compileFast returns nil when the expression uses anything the fast path
-// does not implement; it is then always evaluated by cel-go.
-func compileFast(e ast.Expr) fastFn {
-	f, _ := compileFastLits(e)
-	return f
-}
-
-// compileFastLits is compileFast, also telling whether the expression
-// builds record literals (its results then go through literalsOut).
-func compileFastLits(e ast.Expr) (fastFn, bool) {
+// does not implement; it is then always evaluated by cel-go. lits tells
+// whether the expression builds record literals (its results then go
+// through literalsOut).
+func compileFast(e ast.Expr) (f fastFn, lits bool) {
 	s := &fastScope{}
-	f := s.compile(e)
+	f = s.compile(e)
 	return f, s.lits
 }
 

@@ -118,7 +118,7 @@ func TestOrchestrateAllocs(t *testing.T) {
 }
 
 // Events processed at once by several goroutines take their arenas and
-// slots from the same pooled blocks (arenaBlock). Every command must still
+// slots from the same pooled blocks (internal/arena). Every command must still
 // hold exactly what the same event gives when processed alone, after all
 // the others and a GC.
 func TestOrchestrateBlocksSharedAcrossGoroutines(t *testing.T) {
