@@ -63,36 +63,28 @@ type enrichTableConfig struct {
 type tableEnricher struct {
 	key       *celExpr
 	into      string
-	rows      map[string]*tableRow
-	def       *tableRow
+	rows      map[string]*schemas.Record
+	def       *schemas.Record
 	onMissing string
 	// blocks are where events' copies of rows take their records and
 	// slots from (internal/arena).
 	blocks arena.Blocks[schemas.Record]
 }
 
-// tableRow is a table row laid out as a record once, at build time (field
+// tableRows lays out every row as a record once, at build time (field
 // names sorted; rows with the same columns share one names slice). An event
-// gets a copy of its slots: the table stays as loaded whatever a processor
-// does to its copy.
-type tableRow struct {
-	rec schemas.Record
-	// deep is set when a value is a map or a list (YAML/JSON tables):
-	// copies clone those too.
-	deep bool
-}
-
-// tableRows lays out every row (see tableRow).
-func tableRows(rows map[string]map[string]any) map[string]*tableRow {
+// gets a copy of its row (copyRow): the table stays as loaded whatever a
+// processor does to its copy.
+func tableRows(rows map[string]map[string]any) map[string]*schemas.Record {
 	names := map[string][]string{} // shared layouts, by their joined names
-	out := make(map[string]*tableRow, len(rows))
+	out := make(map[string]*schemas.Record, len(rows))
 	for k, m := range rows {
 		out[k] = rowOf(m, names)
 	}
 	return out
 }
 
-func rowOf(m map[string]any, layouts map[string][]string) *tableRow {
+func rowOf(m map[string]any, layouts map[string][]string) *schemas.Record {
 	if m == nil {
 		return nil
 	}
@@ -103,30 +95,22 @@ func rowOf(m map[string]any, layouts map[string][]string) *tableRow {
 	} else {
 		layouts[id] = ns
 	}
-	row := &tableRow{rec: schemas.Record{Names: ns, Values: make([]any, len(ns))}}
+	row := &schemas.Record{Names: ns, Values: make([]any, len(ns))}
 	for i, n := range ns {
-		v := m[n]
-		switch v.(type) {
-		case map[string]any, []any:
-			row.deep = true
-		}
-		row.rec.Values[i] = v
+		row.Values[i] = m[n]
 	}
 	return row
 }
 
 // copyRow returns the event's copy of row: its own record and slots
 // (carved from shared blocks), the scalars shared (they are immutable),
-// maps and lists cloned.
-func (t *tableEnricher) copyRow(row *tableRow) *schemas.Record {
-	r, vals := t.blocks.Take(len(row.rec.Values))
-	copy(vals, row.rec.Values)
-	if row.deep {
-		for i, v := range vals {
-			vals[i] = schemas.CloneNatural(v)
-		}
+// maps and lists of YAML/JSON tables cloned (CloneNatural).
+func (t *tableEnricher) copyRow(row *schemas.Record) *schemas.Record {
+	r, vals := t.blocks.Take(len(row.Values))
+	for i, v := range row.Values {
+		vals[i] = schemas.CloneNatural(v)
 	}
-	*r = schemas.Record{Names: row.rec.Names, Values: vals}
+	*r = schemas.Record{Names: row.Names, Values: vals}
 	return r
 }
 
@@ -305,7 +289,7 @@ func (t *tableEnricher) Process(_ context.Context, ev *Event) ([]Command, error)
 	if err != nil {
 		return nil, Permanent(fmt.Errorf("key: %v", err))
 	}
-	var row *tableRow
+	var row *schemas.Record
 	if ok {
 		row = t.rows[k]
 	}
