@@ -802,19 +802,35 @@ func codePointBytes(s string) ([]byte, error) {
 // slices, bytes, decimals), so that a copy never aliases its source: shared
 // defaults are never aliased by decoded records, and processors that put
 // event values into commands or attrs cannot change the event through them.
-// It is ordo's one natural-form copy helper.
-func CloneNatural(v any) any {
+// A *Record copies to its natural map. It is ordo's one natural-form copy
+// helper (Detach is its variant for values kept after their event).
+func CloneNatural(v any) any { return cloneNatural(v, false) }
+
+// Detach is CloneNatural for a value kept after its event: the copy shares
+// no memory with the decoder at all. Decoded strings are substrings of a
+// body copy, and decoded scalars are boxed in chunks, both shared with the
+// events decoded next to it (see decProgram.scanner); CloneNatural keeps
+// those (they are immutable), so a value it copies still keeps the chunks
+// alive. Detach copies strings (map keys too) and re-boxes scalars as
+// well. It costs an allocation per value: use it for what is kept (a
+// cache, state held in memory), not on the hot path.
+func Detach(v any) any { return cloneNatural(v, true) }
+
+func cloneNatural(v any, detach bool) any {
 	switch x := v.(type) {
 	case map[string]any:
 		out := make(map[string]any, len(x))
 		for k, e := range x {
-			out[k] = CloneNatural(e)
+			if detach {
+				k = strings.Clone(k)
+			}
+			out[k] = cloneNatural(e, detach)
 		}
 		return out
 	case []any:
 		out := make([]any, len(x))
 		for i, e := range x {
-			out[i] = CloneNatural(e)
+			out[i] = cloneNatural(e, detach)
 		}
 		return out
 	case []byte:
@@ -825,27 +841,23 @@ func CloneNatural(v any) any {
 		if x == nil {
 			return nil
 		}
-		return CloneNatural(x.Natural()) // a record clones to its natural map
+		// Its natural map (as Natural: Unset slots left out), copied.
+		out := make(map[string]any, len(x.Names))
+		for i, n := range x.Names[:min(len(x.Names), len(x.Values))] {
+			if e := x.Values[i]; e != Unset {
+				out[n] = cloneNatural(e, detach)
+			}
+		}
+		return out
 	}
-	return v
-}
-
-// Detach is CloneNatural for a value kept after its event: the copy shares
-// no memory with the decoder at all. Decoded strings are substrings of a
-// body copy, and decoded scalars are boxed in chunks, both shared with the
-// events decoded next to it (see decProgram.scanner); CloneNatural keeps
-// those (they are immutable), so a value it copies still keeps the chunks
-// alive. Detach copies strings and re-boxes scalars too, and turns records
-// into maps. It costs an allocation per value: use it for what is kept (a
-// cache, state held in memory), not on the hot path.
-func Detach(v any) any {
-	switch x := v.(type) {
-	case nil, bool:
-		return x
-	case string:
-		return strings.Clone(x)
+	if !detach {
+		return v // immutable: shared
+	}
 	// Returning x puts it in a new interface: a fresh copy (or the
 	// runtime's static one for small integers), not the decoder's chunk.
+	switch x := v.(type) {
+	case string:
+		return strings.Clone(x)
 	case int64:
 		return x
 	case int32:
@@ -856,29 +868,6 @@ func Detach(v any) any {
 		return x
 	case time.Time:
 		return x
-	case map[string]any:
-		out := make(map[string]any, len(x))
-		for k, e := range x {
-			out[strings.Clone(k)] = Detach(e)
-		}
-		return out
-	case []any:
-		out := make([]any, len(x))
-		for i, e := range x {
-			out[i] = Detach(e)
-		}
-		return out
-	case *Record:
-		if x == nil {
-			return nil
-		}
-		out := make(map[string]any, len(x.Names))
-		for i, n := range x.Names[:min(len(x.Names), len(x.Values))] {
-			if e := x.Values[i]; e != Unset {
-				out[n] = Detach(e)
-			}
-		}
-		return out
 	}
-	return CloneNatural(v) // bytes, decimals; other types as CloneNatural
+	return v
 }
