@@ -507,13 +507,10 @@ func (c *celExpr) evalNatural(a *vars) (any, error) {
 	return c.evalOut(a, false)
 }
 
-// evalRecords is evalNatural for a value the caller encodes with a schema
-// (orchestrate's commands in slots): records the expression builds
-// (`{"sku": i.sku}` map literals) stay *schemas.Record instead of maps.
-func (c *celExpr) evalRecords(a *vars) (any, error) {
-	return c.evalOut(a, true)
-}
-
+// evalOut is evalNatural, and with records set it is for a value the
+// caller encodes with a schema (orchestrate's commands in slots): records
+// the expression builds (`{"sku": i.sku}` map literals) stay
+// *schemas.Record instead of maps.
 func (c *celExpr) evalOut(a *vars, records bool) (any, error) {
 	if c.path != nil {
 		v, err := walkPath(a, c.path)

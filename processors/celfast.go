@@ -54,7 +54,7 @@ type (
 // blocks (internal/arena) instead of a map of its own per value. Its own
 // type keeps it apart from the event's records, which results copy. It
 // leaves an expression as a *schemas.Record where the caller encodes it
-// (orchestrate's commands in slots, evalRecords) and as a map elsewhere
+// (orchestrate's commands in slots, evalOut) and as a map elsewhere
 // (see literalsOut).
 type fastRecord schemas.Record
 

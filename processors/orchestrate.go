@@ -369,11 +369,7 @@ func (o *orchestrator) Process(_ context.Context, ev *Event) ([]Command, error) 
 			for _, f := range e.fields {
 				// In slots the encoder takes records: map literals
 				// (`{"sku": i.sku}`) stay records (no map per value).
-				eval := f.expr.evalNatural
-				if v == nil {
-					eval = f.expr.evalRecords
-				}
-				x, err := eval(a)
+				x, err := f.expr.evalOut(a, v == nil)
 				if err != nil {
 					return nil, Permanent(fmt.Errorf("route %d (%s) emit %d (%s) field %s: %v", ri, r.on, ei, e.typ, f.name, err))
 				}
