@@ -38,15 +38,13 @@ import (
 // cel-go".
 type fastFn func(a *vars) (v any, ok bool)
 
-// Values built by the fast path (list and map literals, macro results) have
-// their own types. Their elements are converted to the natural value CEL
-// would return (fastResult) as they are added, so the container is already
-// the result when it leaves the expression; original event/attrs lists and
-// maps are deep-copied when they leave (see fromCEL).
-type (
-	fastList []any
-	fastMap  map[string]any
-)
+// Values built by the fast path (list literals and macro results; map
+// literals are fastRecords, below) have their own types. Their elements are
+// converted to the natural value CEL would return (fastResult) as they are
+// added, so the container is already the result when it leaves the
+// expression; original event/attrs lists and maps are deep-copied when they
+// leave (see fromCEL).
+type fastList []any
 
 // fastRecord is a map literal with string-literal keys (`{"sku": i.sku,
 // "qty": i.qty}`), laid out as a record: Names are the literal's keys
@@ -611,13 +609,8 @@ func fastField(v any, k string) (x any, has, isMap bool) {
 }
 
 func fastMapOf(v any) (map[string]any, bool) {
-	switch m := v.(type) {
-	case map[string]any:
-		return m, true
-	case fastMap:
-		return m, true
-	}
-	return nil, false
+	m, ok := v.(map[string]any)
+	return m, ok
 }
 
 func fastListOf(v any) ([]any, bool) {
@@ -832,8 +825,6 @@ func fastResult(v any) (any, bool) {
 		return schemas.CloneNatural(x), true // a record becomes its map
 	case fastList:
 		return []any(x), true // elements were converted when added
-	case fastMap:
-		return map[string]any(x), true
 	case *fastRecord:
 		return x, true // its values were converted when set
 	}
