@@ -338,8 +338,12 @@ func (p *Pipeline) runSession(ctx context.Context, sess txnSession) error {
 		if c := limits.pollCap(time.Now()); c > 0 && c < max {
 			max = c
 		}
+		pollStart := time.Now()
 		fetches := sess.PollRecords(pollCtx, max)
 		cancel()
+		if p.log.Enabled(ctx, slog.LevelDebug) {
+			p.log.Debug("polled", "records", fetches.NumRecords(), "max", max, "waited", time.Since(pollStart), "txn_open", t.open, "txn_age", txnAge(&t))
+		}
 
 		if ctx.Err() != nil { // shutting down: finish what is open
 			// Polling advanced the offsets End would commit past these
@@ -441,6 +445,14 @@ func (p *Pipeline) runSession(ctx context.Context, sess txnSession) error {
 	}
 }
 
+// txnAge is how long t has been open (0 when it is not), for logs.
+func txnAge(t *txn) time.Duration {
+	if !t.open {
+		return 0
+	}
+	return time.Since(t.started)
+}
+
 // begin opens a transaction unless one is open.
 func (p *Pipeline) begin(ctx context.Context, sess txnSession, t *txn) error {
 	if t.open {
@@ -538,6 +550,7 @@ func (p *Pipeline) end(ctx context.Context, sess txnSession, t *txn, try kgo.Tra
 		return false, nil
 	}
 	t.release()
+	endStart := time.Now()
 	ectx, cancel := p.endContext(ctx)
 	defer cancel()
 	if try == kgo.TryCommit && p.st != nil {
@@ -594,6 +607,10 @@ func (p *Pipeline) end(ctx context.Context, sess txnSession, t *txn, try kgo.Tra
 		}
 	}
 	counts, spans := t.counts, t.spans
+	if p.log.Enabled(ctx, slog.LevelDebug) {
+		p.log.Debug("transaction ended", "try", try == kgo.TryCommit, "committed", committed, "err", err, "records", t.records, "events", counts.EventsIn,
+			"age", time.Since(t.started), "flush_and_end", time.Since(endStart), "end", dur)
+	}
 	*t = txn{}
 	outcome := "committed"
 	switch {

@@ -2,6 +2,7 @@ package consumer
 
 import (
 	"context"
+	"log/slog"
 	"sync"
 	"time"
 
@@ -145,6 +146,9 @@ func (p *Pipeline) endPipelined(ctx context.Context, sess txnSession, t *txn, li
 	pollCtx, cancel := context.WithTimeout(ctx, prefetchWait)
 	fetches := sess.PollRecords(pollCtx, max)
 	cancel()
+	if p.log.Enabled(ctx, slog.LevelDebug) {
+		p.log.Debug("prefetched", "records", fetches.NumRecords(), "max", max)
+	}
 	fatal := p.fetchError(fetches)
 	var pf *prefetch
 	if fatal == nil && ctx.Err() == nil {
@@ -167,8 +171,12 @@ func (p *Pipeline) endPipelined(ctx context.Context, sess txnSession, t *txn, li
 		pf.discard()
 		return committed, nil, err
 	}
+	waitStart := time.Now()
 	<-pf.done
 	pf.t.release()
+	if p.log.Enabled(ctx, slog.LevelDebug) {
+		p.log.Debug("prefetch done", "took", pf.took, "waited_after_end", time.Since(waitStart))
+	}
 
 	// Keep the partitions still at the prefetched position.
 	cur := sess.UncommittedOffsets()

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -62,13 +63,30 @@ func (b *bench) latency(ctx context.Context, ordoMax float64, cs []contender) []
 		}
 	}
 	// Runs are interleaved: at each level ordo and the pass-through run back
-	// to back (a b, a b, ...), then the next level, then the next round, so
+	// to back (a b, b a, ...), then the next level, then the next round, so
 	// that the machine's noise hits both sides of a ratio alike; the report
 	// takes the median of each (contender, level) and the ratio of medians.
 	keys := strings.Split(envStr("BENCH_LAT_CONTENDERS", "ordo,passthrough"), ",")
+	// Every run's input topics are created up front and used only once
+	// they all serve reads: a topic created just before its run let the
+	// first second of a run stall on the broker (produce and ListOffsets
+	// answered NOT_LEADER until the new partitions' leadership settled;
+	// franz-go retries after a backoff), and the contender then met that
+	// second's events as one burst, far above the offered rate.
+	if err := b.prepareLatencyTopics(ctx, runs*len(fracs)*len(keys)); err != nil {
+		logf("latency: %v", err)
+		return out
+	}
 	for r := 0; r < runs; r++ {
 		for _, f := range fracs {
-			for _, key := range keys {
+			// Who goes first alternates by round: a run that follows a
+			// busier one (or the throughput phase) meets a busier broker.
+			order := keys
+			if r%2 == 1 {
+				order = slices.Clone(keys)
+				slices.Reverse(order)
+			}
+			for _, key := range order {
 				var c contender
 				for _, x := range cs {
 					if x.key == strings.TrimSpace(key) {
@@ -83,6 +101,7 @@ func (b *bench) latency(ctx context.Context, ordoMax float64, cs []contender) []
 					return out
 				}
 				level++
+				settle(ctx)
 				res := b.latencyOnce(ctx, c, level, f, f*ordoMax, time.Duration(secs)*time.Second)
 				res.Run = r + 1
 				if res.Err != "" {
@@ -100,23 +119,7 @@ func (b *bench) latency(ctx context.Context, ordoMax float64, cs []contender) []
 
 func (b *bench) latencyOnce(ctx context.Context, c contender, level int, frac, rate float64, dur time.Duration) (res latResult) {
 	res = latResult{Contender: c.key, Fraction: frac, Offered: rate}
-	// Unique per invocation: a reused broker (BENCH_BROKERS) keeps old ones.
-	prefix := fmt.Sprintf("lat%d-%d.", level, b.started.Unix()%1e6)
-	var ins []string
-	for _, t := range inputTopics {
-		ins = append(ins, prefix+t)
-	}
-	// LogAppendTime: an input record's timestamp is when the broker appended
-	// it, so the latency excludes the load generator's own queueing.
-	appendTime := "LogAppendTime"
-	if _, err := b.adm.CreateTopics(ctx, partitions, 1, map[string]*string{"message.timestamp.type": &appendTime}, ins...); err != nil {
-		res.Err = err.Error()
-		return
-	}
-	if err := registerWriters(ctx, b.reg, b.writers, prefix); err != nil {
-		res.Err = err.Error()
-		return
-	}
+	prefix, ins := b.latencyTopics(level)
 	outs := commandTopics
 	if c.key == "passthrough" {
 		outs = []string{passthroughTopic}
@@ -193,12 +196,17 @@ func (b *bench) latencyOnce(ctx context.Context, c contender, level int, frac, r
 		appended = map[string]time.Time{} // input topic/partition/offset -> record timestamp (LogAppendTime)
 		fromCall []time.Duration          // latency from the Produce call (includes generator queueing)
 		lat      []time.Duration
+		dump     []string        // BENCH_LAT_DUMP: one CSV line per counted event
 		toProc   []time.Duration // input timestamp -> command record timestamp (ordo produced it)
 		toSee    []time.Duration // command record timestamp -> visible to read_committed
 		seen     = map[string]bool{}
 		pending  []pend // commands seen before their input's produce ack was processed
 		warmEnd  time.Time
 	)
+	// BENCH_LAT_DUMP=1 writes every event's times (µs since the
+	// epoch) to latency-<contender>-<level>.csv in the work dir, to line a
+	// tail up with the contender's own log.
+	dumpOn := os.Getenv("BENCH_LAT_DUMP") == "1"
 	record := func(in string, at, cmd time.Time) bool {
 		if seen[in] {
 			return true
@@ -209,6 +217,9 @@ func (b *bench) latencyOnce(ctx context.Context, c contender, level int, frac, r
 			return false
 		}
 		seen[in] = true
+		if dumpOn {
+			dump = append(dump, fmt.Sprintf("%s,%d,%d,%d,%d,%t", in, t.UnixMicro(), cmd.UnixMicro(), at.UnixMicro(), call.UnixMicro(), call.After(warmEnd)))
+		}
 		if call.After(warmEnd) {
 			lat = append(lat, at.Sub(t))
 			fromCall = append(fromCall, at.Sub(call))
@@ -343,6 +354,10 @@ func (b *bench) latencyOnce(ctx context.Context, c contender, level int, frac, r
 	}
 	mu.Lock()
 	defer mu.Unlock()
+	if dumpOn {
+		_ = os.WriteFile(filepath.Join(b.work, fmt.Sprintf("latency-%s-%d.csv", c.key, level)),
+			[]byte("input,appended_us,produced_us,seen_us,called_us,counted\n"+strings.Join(dump, "\n")+"\n"), 0o644)
+	}
 	res.Missing = n - len(seen)
 	res.Samples = len(lat)
 	if len(lat) == 0 {
@@ -359,6 +374,92 @@ func (b *bench) latencyOnce(ctx context.Context, c contender, level int, frac, r
 	res.ProcP50, res.ProcP99 = toProc[len(toProc)/2], toProc[min(len(toProc)-1, int(0.99*float64(len(toProc))))]
 	res.SeeP50, res.SeeP99 = toSee[len(toSee)/2], toSee[min(len(toSee)-1, int(0.99*float64(len(toSee))))]
 	return
+}
+
+// settle lets the machine quiet down before a latency run: it writes the
+// dirty page cache back (sync) and waits, at most 15 s, until the broker
+// has used under 0.2 cores for a second. After the throughput phase the
+// kernel was still writing back gigabytes and the broker's produce
+// requests took 43 ms on average instead of 8: whoever ran first paid.
+func settle(ctx context.Context) {
+	start := time.Now()
+	syscall.Sync()
+	pid := brokerPID()
+	if pid <= 0 {
+		return
+	}
+	for time.Since(start) < 15*time.Second && ctx.Err() == nil {
+		c0, _ := procCPU(pid)
+		time.Sleep(time.Second)
+		c1, _ := procCPU(pid)
+		if (c1 - c0).Seconds() < 0.2 {
+			break
+		}
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		logf("latency: waited %s for the broker to settle", d.Round(100*time.Millisecond))
+	}
+}
+
+// latencyTopics are the input topics of latency run level (1-based) and
+// their prefix, unique per invocation: a reused broker (BENCH_BROKERS)
+// keeps old ones.
+func (b *bench) latencyTopics(level int) (prefix string, topics []string) {
+	prefix = fmt.Sprintf("lat%d-%d.", level, b.started.Unix()%1e6)
+	for _, t := range inputTopics {
+		topics = append(topics, prefix+t)
+	}
+	return prefix, topics
+}
+
+// prepareLatencyTopics creates the input topics of latency runs 1..n,
+// registers their writer schemas and waits until every partition answers
+// ListOffsets (its leader is serving).
+func (b *bench) prepareLatencyTopics(ctx context.Context, n int) error {
+	var all []string
+	for level := 1; level <= n; level++ {
+		prefix, ins := b.latencyTopics(level)
+		all = append(all, ins...)
+		if err := registerWriters(ctx, b.reg, b.writers, prefix); err != nil {
+			return err
+		}
+	}
+	// LogAppendTime: an input record's timestamp is when the broker appended
+	// it, so the latency excludes the load generator's own queueing.
+	appendTime := "LogAppendTime"
+	resp, err := b.adm.CreateTopics(ctx, partitions, 1, map[string]*string{"message.timestamp.type": &appendTime}, all...)
+	if err != nil {
+		return fmt.Errorf("create latency topics: %w", err)
+	}
+	for _, r := range resp.Sorted() {
+		if r.Err != nil {
+			return fmt.Errorf("create %s: %w", r.Topic, r.Err)
+		}
+	}
+	start := time.Now()
+	deadline := start.Add(60 * time.Second)
+	for {
+		ready, why := 0, ""
+		if offs, err := b.adm.ListEndOffsets(ctx, all...); err != nil {
+			why = err.Error()
+		} else {
+			offs.Each(func(o kadm.ListedOffset) {
+				if o.Err == nil {
+					ready++
+				} else if why == "" {
+					why = fmt.Sprintf("%s/%d: %v", o.Topic, o.Partition, o.Err)
+				}
+			})
+		}
+		if ready == len(all)*partitions {
+			logf("latency: %d input topics (%d partitions) ready after %s", len(all), ready, time.Since(start).Round(time.Millisecond))
+			return nil
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return fmt.Errorf("latency topics: %d of %d partitions ready after 60 s (%s)", ready, len(all)*partitions, why)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }
 
 // waitAssigned waits until the group is Stable with want partitions assigned.
