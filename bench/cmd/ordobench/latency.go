@@ -190,6 +190,22 @@ func (b *bench) latencyOnce(ctx context.Context, c contender, level int, frac, r
 		in      string
 		at, cmd time.Time
 	}
+	// The generator's produce callbacks hand their acks over under a lock
+	// of their own: they must never wait for the reader, which holds mu
+	// while it matches a whole fetch. (When they shared mu, a long match
+	// at the start of a run held the producer's promises, and with them
+	// its buffer, and the generator fell a second behind, then delivered
+	// that second as one burst.)
+	type ack struct {
+		in string
+		at time.Time
+	}
+	var (
+		ackMu      sync.Mutex
+		acks       []ack
+		perr       error
+		maxPending int
+	)
 	var (
 		mu       sync.Mutex
 		sent     = map[string]time.Time{} // input topic/partition/offset -> when the generator called Produce
@@ -237,7 +253,14 @@ func (b *bench) latencyOnce(ctx context.Context, c contender, level int, frac, r
 		for rctx.Err() == nil {
 			fs := rd.PollFetches(rctx)
 			now := time.Now()
+			ackMu.Lock()
+			got := acks
+			acks = nil
+			ackMu.Unlock()
 			mu.Lock()
+			for _, a := range got {
+				sent[a.in] = a.at
+			}
 			fs.EachRecord(func(r *kgo.Record) {
 				if isInput[r.Topic] {
 					appended[r.Topic+"/"+strconv.Itoa(int(r.Partition))+"/"+strconv.FormatInt(r.Offset, 10)] = r.Timestamp
@@ -253,6 +276,7 @@ func (b *bench) latencyOnce(ctx context.Context, c contender, level int, frac, r
 				}
 			})
 			pending = slices.DeleteFunc(pending, func(p pend) bool { return record(p.in, p.at, p.cmd) })
+			maxPending = max(maxPending, len(pending))
 			mu.Unlock()
 		}
 	}()
@@ -269,7 +293,14 @@ func (b *bench) latencyOnce(ctx context.Context, c contender, level int, frac, r
 	// Paced producer: every 5 ms, produce what is due, through a client
 	// that batches like an upstream service would (5 ms linger; the linger
 	// is inside the measured latency, since the timestamp is set first).
-	pcl, err := kgo.NewClient(kgo.SeedBrokers(strings.Split(b.brokers, ",")...), kgo.ProducerLinger(5*time.Millisecond))
+	popts := []kgo.Opt{kgo.SeedBrokers(strings.Split(b.brokers, ",")...), kgo.ProducerLinger(5 * time.Millisecond)}
+	if dumpOn { // the generator's own client log, to tell its stalls from the contender's
+		if f, err := os.Create(filepath.Join(b.work, fmt.Sprintf("latency-%s-%d.gen.log", c.key, level))); err == nil {
+			defer f.Close()
+			popts = append(popts, kgo.WithLogger(kgo.BasicLogger(f, kgo.LogLevelDebug, nil)))
+		}
+	}
+	pcl, err := kgo.NewClient(popts...)
 	if err != nil {
 		res.Err = err.Error()
 		return
@@ -280,10 +311,14 @@ func (b *bench) latencyOnce(ctx context.Context, c contender, level int, frac, r
 	warmEnd = start.Add(2 * time.Second)
 	mu.Unlock()
 	var (
-		n    int
-		pwg  sync.WaitGroup
-		perr error
+		n   int
+		pwg sync.WaitGroup
 	)
+	failed := func() error {
+		ackMu.Lock()
+		defer ackMu.Unlock()
+		return perr
+	}
 	tick := time.NewTicker(5 * time.Millisecond)
 	for time.Since(start) < dur && ctx.Err() == nil {
 		<-tick.C
@@ -294,17 +329,17 @@ func (b *bench) latencyOnce(ctx context.Context, c contender, level int, frac, r
 			r := &kgo.Record{Topic: p.Topic, Key: p.Key, Value: p.Value, Headers: p.Headers, Timestamp: time.Now()}
 			pwg.Add(1)
 			pcl.Produce(ctx, r, func(r *kgo.Record, err error) {
+				ackMu.Lock()
 				if err != nil {
 					perr = err
 				} else {
-					mu.Lock()
-					sent[r.Topic+"/"+strconv.Itoa(int(r.Partition))+"/"+strconv.FormatInt(r.Offset, 10)] = r.Timestamp
-					mu.Unlock()
+					acks = append(acks, ack{r.Topic + "/" + strconv.Itoa(int(r.Partition)) + "/" + strconv.FormatInt(r.Offset, 10), r.Timestamp})
 				}
+				ackMu.Unlock()
 				pwg.Done()
 			})
 		}
-		if perr != nil {
+		if failed() != nil {
 			break
 		}
 	}
@@ -315,8 +350,8 @@ func (b *bench) latencyOnce(ctx context.Context, c contender, level int, frac, r
 	res.CoresBench = (cpuOf(os.Getpid()) - s0).Seconds() / elapsed.Seconds()
 	pwg.Wait()
 	res.Achieved = float64(n) / elapsed.Seconds()
-	if perr != nil {
-		res.Err = perr.Error()
+	if err := failed(); err != nil {
+		res.Err = err.Error()
 		return
 	}
 	// Wait for the stragglers.
@@ -357,6 +392,9 @@ func (b *bench) latencyOnce(ctx context.Context, c contender, level int, frac, r
 	if dumpOn {
 		_ = os.WriteFile(filepath.Join(b.work, fmt.Sprintf("latency-%s-%d.csv", c.key, level)),
 			[]byte("input,appended_us,produced_us,seen_us,called_us,counted\n"+strings.Join(dump, "\n")+"\n"), 0o644)
+	}
+	if dumpOn {
+		logf("latency %s level %d: at most %d commands waited in the reader for their input", c.key, level, maxPending)
 	}
 	res.Missing = n - len(seen)
 	res.Samples = len(lat)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"maps"
 	"math"
 	"os"
 	"os/exec"
@@ -218,6 +219,9 @@ func (b *bench) report(rs []result, summ []summary, lats []latResult, prof *prof
 				}
 				p("| %.0f%% | %.0f | %s | %s | %d / %d | **%.2f** | %s | %s |\n", r.fraction*100, r.offered, ms(r.ordo.p99), ms(r.pass.p99), r.ordo.runs, r.pass.runs, r.ratio, strings.Join(rounds, ", "), target(r.ratio <= p99RatioTarget))
 			}
+		}
+		if h := latencyHeadroom(lats); h != "" {
+			p("\n%s", h)
 		}
 		p("\nEvery run:\n\n")
 		p("| contender | load | offered ev/s | p50 | p99 | p99.9 | max | to produce p50 / p99 | to visible p50 / p99 | cores: contender / broker / bench | load avg | events/txn | mean End | wall/event |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
@@ -759,4 +763,69 @@ func cond(ok bool, a, b string) string {
 		return a
 	}
 	return b
+}
+
+// behindAfter is the "to produce" p99 past which a run counts as having
+// fallen behind: the contender met a backlog, not the offered rate.
+const behindAfter = time.Second
+
+// latencyHeadroom says, per contender and level, how busy the 2 cores were
+// during the paced phase (contender + broker + benchmark process, medians)
+// and how many of ordo's runs fell behind, and what follows when the
+// machine had little headroom left.
+func latencyHeadroom(lats []latResult) string {
+	type key struct {
+		c string
+		f float64
+	}
+	cores := map[key][]float64{}
+	behind, runs := map[float64]int{}, map[float64]int{}
+	var order []key
+	for _, l := range lats {
+		if l.Err != "" {
+			continue
+		}
+		k := key{l.Contender, l.Fraction}
+		if _, ok := cores[k]; !ok {
+			order = append(order, k)
+		}
+		cores[k] = append(cores[k], l.CoresContender+l.CoresBroker+l.CoresBench)
+		if l.Contender == "ordo" {
+			runs[l.Fraction]++
+			if l.ProcP99 > behindAfter {
+				behind[l.Fraction]++
+			}
+		}
+	}
+	if len(order) == 0 {
+		return ""
+	}
+	sort.SliceStable(order, func(i, j int) bool {
+		if order[i].f != order[j].f {
+			return order[i].f < order[j].f
+		}
+		return order[i].c < order[j].c
+	})
+	var b strings.Builder
+	b.WriteString("**Headroom.** Cores busy during the paced phase (contender + broker + benchmark process, of 2; median): ")
+	var parts []string
+	busiest, busiestFrac := 0.0, 0.0
+	for _, k := range order {
+		m := median(cores[k])
+		parts = append(parts, fmt.Sprintf("%s at %.0f%% %.2f", k.c, k.f*100, m))
+		if k.c == "ordo" && m > busiest {
+			busiest, busiestFrac = m, k.f
+		}
+	}
+	b.WriteString(strings.Join(parts, ", ") + ". ")
+	var fell []string
+	for _, f := range slices.Sorted(maps.Keys(runs)) {
+		fell = append(fell, fmt.Sprintf("%d of %d at %.0f%%", behind[f], runs[f], f*100))
+	}
+	fmt.Fprintf(&b, "ordo runs that fell behind (to produce p99 > %s: a backlog drained over seconds): %s.", behindAfter, strings.Join(fell, ", "))
+	if busiest >= 1.7 {
+		fmt.Fprintf(&b, " At %.0f%% of ordo's max the machine had ≤ %.0f%% of its cores left with ordo, before other tenants' load (load avg column): a disturbance (a slower broker, another tenant's burst) leaves a backlog that ordo drains only at the rate the spare CPU allows, and such a run's tail measures the shared machine's saturation, which follows from ordo's CPU per event (Throughput).", busiestFrac*100, 100*(2-busiest)/2)
+	}
+	b.WriteString("\n")
+	return b.String()
 }

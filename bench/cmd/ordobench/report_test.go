@@ -174,3 +174,34 @@ func TestWhatIsLeftThroughput(t *testing.T) {
 		t.Errorf("a met ratio still gets the paragraph:\n%s", got)
 	}
 }
+
+func TestLatencyHeadroom(t *testing.T) {
+	run := func(c string, f, cont, broker, bench float64, procP99 time.Duration) latResult {
+		return latResult{Contender: c, Fraction: f, CoresContender: cont, CoresBroker: broker, CoresBench: bench, ProcP99: procP99}
+	}
+	lats := []latResult{
+		run("ordo", 0.5, 0.7, 0.6, 0.6, 3*time.Second),
+		run("passthrough", 0.5, 0.3, 0.6, 0.5, 40*time.Millisecond),
+		run("ordo", 0.5, 0.6, 0.5, 0.6, 40*time.Millisecond),
+		run("ordo", 0.25, 0.4, 0.5, 0.4, 30*time.Millisecond),
+		{Contender: "ordo", Fraction: 0.5, Err: "boom"},
+	}
+	got := latencyHeadroom(lats)
+	for _, want := range []string{
+		"ordo at 25% 1.30", "ordo at 50% 1.80", "passthrough at 50% 1.40",
+		"1 of 2 at 50%", "0 of 1 at 25%",
+		"At 50% of ordo's max the machine had ≤ 10% of its cores left",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("headroom paragraph lacks %q:\n%s", want, got)
+		}
+	}
+	// With headroom left, no saturation sentence.
+	calm := latencyHeadroom([]latResult{run("ordo", 0.5, 0.5, 0.5, 0.5, 0)})
+	if strings.Contains(calm, "cores left") {
+		t.Errorf("saturation sentence with 1.5 of 2 cores busy:\n%s", calm)
+	}
+	if latencyHeadroom(nil) != "" {
+		t.Error("headroom paragraph without runs")
+	}
+}
