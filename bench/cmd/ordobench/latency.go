@@ -122,7 +122,7 @@ func (b *bench) latencyOnce(ctx context.Context, c contender, level int, frac, r
 	prefix, ins := b.latencyTopics(level)
 	outs := commandTopics
 	if c.key == "passthrough" {
-		outs = []string{passthroughTopic}
+		outs = strings.Split(passthroughOutputs(), ",")
 	}
 	// A pool of pre-encoded events, replayed at the offered rate, so the
 	// load generator spends no CPU on Avro while the contender runs. Commands

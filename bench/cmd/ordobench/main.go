@@ -18,6 +18,7 @@
 //	BENCH_LAT_RUNS     latency runs per level, interleaved; the report shows medians (default 3)
 //	BENCH_LAT_LEVELS   fractions of ordo's max rate (default 0.25,0.5: the levels)
 //	BENCH_LAT_DUMP     1 writes every latency event's times to <work dir>/latency-<contender>-<n>.csv
+//	BENCH_PT_FANOUT    1: the pass-through spreads its copies over ordo's command topics (an experiment; default 0)
 //	BENCH_ORDO_LOG_LEVEL  the ordo contenders' --log-level (default warn; debug logs every poll and transaction)
 //	BENCH_MICRO        0 disables the in-memory BenchmarkPipeline step (default 1)
 //	BENCH_MICRO_COUNT  its -count (default 3; the report shows medians)
@@ -443,7 +444,7 @@ func (b *bench) contenders() []contender {
 	return []contender{
 		{key: "passthrough", label: "(a) franz-go EOS pass-through (limit)", cmd: func(g string, in []string) *exec.Cmd {
 			c := exec.Command(filepath.Join(b.bin, "passthrough"))
-			c.Env = append(peerEnv(g, in), "BENCH_OUTPUT="+passthroughTopic)
+			c.Env = append(peerEnv(g, in), "BENCH_OUTPUT="+passthroughOutputs())
 			return c
 		}},
 		{key: "ordo", label: "(b) ordo, full pipeline", cmd: func(g string, in []string) *exec.Cmd {
@@ -625,4 +626,14 @@ func freeAddr() (string, error) {
 	}
 	defer l.Close()
 	return l.Addr().String(), nil
+}
+
+// passthroughOutputs is the pass-through's output topic list: its own
+// topic, or, with BENCH_PT_FANOUT=1, ordo's command topics (as many output
+// partitions per transaction as ordo writes to).
+func passthroughOutputs() string {
+	if os.Getenv("BENCH_PT_FANOUT") == "1" {
+		return strings.Join(commandTopics, ",")
+	}
+	return passthroughTopic
 }

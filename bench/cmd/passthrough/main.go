@@ -7,7 +7,7 @@
 // promise, end at 2000 records or 100 ms). No decoding, no processing.
 //
 // Environment: BENCH_BROKERS, BENCH_GROUP, BENCH_TXN_ID, BENCH_INPUTS (comma
-// list), BENCH_OUTPUT, BENCH_LINGER (default 0, as ordo).
+// list), BENCH_OUTPUT (comma list: copies spread over them), BENCH_LINGER (default 0, as ordo).
 package main
 
 import (
@@ -48,7 +48,9 @@ func main() {
 func run() error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	out := os.Getenv("BENCH_OUTPUT")
+	// BENCH_OUTPUT may list several topics (an experiment: spread the
+	// copies over as many output partitions as ordo writes to).
+	outs := strings.Split(os.Getenv("BENCH_OUTPUT"), ",")
 	// BENCH_LINGER (e.g. 5ms) overrides ordo's linger 0, for experiments.
 	linger := time.Duration(0)
 	if v := os.Getenv("BENCH_LINGER"); v != "" {
@@ -125,6 +127,7 @@ func run() error {
 				records++
 				// Like ordo, record where the output came from (ordo-input).
 				h := append(r.Headers[:len(r.Headers):len(r.Headers)], kgo.RecordHeader{Key: "ordo-input", Value: []byte(r.Topic + "/" + strconv.Itoa(int(r.Partition)) + "/" + strconv.FormatInt(r.Offset, 10))})
+				out := outs[int(r.Offset)%len(outs)]
 				sess.Produce(context.WithoutCancel(ctx), &kgo.Record{Topic: out, Key: r.Key, Value: r.Value, Headers: h}, promise.Promise())
 			})
 		}
