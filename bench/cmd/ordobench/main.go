@@ -19,7 +19,7 @@
 //	BENCH_LAT_LEVELS   fractions of ordo's max rate (default 0.25,0.5: the levels)
 //	BENCH_LAT_DUMP     1 writes every latency event's times to <work dir>/latency-<contender>-<n>.csv
 //	BENCH_PT_FANOUT    1: the pass-through spreads its copies over ordo's command topics (an experiment; default 0)
-//	BENCH_ORDO_LOG_LEVEL  the ordo contenders' --log-level (default warn; debug logs every poll and transaction)
+//	BENCH_CONTENDER_LOG_LEVEL  the ordo contenders' --log-level (default warn; debug logs every poll and transaction)
 //	BENCH_MICRO        0 disables the in-memory BenchmarkPipeline step (default 1)
 //	BENCH_MICRO_COUNT  its -count (default 3; the report shows medians)
 //	BENCH_MICRO_EVENTS its -benchtime in events (default 20000)
@@ -448,14 +448,14 @@ func (b *bench) contenders() []contender {
 			return c
 		}},
 		{key: "ordo", label: "(b) ordo, full pipeline", cmd: func(g string, in []string) *exec.Cmd {
-			c := exec.Command(filepath.Join(b.bin, "ordo"), "run", "--config", filepath.Join(b.work, "ordo.yaml"), "--log-level", envStr("BENCH_ORDO_LOG_LEVEL", "warn"))
+			c := exec.Command(filepath.Join(b.bin, "ordo"), "run", "--config", filepath.Join(b.work, "ordo.yaml"), "--log-level", envStr("BENCH_CONTENDER_LOG_LEVEL", "warn"))
 			c.Env = ordoEnv(g, in)
 			return c
 		}},
 		// A/B of an ordo change: put another build at $BENCH_BIN/ordo-alt and
 		// add ordo-alt to BENCH_CONTENDERS; it runs the same config as (b).
 		{key: "ordo-alt", label: "(b') ordo variant: " + envStr("BENCH_ALT_LABEL", "$BENCH_BIN/ordo-alt"), cmd: func(g string, in []string) *exec.Cmd {
-			c := exec.Command(filepath.Join(b.bin, "ordo-alt"), "run", "--config", filepath.Join(b.work, "ordo.yaml"), "--log-level", envStr("BENCH_ORDO_LOG_LEVEL", "warn"))
+			c := exec.Command(filepath.Join(b.bin, "ordo-alt"), "run", "--config", filepath.Join(b.work, "ordo.yaml"), "--log-level", envStr("BENCH_CONTENDER_LOG_LEVEL", "warn"))
 			c.Env = ordoEnv(g, in)
 			return c
 		}},
@@ -466,12 +466,12 @@ func (b *bench) contenders() []contender {
 		{key: "saga", label: "(f) ordo, order saga (state + processes)", orders: wholeOrders(b.events), metrics: "http://" + b.admin + "/metrics",
 			prepare: b.stateTopics,
 			cmd: func(g string, in []string) *exec.Cmd {
-				c := exec.Command(filepath.Join(b.bin, "ordo"), "run", "--config", filepath.Join(b.work, "ordo-saga.yaml"), "--log-level", envStr("BENCH_ORDO_LOG_LEVEL", "warn"))
+				c := exec.Command(filepath.Join(b.bin, "ordo"), "run", "--config", filepath.Join(b.work, "ordo-saga.yaml"), "--log-level", envStr("BENCH_CONTENDER_LOG_LEVEL", "warn"))
 				c.Env = append(ordoEnv(g, in), "ORDO_STATE_DIR="+filepath.Join(b.work, "state", g))
 				return c
 			}},
 		{key: "ordo-codec", label: "(c) ordo, codec only", cmd: func(g string, in []string) *exec.Cmd {
-			c := exec.Command(filepath.Join(b.bin, "ordo-codec"), "run", "--config", filepath.Join(b.work, "ordo-codec.yaml"), "--log-level", envStr("BENCH_ORDO_LOG_LEVEL", "warn"))
+			c := exec.Command(filepath.Join(b.bin, "ordo-codec"), "run", "--config", filepath.Join(b.work, "ordo-codec.yaml"), "--log-level", envStr("BENCH_CONTENDER_LOG_LEVEL", "warn"))
 			c.Env = ordoEnv(g, in)
 			return c
 		}},
