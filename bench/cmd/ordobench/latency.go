@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -414,13 +415,17 @@ func (b *bench) latencyOnce(ctx context.Context, c contender, level int, frac, r
 	return
 }
 
-// settle lets the machine quiet down before a latency run: it writes the
-// dirty page cache back (sync) and waits, at most 15 s, until the broker
+// settle lets the machine quiet down before a latency run: it collects the
+// benchmark process's own garbage, writes the dirty page cache back (sync)
+// and waits, at most 15 s, until the broker
 // has used under 0.2 cores for a second. After the throughput phase the
 // kernel was still writing back gigabytes and the broker's produce
 // requests took 43 ms on average instead of 8: whoever ran first paid.
 func settle(ctx context.Context) {
 	start := time.Now()
+	// The previous run's maps (every event's times) are garbage now: collect
+	// them here, not while the next run's generator is producing.
+	runtime.GC()
 	syscall.Sync()
 	pid := brokerPID()
 	if pid <= 0 {
