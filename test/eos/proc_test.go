@@ -3,10 +3,13 @@ package eos
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"sync"
 	"syscall"
+	"testing"
 	"time"
 )
 
@@ -17,6 +20,10 @@ type proc struct {
 	cmd   *exec.Cmd
 	log   *os.File
 	start time.Time
+	// logPath and header: the process has started running its own code
+	// once its log grows past header (see term).
+	logPath string
+	header  int64
 
 	done    chan struct{}
 	mu      sync.Mutex
@@ -30,6 +37,7 @@ func startProc(name, logPath string, env []string, bin string, args ...string) (
 		return nil, err
 	}
 	fmt.Fprintf(f, "\n===== eos: start %s at %s: %s %v\n", name, time.Now().Format(time.RFC3339Nano), bin, args)
+	header, _ := f.Seek(0, io.SeekCurrent) // where the process's own output starts
 	cmd := exec.Command(bin, args...)
 	cmd.Env = env
 	cmd.Stdout, cmd.Stderr = f, f
@@ -40,7 +48,7 @@ func startProc(name, logPath string, env []string, bin string, args ...string) (
 		f.Close()
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
-	p := &proc{name: name, cmd: cmd, log: f, start: time.Now(), done: make(chan struct{})}
+	p := &proc{name: name, cmd: cmd, log: f, logPath: logPath, header: header, start: time.Now(), done: make(chan struct{})}
 	go func() {
 		err := cmd.Wait()
 		p.mu.Lock()
@@ -113,6 +121,7 @@ func (p *proc) kill() {
 // exited in time and how long it took.
 func (p *proc) term(d time.Duration) (exited bool, took time.Duration) {
 	t0 := time.Now()
+	p.waitStarted(5 * time.Second)
 	if p.alive() {
 		_ = p.cmd.Process.Signal(syscall.SIGTERM)
 	}
@@ -124,6 +133,21 @@ func (p *proc) term(d time.Duration) (exited bool, took time.Duration) {
 	}
 }
 
+// waitStarted waits, at most d, until the process has written its first
+// log line. ordo installs its SIGTERM handler before it logs anything; a
+// SIGTERM that arrives earlier (a replica restarted by the chaos loop just
+// as the scenario stops everything) meets the default action and kills the
+// process, which says nothing about ordo's shutdown.
+func (p *proc) waitStarted(d time.Duration) {
+	deadline := time.Now().Add(d)
+	for p.alive() && time.Now().Before(deadline) {
+		if fi, err := os.Stat(p.logPath); err == nil && fi.Size() > p.header {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 // stop is term, then kill if it did not exit within d.
 func (p *proc) stop(d time.Duration) {
 	if p.stopped {
@@ -131,5 +155,24 @@ func (p *proc) stop(d time.Duration) {
 	}
 	if ok, _ := p.term(d); !ok {
 		p.kill()
+	}
+}
+
+// TestTermWaitsForTheProcessToStart: a SIGTERM sent right after the start
+// must reach the process's own handler, not the default action (the
+// process here installs its handler 300 ms in, then says so).
+func TestTermWaitsForTheProcessToStart(t *testing.T) {
+	log := filepath.Join(t.TempDir(), "p.log")
+	p, err := startProc("p", log, os.Environ(), "/bin/sh", "-c", `sleep 0.3; trap 'exit 0' TERM; echo started; while :; do sleep 0.05; done`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	exited, _ := p.term(10 * time.Second)
+	if !exited {
+		p.kill()
+		t.Fatal("the process did not exit after SIGTERM")
+	}
+	if c := p.exitCode(); c != 0 {
+		t.Fatalf("exit code %d after SIGTERM, want 0 (the handler's): SIGTERM arrived before the process started", c)
 	}
 }
