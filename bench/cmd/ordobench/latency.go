@@ -70,10 +70,10 @@ func (b *bench) latency(ctx context.Context, ordoMax float64, cs []contender) []
 	keys := strings.Split(envStr("BENCH_LAT_CONTENDERS", "ordo,passthrough"), ",")
 	// Every run's input topics are created up front and used only once
 	// they all serve reads: a topic created just before its run let the
-	// first second of a run stall on the broker (produce and ListOffsets
-	// answered NOT_LEADER until the new partitions' leadership settled;
-	// franz-go retries after a backoff), and the contender then met that
-	// second's events as one burst, far above the offered rate.
+	// first second of a run stall (ListOffsets answered a retriable error
+	// for some new partitions; franz-go reloads them after 1 s), and the
+	// contender then met that second's events as one burst, far above the
+	// offered rate.
 	if err := b.prepareLatencyTopics(ctx, runs*len(fracs)*len(keys)); err != nil {
 		logf("latency: %v", err)
 		return out
@@ -123,7 +123,7 @@ func (b *bench) latencyOnce(ctx context.Context, c contender, level int, frac, r
 	prefix, ins := b.latencyTopics(level)
 	outs := commandTopics
 	if c.key == "passthrough" {
-		outs = strings.Split(passthroughOutputs(), ",")
+		outs = passthroughOutputs()
 	}
 	// A pool of pre-encoded events, replayed at the offered rate, so the
 	// load generator spends no CPU on Avro while the contender runs. Commands
@@ -193,10 +193,11 @@ func (b *bench) latencyOnce(ctx context.Context, c contender, level int, frac, r
 	}
 	// The generator's produce callbacks hand their acks over under a lock
 	// of their own: they must never wait for the reader, which holds mu
-	// while it matches a whole fetch. (When they shared mu, a long match
-	// at the start of a run held the producer's promises, and with them
-	// its buffer, and the generator fell a second behind, then delivered
-	// that second as one burst.)
+	// while it matches a whole fetch (a blocked promise holds the
+	// producer's buffer). This was a suspect for the generator falling a
+	// second behind at the start of some runs; it was not the cause (that
+	// lag persisted; bench/findings.md, 2026-12-05), but the generator
+	// should not depend on the reader anyway.
 	type ack struct {
 		in string
 		at time.Time
@@ -213,7 +214,7 @@ func (b *bench) latencyOnce(ctx context.Context, c contender, level int, frac, r
 		appended = map[string]time.Time{} // input topic/partition/offset -> record timestamp (LogAppendTime)
 		fromCall []time.Duration          // latency from the Produce call (includes generator queueing)
 		lat      []time.Duration
-		dump     []string        // BENCH_LAT_DUMP: one CSV line per counted event
+		dump     []string        // BENCH_LAT_DUMP: one CSV line per event (counted or warm-up)
 		toProc   []time.Duration // input timestamp -> command record timestamp (ordo produced it)
 		toSee    []time.Duration // command record timestamp -> visible to read_committed
 		seen     = map[string]bool{}

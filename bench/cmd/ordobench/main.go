@@ -444,7 +444,7 @@ func (b *bench) contenders() []contender {
 	return []contender{
 		{key: "passthrough", label: "(a) franz-go EOS pass-through (limit)", cmd: func(g string, in []string) *exec.Cmd {
 			c := exec.Command(filepath.Join(b.bin, "passthrough"))
-			c.Env = append(peerEnv(g, in), "BENCH_OUTPUT="+passthroughOutputs())
+			c.Env = append(peerEnv(g, in), "BENCH_OUTPUT="+strings.Join(passthroughOutputs(), ","))
 			return c
 		}},
 		{key: "ordo", label: "(b) ordo, full pipeline", cmd: func(g string, in []string) *exec.Cmd {
@@ -631,9 +631,9 @@ func freeAddr() (string, error) {
 // passthroughOutputs is the pass-through's output topic list: its own
 // topic, or, with BENCH_PT_FANOUT=1, ordo's command topics (as many output
 // partitions per transaction as ordo writes to).
-func passthroughOutputs() string {
+func passthroughOutputs() []string {
 	if os.Getenv("BENCH_PT_FANOUT") == "1" {
-		return strings.Join(commandTopics, ",")
+		return commandTopics
 	}
-	return passthroughTopic
+	return []string{passthroughTopic}
 }
