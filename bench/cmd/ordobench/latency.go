@@ -29,6 +29,9 @@ type latResult struct {
 	Missing        int
 	P50, P99, P999 time.Duration
 	Max            time.Duration
+	// Prime: producing one event into every input partition until the
+	// contender had committed past them (before the paced phase).
+	Prime, PrimeAck time.Duration `json:",omitempty"`
 	// From ordo's /metrics (ordo only): transactions committed, mean events
 	// per transaction, mean time of End (flush + EndTxn), mean per-event
 	// processing time.
@@ -63,11 +66,13 @@ func (b *bench) latency(ctx context.Context, ordoMax float64, cs []contender) []
 			fracs = append(fracs, v)
 		}
 	}
-	// Runs are interleaved: at each level ordo and the pass-through run back
-	// to back (a b, b a, ...), then the next level, then the next round, so
+	// Runs are interleaved: at each level the contenders run back to back
+	// (a b c, c b a, ...), then the next level, then the next round, so
 	// that the machine's noise hits both sides of a ratio alike; the report
 	// takes the median of each (contender, level) and the ratio of medians.
-	keys := strings.Split(envStr("BENCH_LAT_CONTENDERS", "ordo,passthrough"), ",")
+	// (a'), the pass-through at ordo's output shape, runs with them: the
+	// part of ordo's latency gap its output alone would cost.
+	keys := strings.Split(envStr("BENCH_LAT_CONTENDERS", "ordo,passthrough,passthrough-shape"), ",")
 	// Every run's input topics are created up front and used only once
 	// they all serve reads: a topic created just before its run let the
 	// first second of a run stall (ListOffsets answered a retriable error
@@ -108,8 +113,8 @@ func (b *bench) latency(ctx context.Context, ordoMax float64, cs []contender) []
 				if res.Err != "" {
 					logf("latency %s @%.0f%% run %d/%d: ERROR %s", c.key, f*100, r+1, runs, res.Err)
 				} else {
-					logf("latency %s @%.0f%% run %d/%d (%.0f ev/s offered, %.0f achieved): p50 %s p99 %s p999 %s max %s (%d samples, %d missing; txns %.0f, %.0f ev/txn, End %s, processing %s/ev; load %s; to-produce p50/p99 %s/%s, produce-to-visible p50/p99 %s/%s; from Produce call p50/p99 %s/%s; cores: contender %.2f broker %.2f bench %.2f)",
-						c.key, f*100, r+1, runs, res.Offered, res.Achieved, res.P50, res.P99, res.P999, res.Max, res.Samples, res.Missing, res.Txns, res.EventsPerTxn, res.TxnEnd, res.Processing, res.LoadAvg, res.ProcP50, res.ProcP99, res.SeeP50, res.SeeP99, res.CallP50, res.CallP99, res.CoresContender, res.CoresBroker, res.CoresBench)
+					logf("latency %s @%.0f%% run %d/%d (primed in %s, acks after %s; %.0f ev/s offered, %.0f achieved): p50 %s p99 %s p999 %s max %s (%d samples, %d missing; txns %.0f, %.0f ev/txn, End %s, processing %s/ev; load %s; to-produce p50/p99 %s/%s, produce-to-visible p50/p99 %s/%s; from Produce call p50/p99 %s/%s; cores: contender %.2f broker %.2f bench %.2f)",
+						c.key, f*100, r+1, runs, res.Prime.Round(time.Millisecond), res.PrimeAck.Round(time.Millisecond), res.Offered, res.Achieved, res.P50, res.P99, res.P999, res.Max, res.Samples, res.Missing, res.Txns, res.EventsPerTxn, res.TxnEnd, res.Processing, res.LoadAvg, res.ProcP50, res.ProcP99, res.SeeP50, res.SeeP99, res.CallP50, res.CallP99, res.CoresContender, res.CoresBroker, res.CoresBench)
 				}
 				out = append(out, res)
 			}
@@ -153,6 +158,25 @@ func (b *bench) latencyOnce(ctx context.Context, c contender, level int, frac, r
 
 	// Wait until the group owns all input partitions.
 	if err := waitAssigned(ctx, b.adm, group, len(ins)*partitions, 60*time.Second); err != nil {
+		res.Err = err.Error()
+		return
+	}
+	dumpOn := os.Getenv("BENCH_LAT_DUMP") == "1"
+	// The generator's client, created and primed before the paced phase.
+	popts := []kgo.Opt{kgo.SeedBrokers(strings.Split(b.brokers, ",")...), kgo.ProducerLinger(5 * time.Millisecond)}
+	if dumpOn { // the generator's own client log, to tell its stalls from the contender's
+		if f, err := os.Create(filepath.Join(b.work, fmt.Sprintf("latency-%s-%d.gen.log", c.key, level))); err == nil {
+			defer f.Close()
+			popts = append(popts, kgo.WithLogger(kgo.BasicLogger(f, kgo.LogLevelDebug, func() string { return time.Now().UTC().Format("15:04:05.000000 ") })))
+		}
+	}
+	pcl, err := kgo.NewClient(popts...)
+	if err != nil {
+		res.Err = err.Error()
+		return
+	}
+	defer pcl.Close()
+	if res.Prime, res.PrimeAck, err = b.prime(ctx, pcl, group, ins, pool); err != nil {
 		res.Err = err.Error()
 		return
 	}
@@ -224,7 +248,6 @@ func (b *bench) latencyOnce(ctx context.Context, c contender, level int, frac, r
 	// BENCH_LAT_DUMP=1 writes every event's times (µs since the
 	// epoch) to latency-<contender>-<level>.csv in the work dir, to line a
 	// tail up with the contender's own log.
-	dumpOn := os.Getenv("BENCH_LAT_DUMP") == "1"
 	record := func(in string, at, cmd time.Time) bool {
 		if seen[in] {
 			return true
@@ -295,19 +318,6 @@ func (b *bench) latencyOnce(ctx context.Context, c contender, level int, frac, r
 	// Paced producer: every 5 ms, produce what is due, through a client
 	// that batches like an upstream service would (5 ms linger; the linger
 	// is inside the measured latency, since the timestamp is set first).
-	popts := []kgo.Opt{kgo.SeedBrokers(strings.Split(b.brokers, ",")...), kgo.ProducerLinger(5 * time.Millisecond)}
-	if dumpOn { // the generator's own client log, to tell its stalls from the contender's
-		if f, err := os.Create(filepath.Join(b.work, fmt.Sprintf("latency-%s-%d.gen.log", c.key, level))); err == nil {
-			defer f.Close()
-			popts = append(popts, kgo.WithLogger(kgo.BasicLogger(f, kgo.LogLevelDebug, nil)))
-		}
-	}
-	pcl, err := kgo.NewClient(popts...)
-	if err != nil {
-		res.Err = err.Error()
-		return
-	}
-	defer pcl.Close()
 	start := time.Now()
 	mu.Lock()
 	warmEnd = start.Add(2 * time.Second)
@@ -414,6 +424,58 @@ func (b *bench) latencyOnce(ctx context.Context, c contender, level int, frac, r
 	res.ProcP50, res.ProcP99 = toProc[len(toProc)/2], toProc[min(len(toProc)-1, int(0.99*float64(len(toProc))))]
 	res.SeeP50, res.SeeP99 = toSee[len(toSee)/2], toSee[min(len(toSee)-1, int(0.99*float64(len(toSee))))]
 	return
+}
+
+// prime produces one pool event into every partition of the run's inputs
+// (and one per topic through the generator's own client, which then knows
+// the topics' metadata and has its producer id) and waits until the
+// contender's group has committed past all of them: the broker's first
+// appends to the fresh partitions, the generator's first requests and the
+// contender's first transaction (registry lookups, command schemas) are
+// not part of the measured phase, for either contender.
+func (b *bench) prime(ctx context.Context, gen *kgo.Client, group string, ins []string, pool []*kgo.Record) (took, acked time.Duration, err error) {
+	start := time.Now()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(strings.Split(b.brokers, ",")...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err != nil {
+		return 0, 0, err
+	}
+	defer cl.Close()
+	var recs []*kgo.Record
+	for _, t := range ins {
+		for p := int32(0); p < partitions; p++ {
+			src := pool[len(recs)%len(pool)]
+			recs = append(recs, &kgo.Record{Topic: t, Partition: p, Key: src.Key, Value: src.Value, Headers: src.Headers})
+		}
+	}
+	var viaGen []*kgo.Record
+	for _, t := range ins { // the pool's records are on the run's topics already
+		if i := slices.IndexFunc(pool, func(r *kgo.Record) bool { return r.Topic == t }); i >= 0 {
+			viaGen = append(viaGen, &kgo.Record{Topic: t, Key: pool[i].Key, Value: pool[i].Value, Headers: pool[i].Headers})
+		}
+	}
+	pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := cl.ProduceSync(pctx, recs...).FirstErr(); err != nil {
+		return 0, 0, fmt.Errorf("prime the input partitions: %w", err)
+	}
+	if err := gen.ProduceSync(pctx, viaGen...).FirstErr(); err != nil {
+		return 0, 0, fmt.Errorf("prime the generator: %w", err)
+	}
+	acked = time.Since(start)
+	want, err := endOffsets(pctx, b.adm, ins...)
+	if err != nil {
+		return 0, 0, err
+	}
+	for {
+		got, err := committed(pctx, b.adm, group, ins)
+		if err == nil && got >= want {
+			return time.Since(start), acked, nil
+		}
+		if pctx.Err() != nil {
+			return 0, 0, fmt.Errorf("prime: the contender committed %d of %d primed offsets in 30 s", got, want)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // settle lets the machine quiet down before a latency run: it collects the

@@ -11,12 +11,14 @@
 //	BENCH_EVENTS       events to preload (default 300000)
 //	BENCH_RUNS         throughput runs per contender (default 3)
 //	BENCH_SLOW_RUNS    throughput runs of the slow contenders saga, watermill, kstreams (default BENCH_RUNS; 1 saves ~2 min per run)
-//	BENCH_CONTENDERS   comma list (default passthrough,ordo,ordo-codec,saga,watermill,kstreams)
+//	BENCH_CONTENDERS   comma list (default passthrough,passthrough-shape,ordo,ordo-codec,saga,watermill,kstreams;
+//	                   passthrough-shape is (a'), the pass-through producing ordo's output records: shape.go)
 //	BENCH_BROKERS      use this Kafka instead of starting one (test/kafka/kafka.sh)
 //	BENCH_LATENCY      0 disables the latency runs (default 1)
 //	BENCH_LAT_SECONDS  seconds of paced load per latency level (default 15)
 //	BENCH_LAT_RUNS     latency runs per level, interleaved; the report shows medians (default 3)
 //	BENCH_LAT_LEVELS   fractions of ordo's max rate (default 0.25,0.5: the issue's levels)
+//	BENCH_LAT_CONTENDERS  who runs in the latency step (default ordo,passthrough,passthrough-shape)
 //	BENCH_LAT_DUMP     1 writes every latency event's times to <work dir>/latency-<contender>-<n>.csv
 //	BENCH_PT_FANOUT    1: the pass-through spreads its copies over ordo's command topics (an experiment; default 0)
 //	BENCH_CONTENDER_LOG_LEVEL  the ordo contenders' --log-level (default warn; debug logs every poll and transaction)
@@ -119,8 +121,9 @@ type bench struct {
 	pub      *publish.Publisher
 	sizes    sizeStats
 	started  time.Time
-	loadAvg  string // set when rewriting a report from results.json
-	admin    string // host:port of the ordo contenders' admin server (one runs at a time)
+	loadAvg  string      // set when rewriting a report from results.json
+	admin    string      // host:port of the ordo contenders' admin server (one runs at a time)
+	shape    *shapeStats // ordo's output per event, as the shaped pass-through replays it
 	cleanups []func()
 }
 
@@ -175,7 +178,7 @@ func run() error {
 		return err
 	}
 	contenders := b.contenders()
-	want := strings.Split(envStr("BENCH_CONTENDERS", "passthrough,ordo,ordo-codec,saga,watermill,kstreams"), ",")
+	want := strings.Split(envStr("BENCH_CONTENDERS", "passthrough,passthrough-shape,ordo,ordo-codec,saga,watermill,kstreams"), ",")
 	var active []contender
 	for _, k := range want {
 		for _, c := range contenders {
@@ -264,7 +267,7 @@ func run() error {
 	if n := envInt("BENCH_RESTORE", 1000000); n > 0 {
 		restore = b.restore(ctx, n, envInt("BENCH_RESTORE_RUNS", 2))
 	}
-	raw := rawResults{Restore: restore, Date: b.started, LoadAvg: strings.Join(strings.Fields(shell("cat", "/proc/loadavg"))[:3], " "), LatSeconds: envStr("BENCH_LAT_SECONDS", "15"), Events: b.events, Runs: b.runs, Sizes: b.sizes, Results: results, Latency: lats, Profile: prof, MicroResult: micro, SlowRuns: b.slowRuns, Command: b.command}
+	raw := rawResults{Shape: b.shape, Restore: restore, Date: b.started, LoadAvg: strings.Join(strings.Fields(shell("cat", "/proc/loadavg"))[:3], " "), LatSeconds: envStr("BENCH_LAT_SECONDS", "15"), Events: b.events, Runs: b.runs, Sizes: b.sizes, Results: results, Latency: lats, Profile: prof, MicroResult: micro, SlowRuns: b.slowRuns, Command: b.command}
 	for _, c := range active {
 		raw.Contenders = append(raw.Contenders, c.key)
 	}
@@ -350,6 +353,12 @@ func (b *bench) setup(ctx context.Context) error {
 	if err := b.writeConfigs(); err != nil {
 		return err
 	}
+	st, err := writeShape(ctx, b.root, b.shapeFile(), shapeEvents)
+	if err != nil {
+		return fmt.Errorf("the shaped pass-through's templates: %w", err)
+	}
+	b.shape = &st
+	logf("shaped pass-through: %d templates, %.2f records/event, %.0f B value and %.1f headers (%.0f B) per record, %d topics", st.Events, st.perEvent(), float64(st.ValueBytes)/float64(st.Records), float64(st.Headers)/float64(st.Records), float64(st.HeaderBytes)/float64(st.Records), st.Topics)
 	g := newGen(b.pub, 42)
 	b.sizes, err = preload(ctx, b.cl, g, b.events)
 	return err
@@ -445,6 +454,11 @@ func (b *bench) contenders() []contender {
 		{key: "passthrough", label: "(a) franz-go EOS pass-through (limit)", cmd: func(g string, in []string) *exec.Cmd {
 			c := exec.Command(filepath.Join(b.bin, "passthrough"))
 			c.Env = append(peerEnv(g, in), "BENCH_OUTPUT="+strings.Join(passthroughOutputs(), ","))
+			return c
+		}},
+		{key: "passthrough-shape", label: "(a') pass-through at ordo's output shape (bound for (b))", cmd: func(g string, in []string) *exec.Cmd {
+			c := exec.Command(filepath.Join(b.bin, "passthrough"))
+			c.Env = append(peerEnv(g, in), "BENCH_SHAPE="+b.shapeFile())
 			return c
 		}},
 		{key: "ordo", label: "(b) ordo, full pipeline", cmd: func(g string, in []string) *exec.Cmd {
@@ -563,6 +577,7 @@ type rawResults struct {
 	SlowRuns     int          `json:",omitempty"`
 	Command      string       `json:",omitempty"`
 	Restore      *restoreResult
+	Shape        *shapeStats `json:",omitempty"`
 }
 
 func (b *bench) reportFrom(file string) error {
@@ -574,7 +589,7 @@ func (b *bench) reportFrom(file string) error {
 	if err := json.Unmarshal(j, &raw); err != nil {
 		return err
 	}
-	b.events, b.runs, b.sizes, b.started, b.loadAvg = raw.Events, raw.Runs, raw.Sizes, raw.Date, raw.LoadAvg
+	b.events, b.runs, b.sizes, b.started, b.loadAvg, b.shape = raw.Events, raw.Runs, raw.Sizes, raw.Date, raw.LoadAvg, raw.Shape
 	if raw.LatSeconds != "" {
 		os.Setenv("BENCH_LAT_SECONDS", raw.LatSeconds)
 	}
@@ -616,6 +631,13 @@ func (b *bench) reportFrom(file string) error {
 	}
 	return os.WriteFile(out, []byte(doc), 0o644)
 }
+
+// shapeEvents is how many of the benchmark's events the shaped
+// pass-through's templates are made of (the mix repeats well within it).
+const shapeEvents = 3000
+
+// shapeFile is where the shaped pass-through's templates are.
+func (b *bench) shapeFile() string { return filepath.Join(b.work, "ordo-shape.gob") }
 
 // freeAddr returns a loopback address with a port free right now (the
 // contenders' admin server binds it later; one contender runs at a time).

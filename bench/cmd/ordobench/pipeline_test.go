@@ -10,112 +10,22 @@ package main
 
 import (
 	"context"
-	"encoding/json"
-	"log/slog"
-	"net/http/httptest"
 	"path/filepath"
 	"testing"
-	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/sr"
-	"github.com/twmb/franz-go/pkg/sr/srfake"
 
-	"github.com/ordo-dev/ordo/consumer"
-	"github.com/ordo-dev/ordo/internal/config"
 	"github.com/ordo-dev/ordo/processors"
-	"github.com/ordo-dev/ordo/producer"
-	"github.com/ordo-dev/ordo/publish"
 	"github.com/ordo-dev/ordo/schemas"
 )
 
-type pipelineFixture struct {
-	serde *schemas.Serde
-	chain processors.Processor
-	out   *producer.Output
-	recs  []*kgo.Record
-	// events builds events as the pipeline does (blocks shared by events).
-	events consumer.EventBuilder
-}
-
-func fieldNamesOf(text string, requiredOnly bool) []string {
-	var rec struct {
-		Fields []map[string]json.RawMessage `json:"fields"`
-	}
-	if json.Unmarshal([]byte(text), &rec) != nil {
-		return nil
-	}
-	var out []string
-	for _, f := range rec.Fields {
-		if _, has := f["default"]; requiredOnly && has {
-			continue
-		}
-		var n string
-		_ = json.Unmarshal(f["name"], &n)
-		out = append(out, n)
-	}
-	return out
-}
-
 func newPipelineFixture(tb testing.TB, events int) *pipelineFixture {
 	tb.Helper()
-	ctx := context.Background()
-	fake := srfake.New()
-	srv := httptest.NewServer(fake.Handler())
-	tb.Cleanup(srv.Close)
-	cl, err := sr.NewClient(sr.URLs(srv.URL))
+	f, err := newPipeline(context.Background(), filepath.Join("..", "..", ".."), events)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	reg := schemas.NewRegistry(cl)
-	readers, err := schemas.Demo()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	writers, err := writerSchemas()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	if err := registerWriters(ctx, reg, writers, ""); err != nil {
-		tb.Fatal(err)
-	}
-	cfg, err := config.Load(filepath.Join("..", "..", "..", "examples", "orders", "router.yaml"), nil)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	chain, err := processors.Builtins().Build(cfg.Specs(), processors.Deps{
-		BaseDir:   cfg.BaseDir(),
-		Logger:    slog.New(slog.DiscardHandler),
-		KnownType: func(t string) bool { _, ok := readers[t]; return ok },
-		Fields: func(t string) ([]string, bool) {
-			s, ok := readers[t]
-			if !ok {
-				return nil, false
-			}
-			return fieldNamesOf(s.Text, false), true
-		},
-		Required: func(t string) ([]string, bool) {
-			s, ok := readers[t]
-			if !ok {
-				return nil, false
-			}
-			return fieldNamesOf(s.Text, true), true
-		},
-	})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	serde := schemas.NewSerde(reg, readers)
-	g := newGen(publish.New(nil, schemas.NewSerde(reg, writers), "bench"), 7)
-	f := &pipelineFixture{serde: serde, chain: chain, out: producer.NewOutput(serde, deadLetterTopic, "bench")}
-	for i := 1; i <= events; i++ {
-		r, err := g.record(ctx, i, "", "")
-		if err != nil {
-			tb.Fatal(err)
-		}
-		r.Partition, r.Offset, r.Timestamp = int32(i%12), int64(i), time.Now()
-		f.recs = append(f.recs, r)
-	}
+	tb.Cleanup(f.close)
 	return f
 }
 

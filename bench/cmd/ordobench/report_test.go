@@ -205,3 +205,40 @@ func TestLatencyHeadroom(t *testing.T) {
 		t.Error("headroom paragraph without runs")
 	}
 }
+
+func TestLatencyRatiosAgainstTheShapedPassThrough(t *testing.T) {
+	ms := func(n int) time.Duration { return time.Duration(n) * time.Millisecond }
+	var lats []latResult
+	for r := 1; r <= 2; r++ {
+		lats = append(lats,
+			latResult{Contender: "ordo", Run: r, Fraction: 0.5, P99: ms(300)},
+			latResult{Contender: "passthrough", Run: r, Fraction: 0.5, P99: ms(100)},
+			latResult{Contender: "passthrough-shape", Run: r, Fraction: 0.5, P99: ms(200 + 50*r)})
+	}
+	rs := latencyRatiosAgainst(lats, "passthrough-shape")
+	if len(rs) != 1 || rs[0].pass.contender != "passthrough-shape" || rs[0].ratio != 300.0/275 {
+		t.Fatalf("%+v, want one ratio 300 ms / 275 ms (median of 250 and 300) against passthrough-shape", rs)
+	}
+	if r := rs[0].rounds; len(r) != 2 || r[0] != 300.0/250 || r[1] != 300.0/300 {
+		t.Errorf("rounds %v, want [1.2 1]", r)
+	}
+	// The target's ratio still pairs ordo with the plain pass-through only.
+	if rs := latencyRatios(lats); len(rs) != 1 || rs[0].ratio != 3 {
+		t.Errorf("latencyRatios %+v, want 300 ms / 100 ms", rs)
+	}
+}
+
+func TestShapeBound(t *testing.T) {
+	a := summary{throughput: 200000, cpuPerM: 2.5, brokerCPU: 3}
+	o := summary{throughput: 100000, cpuPerM: 12, brokerCPU: 2.7}
+	low := shapeBound(a, summary{throughput: 130000, cpuPerM: 5, brokerCPU: 2.8}, o)
+	for _, want := range []string{"0.65 of (a)", "cannot pass 0.65", "out of reach for ordo's output as it is", "(b) reaches 0.77 of (a')", "7.0 µs per event above"} {
+		if !strings.Contains(low, want) {
+			t.Errorf("bound 0.65: %q missing in:\n%s", want, low)
+		}
+	}
+	high := shapeBound(a, summary{throughput: 180000, cpuPerM: 4, brokerCPU: 2.8}, o)
+	if strings.Contains(high, "out of reach") || !strings.Contains(high, "within that bound") {
+		t.Errorf("bound 0.90 must not call the target out of reach:\n%s", high)
+	}
+}

@@ -6,12 +6,20 @@
 // shape (poll at most 2000 records, begin, produce through an aborting
 // promise, end at 2000 records or 100 ms). No decoding, no processing.
 //
+// With BENCH_SHAPE (a file ordobench writes) it is contender (a'), the
+// limit at ordo's output shape: instead of a copy it produces, for each
+// input record, the records ordo's pipeline made of one of the benchmark's
+// events (templates: topics, values and headers as ordo writes them), with
+// the input's key and its own ordo-input header. Still no decoding.
+//
 // Environment: BENCH_BROKERS, BENCH_GROUP, BENCH_TXN_ID, BENCH_INPUTS (comma
-// list), BENCH_OUTPUT (comma list: copies spread over them), BENCH_LINGER (default 0, as ordo).
+// list), BENCH_OUTPUT (comma list: copies spread over them), BENCH_LINGER (default 0, as ordo),
+// BENCH_SHAPE (optional: the templates file; BENCH_OUTPUT is then unused).
 package main
 
 import (
 	"context"
+	"encoding/gob"
 	"fmt"
 	"os"
 	"os/signal"
@@ -45,6 +53,32 @@ func main() {
 	}
 }
 
+// shapeEvent and shapeRecord are the templates' gob types, as
+// bench/cmd/ordobench/shape.go writes them.
+type shapeEvent struct{ Records []shapeRecord }
+
+type shapeRecord struct {
+	Topic   string
+	Value   []byte
+	Headers []kgo.RecordHeader
+}
+
+func loadShape(path string) ([]shapeEvent, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var evs []shapeEvent
+	if err := gob.NewDecoder(f).Decode(&evs); err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	if len(evs) == 0 {
+		return nil, fmt.Errorf("%s: no events", path)
+	}
+	return evs, nil
+}
+
 func run() error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -59,6 +93,13 @@ func run() error {
 			return err
 		}
 		linger = d
+	}
+	var shape []shapeEvent
+	if p := os.Getenv("BENCH_SHAPE"); p != "" {
+		var err error
+		if shape, err = loadShape(p); err != nil {
+			return err
+		}
 	}
 	sess, err := kgo.NewGroupTransactSession(
 		kgo.SeedBrokers(strings.Split(os.Getenv("BENCH_BROKERS"), ",")...),
@@ -126,7 +167,15 @@ func run() error {
 			fs.EachRecord(func(r *kgo.Record) {
 				records++
 				// Like ordo, record where the output came from (ordo-input).
-				h := append(r.Headers[:len(r.Headers):len(r.Headers)], kgo.RecordHeader{Key: "ordo-input", Value: []byte(r.Topic + "/" + strconv.Itoa(int(r.Partition)) + "/" + strconv.FormatInt(r.Offset, 10))})
+				input := kgo.RecordHeader{Key: "ordo-input", Value: []byte(r.Topic + "/" + strconv.Itoa(int(r.Partition)) + "/" + strconv.FormatInt(r.Offset, 10))}
+				if shape != nil {
+					for _, t := range shape[int(r.Offset)%len(shape)].Records {
+						h := append(t.Headers[:len(t.Headers):len(t.Headers)], input)
+						sess.Produce(context.WithoutCancel(ctx), &kgo.Record{Topic: t.Topic, Key: r.Key, Value: t.Value, Headers: h}, promise.Promise())
+					}
+					return
+				}
+				h := append(r.Headers[:len(r.Headers):len(r.Headers)], input)
 				out := outs[int(r.Offset)%len(outs)]
 				sess.Produce(context.WithoutCancel(ctx), &kgo.Record{Topic: out, Key: r.Key, Value: r.Value, Headers: h}, promise.Promise())
 			})
