@@ -367,7 +367,11 @@ func (b *bench) analysis(p func(string, ...any), by map[string]summary, prof *pr
 	}
 	p("ordo spends %.1fx the pass-through's own CPU per event; the codec alone (c) accounts for %.1f µs of ordo's %.1f µs, the processors (b − c) for %.1f µs.\n", o.cpuPerM/max(a.cpuPerM, 0.001), c.cpuPerM, o.cpuPerM, o.cpuPerM-c.cpuPerM)
 	if sh := by["passthrough-shape"]; sh.throughput > 0 {
-		p("\n%s\n", shapeBound(a, sh, o))
+		pipeCPU := 0.0 // the in-memory pipeline's process CPU per event, µs
+		if micro != nil {
+			pipeCPU = micro.CPUNs / 1000
+		}
+		p("\n%s\n", shapeBound(a, sh, o, cores, pipeCPU))
 	}
 	if e := by["kstreams"]; e.throughput > 0 {
 		p("\nAgainst Kafka Streams (e): its own CPU is %.1f µs/event (ordo %.1f) and it costs the broker %.1f µs/event (ordo %.1f); ", e.cpuPerM, o.cpuPerM, e.brokerCPU, o.brokerCPU)
@@ -857,8 +861,11 @@ func latencyHeadroom(lats []latResult) string {
 
 // shapeBound reads (a'), the pass-through at ordo's output shape, as a
 // bound: (b) does (a')'s Kafka work and its own processing on top, so
-// (b)/(a) cannot pass (a')/(a), whatever the pipeline costs.
-func shapeBound(a, sh, o summary) string {
+// (b)/(a) cannot pass (a')/(a), whatever the pipeline costs. With cores
+// (the machine's) and pipeCPU (the in-memory pipeline's CPU per event, µs;
+// 0 if not measured) it also gives the CPU budget the target leaves the
+// pipeline.
+func shapeBound(a, sh, o summary, cores, pipeCPU float64) string {
 	var w strings.Builder
 	bound := sh.throughput / a.throughput
 	fmt.Fprintf(&w, "**The output's own price.** (a'), the pass-through producing ordo's records without ordo's processing, runs at %.0f events/s: %.2f of (a), at %.1f µs of its own CPU and %.1f µs of the broker's per event (the plain copy: %.1f + %.1f). ", sh.throughput, bound, sh.cpuPerM, sh.brokerCPU, a.cpuPerM, a.brokerCPU)
@@ -867,6 +874,15 @@ func shapeBound(a, sh, o summary) string {
 		fmt.Fprintf(&w, "That is below the 0.75 target: on this machine the target is out of reach for ordo's output as it is (the records, their envelope headers and their spread over the command topics' partitions), not only for its pipeline. ")
 	} else {
 		fmt.Fprintf(&w, "The 0.75 target is within that bound. ")
+	}
+	if target := 0.75 * a.throughput; cores > 0 && target > 0 {
+		kafka := target * (sh.cpuPerM + sh.brokerCPU) / 1e6 // cores (a')'s work takes at the target rate
+		left := (cores - kafka) / target * 1e6              // µs per event left on the machine
+		fmt.Fprintf(&w, "At 0.75 × (a) = %.0f events/s that Kafka work alone keeps %.2f of the %.0f cores busy, which leaves at most %.1f µs of CPU per event for decode, chain, encode and their garbage collection, with every core fully used", target, kafka, cores, max(left, 0))
+		if pipeCPU > 0 {
+			fmt.Fprintf(&w, "; the in-memory pipeline takes %.1f µs (Per-event cost), %.1fx that", pipeCPU, pipeCPU/max(left, 0.001))
+		}
+		w.WriteString(". ")
 	}
 	if o.throughput > 0 {
 		fmt.Fprintf(&w, "(b) reaches %.2f of (a'); its own CPU is %.1f µs per event above (a')'s: decode, the chain, encode and their garbage, the loop's per-event work.", o.throughput/sh.throughput, o.cpuPerM-sh.cpuPerM)

@@ -231,14 +231,16 @@ func TestLatencyRatiosAgainstTheShapedPassThrough(t *testing.T) {
 func TestShapeBound(t *testing.T) {
 	a := summary{throughput: 200000, cpuPerM: 2.5, brokerCPU: 3}
 	o := summary{throughput: 100000, cpuPerM: 12, brokerCPU: 2.7}
-	low := shapeBound(a, summary{throughput: 130000, cpuPerM: 5, brokerCPU: 2.8}, o)
-	for _, want := range []string{"0.65 of (a)", "cannot pass 0.65", "out of reach for ordo's output as it is", "(b) reaches 0.77 of (a')", "7.0 µs per event above"} {
+	low := shapeBound(a, summary{throughput: 130000, cpuPerM: 5, brokerCPU: 2.8}, o, 2, 6)
+	// At 150000 ev/s (0.75 x 200000), (a')'s 7.8 µs take 1.17 cores; 0.83
+	// cores over 150000 events/s leave 5.5 µs per event.
+	for _, want := range []string{"0.65 of (a)", "cannot pass 0.65", "out of reach for ordo's output as it is", "keeps 1.17 of the 2 cores busy", "at most 5.5 µs of CPU per event", "takes 6.0 µs (Per-event cost), 1.1x that", "(b) reaches 0.77 of (a')", "7.0 µs per event above"} {
 		if !strings.Contains(low, want) {
 			t.Errorf("bound 0.65: %q missing in:\n%s", want, low)
 		}
 	}
-	high := shapeBound(a, summary{throughput: 180000, cpuPerM: 4, brokerCPU: 2.8}, o)
-	if strings.Contains(high, "out of reach") || !strings.Contains(high, "within that bound") {
-		t.Errorf("bound 0.90 must not call the target out of reach:\n%s", high)
+	high := shapeBound(a, summary{throughput: 180000, cpuPerM: 4, brokerCPU: 2.8}, o, 0, 0)
+	if strings.Contains(high, "out of reach") || !strings.Contains(high, "within that bound") || strings.Contains(high, "cores busy") {
+		t.Errorf("bound 0.90 must not call the target out of reach, and without a core count no budget:\n%s", high)
 	}
 }
