@@ -244,3 +244,32 @@ func TestShapeBound(t *testing.T) {
 		t.Errorf("bound 0.90 must not call the target out of reach, and without a core count no budget:\n%s", high)
 	}
 }
+
+// With (a') measured, the CPU target's paragraph says what producing
+// ordo's output costs by itself and what that leaves the pipeline.
+func TestWhatIsLeftWithTheShapedPassThrough(t *testing.T) {
+	prof := &profile{Stages: []stageShare{
+		{Func: "github.com/ordo-dev/ordo/schemas.(*Serde).DecodeRecord", Cum: 10},
+		{Func: "github.com/ordo-dev/ordo/processors.Chain.Process", Cum: 20},
+		{Func: "github.com/ordo-dev/ordo/producer.(*Output).Commands", Cum: 14},
+		{Func: "github.com/ordo-dev/ordo/consumer.fillEvent", Cum: 3},
+	}}
+	m := &microResult{CPUNs: 7200, Stages: []microStage{{Name: "full", Allocs: 7}}}
+	for _, c := range []struct {
+		name  string
+		shape float64
+		want  []string
+	}{
+		{"room left", 4, []string{"costs 4.0 µs of CPU per event", "leaves 1.0 µs for decode, chain, encode", "in memory they take 7.2 µs, 7.2x that"}},
+		{"none left", 5.5, []string{"costs 5.5 µs", "alone is over 5 µs: the target is out of reach for ordo's output"}},
+	} {
+		by := map[string]summary{"ordo": {key: "ordo", runs: 3, cpuPerM: 13}, "passthrough-shape": {key: "passthrough-shape", runs: 3, cpuPerM: c.shape}}
+		var w strings.Builder
+		whatIsLeft(func(f string, a ...any) { fmt.Fprintf(&w, f, a...) }, by, prof, m)
+		for _, s := range c.want {
+			if !strings.Contains(w.String(), s) {
+				t.Errorf("%s: lacks %q:\n%s", c.name, s, w.String())
+			}
+		}
+	}
+}
