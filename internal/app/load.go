@@ -8,6 +8,7 @@ import (
 	"github.com/ordo-dev/ordo/internal/config"
 	"github.com/ordo-dev/ordo/processes"
 	"github.com/ordo-dev/ordo/processors"
+	"github.com/ordo-dev/ordo/schemas"
 )
 
 // embeddedConfig names the embedded example config in messages.
@@ -65,6 +66,13 @@ func configName(path string) string {
 		return embeddedConfig
 	}
 	return path
+}
+
+// ProcessorDeps are the processors' dependencies for cfg with a closed set
+// of reader schemas (by full name), as ordo builds a chain: the in-memory
+// benchmark (bench/cmd/ordobench) builds (b)'s chain with it.
+func ProcessorDeps(cfg *config.Config, readers map[string]*schemas.Schema, log *slog.Logger) processors.Deps {
+	return processorDeps(cfg, &readerSet{byName: readers}, log)
 }
 
 // processorDeps are the processors' dependencies for cfg: its files and

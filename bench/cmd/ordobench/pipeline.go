@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/http/httptest"
@@ -14,6 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/sr/srfake"
 
 	"github.com/ordo-dev/ordo/consumer"
+	"github.com/ordo-dev/ordo/internal/app"
 	"github.com/ordo-dev/ordo/internal/config"
 	"github.com/ordo-dev/ordo/processors"
 	"github.com/ordo-dev/ordo/producer"
@@ -34,25 +34,6 @@ type pipelineFixture struct {
 	// events builds events as the pipeline does (blocks shared by events).
 	events consumer.EventBuilder
 	close  func()
-}
-
-func fieldNamesOf(text string, requiredOnly bool) []string {
-	var rec struct {
-		Fields []map[string]json.RawMessage `json:"fields"`
-	}
-	if json.Unmarshal([]byte(text), &rec) != nil {
-		return nil
-	}
-	var out []string
-	for _, f := range rec.Fields {
-		if _, has := f["default"]; requiredOnly && has {
-			continue
-		}
-		var n string
-		_ = json.Unmarshal(f["name"], &n)
-		out = append(out, n)
-	}
-	return out
 }
 
 // newPipeline builds the fixture from the repository at root with the
@@ -87,25 +68,7 @@ func newPipeline(ctx context.Context, root string, events int) (*pipelineFixture
 	if err != nil {
 		return nil, err
 	}
-	chain, err := processors.Builtins().Build(cfg.Specs(), processors.Deps{
-		BaseDir:   cfg.BaseDir(),
-		Logger:    slog.New(slog.DiscardHandler),
-		KnownType: func(t string) bool { _, ok := readers[t]; return ok },
-		Fields: func(t string) ([]string, bool) {
-			s, ok := readers[t]
-			if !ok {
-				return nil, false
-			}
-			return fieldNamesOf(s.Text, false), true
-		},
-		Required: func(t string) ([]string, bool) {
-			s, ok := readers[t]
-			if !ok {
-				return nil, false
-			}
-			return fieldNamesOf(s.Text, true), true
-		},
-	})
+	chain, err := processors.Builtins().Build(cfg.Specs(), app.ProcessorDeps(cfg, readers, slog.New(slog.DiscardHandler)))
 	if err != nil {
 		return nil, fmt.Errorf("build the chain of router.yaml: %w", err)
 	}
