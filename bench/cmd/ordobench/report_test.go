@@ -273,3 +273,35 @@ func TestWhatIsLeftWithTheShapedPassThrough(t *testing.T) {
 		}
 	}
 }
+
+// With (a') measured, the targets table gives the bound next to each
+// target it bounds, and says when the bound itself misses the target.
+func TestTargetsTableWithTheBound(t *testing.T) {
+	var w strings.Builder
+	p := func(format string, args ...any) { fmt.Fprintf(&w, format, args...) }
+	by := map[string]summary{
+		"passthrough":       {key: "passthrough", runs: 3, throughput: 200000, cpuPerM: 3},
+		"passthrough-shape": {key: "passthrough-shape", runs: 3, throughput: 140000, cpuPerM: 4},
+		"ordo":              {key: "ordo", runs: 3, throughput: 90000, cpuPerM: 13},
+	}
+	ms := func(n int) time.Duration { return time.Duration(n) * time.Millisecond }
+	lats := []latResult{
+		{Contender: "ordo", Run: 1, Fraction: 0.25, P99: ms(130)},
+		{Contender: "passthrough", Run: 1, Fraction: 0.25, P99: ms(100)},
+		{Contender: "passthrough-shape", Run: 1, Fraction: 0.25, P99: ms(110)},
+		{Contender: "ordo", Run: 1, Fraction: 0.5, P99: ms(400)},
+		{Contender: "passthrough", Run: 1, Fraction: 0.5, P99: ms(150)},
+		{Contender: "passthrough-shape", Run: 1, Fraction: 0.5, P99: ms(300)},
+	}
+	(&bench{}).targets(p, by, lats, nil)
+	got := w.String()
+	for _, want := range []string{
+		"which (b) cannot beat; informative) | 0.70 | **below 0.75**: out of reach with ordo's output in this invocation |",
+		"(the output's own share at 25%: (a') / pass-through p99; ordo / (a') 1.18; informative) | 1.10 | 1.3 within it |",
+		"(the output's own share at 50%: (a') / pass-through p99; ordo / (a') 1.33; informative) | 2.00 | **over 1.3**: out of reach",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("targets table lacks %q:\n%s", want, got)
+		}
+	}
+}
