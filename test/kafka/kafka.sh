@@ -23,6 +23,9 @@
 #   KAFKA_STOP_TIMEOUT   seconds between SIGTERM and SIGKILL (default 20). Stopping a whole
 #                        3-node cluster takes most of it: the last nodes lose the KRaft quorum.
 #   KAFKA_EXTRA_PROPS    extra server properties, "k=v k2=v2" (override the defaults)
+#   KAFKA_REQUEST_LOG_LEVEL  kafka.request.logger level (default WARN). DEBUG logs every completed
+#                        request with its queue/local/remote/send times to server.log: a diagnostic
+#                        (it slows the broker down under load).
 #
 # Security (one node only; test/security uses it). Unset, nothing changes:
 #   KAFKA_SASL_SSL_PORT  also listen for clients with SASL over TLS on 127.0.0.1:PORT
@@ -53,6 +56,7 @@ BASE_PORT=${KAFKA_PORT:-9092}
 READY_TIMEOUT=${KAFKA_READY_TIMEOUT:-90}
 STOP_TIMEOUT=${KAFKA_STOP_TIMEOUT:-20}
 HEAP_OPTS=${KAFKA_HEAP_OPTS:--Xms256m -Xmx512m}
+REQUEST_LOG_LEVEL=${KAFKA_REQUEST_LOG_LEVEL:-WARN}
 
 log() { printf '[kafka.sh] %s\n' "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -194,7 +198,7 @@ write_log4j() {
     </RollingFile>
   </Appenders>
   <Loggers>
-    <Logger name="kafka.request.logger" level="WARN"/>
+    <Logger name="kafka.request.logger" level="$REQUEST_LOG_LEVEL"/>
     <Logger name="kafka.authorizer.logger" level="WARN"/>
     <Logger name="org.apache.kafka.clients" level="WARN"/>
     <Logger name="state.change.logger" level="WARN"/>
