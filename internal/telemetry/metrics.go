@@ -39,10 +39,12 @@ type Metrics struct {
 	kpromMu sync.Mutex
 	kprom   map[string]*kprom.Metrics
 
-	eventsProcessed   *prometheus.CounterVec
-	processing        prometheus.Histogram
-	processor         *prometheus.HistogramVec
-	recordsProduced   *prometheus.CounterVec
+	// Updated per event from every worker: striped (striped.go).
+	eventsProcessed *stripedCounterVec
+	processing      *stripedHistogram
+	processor       *stripedHistogramVec
+	recordsProduced *stripedCounterVec
+
 	deadLetters       *prometheus.CounterVec
 	retries           prometheus.Counter
 	committedEvents   prometheus.Counter
@@ -63,24 +65,6 @@ type Metrics struct {
 	timersTriggered   prometheus.Counter
 
 	own []prometheus.Collector
-
-	// Children of the per-event vectors, looked up once per label value:
-	// WithLabelValues hashes the labels and takes a lock on every call,
-	// which is measurable at 100k events/s.
-	eventsByType   childCache[prometheus.Counter]
-	producedBy     childCache[prometheus.Counter]
-	processorByKey childCache[prometheus.Observer]
-}
-
-// childCache memoizes metric children by label key.
-type childCache[T any] struct{ m sync.Map }
-
-func (c *childCache[T]) get(key string, make func() T) T {
-	if v, ok := c.m.Load(key); ok {
-		return v.(T)
-	}
-	v, _ := c.m.LoadOrStore(key, make())
-	return v.(T)
 }
 
 var fqName = regexp.MustCompile(`fqName: "([^"]+)"`)
@@ -137,13 +121,14 @@ func NewMetrics() *Metrics {
 	reg := prometheus.NewRegistry()
 	m := &Metrics{Registry: reg, Health: newHealth()}
 	f := func(c prometheus.Collector) { reg.MustRegister(c) }
-	m.eventsProcessed = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "events_processed_total",
+	m.eventsProcessed = newStripedCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "events_processed_total",
 		Help: "Input events processed without error (commands built), by event type; every attempt, including attempts whose transaction later aborted. Dead letters: ordo_dead_letters_total."}, []string{"type"})
-	m.processing = prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Name: "event_processing_seconds",
-		Help: "Time to decode one event, run the chain and encode its commands.", Buckets: latencyBuckets})
-	m.processor = prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: ns, Name: "processor_seconds",
+	processing := newStripedHistogramVec(prometheus.HistogramOpts{Namespace: ns, Name: "event_processing_seconds",
+		Help: "Time to decode one event, run the chain and encode its commands.", Buckets: latencyBuckets}, nil)
+	m.processing = processing.get("", func() []string { return nil })
+	m.processor = newStripedHistogramVec(prometheus.HistogramOpts{Namespace: ns, Name: "processor_seconds",
 		Help: "Time of one run of one processor, by processor name and outcome (ok, error).", Buckets: latencyBuckets}, []string{"processor", "outcome"})
-	m.recordsProduced = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "records_produced_total",
+	m.recordsProduced = newStripedCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "records_produced_total",
 		Help: "Command and dead-letter records handed to the transactional producer, by topic (every attempt)."}, []string{"topic"})
 	m.deadLetters = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "dead_letters_total",
 		Help: "Events dead-lettered, by reason: decode, encode or the failing processor's name (every attempt)."}, []string{"reason"})
@@ -169,7 +154,7 @@ func NewMetrics() *Metrics {
 		Help: "Decisions of the stateful stage in committed transactions, by process and outcome (started, completed, cancelled, timer_fired, duplicate, ...; docs/processes.md)."}, []string{"process", "outcome"})
 	m.dropped = prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "events_dropped_total", Help: "Events that needed no effect (duplicates, events for finished processes), committed."})
 	m.timersTriggered = prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "timer_triggers_total", Help: "Timer triggers produced to the process log (a timer fires when its trigger is consumed)."})
-	m.own = []prometheus.Collector{m.processEvents, m.dropped, m.timersTriggered, m.eventsProcessed, m.processing, m.processor, m.recordsProduced, m.deadLetters, m.retries,
+	m.own = []prometheus.Collector{m.processEvents, m.dropped, m.timersTriggered, m.eventsProcessed, processing, m.processor, m.recordsProduced, m.deadLetters, m.retries,
 		m.committedEvents, m.committedCommands, m.committedDead, m.endToEnd, m.txnCommits, m.txnAborts, m.txnDuration, m.lastCommit,
 		m.sessionRestarts, m.rebalances, m.assigned, m.lag, m.registryUp}
 	for _, c := range m.own {
@@ -309,8 +294,8 @@ func (m *Metrics) Handler() http.Handler {
 
 // OnEventProcessed implements consumer.HookEventProcessed.
 func (m *Metrics) OnEventProcessed(ev *processors.Event, _ int, took time.Duration) {
-	m.eventsByType.get(ev.Type, func() prometheus.Counter { return m.eventsProcessed.WithLabelValues(ev.Type) }).Inc()
-	m.processing.Observe(took.Seconds())
+	m.eventsProcessed.get(ev.Type, func() []string { return []string{ev.Type} }).Inc()
+	m.processing.Observe(took)
 }
 
 // OnProcessorDone implements consumer.HookProcessorDone.
@@ -323,12 +308,12 @@ func (m *Metrics) OnProcessorDone(name string, took time.Duration, err error) {
 	if err != nil {
 		key = "\x00" + name // error path only: the concatenation is rare
 	}
-	m.processorByKey.get(key, func() prometheus.Observer { return m.processor.WithLabelValues(name, outcome) }).Observe(took.Seconds())
+	m.processor.get(key, func() []string { return []string{name, outcome} }).Observe(took)
 }
 
 // OnProduced implements consumer.HookProduced.
 func (m *Metrics) OnProduced(r *kgo.Record) {
-	m.producedBy.get(r.Topic, func() prometheus.Counter { return m.recordsProduced.WithLabelValues(r.Topic) }).Inc()
+	m.recordsProduced.get(r.Topic, func() []string { return []string{r.Topic} }).Inc()
 }
 
 // OnDeadLettered implements consumer.HookDeadLettered.
