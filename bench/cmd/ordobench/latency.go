@@ -478,7 +478,8 @@ func (b *bench) prime(ctx context.Context, gen *kgo.Client, group string, ins []
 	}
 }
 
-// settle lets the machine quiet down before a latency run: it collects the
+// settle lets the machine quiet down before a measured run (throughput or
+// latency): it collects the
 // benchmark process's own garbage, writes the dirty page cache back (sync)
 // and waits, at most 15 s, until the broker
 // has used under 0.2 cores for a second. After the throughput phase the
@@ -503,7 +504,7 @@ func settle(ctx context.Context) {
 		}
 	}
 	if d := time.Since(start); d > 3*time.Second {
-		logf("latency: waited %s for the broker to settle", d.Round(100*time.Millisecond))
+		logf("waited %s for the broker to settle", d.Round(100*time.Millisecond))
 	}
 }
 

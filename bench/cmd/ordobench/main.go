@@ -216,6 +216,11 @@ func run() error {
 			if run > b.slowRuns && slices.Contains(slowContenders, c.key) {
 				continue
 			}
+			// The broker is often still busy with the previous run (log
+			// flushes, transaction markers, the preload's page cache):
+			// whoever ran next paid for it, up to 3x the broker CPU per
+			// event and a third less throughput (11:14, quiet machine).
+			settle(ctx)
 			logf("run %d/%d: %s ...", run, b.runs, c.label)
 			r := measure(ctx, b.adm, c, run, total, b.work, timeout, brokerPID())
 			if r.Err == "" && r.Orders > 0 {
