@@ -1,12 +1,18 @@
 package telemetry
 
 import (
+	"errors"
+	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/ordo-dev/ordo/processors"
 )
 
 // gather returns the one metric family reg exposes.
@@ -123,4 +129,48 @@ func BenchmarkHistogramObserve(b *testing.B) {
 			}
 		})
 	})
+}
+
+// The per-event hooks feed the striped metrics under ordo's metric names
+// and labels, as a scrape of the registry sees them.
+func TestPerEventHooksExposeTheirMetrics(t *testing.T) {
+	m := NewMetrics()
+	ev := &processors.Event{Type: "com.acme.checkout.OrderPlaced"}
+	for range 3 {
+		m.OnEventProcessed(ev, 2, 3*time.Millisecond)
+		m.OnProcessorDone("routes", time.Millisecond, nil)
+		m.OnProduced(&kgo.Record{Topic: "commands.a"})
+	}
+	m.OnProcessorDone("order-rules", 2*time.Second, errors.New("rule failed"))
+	fams, err := m.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, f := range fams {
+		for _, mt := range f.Metric {
+			var lv []string
+			for _, l := range mt.Label {
+				lv = append(lv, l.GetName()+"="+l.GetValue())
+			}
+			k := f.GetName() + "{" + strings.Join(lv, ",") + "}"
+			switch {
+			case mt.Counter != nil:
+				got[k] = fmt.Sprint(mt.Counter.GetValue())
+			case mt.Histogram != nil:
+				got[k] = fmt.Sprintf("%d %.3f", mt.Histogram.GetSampleCount(), mt.Histogram.GetSampleSum())
+			}
+		}
+	}
+	for k, want := range map[string]string{
+		"ordo_events_processed_total{type=com.acme.checkout.OrderPlaced}": "3",
+		"ordo_event_processing_seconds{}":                                 "3 0.009",
+		"ordo_processor_seconds{outcome=ok,processor=routes}":             "3 0.003",
+		"ordo_processor_seconds{outcome=error,processor=order-rules}":     "1 2.000",
+		"ordo_records_produced_total{topic=commands.a}":                   "3",
+	} {
+		if got[k] != want {
+			t.Errorf("%s = %q, want %q", k, got[k], want)
+		}
+	}
 }
