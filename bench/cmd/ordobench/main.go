@@ -25,7 +25,9 @@
 //	BENCH_MICRO        0 disables the in-memory BenchmarkPipeline step (default 1)
 //	BENCH_MICRO_COUNT  its -count (default 3; the report shows medians)
 //	BENCH_MICRO_EVENTS its -benchtime in events (default 20000)
-//	BENCH_PROFILE      0 disables the ordo CPU profile (default 1)
+//	BENCH_PROFILE      0 disables the ordo CPU profile (default 1); each profiled drain also
+//	                   saves a heap profile halfway (<work>/ordo.heap.N.pprof: the live heap
+//	                   of the last GC, what each GC cycle marks, and the allocations so far)
 //	BENCH_PROFILE_RUNS drains of the backlog profiled and merged (default 3)
 //	BENCH_PROFILE_CONTENDER  the contender profiled (default ordo; saga profiles (f))
 //	BENCH_RESTORE      instances for the state-restore step (internal/state BenchmarkRestore against

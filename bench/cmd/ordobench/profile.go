@@ -89,6 +89,17 @@ func (b *bench) profileDrain(ctx context.Context, cs []contender, secs int, file
 		time.Sleep(20 * time.Millisecond)
 	}
 	logf("profiling ordo for %ds ...", secs)
+	// Halfway through, the live heap as of the last GC (the heap profile's
+	// inuse samples): what every GC cycle marks, next to the CPU profile.
+	heapDone := make(chan struct{})
+	go func() {
+		defer close(heapDone)
+		time.Sleep(time.Duration(secs) * time.Second / 2)
+		if err := fetchTo(fmt.Sprintf("http://%s/debug/pprof/heap", b.admin), strings.Replace(file, ".cpu.", ".heap.", 1)); err != nil {
+			logf("heap profile: %v", err)
+		}
+	}()
+	defer func() { <-heapDone }()
 	resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", b.admin, secs))
 	if err != nil {
 		return err
@@ -238,4 +249,25 @@ func trimPprofHeader(s string) string {
 		keep = append(keep, l)
 	}
 	return strings.TrimSpace(strings.Join(keep, "\n"))
+}
+
+// fetchTo saves the body of a GET of url in file.
+func fetchTo(url, file string) error {
+	resp, err := http.Get(url)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: %s", url, resp.Status)
+	}
+	f, err := os.Create(file)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
