@@ -100,23 +100,7 @@ func (b *bench) profileDrain(ctx context.Context, cs []contender, secs int, file
 		}
 	}()
 	defer func() { <-heapDone }()
-	resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", b.admin, secs))
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("pprof: %s", resp.Status)
-	}
-	f, err := os.Create(file)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(f, resp.Body); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
+	return fetchTo(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", b.admin, secs), file)
 }
 
 // analyzeProfile summarizes an ordo CPU profile: top, pipeline stages
