@@ -11,6 +11,9 @@
 //	BENCH_EVENTS       events to preload (default 300000)
 //	BENCH_RUNS         throughput runs per contender (default 3)
 //	BENCH_SLOW_RUNS    throughput runs of the slow contenders saga, watermill, kstreams (default BENCH_RUNS; 1 saves ~2 min per run)
+//	BENCH_WARMUP       unmeasured rounds (pass-through, then ordo) before the throughput runs: at least this
+//	                   many (default 2; 0 skips), more until the broker's CPU per event of the pass-through
+//	                   is within 15% of the previous round's (at most 8)
 //	BENCH_CONTENDERS   comma list (default passthrough,passthrough-shape,ordo,ordo-codec,saga,watermill,kstreams;
 //	                   passthrough-shape is (a'), the pass-through producing ordo's output records: shape.go)
 //	BENCH_BROKERS      use this Kafka instead of starting one (test/kafka/kafka.sh)
@@ -43,6 +46,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"net"
 	"os"
 	"os/exec"
@@ -194,18 +198,38 @@ func run() error {
 		return err
 	}
 	timeout := time.Duration(max(180, b.events/500)) * time.Second
-	// A fresh broker JVM is slow until its JIT has seen fetch, produce and
-	// transaction traffic: one unmeasured pass-through run warms it up, and
-	// one unmeasured ordo run (its transactions span the 7 command topics;
-	// without it ordo's first measured run was 3-4x slower than its others
-	// in every invocation).
-	if envInt("BENCH_WARMUP", 1) != 0 {
+	// A fresh broker JVM is slow until its JIT has compiled the fetch,
+	// produce and transaction paths: unmeasured pass-through and ordo runs
+	// warm it up (ordo's transactions span the 7 command topics; without
+	// them ordo's first measured run was 3-4x slower than its others). One
+	// round was not enough: the broker's CPU per event kept falling for
+	// about a minute of traffic (12:18: 10.6, 7.8, 4.1, 3.3 µs per event in
+	// the pass-through's measured runs after two rounds), so every
+	// contender's first runs paid 2-3x the broker CPU of its later ones.
+	// Rounds repeat until the pass-through's broker CPU per event is within
+	// 15% of the previous round's: at least BENCH_WARMUP rounds (default 2,
+	// 0 skips the warm-up), at most 8.
+	minRounds := envInt("BENCH_WARMUP", 2)
+	prevBroker := 0.0
+	for round := 1; minRounds > 0 && round <= 8; round++ {
+		broker := 0.0
 		for _, c := range contenders {
 			if c.key == "passthrough" || c.key == "ordo" && slices.ContainsFunc(active, func(a contender) bool { return a.key == "ordo" }) {
-				logf("warm-up (not measured): %s ...", c.label)
+				logf("warm-up %d (not measured): %s ...", round, c.label)
 				r := measure(ctx, b.adm, c, 0, total, b.work, timeout, brokerPID())
-				logf("  warm-up: %.0f ev/s %s", r.Throughput, r.Err)
+				logf("  warm-up: %.0f ev/s, broker %.2f CPU-s/M ev %s", r.Throughput, r.BrokerCPU, r.Err)
+				if c.key == "passthrough" {
+					broker = r.BrokerCPU
+				}
 			}
+		}
+		steady := prevBroker > 0 && broker > 0 && math.Abs(broker-prevBroker) <= 0.15*prevBroker
+		prevBroker = broker
+		if round >= minRounds && steady {
+			break
+		}
+		if round == 8 {
+			logf("warm-up: the broker's CPU per event still moved by more than 15%% after 8 rounds")
 		}
 	}
 	var results []result

@@ -120,7 +120,7 @@ func (b *bench) report(rs []result, summ []summary, lats []latResult, prof *prof
 	p("- **Machine:** %s CPU(s), %s, %s RAM, %s; Go %s; %s\n", nproc, model, mem, shell("uname", "-sr"),
 		strings.TrimPrefix(shell("go", "env", "GOVERSION"), "go"), firstLine(shell("java", "-version")))
 	p("- **Command:** `%s`\n", b.command)
-	p("- **Broker:** one Apache Kafka 4.1.1 (KRaft) on 127.0.0.1 from `test/kafka/kafka.sh`, on the same machine; schema registry: ordo's (`internal/devenv`, srfake) in the benchmark process\n")
+	p("- **Broker:** one Apache Kafka 4.1.1 (KRaft) on 127.0.0.1 from `test/kafka/kafka.sh`, on the same machine, JVM heap `%s` (`KAFKA_HEAP_OPTS`, bench/run.sh); schema registry: ordo's (`internal/devenv`, srfake) in the benchmark process\n", envStr("KAFKA_HEAP_OPTS", "-Xms256m -Xmx512m"))
 	p("- **Data:** %d events preloaded on 3 input topics × %d partitions (%s); values %d–%d B (mean %.0f B) of Confluent-framed Avro; key = order id (~%d distinct keys); every event valid\n",
 		b.events, partitions, strings.Join(inputTopics, ", "), b.sizes.Min, b.sizes.Max, b.sizes.mean(), b.events/3)
 	la := b.loadAvg
