@@ -31,7 +31,7 @@ export KAFKA_RUN_DIR=${KAFKA_RUN_DIR:-/tmp/bench-kafka}
 # The broker gets Kafka's own default heap (1 GiB, fixed), not the test
 # suite's 256-512 MiB: after the preload its live set (~190 MB) sat above
 # G1's marking threshold in a 330-380 MB heap, and it ran concurrent mark
-# cycles back to back for ~30 s (180 of them, 12:14), which tripled its CPU
+# cycles back to back for ~30 s (170 of them, 12:14), which tripled its CPU
 # per event in every contender's first runs. With 1 GiB: 3 cycles.
 export KAFKA_HEAP_OPTS=${KAFKA_HEAP_OPTS:--Xms1g -Xmx1g}
 BIN=${BENCH_BIN:-bin/bench}

@@ -198,17 +198,14 @@ func run() error {
 		return err
 	}
 	timeout := time.Duration(max(180, b.events/500)) * time.Second
-	// A fresh broker JVM is slow until its JIT has compiled the fetch,
-	// produce and transaction paths: unmeasured pass-through and ordo runs
+	// A fresh broker is slow at first: unmeasured pass-through and ordo runs
 	// warm it up (ordo's transactions span the 7 command topics; without
-	// them ordo's first measured run was 3-4x slower than its others). One
-	// round was not enough: the broker's CPU per event kept falling for
-	// about a minute of traffic (12:18: 10.6, 7.8, 4.1, 3.3 µs per event in
-	// the pass-through's measured runs after two rounds), so every
-	// contender's first runs paid 2-3x the broker CPU of its later ones.
-	// Rounds repeat until the pass-through's broker CPU per event is within
-	// 15% of the previous round's: at least BENCH_WARMUP rounds (default 2,
-	// 0 skips the warm-up), at most 8.
+	// them ordo's first measured run was 3-4x slower than its others). With
+	// the test suite's 512 MiB heap its CPU per event kept falling for about
+	// a minute after the preload (G1 marking back to back; bench/run.sh now
+	// gives it 1 GiB), so rounds repeat until the pass-through's broker CPU
+	// per event is within 15% of the previous round's: at least BENCH_WARMUP
+	// rounds (default 2, 0 skips the warm-up), at most 8.
 	minRounds := envInt("BENCH_WARMUP", 2)
 	prevBroker := 0.0
 	for round := 1; minRounds > 0 && round <= 8; round++ {
@@ -242,10 +239,9 @@ func run() error {
 			if run > b.slowRuns && slices.Contains(slowContenders, c.key) {
 				continue
 			}
-			// The broker is often still busy with the previous run (log
-			// flushes, transaction markers, the preload's page cache):
-			// whoever ran next paid for it, up to 3x the broker CPU per
-			// event and a third less throughput (11:14, quiet machine).
+			// The previous run's leftovers (dirty pages, the broker's own
+			// background work) go to nobody's account: sync and wait
+			// until the broker is idle, as before a latency run.
 			settle(ctx)
 			logf("run %d/%d: %s ...", run, b.runs, c.label)
 			r := measure(ctx, b.adm, c, run, total, b.work, timeout, brokerPID())
