@@ -15,7 +15,9 @@
 //	                   many (default 2; 0 skips), more until the broker's CPU per event of the pass-through
 //	                   is within 15% of the previous round's (at most 8)
 //	BENCH_CONTENDERS   comma list (default passthrough,passthrough-shape,ordo,ordo-codec,saga,watermill,kstreams;
-//	                   passthrough-shape is (a'), the pass-through producing ordo's output records: shape.go)
+//	                   passthrough-shape is (a'), the pass-through producing ordo's output records: shape.go;
+//	                   the list's order is the run order)
+//	BENCH_ORDER        abba (default): the run order reversed every other run; fixed: always the list's order
 //	BENCH_BROKERS      use this Kafka instead of starting one (test/kafka/kafka.sh)
 //	BENCH_LATENCY      0 disables the latency runs (default 1)
 //	BENCH_LAT_SECONDS  seconds of paced load per latency level (default 15)
@@ -230,9 +232,16 @@ func run() error {
 		}
 	}
 	var results []result
-	// Interleave contenders within a run so machine noise spreads evenly.
+	// Interleave contenders within a run so machine noise spreads evenly,
+	// and reverse their order every other run (a b c, c b a, a b c, ...):
+	// a run's speed depends on which contender ran just before it and on
+	// the machine's drift over the invocation (an A/A test of one build as
+	// ordo and ordo-alt: the one right after the pass-through was 6-9%
+	// slower in medians of 9, bench/findings.md), so with a fixed order that
+	// bias falls on the same contender every time. BENCH_ORDER=fixed keeps
+	// the list order.
 	for run := 1; run <= b.runs; run++ {
-		for _, c := range active {
+		for _, c := range runOrder(active, run) {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
@@ -685,4 +694,16 @@ func passthroughOutputs() []string {
 		return commandTopics
 	}
 	return []string{passthroughTopic}
+}
+
+// runOrder is the order of the contenders in run (1-based): the list order
+// in odd runs and its reverse in even ones (BENCH_ORDER=abba, the default),
+// or always the list order (BENCH_ORDER=fixed).
+func runOrder(active []contender, run int) []contender {
+	if envStr("BENCH_ORDER", "abba") == "fixed" || run%2 == 1 {
+		return active
+	}
+	rev := slices.Clone(active)
+	slices.Reverse(rev)
+	return rev
 }

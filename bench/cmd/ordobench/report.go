@@ -133,7 +133,12 @@ func (b *bench) report(rs []result, summ []summary, lats []latResult, prof *prof
 	b.targets(p, by, lats, micro)
 
 	p("## Throughput, CPU and memory\n\n")
-	p("Each contender is its own OS process, started with a fresh consumer group on the same preloaded input, one after another; runs are interleaved (a b c d e, a b c d e, …) so that noise spreads over all of them; before each run the page cache is synced and the broker gets up to 15 s to go idle (< 0.2 cores), so that no run pays for the previous one's leftovers. ")
+	order := "a b c d e, e d c b a, …: the order reversed every other run, since a run's speed depends on which contender ran just before it (bench/findings.md)"
+	if envStr("BENCH_ORDER", "abba") == "fixed" {
+		order = "a b c d e, a b c d e, …: BENCH_ORDER=fixed"
+	}
+	p("Each contender is its own OS process, started with a fresh consumer group on the same preloaded input, one after another; runs are interleaved (%s) so that noise spreads over all of them; before each run", order)
+	p(" the page cache is synced and the broker gets up to 15 s to go idle (< 0.2 cores), so that no run pays for the previous one's leftovers. ")
 	p("**Throughput** = events committed by the group between its first commit and the moment the committed offsets (fetched with RequireStable) cover all input, divided by that time. ")
 	p("**CPU** = the process's user+system time (/proc/<pid>/stat) over the same window, per million events. **Peak RSS** = VmHWM. ")
 	p("**Broker CPU** = the Kafka JVM's CPU over the same window, per million events (it shares the 2 cores with the contender). Medians of the runs in the runs column (%d per contender; %d for the slow ones, %s: `BENCH_SLOW_RUNS`, since each of their runs takes 10 s to minutes on this input; same input for all).\n\n", b.runs, max(b.slowRuns, 1), strings.Join(slowContenders, ", "))

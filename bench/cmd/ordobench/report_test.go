@@ -305,3 +305,29 @@ func TestTargetsTableWithTheBound(t *testing.T) {
 		}
 	}
 }
+
+// TestRunOrderReversesEveryOtherRun: by default odd runs take the list's
+// order and even runs its reverse (the list itself is left alone);
+// BENCH_ORDER=fixed keeps the list's order.
+func TestRunOrderReversesEveryOtherRun(t *testing.T) {
+	list := []contender{{key: "a"}, {key: "b"}, {key: "c"}}
+	keys := func(cs []contender) string {
+		var s []string
+		for _, c := range cs {
+			s = append(s, c.key)
+		}
+		return strings.Join(s, " ")
+	}
+	for run, want := range map[int]string{1: "a b c", 2: "c b a", 3: "a b c", 4: "c b a"} {
+		if got := keys(runOrder(list, run)); got != want {
+			t.Errorf("run %d: order %q, want %q", run, got, want)
+		}
+	}
+	if got := keys(list); got != "a b c" {
+		t.Fatalf("runOrder changed the list: %q", got)
+	}
+	t.Setenv("BENCH_ORDER", "fixed")
+	if got := keys(runOrder(list, 2)); got != "a b c" {
+		t.Errorf("BENCH_ORDER=fixed, run 2: order %q, want %q", got, "a b c")
+	}
+}
