@@ -331,3 +331,24 @@ func TestRunOrderReversesEveryOtherRun(t *testing.T) {
 		t.Errorf("BENCH_ORDER=fixed, run 2: order %q, want %q", got, "a b c")
 	}
 }
+
+// TestRatioShowsWhichSideOfTheTarget: a ratio that two decimals would
+// round onto its target gets a third, so "missed" never sits beside the
+// target's own value.
+func TestRatioShowsWhichSideOfTheTarget(t *testing.T) {
+	for _, c := range []struct {
+		v, limit float64
+		want     string
+	}{
+		{1.3023, 1.3, "1.302"},
+		{1.2981, 1.3, "1.298"},
+		{1.3, 1.3, "1.30"},
+		{1.33, 1.3, "1.33"},
+		{0.7496, 0.75, "0.750"},
+		{0.58, 0.75, "0.58"},
+	} {
+		if got := ratioText(c.v, c.limit); got != c.want {
+			t.Errorf("ratioText(%v, %v) = %q, want %q", c.v, c.limit, got, c.want)
+		}
+	}
+}
