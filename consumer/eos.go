@@ -608,7 +608,7 @@ func (p *Pipeline) end(ctx context.Context, sess txnSession, t *txn, try kgo.Tra
 	}
 	counts, spans := t.counts, t.spans
 	if p.log.Enabled(ctx, slog.LevelDebug) {
-		p.log.Debug("transaction ended", "try", try == kgo.TryCommit, "committed", committed, "err", err, "records", t.records, "events", counts.EventsIn,
+		p.log.Debug("transaction ended", "try", try == kgo.TryCommit, "committed", committed, "err", err, "records", t.records, "events", counts.EventsIn, "rewound", counts.Rewound,
 			"age", time.Since(t.started), "flush_and_end", time.Since(endStart), "end", dur)
 	}
 	*t = txn{}
@@ -757,10 +757,20 @@ func (p *Pipeline) account(parts []*partWork, t *txn) int {
 		}
 		if r := w.cut.rewindTo(w.ftp.Records); r != nil {
 			t.rewindTo(r)
+			t.counts.Rewound += recordsFrom(w.ftp.Records, r.Offset)
 		}
 		if w.n > 0 {
 			p.served.mark(w.ftp.Topic, w.ftp.Partition)
 		}
+	}
+	return n
+}
+
+// recordsFrom counts the records of recs (in offset order) at or past off.
+func recordsFrom(recs []*kgo.Record, off int64) int {
+	n := 0
+	for i := len(recs) - 1; i >= 0 && recs[i].Offset >= off; i-- {
+		n++
 	}
 	return n
 }

@@ -138,7 +138,12 @@ func RetryBackoff(min, max time.Duration) Opt {
 
 // FetchMaxBytes bounds one fetch's memory. Default 8 MiB: a transaction
 // holds at most BatchSize records, so a larger fetch only buffers records
-// that wait.
+// that wait. Worse, records a transaction does not start before its commit
+// deadline are rewound (SetOffsets), which makes franz-go restart its fetch
+// session: everything it had buffered, for every partition, is dropped and
+// fetched again. At 32 MiB the benchmark's backlog drained 7× slower than
+// at 8 MiB (88 µs of CPU per event instead of 11; ordo_records_rewound_total
+// shows the records rewound, not the buffer dropped with them).
 func FetchMaxBytes(n int32) Opt {
 	return func(c *config) { c.FetchMaxBytes = n }
 }

@@ -770,7 +770,7 @@ func TestFakeDeadlineCutRewinds(t *testing.T) {
 	if n := w.f.count("poll 0@1-3"); n != 1 {
 		t.Errorf("the cut records were polled again %d times, want 1; calls %q", n, w.f.all())
 	}
-	if s := w.stats.Snapshot(); s.TxnCommits != 2 || s.EventsIn != 4 {
-		t.Errorf("stats %+v, want 4 events in 2 commits", s)
+	if s := w.stats.Snapshot(); s.TxnCommits != 2 || s.EventsIn != 4 || s.Rewound != 3 {
+		t.Errorf("stats %+v, want 4 events in 2 commits and the 3 cut records counted as rewound", s)
 	}
 }

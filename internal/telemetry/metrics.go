@@ -50,6 +50,7 @@ type Metrics struct {
 	committedEvents   prometheus.Counter
 	committedCommands prometheus.Counter
 	committedDead     prometheus.Counter
+	rewound           prometheus.Counter
 	endToEnd          prometheus.Histogram
 	txnCommits        prometheus.Counter
 	txnAborts         *prometheus.CounterVec
@@ -136,6 +137,8 @@ func NewMetrics() *Metrics {
 	m.committedEvents = prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "events_committed_total", Help: "Input events whose outputs committed (exactly once)."})
 	m.committedCommands = prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "commands_committed_total", Help: "Commands committed (exactly once)."})
 	m.committedDead = prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "dead_letters_committed_total", Help: "Dead letters committed (exactly once)."})
+	m.rewound = prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "records_rewound_total",
+		Help: "Polled input records a committed transaction did not start before its commit deadline; they are fetched and decompressed again by the next one (work done twice)."})
 	m.endToEnd = prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Name: "end_to_end_seconds",
 		Help: "From an input event's record timestamp (event time) to the commit of its outputs.", Buckets: latencyBuckets})
 	m.txnCommits = prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "txn_commits_total", Help: "Transactions committed."})
@@ -155,7 +158,7 @@ func NewMetrics() *Metrics {
 	m.dropped = prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "events_dropped_total", Help: "Events that needed no effect (duplicates, events for finished processes), committed."})
 	m.timersTriggered = prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "timer_triggers_total", Help: "Timer triggers produced to the process log (a timer fires when its trigger is consumed)."})
 	m.own = []prometheus.Collector{m.processEvents, m.dropped, m.timersTriggered, m.eventsProcessed, processing, m.processor, m.recordsProduced, m.deadLetters, m.retries,
-		m.committedEvents, m.committedCommands, m.committedDead, m.endToEnd, m.txnCommits, m.txnAborts, m.txnDuration, m.lastCommit,
+		m.committedEvents, m.committedCommands, m.committedDead, m.rewound, m.endToEnd, m.txnCommits, m.txnAborts, m.txnDuration, m.lastCommit,
 		m.sessionRestarts, m.rebalances, m.assigned, m.lag, m.registryUp}
 	for _, c := range m.own {
 		f(c)
@@ -337,6 +340,7 @@ func (m *Metrics) OnTxnCommitted(took time.Duration, c consumer.Counts) {
 	m.committedEvents.Add(float64(c.EventsIn))
 	m.committedCommands.Add(float64(c.CommandsOut))
 	m.committedDead.Add(float64(c.DeadLettered))
+	m.rewound.Add(float64(c.Rewound))
 	m.dropped.Add(float64(c.Dropped))
 	m.timersTriggered.Add(float64(c.TimersTriggered))
 	for mk, n := range c.Marks {

@@ -6,6 +6,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/ordo-dev/ordo/consumer"
 )
 
 // Each stage's client keeps its own franz-go metrics: before ClientHooks,
@@ -71,4 +73,26 @@ func producedRecords(t *testing.T, m *Metrics, stage string) float64 {
 		}
 	}
 	return sum
+}
+
+// A committed transaction's rewound records add to
+// ordo_records_rewound_total, next to its committed events.
+func TestCommittedCountsReachTheirCounters(t *testing.T) {
+	m := NewMetrics()
+	m.OnTxnCommitted(0, consumer.Counts{EventsIn: 7, Rewound: 3})
+	m.OnTxnCommitted(0, consumer.Counts{EventsIn: 2, Rewound: 2})
+	fams, err := m.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, f := range fams {
+		for _, mm := range f.GetMetric() {
+			got[f.GetName()] += mm.GetCounter().GetValue()
+		}
+	}
+	if got["ordo_records_rewound_total"] != 5 || got["ordo_events_committed_total"] != 9 {
+		t.Fatalf("ordo_records_rewound_total = %v, ordo_events_committed_total = %v; want 5 and 9",
+			got["ordo_records_rewound_total"], got["ordo_events_committed_total"])
+	}
 }

@@ -35,6 +35,8 @@
 //	                   of the last GC, what each GC cycle marks, and the allocations so far)
 //	BENCH_PROFILE_RUNS drains of the backlog profiled and merged (default 3)
 //	BENCH_PROFILE_CONTENDER  the contender profiled (default ordo; saga profiles (f))
+//	BENCH_TRACE        1: each profiled drain also saves a 1 s execution trace, <work>/ordo.trace.N.out
+//	                   (go tool trace -pprof=sync <file> shows where the goroutines wait)
 //	BENCH_RESTORE      instances for the state-restore step (internal/state BenchmarkRestore against
 //	                   the bench broker; default 1000000, 0 skips it)
 //	BENCH_RESTORE_RUNS restores of that changelog (go test -benchtime Nx; default 2)

@@ -100,6 +100,19 @@ func (b *bench) profileDrain(ctx context.Context, cs []contender, secs int, file
 		}
 	}()
 	defer func() { <-heapDone }()
+	if envInt("BENCH_TRACE", 0) != 0 {
+		// An execution trace of a second of the drain, next to the CPU
+		// profile: where the goroutines wait (go tool trace -pprof=sync).
+		traceDone := make(chan struct{})
+		go func() {
+			defer close(traceDone)
+			time.Sleep(time.Duration(secs) * time.Second / 3)
+			if err := fetchTo(fmt.Sprintf("http://%s/debug/pprof/trace?seconds=1", b.admin), strings.TrimSuffix(strings.Replace(file, ".cpu.", ".trace.", 1), ".pprof")+".out"); err != nil {
+				logf("execution trace: %v", err)
+			}
+		}()
+		defer func() { <-traceDone }()
+	}
 	return fetchTo(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", b.admin, secs), file)
 }
 

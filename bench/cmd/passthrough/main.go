@@ -3,8 +3,10 @@
 // ordo-input header naming the input topic/partition/offset)
 // to one output topic, with ordo's session settings (read_committed,
 // cooperative-sticky, RequireStableFetchOffsets, linger 0) and ordo's loop
-// shape (poll at most 2000 records, begin, produce through an aborting
-// promise, end at 2000 records or 100 ms). No decoding, no processing.
+// shape (poll at most what the transaction has room for, begin, produce
+// through an aborting promise, end at 10000 records or 100 ms: ordo's
+// default batch_size and commit_interval; BENCH_TXN_BATCH and
+// BENCH_COMMIT_INTERVAL_MS change them). No decoding, no processing.
 //
 // With BENCH_SHAPE (a file ordobench writes) it is contender (a'), the
 // limit at ordo's output shape: instead of a copy it produces, for each
