@@ -23,6 +23,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"slices"
 	"sync"
 	"time"
 
@@ -250,8 +251,13 @@ type txn struct {
 	spans   *spanBuf // event spans waiting for the outcome; nil when tracing is off
 	// rewind holds, per partition, the first polled record this
 	// transaction did not process (it ran out of time). End commits these
-	// offsets instead of the polled ones and the records are fetched again.
+	// offsets instead of the polled ones.
 	rewind map[string]map[int32]kgo.EpochOffset
+	// carry holds those unprocessed records themselves (each partition's
+	// tail of its last poll). The pipelined loop processes them first in
+	// the next transaction; the serial loop rewinds the client to them
+	// (SetOffsets) and fetches them again.
+	carry []kgo.FetchTopicPartition
 	// work is the context of the transaction's processing: it ends
 	// (errTxnBudget) half a transaction timeout after the start.
 	work       context.Context
@@ -579,9 +585,11 @@ func (p *Pipeline) end(ctx context.Context, sess txnSession, t *txn, try kgo.Tra
 		}
 	}
 	rewound := false
-	if try == kgo.TryCommit && len(t.rewind) > 0 {
+	if try == kgo.TryCommit && len(t.rewind) > 0 && t.commitAt == nil {
 		// Commit only what was processed: the records from the rewind
-		// points on are fetched again by the next transaction.
+		// points on are fetched again by the next transaction. (A
+		// pipelined end has put the rewind points into commitAt and
+		// carries the records over instead, see endPipelined.)
 		sess.SetOffsets(t.rewind)
 		rewound = true
 	}
@@ -683,7 +691,7 @@ type partWork struct {
 // (txn.rewind). The first transient failure cancels the rest and is
 // returned; the caller aborts. It returns how many records were started.
 func (p *Pipeline) processFetches(ctx context.Context, sess txnSession, fetches kgo.Fetches, t *txn) (int, error) {
-	parts := p.partsOf(fetches, t.deadline(p.cfg.CommitInterval))
+	parts := p.partsOf(fetches, nil, t.deadline(p.cfg.CommitInterval))
 	err := p.runParts(ctx, sess, parts, t)
 	n := p.account(parts, t)
 	if err != nil {
@@ -694,13 +702,41 @@ func (p *Pipeline) processFetches(ctx context.Context, sess txnSession, fetches 
 }
 
 // partsOf splits fetches into partition work, cut at deadline, in the
-// order they should be served (loop goroutine only).
-func (p *Pipeline) partsOf(fetches kgo.Fetches, deadline time.Time) []*partWork {
+// order they should be served (loop goroutine only). A partition's carried
+// records (left unstarted by the previous transaction, see txn.carry) come
+// before its fetched ones.
+func (p *Pipeline) partsOf(fetches kgo.Fetches, carry []kgo.FetchTopicPartition, deadline time.Time) []*partWork {
 	var parts []*partWork
+	type tp struct {
+		topic string
+		part  int32
+	}
+	carried := map[tp]*partWork{}
+	for _, ftp := range carry {
+		w := &partWork{ftp: ftp, cut: newPartCut(deadline)}
+		w.ftp.Records = slices.Clip(ftp.Records) // an append copies
+		carried[tp{ftp.Topic, ftp.Partition}] = w
+		parts = append(parts, w)
+	}
 	fetches.EachPartition(func(ftp kgo.FetchTopicPartition) {
-		if len(ftp.Records) > 0 {
-			parts = append(parts, &partWork{ftp: ftp, cut: newPartCut(deadline)})
+		if len(ftp.Records) == 0 {
+			return
 		}
+		if w := carried[tp{ftp.Topic, ftp.Partition}]; w != nil {
+			// The client's position was past the carried records, so
+			// the fetched ones follow them. Offsets name records, so
+			// skipping any at or below the last carried one is safe
+			// if that ever did not hold.
+			last := w.ftp.Records[len(w.ftp.Records)-1].Offset
+			for _, r := range ftp.Records {
+				if r.Offset > last {
+					w.ftp.Records = append(w.ftp.Records, r)
+				}
+			}
+			w.ftp.HighWatermark, w.ftp.LastStableOffset = ftp.HighWatermark, ftp.LastStableOffset
+			return
+		}
+		parts = append(parts, &partWork{ftp: ftp, cut: newPartCut(deadline)})
 	})
 	// Partitions served longest ago go first: with more partitions than
 	// workers, a slow chain would otherwise starve the last ones.
@@ -757,7 +793,11 @@ func (p *Pipeline) account(parts []*partWork, t *txn) int {
 		}
 		if r := w.cut.rewindTo(w.ftp.Records); r != nil {
 			t.rewindTo(r)
-			t.counts.Rewound += recordsFrom(w.ftp.Records, r.Offset)
+			left := recordsFrom(w.ftp.Records, r.Offset)
+			t.counts.Rewound += left
+			tail := w.ftp
+			tail.Records = w.ftp.Records[len(w.ftp.Records)-left:]
+			t.carry = append(t.carry, tail)
 		}
 		if w.n > 0 {
 			p.served.mark(w.ftp.Topic, w.ftp.Partition)

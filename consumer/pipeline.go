@@ -36,7 +36,16 @@ import (
 //     after that check makes End of N+1 abort, as in the serial loop;
 //  5. the prefetched records belong to transaction N+1: their outputs are
 //     produced after its Begin, and its End commits their positions (minus
-//     the rewind points of records their cut left unstarted).
+//     the rewind points of records their cut left unstarted);
+//  6. records N polled but did not start (its commit deadline cut them,
+//     txn.carry) are not rewound with SetOffsets, which in franz-go v1.22.3
+//     restarts the fetch session and drops every buffered fetch: End
+//     commits their partitions' rewind points (in commitAt), and the
+//     records go in front of the next batch's records of their partition,
+//     where the position check of 4 covers them too (the client's
+//     position is past them, since they were polled). If End does not
+//     commit, they are dropped with the batch and fetched again from the
+//     committed offsets.
 //
 // The stateful stage stays serial: its events read the partition's state,
 // and the state of transaction N reaches the local store only when End(N)
@@ -48,10 +57,10 @@ import (
 const prefetchWait = time.Millisecond
 
 // canPipeline reports whether the end of t may overlap the processing of
-// the next batch: only a clean commit (no rewind points, no unfinished
-// work) of the stateless stage.
+// the next batch: only a commit without unfinished work, in the stateless
+// stage. (Records cut by the deadline are carried over, see 6 above.)
 func (p *Pipeline) canPipeline(t *txn) bool {
-	return !p.cfg.SerialLoop && p.st == nil && t.open && t.rewind == nil && !t.counts.incomplete
+	return !p.cfg.SerialLoop && p.st == nil && t.open && !t.counts.incomplete
 }
 
 // heldOutputs are the outputs of prefetched work, in production order per
@@ -90,10 +99,11 @@ type prefetch struct {
 	done    chan struct{}
 }
 
-// startPrefetch processes fetches on a goroutine (owned by the caller,
-// which waits on done); nil when there is nothing to process.
-func (p *Pipeline) startPrefetch(ctx context.Context, sess txnSession, fetches kgo.Fetches) *prefetch {
-	if fetches.NumRecords() == 0 {
+// startPrefetch processes carry (records the previous transaction left
+// unstarted) and then fetches on a goroutine (owned by the caller, which
+// waits on done); nil when there is nothing to process.
+func (p *Pipeline) startPrefetch(ctx context.Context, sess txnSession, fetches kgo.Fetches, carry []kgo.FetchTopicPartition) *prefetch {
+	if len(carry) == 0 && fetches.NumRecords() == 0 {
 		return nil
 	}
 	pf := &prefetch{fetches: fetches, done: make(chan struct{})}
@@ -105,7 +115,7 @@ func (p *Pipeline) startPrefetch(ctx context.Context, sess txnSession, fetches k
 		pf.t.spans = &spanBuf{}
 	}
 	pf.t.held = &heldOutputs{}
-	pf.parts = p.partsOf(fetches, pf.t.deadline(p.cfg.CommitInterval))
+	pf.parts = p.partsOf(fetches, carry, pf.t.deadline(p.cfg.CommitInterval))
 	go func() {
 		defer close(pf.done)
 		start := time.Now()
@@ -134,25 +144,48 @@ func (p *Pipeline) endPipelined(ctx context.Context, sess txnSession, t *txn, li
 		committed, err = p.end(ctx, sess, t, kgo.TryCommit, nil)
 		return committed, nil, err
 	}
+	// Partitions with records cut by the deadline commit up to the first
+	// of them; the records are carried into the next batch.
+	for topic, ps := range t.rewind {
+		if commitAt[topic] == nil {
+			commitAt[topic] = map[int32]kgo.EpochOffset{}
+		}
+		for part, eo := range ps {
+			// A partition missing from commitAt was revoked under the
+			// transaction: committing it makes End abort (restrictTxnCommit).
+			commitAt[topic][part] = eo
+		}
+	}
+	carry, carried := t.carry, 0
+	for _, c := range carry {
+		carried += len(c.Records)
+	}
+	// The carried records count against the next batch's size and pace:
+	// polling a full batch on top of them would let the carry grow as long
+	// as processing is slower than the commit interval.
 	max := p.cfg.BatchSize
 	if p.cfg.PollRecords > 0 {
 		max = min(max, p.cfg.PollRecords)
 	} else {
 		max = min(max, pace.records(p.cfg.CommitInterval))
 	}
+	max -= carried
 	if c := limits.pollCap(time.Now()); c > 0 && c < max {
 		max = c
 	}
-	pollCtx, cancel := context.WithTimeout(ctx, prefetchWait)
-	fetches := sess.PollRecords(pollCtx, max)
-	cancel()
+	var fetches kgo.Fetches
+	if max > 0 { // PollRecords takes max ≤ 0 as no bound
+		pollCtx, cancel := context.WithTimeout(ctx, prefetchWait)
+		fetches = sess.PollRecords(pollCtx, max)
+		cancel()
+	}
 	if p.log.Enabled(ctx, slog.LevelDebug) {
-		p.log.Debug("prefetched", "records", fetches.NumRecords(), "max", max)
+		p.log.Debug("prefetched", "records", fetches.NumRecords(), "max", max, "carried", carried)
 	}
 	fatal := p.fetchError(fetches)
 	var pf *prefetch
 	if fatal == nil && ctx.Err() == nil {
-		pf = p.startPrefetch(ctx, sess, fetches)
+		pf = p.startPrefetch(ctx, sess, fetches, carry)
 	}
 	// From here on the client's positions may include the next batch:
 	// End must commit exactly commitAt.

@@ -347,3 +347,138 @@ func TestRestrictTxnCommit(t *testing.T) {
 		t.Fatal("a captured partition missing from the request was accepted")
 	}
 }
+
+// slowFirst is a sourceChain whose first event at offset 0 of partition
+// part takes d (past a short commit deadline), so the records after it are
+// cut from its transaction.
+func slowFirst(part int32, d time.Duration) processors.Processor {
+	var once sync.Once
+	return sourceChain(func(ev *processors.Event) error {
+		if ev.Partition == part && ev.Offset == 0 {
+			once.Do(func() { time.Sleep(d) })
+		}
+		return nil
+	})
+}
+
+// TestFakePipelineCarriesCutRecords: records the commit deadline left
+// unstarted are not rewound (no SetOffsets, which in franz-go drops the
+// whole fetch buffer) nor polled again: End commits up to the first of
+// them, and they are processed first in the next transaction.
+func TestFakePipelineCarriesCutRecords(t *testing.T) {
+	w := newFakeWorld(t, slowFirst(0, 300*time.Millisecond), CommitInterval(100*time.Millisecond), Workers(1))
+	w.script(w.records(0, 4), w.records(4, 2))
+	ctx, cancel := context.WithCancel(context.Background())
+	stop := w.run(ctx, cancel)
+	w.waitCalls("end commit", 2)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	all := w.f.all()
+	if w.f.count("set-offsets") != 0 || w.f.count("poll 0@1-3") != 0 {
+		t.Fatalf("the cut records were rewound or polled again: %q", all)
+	}
+	offs, outs := committedTxns(w.f)
+	if len(offs) < 2 || offs[0][0] != 1 || !slices.Equal(outs[0], keys(0, 0, 1)) {
+		t.Fatalf("first commit %v with outputs %v, want offset 1 with 0/0's output only", offs, outs)
+	}
+	// The carried records 1-3 precede 4-5 in the next transaction.
+	if offs[1][0] != 6 || !slices.Equal(outs[1], keys(0, 1, 6)) {
+		t.Fatalf("second commit %v with outputs %v, want offset 6 with 0/1..0/5", offs[1], outs[1])
+	}
+	w.f.mu.Lock()
+	var order []string
+	for _, r := range w.f.commits[1].outputs {
+		order = append(order, string(r.Key))
+	}
+	w.f.mu.Unlock()
+	if !slices.Equal(order, []string{"0/1", "0/2", "0/3", "0/4", "0/5"}) {
+		t.Fatalf("second transaction produced %v, want the partition's order", order)
+	}
+	if s := w.stats.Snapshot(); s.Rewound != 3 || s.EventsIn != 6 {
+		t.Errorf("stats %+v, want 6 events and the 3 cut records counted as rewound", s)
+	}
+	checkExactlyOnce(t, w.f)
+}
+
+// TestFakePipelineCarryDroppedWhenRevoked: a partition revoked after the
+// commit that cut it loses its carried records (never produced here; its
+// next owner fetches them from the committed cut point); the other
+// partition goes on.
+func TestFakePipelineCarryDroppedWhenRevoked(t *testing.T) {
+	w := newFakeWorld(t, slowFirst(0, 300*time.Millisecond), CommitInterval(100*time.Millisecond), Workers(2))
+	w.f.queue = append(w.f.queue,
+		fetchOfParts(w.records(0, 4), onPartition(1, w.records(0, 4))),
+		fetchOf(onPartition(1, w.records(4, 2))...))
+	w.f.afterEnd = func(n int) {
+		if n == 1 {
+			w.f.revoke(0)
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	stop := w.run(ctx, cancel)
+	w.waitCalls("end commit", 2)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	offs, outs := committedTxns(w.f)
+	if offs[0][0] != 1 || offs[0][1] != 4 {
+		t.Fatalf("first commit %v, want partition 0 at its cut (1) and 1 at 4", offs[0])
+	}
+	if _, ok := offs[1][0]; ok || offs[1][1] != 6 || !slices.Equal(outs[1], keys(1, 4, 6)) {
+		t.Fatalf("second commit %v with outputs %v, want partition 1's 4-5 only", offs[1], outs[1])
+	}
+	for _, k := range keys(0, 1, 4) {
+		if producedKey(w.f, k) {
+			t.Fatalf("carried %s of the revoked partition was produced", k)
+		}
+	}
+	checkExactlyOnce(t, w.f)
+}
+
+// TestFakePipelineCarryAbortServesAgain: an End that aborts after a cut
+// drops the carried records with the next batch; everything is served
+// again from the committed offsets and commits exactly once.
+func TestFakePipelineCarryAbortServesAgain(t *testing.T) {
+	w := newFakeWorld(t, slowFirst(0, 300*time.Millisecond), CommitInterval(100*time.Millisecond), Workers(1))
+	w.f.ends = []endResult{{committed: false}}
+	w.script(w.records(0, 4))
+	ctx, cancel := context.WithCancel(context.Background())
+	stop := w.run(ctx, cancel)
+	w.waitCalls("end commit", 2)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if n := w.f.count("poll 0@0-3"); n != 2 {
+		t.Fatalf("the aborted records were served %d times, want 2: %q", n, w.f.all())
+	}
+	offs, outs := committedTxns(w.f)
+	if len(offs) != 1 || offs[0][0] != 4 || !slices.Equal(outs[0], keys(0, 0, 4)) {
+		t.Fatalf("commits %v with outputs %v, want one commit of 0-3", offs, outs)
+	}
+	checkExactlyOnce(t, w.f)
+}
+
+// TestFakePipelineCarryCountsAgainstTheBatch: the poll that follows a cut
+// asks only for what the batch has room for beside the carried records, so
+// the carry cannot grow while processing is slower than the commit
+// interval.
+func TestFakePipelineCarryCountsAgainstTheBatch(t *testing.T) {
+	w := newFakeWorld(t, slowFirst(0, 300*time.Millisecond), CommitInterval(100*time.Millisecond), Workers(1), BatchSize(5))
+	w.script(w.records(0, 4), w.records(4, 2))
+	ctx, cancel := context.WithCancel(context.Background())
+	stop := w.run(ctx, cancel)
+	w.waitCalls("end commit", 2)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	w.f.mu.Lock()
+	maxes := slices.Clone(w.f.maxes)
+	w.f.mu.Unlock()
+	// Poll 1 takes 0-3 (max 5); the prefetch after the cut at 1 carries
+	// 1-3 and may take 5-3 = 2 more.
+	if len(maxes) < 2 || maxes[0] != 5 || maxes[1] != 2 {
+		t.Fatalf("poll maxes %v, want 5 and then 2 (the batch minus 3 carried)", maxes)
+	}
+	checkExactlyOnce(t, w.f)
+}

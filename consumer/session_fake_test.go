@@ -39,6 +39,7 @@ type fakeKafka struct {
 	// them from 1), e.g. to shut the pipeline down at that point.
 	onPoll   func(n int)
 	polls    int
+	maxes    []int // the max of every poll, in order
 	produced []*kgo.Record
 	endCtx   []error // the End context's error at each End
 	// afterEnd, when set, runs after each End has taken effect (n counts
@@ -229,9 +230,10 @@ type fakeSession struct {
 	f *fakeKafka
 }
 
-func (s *fakeSession) PollRecords(ctx context.Context, _ int) kgo.Fetches {
+func (s *fakeSession) PollRecords(ctx context.Context, max int) kgo.Fetches {
 	f := s.f
 	f.mu.Lock()
+	f.maxes = append(f.maxes, max)
 	if len(f.queue) == 0 {
 		f.mu.Unlock()
 		<-ctx.Done()
@@ -739,9 +741,11 @@ func TestFakeShutdownAbortsUnfinishedWork(t *testing.T) {
 	}
 }
 
-// TestFakeDeadlineCutRewinds: records the commit deadline left unstarted
-// are not committed: End commits the rewind point (SetOffsets before End)
-// and they are polled and processed in the next transaction.
+// TestFakeDeadlineCutRewinds: in the serial loop, records the commit
+// deadline left unstarted are not committed: End commits the rewind point
+// (SetOffsets before End) and they are polled and processed in the next
+// transaction. (The pipelined loop carries them over instead:
+// TestFakePipelineCarriesCutRecords.)
 func TestFakeDeadlineCutRewinds(t *testing.T) {
 	var mu sync.Mutex
 	slow := true
@@ -756,7 +760,7 @@ func TestFakeDeadlineCutRewinds(t *testing.T) {
 		}
 		return echo.Process(ctx, ev)
 	})
-	w := newFakeWorld(t, chain, CommitInterval(100*time.Millisecond), Workers(1))
+	w := newFakeWorld(t, chain, CommitInterval(100*time.Millisecond), Workers(1), SerialLoop(true))
 	w.script(w.records(0, 4))
 	ctx, cancel := context.WithCancel(context.Background())
 	stop := w.run(ctx, cancel)
