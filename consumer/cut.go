@@ -12,9 +12,9 @@ import (
 // partCut bounds one partition's share of a transaction in time: a record
 // may start only before the transaction's deadline, so no transaction
 // outlives its commit interval by more than one event's processing, however
-// slow the chain. The records it does not admit are rewound (txn.rewind)
-// and fetched again by the next transaction: their offsets are never
-// committed unprocessed.
+// slow the chain. The records it does not admit are left for the next
+// transaction (txn.rewind, txn.carry): their offsets are never committed
+// unprocessed.
 //
 // In key-parallel mode the lanes of a partition share one cut. Lanes run
 // ahead of each other (by at most window records past the lowest one in

@@ -503,17 +503,18 @@ func (p *Pipeline) fireTimers(ctx context.Context, sess txnSession, t *txn) erro
 }
 
 // pollPacer sizes polls so that a transaction ends close to its commit
-// deadline: records not started by the deadline are rewound and fetched
-// again, so a poll much larger than what fits is wasted work, while the
-// first polls of a transaction may be large (fewer, cheaper rounds). It
-// learns the wall time per processed record.
+// deadline: records not started by the deadline wait for the next
+// transaction (carried over, or in the serial loop rewound and fetched
+// again), so a poll much larger than what fits only holds memory or wastes
+// work, while the first polls of a transaction may be large (fewer, cheaper
+// rounds). It learns the wall time per processed record.
 type pollPacer struct {
 	perRecord time.Duration // moving average of processing wall time per record
 }
 
 // minPacedPoll keeps polls from shrinking to nothing: a poll feeds every
 // partition with work (they run in parallel), and records that do not fit
-// are rewound cheaply.
+// wait for the next transaction.
 const minPacedPoll = 100
 
 func (p *pollPacer) observe(n int, took time.Duration) {

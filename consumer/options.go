@@ -138,12 +138,12 @@ func RetryBackoff(min, max time.Duration) Opt {
 
 // FetchMaxBytes bounds one fetch's memory. Default 8 MiB: a transaction
 // holds at most BatchSize records, so a larger fetch only buffers records
-// that wait. Worse, records a transaction does not start before its commit
-// deadline are rewound (SetOffsets), which makes franz-go restart its fetch
-// session: everything it had buffered, for every partition, is dropped and
-// fetched again. At 32 MiB the benchmark's backlog drained 7× slower than
-// at 8 MiB (88 µs of CPU per event instead of 11; ordo_records_rewound_total
-// shows the records rewound, not the buffer dropped with them).
+// that wait, decompressed in memory. Raise it only together with the soft
+// memory limit (processing.memory_limit_mib, 192 MiB by default): at 32 MiB
+// under that limit the benchmark's backlog drained 3.4× slower than at 8 MiB
+// (50 µs of CPU per event instead of 12: the heap sat at the limit and the
+// GC ran without pause); with GOMEMLIMIT at 1 GiB, 32 MiB ran as fast as
+// 8 MiB at 4.4× the RSS (bench/findings.md).
 func FetchMaxBytes(n int32) Opt {
 	return func(c *config) { c.FetchMaxBytes = n }
 }
