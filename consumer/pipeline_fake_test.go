@@ -130,12 +130,7 @@ func TestFakePipelineOverlapsEndAndCommitsProcessed(t *testing.T) {
 	}), BatchSize(5), CommitInterval(10*time.Second))
 	w.f.endDelay = 100 * time.Millisecond
 	w.script(w.records(0, 5), w.records(5, 5), w.records(10, 5))
-	ctx, cancel := context.WithCancel(context.Background())
-	stop := w.run(ctx, cancel)
-	w.waitCalls("end commit", 3)
-	if err := stop(); err != nil {
-		t.Fatal(err)
-	}
+	w.runUntil("end commit", 3)
 	expectCalls(t, w.f.lifecycle(), seq(
 		one("new-session", "begin"), repeat("produce "+fakeOut, 5), one("flush", "end commit"),
 		one("begin"), repeat("produce "+fakeOut, 5), one("flush", "end commit"),
@@ -169,12 +164,7 @@ func TestFakePipelineOverlapsEndAndCommitsProcessed(t *testing.T) {
 func TestFakeSerialLoopPollsAfterEnd(t *testing.T) {
 	w := newFakeWorld(t, sourceChain(nil), BatchSize(5), CommitInterval(10*time.Second), SerialLoop(true))
 	w.script(w.records(0, 5), w.records(5, 5))
-	ctx, cancel := context.WithCancel(context.Background())
-	stop := w.run(ctx, cancel)
-	w.waitCalls("end commit", 2)
-	if err := stop(); err != nil {
-		t.Fatal(err)
-	}
+	w.runUntil("end commit", 2)
 	all := w.f.all()
 	if i, j := slices.Index(all, "poll 0@5-9"), slices.Index(all, "end commit"); i < j {
 		t.Fatalf("serial loop polled the next batch before End: %q", all)
@@ -195,12 +185,7 @@ func TestFakePipelineDropsRevokedPartition(t *testing.T) {
 			w.f.revoke(1)
 		}
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	stop := w.run(ctx, cancel)
-	w.waitCalls("end commit", 2)
-	if err := stop(); err != nil {
-		t.Fatal(err)
-	}
+	w.runUntil("end commit", 2)
 	offs, outs := committedTxns(w.f)
 	if len(offs) != 2 {
 		t.Fatalf("commits %v, want 2", offs)
@@ -230,12 +215,7 @@ func TestFakePipelineAbortDropsNextBatch(t *testing.T) {
 	w := newFakeWorld(t, sourceChain(nil), BatchSize(5), CommitInterval(10*time.Second))
 	w.f.ends = []endResult{{committed: false}}
 	w.script(w.records(0, 5), w.records(5, 5))
-	ctx, cancel := context.WithCancel(context.Background())
-	stop := w.run(ctx, cancel)
-	w.waitCalls("end commit", 3)
-	if err := stop(); err != nil {
-		t.Fatal(err)
-	}
+	w.runUntil("end commit", 3)
 	expectCalls(t, w.f.lifecycle(), seq(
 		one("new-session", "begin"), repeat("produce "+fakeOut, 5), one("flush", "end commit"), // aborted
 		one("begin"), repeat("produce "+fakeOut, 5), one("flush", "end commit"),
@@ -255,12 +235,7 @@ func TestFakePipelineEndErrorDropsNextBatch(t *testing.T) {
 	w := newFakeWorld(t, sourceChain(nil), BatchSize(5), CommitInterval(10*time.Second))
 	w.f.ends = []endResult{{err: fmt.Errorf("broker gone")}}
 	w.script(w.records(0, 5), w.records(5, 5))
-	ctx, cancel := context.WithCancel(context.Background())
-	stop := w.run(ctx, cancel)
-	w.waitCalls("end commit", 3)
-	if err := stop(); err != nil {
-		t.Fatal(err)
-	}
+	w.runUntil("end commit", 3)
 	if n := w.f.count("new-session"); n != 2 {
 		t.Fatalf("%d sessions, want 2: %q", n, w.f.lifecycle())
 	}
@@ -283,12 +258,7 @@ func TestFakePipelineTransientFailureInNextBatchAborts(t *testing.T) {
 		return nil
 	}), BatchSize(5), CommitInterval(10*time.Second), TransientRetries(1))
 	w.script(w.records(0, 5), w.records(5, 5))
-	ctx, cancel := context.WithCancel(context.Background())
-	stop := w.run(ctx, cancel)
-	w.waitCalls("end commit", 2)
-	if err := stop(); err != nil {
-		t.Fatal(err)
-	}
+	w.runUntil("end commit", 2)
 	life := strings.Join(w.f.lifecycle(), "\n")
 	if !strings.Contains(life, "end commit\nbegin\nend abort\n") {
 		t.Fatalf("the failed next batch was not aborted (without producing) after the commit:\n%s", life)
@@ -368,12 +338,7 @@ func slowFirst(part int32, d time.Duration) processors.Processor {
 func TestFakePipelineCarriesCutRecords(t *testing.T) {
 	w := newFakeWorld(t, slowFirst(0, 300*time.Millisecond), CommitInterval(100*time.Millisecond), Workers(1))
 	w.script(w.records(0, 4), w.records(4, 2))
-	ctx, cancel := context.WithCancel(context.Background())
-	stop := w.run(ctx, cancel)
-	w.waitCalls("end commit", 2)
-	if err := stop(); err != nil {
-		t.Fatal(err)
-	}
+	w.runUntil("end commit", 2)
 	all := w.f.all()
 	if w.f.count("set-offsets") != 0 || w.f.count("poll 0@1-3") != 0 {
 		t.Fatalf("the cut records were rewound or polled again: %q", all)
@@ -415,12 +380,7 @@ func TestFakePipelineCarryDroppedWhenRevoked(t *testing.T) {
 			w.f.revoke(0)
 		}
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	stop := w.run(ctx, cancel)
-	w.waitCalls("end commit", 2)
-	if err := stop(); err != nil {
-		t.Fatal(err)
-	}
+	w.runUntil("end commit", 2)
 	offs, outs := committedTxns(w.f)
 	if offs[0][0] != 1 || offs[0][1] != 4 {
 		t.Fatalf("first commit %v, want partition 0 at its cut (1) and 1 at 4", offs[0])
@@ -443,12 +403,7 @@ func TestFakePipelineCarryAbortServesAgain(t *testing.T) {
 	w := newFakeWorld(t, slowFirst(0, 300*time.Millisecond), CommitInterval(100*time.Millisecond), Workers(1))
 	w.f.ends = []endResult{{committed: false}}
 	w.script(w.records(0, 4))
-	ctx, cancel := context.WithCancel(context.Background())
-	stop := w.run(ctx, cancel)
-	w.waitCalls("end commit", 2)
-	if err := stop(); err != nil {
-		t.Fatal(err)
-	}
+	w.runUntil("end commit", 2)
 	if n := w.f.count("poll 0@0-3"); n != 2 {
 		t.Fatalf("the aborted records were served %d times, want 2: %q", n, w.f.all())
 	}
@@ -466,12 +421,7 @@ func TestFakePipelineCarryAbortServesAgain(t *testing.T) {
 func TestFakePipelineCarryCountsAgainstTheBatch(t *testing.T) {
 	w := newFakeWorld(t, slowFirst(0, 300*time.Millisecond), CommitInterval(100*time.Millisecond), Workers(1), BatchSize(5))
 	w.script(w.records(0, 4), w.records(4, 2))
-	ctx, cancel := context.WithCancel(context.Background())
-	stop := w.run(ctx, cancel)
-	w.waitCalls("end commit", 2)
-	if err := stop(); err != nil {
-		t.Fatal(err)
-	}
+	w.runUntil("end commit", 2)
 	w.f.mu.Lock()
 	maxes := slices.Clone(w.f.maxes)
 	w.f.mu.Unlock()

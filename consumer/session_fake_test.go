@@ -487,6 +487,18 @@ func (w *fakeWorld) run(ctx context.Context, cancel context.CancelFunc) (stop fu
 	}
 }
 
+// runUntil runs the pipeline until the lifecycle has n calls of what,
+// then stops it and fails the test if Run returned an error.
+func (w *fakeWorld) runUntil(what string, n int) {
+	w.t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	stop := w.run(ctx, cancel)
+	w.waitCalls(what, n)
+	if err := stop(); err != nil {
+		w.t.Fatal(err)
+	}
+}
+
 // waitCalls waits until the lifecycle has n calls of what.
 func (w *fakeWorld) waitCalls(what string, n int) {
 	w.t.Helper()
@@ -558,12 +570,7 @@ func producedTo(f *fakeKafka, topic string) int {
 func TestFakeCommitAfterProcessing(t *testing.T) {
 	w := newFakeWorld(t, nil)
 	w.script(w.records(0, 3))
-	ctx, cancel := context.WithCancel(context.Background())
-	stop := w.run(ctx, cancel)
-	w.waitCalls("end commit", 1)
-	if err := stop(); err != nil {
-		t.Fatal(err)
-	}
+	w.runUntil("end commit", 1)
 	expectCalls(t, w.f.lifecycle(), seq(one("new-session", "begin"), repeat("produce "+fakeOut, 3), one("flush", "end commit", "close"))...)
 	if s := w.stats.Snapshot(); s.TxnCommits != 1 || s.EventsIn != 3 || s.TxnAborts != 0 {
 		t.Errorf("stats %+v, want 1 commit of 3 events", s)
@@ -584,12 +591,7 @@ func TestFakeProduceErrorAborts(t *testing.T) {
 		return nil
 	}
 	w.script(w.records(0, 2))
-	ctx, cancel := context.WithCancel(context.Background())
-	stop := w.run(ctx, cancel)
-	w.waitCalls("end commit", 1)
-	if err := stop(); err != nil {
-		t.Fatal(err)
-	}
+	w.runUntil("end commit", 1)
 	expectCalls(t, w.f.lifecycle(), seq(
 		one("new-session", "begin"), repeat("produce "+fakeOut, 2), one("flush", "end abort"),
 		one("begin"), repeat("produce "+fakeOut, 2), one("flush", "end commit", "close"))...)
@@ -622,12 +624,7 @@ func TestFakeTransientFailureAbortsAndRepolls(t *testing.T) {
 	})
 	w := newFakeWorld(t, chain)
 	w.script(w.records(0, 2))
-	ctx, cancel := context.WithCancel(context.Background())
-	stop := w.run(ctx, cancel)
-	w.waitCalls("end commit", 1)
-	if err := stop(); err != nil {
-		t.Fatal(err)
-	}
+	w.runUntil("end commit", 1)
 	expectCalls(t, w.f.lifecycle(), seq(
 		one("new-session", "begin", "end abort", "begin"), repeat("produce "+fakeOut, 2), one("flush", "end commit", "close"))...)
 	if n := w.f.count("poll 0@0-1"); n != 2 {
@@ -645,12 +642,7 @@ func TestFakeRebalanceAbortKeepsSession(t *testing.T) {
 	w := newFakeWorld(t, nil)
 	w.f.ends = []endResult{{committed: false}}
 	w.script(w.records(0, 1))
-	ctx, cancel := context.WithCancel(context.Background())
-	stop := w.run(ctx, cancel)
-	w.waitCalls("end commit", 2)
-	if err := stop(); err != nil {
-		t.Fatal(err)
-	}
+	w.runUntil("end commit", 2)
 	expectCalls(t, w.f.lifecycle(),
 		"new-session", "begin", "produce "+fakeOut, "flush", "end commit",
 		"begin", "produce "+fakeOut, "flush", "end commit", "close")
@@ -669,12 +661,7 @@ func TestFakeEndErrorRecreatesSession(t *testing.T) {
 	w := newFakeWorld(t, nil)
 	w.f.ends = []endResult{{err: errors.New("coordinator not available")}}
 	w.script(w.records(0, 1))
-	ctx, cancel := context.WithCancel(context.Background())
-	stop := w.run(ctx, cancel)
-	w.waitCalls("end commit", 2)
-	if err := stop(); err != nil {
-		t.Fatal(err)
-	}
+	w.runUntil("end commit", 2)
 	expectCalls(t, w.f.lifecycle(),
 		"new-session", "begin", "produce "+fakeOut, "flush", "end commit", "close",
 		"new-session", "begin", "produce "+fakeOut, "flush", "end commit", "close")
@@ -762,12 +749,7 @@ func TestFakeDeadlineCutRewinds(t *testing.T) {
 	})
 	w := newFakeWorld(t, chain, CommitInterval(100*time.Millisecond), Workers(1), SerialLoop(true))
 	w.script(w.records(0, 4))
-	ctx, cancel := context.WithCancel(context.Background())
-	stop := w.run(ctx, cancel)
-	w.waitCalls("end commit", 2)
-	if err := stop(); err != nil {
-		t.Fatal(err)
-	}
+	w.runUntil("end commit", 2)
 	expectCalls(t, w.f.lifecycle(), seq(
 		one("new-session", "begin", "produce "+fakeOut, "flush", "set-offsets "+fakeIn+"/0@1", "end commit"),
 		one("begin"), repeat("produce "+fakeOut, 3), one("flush", "end commit", "close"))...)
