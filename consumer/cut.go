@@ -13,7 +13,7 @@ import (
 // may start only before the transaction's deadline, so no transaction
 // outlives its commit interval by more than one event's processing, however
 // slow the chain. The records it does not admit are left for the next
-// transaction (txn.rewind, txn.carry): their offsets are never committed
+// transaction (txn.carry): their offsets are never committed
 // unprocessed.
 //
 // In key-parallel mode the lanes of a partition share one cut. Lanes run

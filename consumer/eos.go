@@ -223,7 +223,7 @@ func (p *Pipeline) closeSession(sess txnSession) {
 }
 
 // errRewoundAbort ends a session whose transaction aborted after some of its
-// partitions were rewound (see txn.rewind). With franz-go v1.22.3 an abort
+// partitions were rewound (see txn.carry). With franz-go v1.22.3 an abort
 // rewinds to the real committed offsets, but if a rewound partition was
 // revoked and assigned back within the transaction, SetOffsets may have
 // created its entry (or recorded a seek during the offset fetch) at the
@@ -249,14 +249,12 @@ type txn struct {
 	promise *kgo.FirstErrPromise
 	counts  Counts   // what becomes visible if this transaction commits
 	spans   *spanBuf // event spans waiting for the outcome; nil when tracing is off
-	// rewind holds, per partition, the first polled record this
-	// transaction did not process (it ran out of time). End commits these
-	// offsets instead of the polled ones.
-	rewind map[string]map[int32]kgo.EpochOffset
-	// carry holds those unprocessed records themselves (each partition's
-	// tail of its last poll). The pipelined loop processes them first in
-	// the next transaction; the serial loop rewinds the client to them
-	// (SetOffsets) and fetches them again.
+	// carry holds the polled records this transaction did not process (it
+	// ran out of time, or is shutting down): each partition's tail of a
+	// poll. End commits their partitions only up to the first of them
+	// (rewindPoints). The pipelined loop processes them first in the next
+	// transaction; the serial loop rewinds the client to them (SetOffsets)
+	// and fetches them again.
 	carry []kgo.FetchTopicPartition
 	// work is the context of the transaction's processing: it ends
 	// (errTxnBudget) half a transaction timeout after the start.
@@ -286,19 +284,26 @@ func (t *txn) release() {
 // wait for the next transaction.
 func (t *txn) deadline(interval time.Duration) time.Time { return t.started.Add(interval) }
 
-// rewindTo records r as the first unprocessed record of its partition.
-func (t *txn) rewindTo(r *kgo.Record) {
-	if t.rewind == nil {
-		t.rewind = map[string]map[int32]kgo.EpochOffset{}
+// rewindPoints is, per partition of the carry, its first unprocessed
+// record: what End commits for it instead of the polled position. nil when
+// nothing is carried.
+func (t *txn) rewindPoints() map[string]map[int32]kgo.EpochOffset {
+	if len(t.carry) == 0 {
+		return nil
 	}
-	ps := t.rewind[r.Topic]
-	if ps == nil {
-		ps = map[int32]kgo.EpochOffset{}
-		t.rewind[r.Topic] = ps
+	points := map[string]map[int32]kgo.EpochOffset{}
+	for _, ftp := range t.carry {
+		r := ftp.Records[0]
+		ps := points[r.Topic]
+		if ps == nil {
+			ps = map[int32]kgo.EpochOffset{}
+			points[r.Topic] = ps
+		}
+		if cur, ok := ps[r.Partition]; !ok || r.Offset < cur.Offset {
+			ps[r.Partition] = kgo.EpochOffset{Epoch: r.LeaderEpoch, Offset: r.Offset}
+		}
 	}
-	if cur, ok := ps[r.Partition]; !ok || r.Offset < cur.Offset {
-		ps[r.Partition] = kgo.EpochOffset{Epoch: r.LeaderEpoch, Offset: r.Offset}
-	}
+	return points
 }
 
 // runSession is the EOS loop for one session. It returns nil when ctx is
@@ -357,7 +362,7 @@ func (p *Pipeline) runSession(ctx context.Context, sess txnSession) error {
 			if t.open {
 				fetches.EachPartition(func(ftp kgo.FetchTopicPartition) {
 					if len(ftp.Records) > 0 {
-						t.rewindTo(ftp.Records[0])
+						t.carry = append(t.carry, ftp)
 					}
 				})
 			}
@@ -414,7 +419,7 @@ func (p *Pipeline) runSession(ctx context.Context, sess txnSession) error {
 		// transaction with the prefetched batch, which may itself be due
 		// (a rewind from its cut must end it before anything more is
 		// polled for it).
-		for t.open && (t.rewind != nil || t.records >= p.cfg.BatchSize || time.Since(t.started) >= p.cfg.CommitInterval) {
+		for t.open && (len(t.carry) > 0 || t.records >= p.cfg.BatchSize || time.Since(t.started) >= p.cfg.CommitInterval) {
 			if p.chaos != nil {
 				p.chaos("before-end", sess)
 			}
@@ -586,12 +591,12 @@ func (p *Pipeline) end(ctx context.Context, sess txnSession, t *txn, try kgo.Tra
 		}
 	}
 	rewound := false
-	if try == kgo.TryCommit && len(t.rewind) > 0 && t.commitAt == nil {
+	if try == kgo.TryCommit && len(t.carry) > 0 && t.commitAt == nil {
 		// Commit only what was processed: the records from the rewind
 		// points on are fetched again by the next transaction. (A
 		// pipelined end has put the rewind points into commitAt and
 		// carries the records over instead, see endPipelined.)
-		sess.SetOffsets(t.rewind)
+		sess.SetOffsets(t.rewindPoints())
 		rewound = true
 	}
 	_, span := p.startTxnSpan(ctx, t, try)
@@ -689,7 +694,7 @@ type partWork struct {
 // parallel on at most Workers goroutines, each partition's records in order.
 // Outputs are produced as soon as each record is done. Records not started
 // by the transaction's deadline are left for the next transaction
-// (txn.rewind). The first transient failure cancels the rest and is
+// (txn.carry). The first transient failure cancels the rest and is
 // returned; the caller aborts. It returns how many records were started.
 func (p *Pipeline) processFetches(ctx context.Context, sess txnSession, fetches kgo.Fetches, t *txn) (int, error) {
 	parts := p.partsOf(fetches, nil, t.deadline(p.cfg.CommitInterval))
@@ -793,7 +798,6 @@ func (p *Pipeline) account(parts []*partWork, t *txn) int {
 			p.st.observe(w.ftp.Partition, w.ftp.Records[w.n-1].Timestamp, now)
 		}
 		if r := w.cut.rewindTo(w.ftp.Records); r != nil {
-			t.rewindTo(r)
 			left := recordsFrom(w.ftp.Records, r.Offset)
 			t.counts.Rewound += left
 			tail := w.ftp

@@ -29,10 +29,11 @@ type Counts struct {
 	// events, for end-to-end latency (event time → commit).
 	EventTimes []time.Time
 	// Rewound counts polled records the transaction did not start before
-	// its commit deadline: left uncommitted, they are fetched (and
-	// decompressed) again by the next transaction. Work done twice, so a
-	// steady share of EventsIn means polls larger than what fits in the
-	// commit interval (see docs/observability.md).
+	// its commit deadline: left uncommitted for the next transaction,
+	// which processes them from memory (pipelined loop) or fetches and
+	// decompresses them again (serial loop: work done twice). A steady
+	// share of EventsIn means polls larger than what fits in the commit
+	// interval (see docs/observability.md).
 	Rewound int
 
 	incomplete bool // a partition stopped early (transient failure)

@@ -146,7 +146,7 @@ func (p *Pipeline) endPipelined(ctx context.Context, sess txnSession, t *txn, li
 	}
 	// Partitions with records cut by the deadline commit up to the first
 	// of them; the records are carried into the next batch.
-	for topic, ps := range t.rewind {
+	for topic, ps := range t.rewindPoints() {
 		if commitAt[topic] == nil {
 			commitAt[topic] = map[int32]kgo.EpochOffset{}
 		}
