@@ -114,7 +114,8 @@ func (p *Pipeline) startPrefetch(ctx context.Context, sess txnSession, fetches k
 	if p.tracer != nil {
 		pf.t.spans = &spanBuf{}
 	}
-	pf.t.held = &heldOutputs{}
+	pf.t.held = &heldOutputs{outs: p.spareHeld}
+	p.spareHeld = nil
 	pf.parts = p.partsOf(fetches, carry, pf.t.deadline(p.cfg.CommitInterval))
 	go func() {
 		defer close(pf.done)
@@ -261,6 +262,8 @@ func (p *Pipeline) endPipelined(ctx context.Context, sess txnSession, t *txn, li
 			p.produce(h.ectx, produceCtx, sess, h.r, t)
 		}
 	}
+	clear(pf.t.held.outs) // the records belong to the client now
+	p.spareHeld, pf.t.held.outs = pf.t.held.outs[:0], nil
 	done := p.account(kept, t)
 	pace.observe(done, pf.took)
 	limits.charge(sess, pf.fetches, time.Now())

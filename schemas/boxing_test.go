@@ -308,3 +308,38 @@ func fieldOf(v any, k string) (any, bool) {
 	x, ok := m[k]
 	return x, ok
 }
+
+// Record mode reads strings in place: a decoded string is a substring of
+// the body it was decoded from, not of a copy (the fetched value is never
+// written, see decodeRecord). Map mode, whose maps users keep, copies.
+func TestRecordModeStringsPointIntoTheBody(t *testing.T) {
+	s := mustSchema(t, 1, boxingSchema)
+	body, err := s.EncodeNatural(boxingDatum(5))
+	if err != nil {
+		t.Fatal(err)
+	}
+	inBody := func(x string) bool {
+		p, lo := uintptr(unsafe.Pointer(unsafe.StringData(x))), uintptr(unsafe.Pointer(&body[0]))
+		return p >= lo && p+uintptr(len(x)) <= lo+uintptr(len(body))
+	}
+	v, err := s.decodeRecord(s, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	str, _ := v.(*Record).Get("s")
+	if str.(string) == "" || !inBody(str.(string)) {
+		t.Fatalf("record mode: string %q is not read in place from the body", str)
+	}
+	items, _ := v.(*Record).Get("items")
+	sku, _ := fieldOf(items.([]any)[0], "sku")
+	if !inBody(sku.(string)) {
+		t.Fatalf("record mode: nested string %q is not read in place from the body", sku)
+	}
+	m, err := s.decodeNatural(s, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ms := m.(map[string]any)["s"].(string); ms != str.(string) || inBody(ms) {
+		t.Fatalf("map mode: string %q (record mode %q) points into the body: it must be a copy", ms, str)
+	}
+}

@@ -190,22 +190,31 @@ func (s *Schema) program(reader *Schema, records bool) *decProgram {
 
 // decodeNatural decodes body with the compiled program for reader.
 func (s *Schema) decodeNatural(reader *Schema, body []byte) (any, error) {
-	return s.decodeWith(s.decoderFor(reader), body)
+	return s.decodeWith(s.decoderFor(reader), body, false)
 }
 
 // decodeRecord is decodeNatural with records as *Record: the same values,
 // in the reader's field order, a record costing a slot range of a shared
 // chunk instead of a map (see Record). Natural of the result equals what
 // decodeNatural returns.
+//
+// Its strings point into body itself instead of a copy of it: body must
+// not change while the value is in use. The pipeline's bodies are fetched
+// record values that nothing writes, and whatever keeps a decoded value
+// past its event detaches it (Detach) or would keep the record's key,
+// which points into the same fetched batch, anyway.
 func (s *Schema) decodeRecord(reader *Schema, body []byte) (any, error) {
-	return s.decodeWith(s.program(reader, true), body)
+	return s.decodeWith(s.program(reader, true), body, true)
 }
 
-func (s *Schema) decodeWith(p *decProgram, body []byte) (any, error) {
+func (s *Schema) decodeWith(p *decProgram, body []byte, inPlace bool) (any, error) {
 	if p.err != nil {
 		return nil, &MalformedError{SchemaID: s.ID, Type: s.FullName, Reason: p.err.Error(), Err: p.err}
 	}
 	sc := p.scanner(body)
+	if inPlace && len(body) > 0 {
+		sc.str = unsafe.String(&body[0], len(body))
+	}
 	defer p.release(sc)
 	v, err := p.root.decode(sc, 0)
 	if err != nil {

@@ -99,7 +99,9 @@ func (s *Serde) Decode(ctx context.Context, topic string, value []byte) (Decoded
 // DecodeRecord is Decode with the value as a *Record (Decoded.Record) in
 // place of a map: the same errors, and Record.Natural() equals the Value
 // Decode gives. A record costs slots of a chunk shared by the datum
-// instead of a map of its own.
+// instead of a map of its own. Its strings point into value instead of a
+// copy (Decode copies): value must not change while the result is in use,
+// as a fetched record's value does not; Detach what you keep.
 func (s *Serde) DecodeRecord(ctx context.Context, topic string, value []byte) (Decoded, error) {
 	return s.decode(ctx, value, true)
 }

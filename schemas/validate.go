@@ -57,7 +57,8 @@ type scanner struct {
 	budget int // remaining zero-width item allowance
 	// str is buf copied into one string (in body, a chunk shared with
 	// earlier datums) on the first string the decoder reads; decoded
-	// strings are substrings of it (no allocation per string).
+	// strings are substrings of it (no allocation per string). In place
+	// (record mode, see decodeRecord) it is buf itself, not a copy.
 	str  string
 	body []byte
 	// The decoder boxes the scalars it returns into shared chunks (one
