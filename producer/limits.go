@@ -6,13 +6,13 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"golang.org/x/sync/singleflight"
 
+	"github.com/ordo-dev/ordo/internal/cow"
 	"github.com/ordo-dev/ordo/processors"
 )
 
@@ -113,7 +113,7 @@ type TopicLimits struct {
 	timeout     time.Duration // bound on one lookup
 	now         func() time.Time
 
-	known  sync.Map // topic -> limitEntry
+	known  cow.Map[string, limitEntry] // topic -> its limit
 	flight singleflight.Group
 }
 
@@ -217,8 +217,7 @@ func (l *TopicLimits) fallback(topic string, err error) {
 // lookup failed a while ago) is looked up now, once for all concurrent
 // callers, bounded by ctx and five seconds.
 func (l *TopicLimits) For(ctx context.Context, topic string) int {
-	if v, ok := l.known.Load(topic); ok {
-		e := v.(limitEntry)
+	if e, ok := l.known.Load(topic); ok {
 		if e.until.IsZero() || l.now().Before(e.until) {
 			return e.bytes
 		}
@@ -235,8 +234,8 @@ func (l *TopicLimits) For(ctx context.Context, topic string) int {
 	case <-ctx.Done():
 		return l.producerMax
 	}
-	if v, ok := l.known.Load(topic); ok {
-		return v.(limitEntry).bytes
+	if e, ok := l.known.Load(topic); ok {
+		return e.bytes
 	}
 	return l.producerMax
 }

@@ -171,7 +171,7 @@ func (s *Schema) program(reader *Schema, records bool) *decProgram {
 		cache = &s.recDecoders
 	}
 	if v, ok := cache.Load(key); ok {
-		return v.(*decProgram)
+		return v
 	}
 	target := s.root
 	if key != s && !jsonEqualText(s.Text, key.Text) {
@@ -185,7 +185,7 @@ func (s *Schema) program(reader *Schema, records bool) *decProgram {
 	}
 	p.root = op
 	v, _ := cache.LoadOrStore(key, p)
-	return v.(*decProgram)
+	return v
 }
 
 // decodeNatural decodes body with the compiled program for reader.

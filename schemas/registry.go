@@ -17,6 +17,8 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sync/singleflight"
+
+	"github.com/ordo-dev/ordo/internal/cow"
 )
 
 // SubjectStrategy decides the registry subject for a topic/record type, as
@@ -107,7 +109,7 @@ type Registry struct {
 	negMax       int
 	now          func() time.Time // tests move the clock
 
-	byID    sync.Map // int -> *Schema
+	byID    cow.Map[int, *Schema]
 	flight  singleflight.Group
 	regMu   sync.Mutex
 	regMemo map[regKey]int
@@ -188,7 +190,7 @@ func (r *Registry) Client() *sr.Client { return r.cl }
 func (r *Registry) SchemaByID(ctx context.Context, id int) (*Schema, error) {
 	if v, ok := r.byID.Load(id); ok {
 		r.hits.Add(1)
-		return v.(*Schema), nil
+		return v, nil
 	}
 	if err := r.negative(id); err != nil {
 		r.negHits.Add(1)
@@ -372,7 +374,7 @@ func (r *Registry) Latest(ctx context.Context, subject string) (*Schema, error) 
 		return nil, classifyOwn("latest schema of subject "+subject, err)
 	}
 	if v, ok := r.byID.Load(ss.ID); ok {
-		return v.(*Schema), nil
+		return v, nil
 	}
 	refs, err := r.ReferencedSchemas(ctx, ss.References)
 	if err != nil {
@@ -383,7 +385,7 @@ func (r *Registry) Latest(ctx context.Context, subject string) (*Schema, error) 
 		return nil, &RegistryError{Op: "latest schema of subject " + subject, Err: err}
 	}
 	v, _ := r.byID.LoadOrStore(ss.ID, s)
-	return v.(*Schema), nil
+	return v, nil
 }
 
 func (r *Registry) remember(k regKey, id int) {

@@ -9,6 +9,7 @@ import (
 	"github.com/linkedin/goavro/v2"
 
 	"github.com/ordo-dev/ordo/examples/orders"
+	"github.com/ordo-dev/ordo/internal/cow"
 )
 
 // Schema is a parsed Avro schema: the goavro codec (binary/textual encoding)
@@ -29,10 +30,10 @@ type Schema struct {
 	resolvers sync.Map // *Schema -> *resolverResult
 	// decoders caches compiled single-pass decoders keyed by reader *Schema
 	// (the writer itself for "as written"); see decoder.go.
-	decoders sync.Map // *Schema -> *decProgram
+	decoders cow.Map[*Schema, *decProgram]
 	// recDecoders is decoders for programs that build records as *Record
 	// (decodeRecord) instead of map[string]any.
-	recDecoders sync.Map // *Schema -> *decProgram
+	recDecoders cow.Map[*Schema, *decProgram]
 }
 
 type resolverResult struct {

@@ -4,7 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
+
+	"github.com/ordo-dev/ordo/internal/cow"
 )
 
 // Serde is what the pipeline calls to turn Kafka values into natural
@@ -18,12 +19,12 @@ type Serde struct {
 	autoRegister bool
 
 	// ids maps (subject, fullName) -> schema id used for framing. Read on
-	// every encode by every worker, written once per key: a sync.Map keeps
-	// the readers off a shared lock.
-	ids sync.Map
+	// every encode by every worker, written once per key: a copy-on-write
+	// map keeps the readers off a shared lock.
+	ids cow.Map[encKey, int]
 	// encs maps (topic, fullName) -> the subject's schema id, so the hot
 	// path neither builds the subject string nor looks it up per record.
-	encs sync.Map
+	encs cow.Map[topicType, int]
 }
 
 type encKey struct{ subject, fullName string }
@@ -174,7 +175,7 @@ func (s *Serde) AppendEncoded(ctx context.Context, dst []byte, topic, fullName s
 	}
 	var id int
 	if v, ok := s.encs.Load(topicType{topic, fullName}); ok {
-		id = v.(int)
+		id = v
 	} else {
 		var err error
 		if id, err = s.schemaID(ctx, s.strategy.Subject(topic, fullName, false), sch); err != nil {
@@ -192,7 +193,7 @@ func (s *Serde) AppendEncoded(ctx context.Context, dst []byte, topic, fullName s
 func (s *Serde) schemaID(ctx context.Context, subject string, sch *Schema) (int, error) {
 	k := encKey{subject, sch.FullName}
 	if id, ok := s.ids.Load(k); ok {
-		return id.(int), nil
+		return id, nil
 	}
 	var id int
 	var err error

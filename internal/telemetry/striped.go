@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/ordo-dev/ordo/internal/cow"
 )
 
 // Per-event metrics (one or more updates per input event, from every
@@ -53,10 +55,11 @@ func stripe() uint32 {
 }
 
 // stripedVec is the label-value → child map both striped vectors share:
-// lookups on the hot path go through a sync.Map, children are created once.
+// lookups on the hot path go through a copy-on-write map (internal/cow),
+// children are created once.
 type stripedVec[C any] struct {
 	desc     *prometheus.Desc
-	children sync.Map // label key → *C
+	children cow.Map[string, *C] // label key → child
 	mu       sync.Mutex
 	order    []*C // creation order, for a stable Collect
 	make     func(lvs []string) *C
@@ -67,12 +70,12 @@ type stripedVec[C any] struct {
 // caller's closure).
 func (v *stripedVec[C]) get(key string, lvs func() []string) *C {
 	if c, ok := v.children.Load(key); ok {
-		return c.(*C)
+		return c
 	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	if c, ok := v.children.Load(key); ok {
-		return c.(*C)
+		return c
 	}
 	c := v.make(lvs())
 	v.order = append(v.order, c)
