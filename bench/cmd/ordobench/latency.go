@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -14,6 +15,7 @@ import (
 	"sync"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -199,10 +201,6 @@ func (b *bench) latencyOnce(ctx context.Context, c contender, level int, frac, r
 			parts[t][p] = kgo.NewOffset().AtStart()
 		}
 	}
-	isInput := map[string]bool{}
-	for _, t := range ins {
-		isInput[t] = true
-	}
 	rd, err := kgo.NewClient(kgo.SeedBrokers(strings.Split(b.brokers, ",")...), kgo.ConsumePartitions(parts),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.FetchMaxWait(50*time.Millisecond))
 	if err != nil {
@@ -211,8 +209,22 @@ func (b *bench) latencyOnce(ctx context.Context, c contender, level int, frac, r
 	}
 	defer rd.Close()
 
+	// Events are keyed by a pointer-free struct (the input topic's index,
+	// partition, offset) in maps of pointer-free values, sized up front:
+	// the first version keyed them by "topic/partition/offset" strings, and
+	// its maps of ~1M strings made the harness itself take 0.76 cores at
+	// 65k events/s, on the 2 cores it shares with the contender and the
+	// broker (bench/findings.md, 2026-12-05, night).
+	topicIdx := map[string]int16{}
+	for i, t := range ins {
+		topicIdx[t] = int16(i)
+	}
+	keyOf := func(topic string, part int32, off int64) (inKey, bool) {
+		t, ok := topicIdx[topic]
+		return inKey{t, part, off}, ok
+	}
 	type pend struct {
-		in      string
+		in      inKey
 		at, cmd time.Time
 	}
 	// The generator's produce callbacks hand their acks over under a lock
@@ -223,7 +235,7 @@ func (b *bench) latencyOnce(ctx context.Context, c contender, level int, frac, r
 	// lag persisted; bench/findings.md, 2026-12-05), but the generator
 	// should not depend on the reader anyway.
 	type ack struct {
-		in string
+		in inKey
 		at time.Time
 	}
 	var (
@@ -234,32 +246,34 @@ func (b *bench) latencyOnce(ctx context.Context, c contender, level int, frac, r
 	)
 	var (
 		mu       sync.Mutex
-		sent     = map[string]time.Time{} // input topic/partition/offset -> when the generator called Produce
-		appended = map[string]time.Time{} // input topic/partition/offset -> record timestamp (LogAppendTime)
-		fromCall []time.Duration          // latency from the Produce call (includes generator queueing)
+		want     = int(rate*dur.Seconds()) + 1024
+		events   = make(map[inKey]evTimes, want) // input topic/partition/offset -> its times
+		nseen    int
+		fromCall []time.Duration // latency from the Produce call (includes generator queueing)
 		lat      []time.Duration
 		dump     []string        // BENCH_LAT_DUMP: one CSV line per event (counted or warm-up)
 		toProc   []time.Duration // input timestamp -> command record timestamp (ordo produced it)
 		toSee    []time.Duration // command record timestamp -> visible to read_committed
-		seen     = map[string]bool{}
-		pending  []pend // commands seen before their input's produce ack was processed
+		pending  []pend          // commands seen before their input's produce ack was processed
 		warmEnd  time.Time
 	)
 	// BENCH_LAT_DUMP=1 writes every event's times (µs since the
 	// epoch) to latency-<contender>-<level>.csv in the work dir, to line a
 	// tail up with the contender's own log.
-	record := func(in string, at, cmd time.Time) bool {
-		if seen[in] {
+	record := func(in inKey, at, cmd time.Time) bool {
+		e := events[in]
+		if e.seen {
 			return true
 		}
-		call, ok := sent[in]
-		t, ok2 := appended[in]
-		if !ok || !ok2 {
+		if e.sent == 0 || e.appended == 0 {
 			return false
 		}
-		seen[in] = true
+		e.seen = true
+		events[in] = e
+		nseen++
+		call, t := time.Unix(0, e.sent), time.Unix(0, e.appended)
 		if dumpOn {
-			dump = append(dump, fmt.Sprintf("%s,%d,%d,%d,%d,%t", in, t.UnixMicro(), cmd.UnixMicro(), at.UnixMicro(), call.UnixMicro(), call.After(warmEnd)))
+			dump = append(dump, fmt.Sprintf("%s/%d/%d,%d,%d,%d,%d,%t", ins[in.topic], in.part, in.off, t.UnixMicro(), cmd.UnixMicro(), at.UnixMicro(), call.UnixMicro(), call.After(warmEnd)))
 		}
 		if call.After(warmEnd) {
 			lat = append(lat, at.Sub(t))
@@ -284,17 +298,25 @@ func (b *bench) latencyOnce(ctx context.Context, c contender, level int, frac, r
 			ackMu.Unlock()
 			mu.Lock()
 			for _, a := range got {
-				sent[a.in] = a.at
+				e := events[a.in]
+				e.sent = a.at.UnixNano()
+				events[a.in] = e
 			}
 			fs.EachRecord(func(r *kgo.Record) {
-				if isInput[r.Topic] {
-					appended[r.Topic+"/"+strconv.Itoa(int(r.Partition))+"/"+strconv.FormatInt(r.Offset, 10)] = r.Timestamp
+				if k, ok := keyOf(r.Topic, r.Partition, r.Offset); ok {
+					e := events[k]
+					e.appended = r.Timestamp.UnixNano()
+					events[k] = e
 					return
 				}
 				for _, h := range r.Headers {
 					if h.Key == "ordo-input" {
-						if !record(string(h.Value), now, r.Timestamp) {
-							pending = append(pending, pend{string(h.Value), now, r.Timestamp})
+						k, ok := parseOrigin(h.Value, topicIdx)
+						if !ok {
+							return // not one of this run's inputs
+						}
+						if !record(k, now, r.Timestamp) {
+							pending = append(pending, pend{k, now, r.Timestamp})
 						}
 						return
 					}
@@ -345,7 +367,8 @@ func (b *bench) latencyOnce(ctx context.Context, c contender, level int, frac, r
 				if err != nil {
 					perr = err
 				} else {
-					acks = append(acks, ack{r.Topic + "/" + strconv.Itoa(int(r.Partition)) + "/" + strconv.FormatInt(r.Offset, 10), r.Timestamp})
+					k, _ := keyOf(r.Topic, r.Partition, r.Offset)
+					acks = append(acks, ack{k, r.Timestamp})
 				}
 				ackMu.Unlock()
 				pwg.Done()
@@ -370,7 +393,7 @@ func (b *bench) latencyOnce(ctx context.Context, c contender, level int, frac, r
 	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {
 		mu.Lock()
-		got := len(seen)
+		got := nseen
 		mu.Unlock()
 		if got >= n {
 			break
@@ -408,7 +431,7 @@ func (b *bench) latencyOnce(ctx context.Context, c contender, level int, frac, r
 	if dumpOn {
 		logf("latency %s level %d: at most %d commands waited in the reader for their input", c.key, level, maxPending)
 	}
-	res.Missing = n - len(seen)
+	res.Missing = n - nseen
 	res.Samples = len(lat)
 	if len(lat) == 0 {
 		res.Err = "no samples"
@@ -626,3 +649,46 @@ func scrapeMetrics(url string) (map[string]float64, error) {
 	}
 	return out, nil
 }
+
+// inKey names an input record without a pointer (so maps of them cost the
+// garbage collector nothing to scan): its topic's index in the run's input
+// topics, its partition and offset.
+type inKey struct {
+	topic int16
+	part  int32
+	off   int64
+}
+
+// evTimes are an input event's times in Unix nanoseconds (0: not known
+// yet): when the generator called Produce for it, and its append time.
+type evTimes struct {
+	sent, appended int64
+	seen           bool
+}
+
+// parseOrigin reads an ordo-input header ("topic/partition/offset") into
+// a key, without allocating; false for a topic not in topicIdx or a value
+// of another form.
+func parseOrigin(v []byte, topicIdx map[string]int16) (inKey, bool) {
+	j := bytes.LastIndexByte(v, '/')
+	if j <= 0 {
+		return inKey{}, false
+	}
+	i := bytes.LastIndexByte(v[:j], '/')
+	if i <= 0 {
+		return inKey{}, false
+	}
+	t, ok := topicIdx[string(v[:i])] // no allocation for a map index
+	if !ok {
+		return inKey{}, false
+	}
+	part, err1 := strconv.ParseInt(unsafeString(v[i+1:j]), 10, 32)
+	off, err2 := strconv.ParseInt(unsafeString(v[j+1:]), 10, 64)
+	if err1 != nil || err2 != nil {
+		return inKey{}, false
+	}
+	return inKey{t, int32(part), off}, true
+}
+
+// unsafeString views b as a string for a parse that does not keep it.
+func unsafeString(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }

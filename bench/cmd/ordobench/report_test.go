@@ -352,3 +352,30 @@ func TestRatioShowsWhichSideOfTheTarget(t *testing.T) {
 		}
 	}
 }
+
+// The latency reader matches a command to its input by the ordo-input
+// header, parsed without allocating into a key of the run's input topics.
+func TestParseOrigin(t *testing.T) {
+	idx := map[string]int16{"lat1.checkout.orders.v1": 0, "lat1/odd/topic": 1}
+	for _, c := range []struct {
+		in   string
+		want inKey
+		ok   bool
+	}{
+		{"lat1.checkout.orders.v1/7/123456", inKey{0, 7, 123456}, true},
+		{"lat1/odd/topic/0/5", inKey{1, 0, 5}, true}, // the last two slashes split
+		{"other.topic/1/2", inKey{}, false},
+		{"lat1.checkout.orders.v1/x/2", inKey{}, false},
+		{"lat1.checkout.orders.v1/1", inKey{}, false},
+		{"", inKey{}, false},
+	} {
+		got, ok := parseOrigin([]byte(c.in), idx)
+		if got != c.want || ok != c.ok {
+			t.Errorf("parseOrigin(%q) = %+v, %v; want %+v, %v", c.in, got, ok, c.want, c.ok)
+		}
+	}
+	v := []byte("lat1.checkout.orders.v1/7/123456")
+	if n := testing.AllocsPerRun(100, func() { parseOrigin(v, idx) }); n != 0 {
+		t.Errorf("parseOrigin allocates %.0f times", n)
+	}
+}
