@@ -1071,6 +1071,9 @@ func (p *Pipeline) runChain(ctx context.Context, r *kgo.Record, span trace.Span)
 			if err != nil {
 				return recResult{}, processors.Permanent(err)
 			}
+			if len(attrs) > 0 && ev.Attrs == nil {
+				ev.Attrs = make(map[string]any, len(attrs))
+			}
 			for k, v := range attrs {
 				ev.Attrs[k] = v
 			}
@@ -1169,7 +1172,8 @@ func fillEvent(a *eventAlloc, r *kgo.Record, d schemas.Decoded) *processors.Even
 		Type:      d.Type,
 		Value:     d.Value,
 		Record:    d.Record,
-		Attrs:     map[string]any{},
+		// Attrs stays nil until a processor sets one (Chain.Process makes
+		// it for processors that may write it without checking).
 	}
 	if n := len(r.Headers); n > 0 {
 		if n <= inlineHeaders {

@@ -38,7 +38,7 @@ func TestEventFromHeaders(t *testing.T) {
 		if n > 0 && ev.Headers[0].Key != "h0" {
 			t.Fatalf("%d headers: appending to the headers changed the event's", n)
 		}
-		if ev.Attrs == nil || ev.Topic != "t" || ev.Partition != 2 || ev.Offset != 9 || string(ev.Key) != "k" {
+		if ev.Attrs != nil || ev.Topic != "t" || ev.Partition != 2 || ev.Offset != 9 || string(ev.Key) != "k" {
 			t.Fatalf("%d headers: event fields wrong: %+v", n, ev)
 		}
 	}
@@ -67,7 +67,7 @@ func TestEventBuilderEventsAreIndependent(t *testing.T) {
 			for i := range per {
 				ev := b.From(record(w, i), schemas.Decoded{Type: "x", Value: map[string]any{"i": i}})
 				// A processor writing its event and appending headers.
-				ev.Attrs["w"] = w
+				ev.Attrs = map[string]any{"w": w} // nil until a processor sets it
 				ev.Headers = append(ev.Headers, processors.Header{Key: "added"})
 				got[w][i] = ev
 			}

@@ -89,7 +89,11 @@ type Event struct {
 	// of the Avro value (e.g. enrichment results kept out of the schema).
 	// Processors read and write it; CEL sees it as `attrs`. Values are in
 	// natural form or *schemas.Record (enrich_table's rows): Field reads
-	// both.
+	// both. The Chain makes it before every processor that is not a
+	// RecordReader (custom Go processors as written before records
+	// existed); the built-in ones, and a RecordReader of your own, find it
+	// nil until something is set and make it themselves (an empty map per
+	// event was an allocation most chains never used).
 	Attrs map[string]any
 
 	// Marks are what stateful processors decided about the event (see
@@ -272,8 +276,13 @@ type Chain []Processor
 func (c Chain) Process(ctx context.Context, ev *Event) ([]Command, error) {
 	var out []Command
 	for _, p := range c {
-		if ev.Record != nil && !ReadsRecords(p) {
-			ev.Map()
+		if !ReadsRecords(p) {
+			if ev.Record != nil {
+				ev.Map()
+			}
+			if ev.Attrs == nil {
+				ev.Attrs = map[string]any{}
+			}
 		}
 		cmds, err := p.Process(ctx, ev)
 		if err != nil {

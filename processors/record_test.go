@@ -128,8 +128,8 @@ func (r readsRecords) Process(_ context.Context, ev *Event) ([]Command, error) {
 
 // TestChainBuildsValueForProcessorsThatReadIt: processors that are not
 // RecordReaders (custom Go processors reading ev.Value) get the map, built
-// from the record once; RecordReaders before them get the record; Named
-// answers for what it wraps.
+// from the record once, and a non-nil Attrs; RecordReaders before them get
+// the record; Named answers for what it wraps.
 func TestChainBuildsValueForProcessorsThatReadIt(t *testing.T) {
 	var r1, m1, r2, m2 bool
 	var custom map[string]any
@@ -138,6 +138,7 @@ func TestChainBuildsValueForProcessorsThatReadIt(t *testing.T) {
 		Named("custom", Func(func(_ context.Context, ev *Event) ([]Command, error) {
 			custom = ev.Value
 			ev.Value["added"] = "by custom"
+			ev.Attrs["score"] = 7 // written without a nil check, as before records
 			return nil, nil
 		})),
 		readsRecords{&r2, &m2},
@@ -149,9 +150,13 @@ func TestChainBuildsValueForProcessorsThatReadIt(t *testing.T) {
 		t.Fatal("a Chain whose first processor needs the map at once should ask for maps")
 	}
 	ev := recordEvent(orderPlaced())
+	ev.Attrs = nil // as the consumer builds events: the chain makes it for processors that may write it unchecked
 	want := orderPlaced().Value
 	if _, err := chain.Process(context.Background(), ev); err != nil {
 		t.Fatal(err)
+	}
+	if ev.Attrs["score"] != 7 {
+		t.Errorf("attrs after the custom processor: %v, want score 7", ev.Attrs)
 	}
 	if !r1 || m1 {
 		t.Errorf("the first RecordReader saw record=%v map=%v, want the record only", r1, m1)
