@@ -18,6 +18,7 @@
 #       (saga vs stateless vs pass-through in one run, plus the 1M-instance restore)
 #   KAFKA_PORT=9660 KAFKA_RUN_DIR=/tmp/bench-wt-kafka make bench-quick   (another broker port/run dir)
 #   BENCH_CONTENDERS=passthrough,ordo,ordo-alt BENCH_ALT_LABEL="linger 5ms" make bench
+#   BENCH_CONTENDERS=saga,saga-alt ...   (the same for the stateful saga)
 #       (A/B: put another ordo build at $BENCH_BIN/ordo-alt, default bin/bench/ordo-alt; run.sh
 #        rebuilds ordo from this tree but never touches ordo-alt)
 #   BENCH_REPORT_FROM=/tmp/ordobench.X/results.json bin/bench/ordobench   # rewrite the doc only

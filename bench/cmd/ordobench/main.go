@@ -16,6 +16,7 @@
 //	                   is within 15% of the previous round's (at most 8)
 //	BENCH_CONTENDERS   comma list (default passthrough,passthrough-shape,ordo,ordo-codec,saga,watermill,kstreams;
 //	                   passthrough-shape is (a'), the pass-through producing ordo's output records: shape.go;
+//	                   ordo-alt and saga-alt run $BENCH_BIN/ordo-alt with (b)'s or (f)'s config, for A/Bs;
 //	                   the list's order is the run order)
 //	BENCH_ORDER        abba (default): the run order reversed every other run; fixed: always the list's order
 //	BENCH_BROKERS      use this Kafka instead of starting one (test/kafka/kafka.sh)
@@ -112,7 +113,7 @@ const partitions = 12
 // slowContenders take BENCH_SLOW_RUNS runs instead of BENCH_RUNS (each of
 // their runs on 300k events takes 20 s to minutes, (a)-(c) take seconds):
 // the same input for all, fewer repetitions, the count in the table.
-var slowContenders = []string{"saga", "watermill", "kstreams"}
+var slowContenders = []string{"saga", "saga-alt", "watermill", "kstreams"}
 
 type bench struct {
 	root     string // repo root
@@ -519,6 +520,14 @@ func (b *bench) contenders() []contender {
 			prepare: b.stateTopics,
 			cmd: func(g string, in []string) *exec.Cmd {
 				c := exec.Command(filepath.Join(b.bin, "ordo"), "run", "--config", filepath.Join(b.work, "ordo-saga.yaml"), "--log-level", envStr("BENCH_CONTENDER_LOG_LEVEL", "warn"))
+				c.Env = append(ordoEnv(g, in), "ORDO_STATE_DIR="+filepath.Join(b.work, "state", g))
+				return c
+			}},
+		// A/B of a stateful change: the saga run by $BENCH_BIN/ordo-alt.
+		{key: "saga-alt", label: "(f') order saga variant: " + envStr("BENCH_ALT_LABEL", "$BENCH_BIN/ordo-alt"), orders: wholeOrders(b.events), metrics: "http://" + b.admin + "/metrics",
+			prepare: b.stateTopics,
+			cmd: func(g string, in []string) *exec.Cmd {
+				c := exec.Command(filepath.Join(b.bin, "ordo-alt"), "run", "--config", filepath.Join(b.work, "ordo-saga.yaml"), "--log-level", envStr("BENCH_CONTENDER_LOG_LEVEL", "warn"))
 				c.Env = append(ordoEnv(g, in), "ORDO_STATE_DIR="+filepath.Join(b.work, "state", g))
 				return c
 			}},
