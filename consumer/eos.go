@@ -196,15 +196,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		}
 		p.obs.SessionRestarted(err)
 		d := backoff.next()
-		if errors.Is(err, errRewoundAbort) {
-			d = 0 // not a failure: only a fresh view of the committed offsets
-			backoff.reset()
-		}
-		if errors.Is(err, errRewoundAbort) {
-			p.log.Info("transact session ended to re-read committed offsets; recreating it", "err", err)
-		} else {
-			p.log.Warn("transact session failed; recreating it", "err", err, "backoff", d)
-		}
+		p.log.Warn("transact session failed; recreating it", "err", err, "backoff", d)
 		if !sleep(ctx, d) {
 			break
 		}
@@ -226,21 +218,6 @@ func (p *Pipeline) closeSession(sess txnSession) {
 	}
 }
 
-// errRewoundAbort ends a session whose transaction aborted after some of its
-// partitions were rewound (see txn.carry). With franz-go v1.22.3 an abort
-// rewinds to the real committed offsets, but if a rewound partition was
-// revoked and assigned back within the transaction, SetOffsets may have
-// created its entry (or recorded a seek during the offset fetch) at the
-// rewind point, and keeping the session would skip the records between the
-// real commit and the rewind point. A new session fetches the committed
-// offsets from the broker: always safe. Do not remove it.
-//
-// The rewind relies on v1.22.3's SetOffsets (it moves dirty/head, not the
-// committed offset) and UncommittedOffsets (a rewound partition is
-// committed at its rewind point); TestExactlyOnceWithCrashesSlowChain fails
-// on older franz-go versions, which is why go.mod must stay at ≥ v1.22.3.
-var errRewoundAbort = errors.New("transaction with rewound partitions aborted; re-reading committed offsets")
-
 // idlePoll bounds a poll while no transaction is open, so the loop comes
 // round (liveness) even when no input arrives.
 const idlePoll = time.Second
@@ -256,9 +233,9 @@ type txn struct {
 	// carry holds the polled records this transaction did not process (it
 	// ran out of time, or is shutting down): each partition's tail of a
 	// poll. End commits their partitions only up to the first of them
-	// (rewindPoints). The pipelined loop processes them first in the next
-	// transaction; the serial loop rewinds the client to them (SetOffsets)
-	// and fetches them again.
+	// (rewindPoints) and keeps them: the next transaction processes them
+	// first, without fetching them again. Between a serial End and the
+	// next transaction (txn not open) carry holds what that End kept.
 	carry []kgo.FetchTopicPartition
 	// work is the context of the transaction's processing: it ends
 	// (errTxnBudget) half a transaction timeout after the start.
@@ -339,6 +316,17 @@ func (p *Pipeline) runSession(ctx context.Context, sess txnSession) error {
 				deadline = idle
 			}
 		}
+		// Records the last End kept (t.carry while no transaction is
+		// open) are work at hand: do not wait for more.
+		carried := 0
+		if !t.open {
+			for _, c := range t.carry {
+				carried += len(c.Records)
+			}
+			if carried > 0 {
+				deadline = time.Now().Add(prefetchWait)
+			}
+		}
 		pollCtx, cancel := context.WithDeadline(ctx, deadline)
 		max := p.cfg.BatchSize - t.records
 		left := p.cfg.CommitInterval
@@ -350,14 +338,21 @@ func (p *Pipeline) runSession(ctx context.Context, sess txnSession) error {
 		} else {
 			max = min(max, pace.records(left))
 		}
+		// The carried records take their share of the batch and of the
+		// time: polling a full paced batch on top of them would overrun
+		// the deadline and cut (and carry) again, every transaction.
+		max -= carried
 		if c := limits.pollCap(time.Now()); c > 0 && c < max {
 			max = c
 		}
 		pollStart := time.Now()
-		fetches := sess.PollRecords(pollCtx, max)
+		var fetches kgo.Fetches
+		if max > 0 { // PollRecords takes max ≤ 0 as no bound
+			fetches = sess.PollRecords(pollCtx, max)
+		}
 		cancel()
 		if p.log.Enabled(ctx, slog.LevelDebug) {
-			p.log.Debug("polled", "records", fetches.NumRecords(), "max", max, "waited", time.Since(pollStart), "txn_open", t.open, "txn_age", txnAge(&t))
+			p.log.Debug("polled", "records", fetches.NumRecords(), "max", max, "carried", carried, "waited", time.Since(pollStart), "txn_open", t.open, "txn_age", txnAge(&t))
 		}
 
 		if ctx.Err() != nil { // shutting down: finish what is open
@@ -375,21 +370,25 @@ func (p *Pipeline) runSession(ctx context.Context, sess txnSession) error {
 		if err := p.fetchError(fetches); err != nil {
 			return err
 		}
-		if fetches.Empty() && !t.open {
+		if fetches.Empty() && !t.open && carried == 0 {
 			// Nothing open and nothing new: no work waits (work polled by
 			// an aborted transaction may have moved to another replica).
 			p.health.idle()
 		}
 
-		if !fetches.Empty() {
+		if !fetches.Empty() || carried > 0 {
 			p.health.work(time.Now())
+			var carry []kgo.FetchTopicPartition
+			if !t.open {
+				carry = t.carry // begin starts t afresh
+			}
 			if err := p.begin(ctx, sess, &t); err != nil {
 				return err
 			}
-			n := fetches.NumRecords() // walks every partition: count once
+			n := fetches.NumRecords() + carried // walks every partition: count once
 			t.records += n
 			polled := time.Now()
-			done, err := p.processFetches(t.work, sess, fetches, &t)
+			done, err := p.processFetches(t.work, sess, fetches, carry, &t)
 			pace.observe(done, time.Since(polled))
 			if p.chaos != nil {
 				p.chaos("after-produce", sess)
@@ -594,14 +593,15 @@ func (p *Pipeline) end(ctx context.Context, sess txnSession, t *txn, try kgo.Tra
 			try, why = kgo.TryAbort, perr
 		}
 	}
-	rewound := false
+	var keep []kgo.FetchTopicPartition
 	if try == kgo.TryCommit && len(t.carry) > 0 && t.commitAt == nil {
-		// Commit only what was processed: the records from the rewind
-		// points on are fetched again by the next transaction. (A
-		// pipelined end has put the rewind points into commitAt and
-		// carries the records over instead, see endPipelined.)
-		sess.SetOffsets(t.rewindPoints())
-		rewound = true
+		// Commit each cut partition only up to its first unprocessed
+		// record, and keep the records for the next transaction (a
+		// pipelined end has done both already, see endPipelined). The
+		// client is not moved back: SetOffsets would drop every
+		// buffered fetch, and each cut would cost a fetch round trip.
+		t.commitAt = commitAtCut(sess, t)
+		keep = t.carry
 	}
 	_, span := p.startTxnSpan(ctx, t, try)
 	start := time.Now()
@@ -657,13 +657,15 @@ func (p *Pipeline) end(ctx context.Context, sess txnSession, t *txn, try kgo.Tra
 		}
 		p.health.aborted(reason)
 		p.obs.TxnAborted(dur, nil)
-		if rewound {
-			return false, errRewoundAbort
-		}
 		return false, nil
 	}
 	p.health.committed(time.Now())
 	p.obs.TxnCommitted(dur, counts)
+	if keep != nil {
+		// The next transaction processes them first (runSession), unless
+		// their partition moved during End.
+		t.carry = p.stillAt(sess, keep)
+	}
 	return true, nil
 }
 
@@ -680,7 +682,7 @@ func (p *Pipeline) shutdown(sess txnSession, t *txn) error {
 	if t.counts.incomplete {
 		try, why = kgo.TryAbort, errors.New("shutdown with unfinished work")
 	}
-	if _, err := p.end(ctx, sess, t, try, why); err != nil && !errors.Is(err, errRewoundAbort) {
+	if _, err := p.end(ctx, sess, t, try, why); err != nil {
 		p.log.Warn("ending the transaction at shutdown failed; the broker aborts it", "err", err)
 	}
 	return nil
@@ -700,8 +702,8 @@ type partWork struct {
 // by the transaction's deadline are left for the next transaction
 // (txn.carry). The first transient failure cancels the rest and is
 // returned; the caller aborts. It returns how many records were started.
-func (p *Pipeline) processFetches(ctx context.Context, sess txnSession, fetches kgo.Fetches, t *txn) (int, error) {
-	parts := p.partsOf(fetches, nil, t.deadline(p.cfg.CommitInterval))
+func (p *Pipeline) processFetches(ctx context.Context, sess txnSession, fetches kgo.Fetches, carry []kgo.FetchTopicPartition, t *txn) (int, error) {
+	parts := p.partsOf(fetches, carry, t.deadline(p.cfg.CommitInterval))
 	err := p.runParts(ctx, sess, parts, t)
 	n := p.account(parts, t)
 	if err != nil {
@@ -749,8 +751,23 @@ func (p *Pipeline) partsOf(fetches kgo.Fetches, carry []kgo.FetchTopicPartition,
 		parts = append(parts, &partWork{ftp: ftp, cut: newPartCut(deadline)})
 	})
 	// Partitions served longest ago go first: with more partitions than
-	// workers, a slow chain would otherwise starve the last ones.
+	// workers, a slow chain would otherwise starve the last ones. Carried
+	// records go before all of them: they were cut last time, and cutting
+	// them again would carry the same partitions from batch to batch.
 	p.served.order(parts)
+	if len(carried) > 0 {
+		slices.SortStableFunc(parts, func(a, b *partWork) int {
+			_, ca := carried[tp{a.ftp.Topic, a.ftp.Partition}]
+			_, cb := carried[tp{b.ftp.Topic, b.ftp.Partition}]
+			switch {
+			case ca && !cb:
+				return -1
+			case cb && !ca:
+				return 1
+			}
+			return 0
+		})
+	}
 	return parts
 }
 

@@ -30,8 +30,7 @@ type Counts struct {
 	EventTimes []time.Time
 	// Rewound counts polled records the transaction did not start before
 	// its commit deadline: left uncommitted for the next transaction,
-	// which processes them from memory (pipelined loop) or fetches and
-	// decompresses them again (serial loop: work done twice). A steady
+	// which processes them from memory (not fetched again). A steady
 	// share of EventsIn means polls larger than what fits in the commit
 	// interval (see docs/observability.md).
 	Rewound int

@@ -40,12 +40,14 @@ import (
 //  6. records N polled but did not start (its commit deadline cut them,
 //     txn.carry) are not rewound with SetOffsets, which in franz-go v1.22.3
 //     restarts the fetch session and drops every buffered fetch: End
-//     commits their partitions' rewind points (in commitAt), and the
-//     records go in front of the next batch's records of their partition,
-//     where the position check of 4 covers them too (the client's
-//     position is past them, since they were polled). If End does not
-//     commit, they are dropped with the batch and fetched again from the
-//     committed offsets.
+//     commits their partitions' rewind points (in commitAt, commitAtCut),
+//     and the records go in front of the next batch's records of their
+//     partition, where the position check of 4 covers them too (the
+//     client's position is past them, since they were polled). If End
+//     does not commit, they are dropped with the batch and fetched again
+//     from the committed offsets. The serial loop and the stateful stage
+//     carry them the same way (end keeps them, stillAt checks their
+//     positions after End, runSession processes them first).
 //
 // The stateful stage stays serial: its events read the partition's state,
 // and the state of transaction N reaches the local store only when End(N)
@@ -75,6 +77,49 @@ type heldOutput struct {
 	topic     string          // the input record's topic and partition
 	partition int32
 	r         *kgo.Record
+}
+
+// commitAtCut is what End should commit for t now: the client's polled
+// positions, except that partitions with records cut by the deadline
+// (t.carry) commit only up to the first of them; the records are carried
+// into the next transaction.
+func commitAtCut(sess txnSession, t *txn) map[string]map[int32]kgo.EpochOffset {
+	commitAt := sess.UncommittedOffsets()
+	for topic, ps := range t.rewindPoints() {
+		if commitAt == nil {
+			commitAt = map[string]map[int32]kgo.EpochOffset{}
+		}
+		if commitAt[topic] == nil {
+			commitAt[topic] = map[int32]kgo.EpochOffset{}
+		}
+		for part, eo := range ps {
+			// A partition missing from commitAt was revoked under the
+			// transaction: committing it makes End abort (restrictTxnCommit).
+			commitAt[topic][part] = eo
+		}
+	}
+	return commitAt
+}
+
+// stillAt returns the carried partitions the client still holds at the
+// position after their last record, after an End: a partition revoked (or
+// revoked and assigned back) during End loses its carried records, which
+// its owner fetches again from the committed cut point. Every revocation
+// after End makes the next End abort (the session marks it), so what is
+// kept here is processed by the next transaction or by nobody.
+func (p *Pipeline) stillAt(sess txnSession, carry []kgo.FetchTopicPartition) []kgo.FetchTopicPartition {
+	cur := sess.UncommittedOffsets()
+	kept := carry[:0:0]
+	for _, ftp := range carry {
+		last := ftp.Records[len(ftp.Records)-1]
+		if eo, ok := cur[ftp.Topic][ftp.Partition]; ok && eo.Offset == last.Offset+1 {
+			kept = append(kept, ftp)
+			continue
+		}
+		p.log.Info("partition moved while its carried records waited; they are dropped and fetched again by their owner",
+			"topic", ftp.Topic, "partition", ftp.Partition, "from", ftp.Records[0].Offset)
+	}
+	return kept
 }
 
 // emit produces o, the output of processing src, in t, or holds it when t
@@ -140,22 +185,10 @@ func (pf *prefetch) discard() {
 func (p *Pipeline) endPipelined(ctx context.Context, sess txnSession, t *txn, limits *rateLimits, pace *pollPacer) (committed bool, next, err error) {
 	// What End would commit for t, captured before the next poll moves
 	// the client's positions (see the comment at the top of this file).
-	commitAt := sess.UncommittedOffsets()
+	commitAt := commitAtCut(sess, t)
 	if len(commitAt) == 0 {
 		committed, err = p.end(ctx, sess, t, kgo.TryCommit, nil)
 		return committed, nil, err
-	}
-	// Partitions with records cut by the deadline commit up to the first
-	// of them; the records are carried into the next batch.
-	for topic, ps := range t.rewindPoints() {
-		if commitAt[topic] == nil {
-			commitAt[topic] = map[int32]kgo.EpochOffset{}
-		}
-		for part, eo := range ps {
-			// A partition missing from commitAt was revoked under the
-			// transaction: committing it makes End abort (restrictTxnCommit).
-			commitAt[topic][part] = eo
-		}
 	}
 	carry, carried := t.carry, 0
 	for _, c := range carry {

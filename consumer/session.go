@@ -11,8 +11,8 @@ import (
 )
 
 // txnSession is everything the EOS loop uses of a franz-go transact session
-// and its client: the transaction lifecycle (Begin, Produce, Flush,
-// SetOffsets, End), polling, and the fetch control of the rate limits and
+// and its client: the transaction lifecycle (Begin, Produce, Flush, End),
+// polling, and the fetch control of the rate limits and
 // the stateful stage. It is the seam that lets the loop's commit, abort and
 // shutdown decisions be tested without a broker (session_fake_test.go); in
 // production it is always *kgoSession.
@@ -21,8 +21,6 @@ type txnSession interface {
 	Begin() error
 	Produce(ctx context.Context, r *kgo.Record, promise func(*kgo.Record, error))
 	Flush(ctx context.Context) error
-	// SetOffsets moves the offsets End commits (the rewind points).
-	SetOffsets(offsets map[string]map[int32]kgo.EpochOffset)
 	End(ctx context.Context, try kgo.TransactionEndTry) (committed bool, err error)
 	// EndCommitting is End committing exactly offsets (topic → partition
 	// → next offset to consume) instead of the client's uncommitted
@@ -126,10 +124,6 @@ func restrictTxnCommit(req *kmsg.TxnOffsetCommitRequest, offsets map[string]map[
 }
 
 func (s kgoSession) Flush(ctx context.Context) error { return s.Client().Flush(ctx) }
-
-func (s kgoSession) SetOffsets(offsets map[string]map[int32]kgo.EpochOffset) {
-	s.Client().SetOffsets(offsets)
-}
 
 func (s kgoSession) newPromise() *kgo.FirstErrPromise { return kgo.AbortingFirstErrPromise(s.Client()) }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/big"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -23,14 +24,13 @@ import (
 // polls serve, the results of End and of produces. It records every
 // lifecycle call in order, and models what the loop relies on of the real
 // session: an aborted (or abandoned) transaction's records are served again,
-// and after a commit with rewind points (SetOffsets) the records from the
-// rewind point on are served again.
+// and a commit of exact offsets (EndCommitting) leaves the polled records
+// past them in flight.
 type fakeKafka struct {
 	mu       sync.Mutex
 	calls    []call
 	queue    []kgo.Fetches // served by the next polls, one fetch a poll
 	inflight []kgo.Fetches // polled by the open transaction
-	rewind   map[string]map[int32]kgo.EpochOffset
 	sessions int
 	ends     []endResult // scripted End results, in order; then TryCommit commits
 	// produceErr, when set, is the result of each produce.
@@ -184,28 +184,14 @@ func (f *fakeKafka) count(what string) int {
 	return n
 }
 
-// requeue puts the open transaction's records back in front of the queue,
-// from the rewind points on when only those are to be served again.
-func (f *fakeKafka) requeue(onlyRewound bool) {
+// requeue puts the open transaction's records back in front of the queue.
+func (f *fakeKafka) requeue() {
 	var again []kgo.Fetches
 	for _, fs := range f.inflight {
 		var keep kgo.Fetches
 		fs.EachPartition(func(ftp kgo.FetchTopicPartition) {
-			recs := ftp.Records
-			if onlyRewound {
-				at, ok := f.rewind[ftp.Topic][ftp.Partition]
-				if !ok {
-					return
-				}
-				recs = nil
-				for _, r := range ftp.Records {
-					if r.Offset >= at.Offset {
-						recs = append(recs, r)
-					}
-				}
-			}
-			if len(recs) > 0 {
-				keep = append(keep, fetchOf(recs...)...)
+			if len(ftp.Records) > 0 {
+				keep = append(keep, fetchOf(ftp.Records...)...)
 			}
 		})
 		if len(keep) > 0 {
@@ -213,7 +199,7 @@ func (f *fakeKafka) requeue(onlyRewound bool) {
 		}
 	}
 	f.queue = append(again, f.queue...)
-	f.inflight, f.rewind = nil, nil
+	f.inflight = nil
 }
 
 // newSession is the pipeline's session factory.
@@ -282,19 +268,6 @@ func (s *fakeSession) Produce(_ context.Context, r *kgo.Record, promise func(*kg
 
 func (s *fakeSession) Flush(context.Context) error { s.f.record("flush"); return nil }
 
-func (s *fakeSession) SetOffsets(o map[string]map[int32]kgo.EpochOffset) {
-	var parts []string
-	for t, ps := range o {
-		for p, eo := range ps {
-			parts = append(parts, fmt.Sprintf("%s/%d@%d", t, p, eo.Offset))
-		}
-	}
-	s.f.record("set-offsets " + strings.Join(parts, ","))
-	s.f.mu.Lock()
-	s.f.rewind = o
-	s.f.mu.Unlock()
-}
-
 func (s *fakeSession) End(ctx context.Context, try kgo.TransactionEndTry) (bool, error) {
 	return s.end(ctx, try, nil)
 }
@@ -327,9 +300,6 @@ func (s *fakeSession) end(ctx context.Context, try kgo.TransactionEndTry, offset
 	var at map[int32]int64
 	if res.committed && res.err == nil {
 		at = f.positions()
-		for p, eo := range f.rewind[fakeIn] {
-			at[p] = eo.Offset
-		}
 		if offsets != nil {
 			held := at
 			at = map[int32]int64{}
@@ -350,10 +320,10 @@ func (s *fakeSession) end(ctx context.Context, try kgo.TransactionEndTry, offset
 		if offsets != nil {
 			f.keepFrom(at)
 		} else {
-			f.requeue(true)
+			f.inflight = nil
 		}
 	default:
-		f.requeue(false) // aborted: back to the committed offsets
+		f.requeue() // aborted: back to the committed offsets
 	}
 	f.txnOutput = nil
 	f.nEnds++
@@ -369,7 +339,7 @@ func (s *fakeSession) Close() {
 	s.f.record("close")
 	s.f.mu.Lock()
 	defer s.f.mu.Unlock()
-	s.f.requeue(false) // an abandoned transaction is aborted by the broker
+	s.f.requeue() // an abandoned transaction is aborted by the broker
 }
 
 func (s *fakeSession) newPromise() *kgo.FirstErrPromise { return &kgo.FirstErrPromise{} }
@@ -671,9 +641,9 @@ func TestFakeEndErrorRecreatesSession(t *testing.T) {
 }
 
 // TestFakeShutdownCommitsProcessedWork: shutting down with processed work
-// open rewinds the partitions of records polled but not processed
-// (SetOffsets) and then commits, with an End context that the shutdown did
-// not cancel.
+// open commits it, with an End context that the shutdown did not cancel,
+// and commits the partitions of records polled but not processed only up
+// to the first of them (their next owner processes them).
 func TestFakeShutdownCommitsProcessedWork(t *testing.T) {
 	w := newFakeWorld(t, nil, CommitInterval(10*time.Second))
 	ctx, cancel := context.WithCancel(context.Background())
@@ -690,9 +660,12 @@ func TestFakeShutdownCommitsProcessedWork(t *testing.T) {
 	}
 	expectCalls(t, w.f.lifecycle(), seq(
 		one("new-session", "begin"), repeat("produce "+fakeOut, 3),
-		one("flush", "set-offsets "+fakeIn+"/0@3", "end commit", "close"))...)
+		one("flush", "end commit", "close"))...)
 	if w.f.endCtx[0] != nil {
 		t.Errorf("End ran with a cancelled context (%v): a shutdown must not cut End short", w.f.endCtx[0])
+	}
+	if offs, _ := committedTxns(w.f); len(offs) != 1 || offs[0][0] != 3 {
+		t.Errorf("commits %v, want one at offset 3: the polled records 3-4 were not processed", offs)
 	}
 	if s := w.stats.Snapshot(); s.TxnCommits != 1 || s.EventsIn != 3 {
 		t.Errorf("stats %+v, want the 3 processed events committed", s)
@@ -728,35 +701,67 @@ func TestFakeShutdownAbortsUnfinishedWork(t *testing.T) {
 	}
 }
 
-// TestFakeDeadlineCutRewinds: in the serial loop, records the commit
-// deadline left unstarted are not committed: End commits the rewind point
-// (SetOffsets before End) and they are polled and processed in the next
-// transaction. (The pipelined loop carries them over instead:
+// TestFakeSerialLoopCarriesCutRecords: in the serial loop too (and so in
+// the stateful stage), records the commit deadline left unstarted are not
+// rewound (SetOffsets would drop the whole fetch buffer) nor polled again:
+// End commits up to the first of them, and the next transaction processes
+// them first, in the partition's order. (The pipelined loop:
 // TestFakePipelineCarriesCutRecords.)
-func TestFakeDeadlineCutRewinds(t *testing.T) {
-	var mu sync.Mutex
-	slow := true
-	echo := echoChain()
-	chain := processors.Func(func(ctx context.Context, ev *processors.Event) ([]processors.Command, error) {
-		mu.Lock()
-		s := slow && ev.Offset == 0
-		slow = slow && !s
-		mu.Unlock()
-		if s {
-			time.Sleep(300 * time.Millisecond) // past the 100ms commit deadline
-		}
-		return echo.Process(ctx, ev)
-	})
-	w := newFakeWorld(t, chain, CommitInterval(100*time.Millisecond), Workers(1), SerialLoop(true))
+func TestFakeSerialLoopCarriesCutRecords(t *testing.T) {
+	w := newFakeWorld(t, slowFirst(0, 300*time.Millisecond), CommitInterval(100*time.Millisecond), Workers(1), SerialLoop(true))
 	w.script(w.records(0, 4))
 	w.runUntil("end commit", 2)
 	expectCalls(t, w.f.lifecycle(), seq(
-		one("new-session", "begin", "produce "+fakeOut, "flush", "set-offsets "+fakeIn+"/0@1", "end commit"),
+		one("new-session", "begin", "produce "+fakeOut, "flush", "end commit"),
 		one("begin"), repeat("produce "+fakeOut, 3), one("flush", "end commit", "close"))...)
-	if n := w.f.count("poll 0@1-3"); n != 1 {
-		t.Errorf("the cut records were polled again %d times, want 1; calls %q", n, w.f.all())
+	if w.f.count("poll 0@1-3") != 0 {
+		t.Fatalf("the cut records were polled again: %q", w.f.all())
 	}
+	offs, outs := committedTxns(w.f)
+	if len(offs) != 2 || offs[0][0] != 1 || !slices.Equal(outs[0], keys(0, 0, 1)) || offs[1][0] != 4 || !slices.Equal(outs[1], keys(0, 1, 4)) {
+		t.Fatalf("commits %v with outputs %v, want offset 1 with 0/0, then 4 with 0/1..0/3", offs, outs)
+	}
+	w.f.mu.Lock()
+	var order []string
+	for _, r := range w.f.commits[1].outputs {
+		order = append(order, string(r.Key))
+	}
+	w.f.mu.Unlock()
+	if !slices.Equal(order, []string{"0/1", "0/2", "0/3"}) {
+		t.Fatalf("second transaction produced %v, want the partition's order", order)
+	}
+	checkExactlyOnce(t, w.f)
 	if s := w.stats.Snapshot(); s.TxnCommits != 2 || s.EventsIn != 4 || s.Rewound != 3 {
 		t.Errorf("stats %+v, want 4 events in 2 commits and the 3 cut records counted as rewound", s)
 	}
+}
+
+// TestFakeSerialLoopCarryDroppedWhenRevoked: a partition revoked during
+// the End that cut it loses its carried records (never produced here; its
+// next owner fetches them from the committed cut point); the other
+// partition goes on.
+func TestFakeSerialLoopCarryDroppedWhenRevoked(t *testing.T) {
+	w := newFakeWorld(t, slowFirst(0, 300*time.Millisecond), CommitInterval(100*time.Millisecond), Workers(2), SerialLoop(true))
+	w.f.queue = append(w.f.queue,
+		fetchOfParts(w.records(0, 4), onPartition(1, w.records(0, 4))),
+		fetchOf(onPartition(1, w.records(4, 2))...))
+	w.f.afterEnd = func(n int) {
+		if n == 1 {
+			w.f.revoke(0)
+		}
+	}
+	w.runUntil("end commit", 2)
+	offs, outs := committedTxns(w.f)
+	if offs[0][0] != 1 || offs[0][1] != 4 {
+		t.Fatalf("first commit %v, want partition 0 at its cut (1) and 1 at 4", offs[0])
+	}
+	if _, ok := offs[1][0]; ok || offs[1][1] != 6 || !slices.Equal(outs[1], keys(1, 4, 6)) {
+		t.Fatalf("second commit %v with outputs %v, want partition 1's 4-5 only", offs[1], outs[1])
+	}
+	for _, k := range keys(0, 1, 4) {
+		if producedKey(w.f, k) {
+			t.Fatalf("carried %s of the revoked partition was produced", k)
+		}
+	}
+	checkExactlyOnce(t, w.f)
 }

@@ -138,7 +138,7 @@ func NewMetrics() *Metrics {
 	m.committedCommands = prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "commands_committed_total", Help: "Commands committed (exactly once)."})
 	m.committedDead = prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "dead_letters_committed_total", Help: "Dead letters committed (exactly once)."})
 	m.rewound = prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "records_rewound_total",
-		Help: "Polled input records a committed transaction did not start before its commit deadline; the next one processes them (from memory in the pipelined loop; fetched and decompressed again, work done twice, in the serial loop)."})
+		Help: "Polled input records a committed transaction did not start before its commit deadline; the next one processes them, carried over in memory."})
 	m.endToEnd = prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Name: "end_to_end_seconds",
 		Help: "From an input event's record timestamp (event time) to the commit of its outputs.", Buckets: latencyBuckets})
 	m.txnCommits = prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "txn_commits_total", Help: "Transactions committed."})
