@@ -371,7 +371,15 @@ func TestFakePipelineCarriesCutRecords(t *testing.T) {
 // next owner fetches them from the committed cut point); the other
 // partition goes on.
 func TestFakePipelineCarryDroppedWhenRevoked(t *testing.T) {
-	w := newFakeWorld(t, slowFirst(0, 300*time.Millisecond), CommitInterval(100*time.Millisecond), Workers(2))
+	checkCarryDroppedWhenRevoked(t)
+}
+
+// checkCarryDroppedWhenRevoked runs the revocation scenario of
+// TestFakePipelineCarryDroppedWhenRevoked with opts added (the serial loop
+// runs it too).
+func checkCarryDroppedWhenRevoked(t *testing.T, opts ...Opt) {
+	t.Helper()
+	w := newFakeWorld(t, slowFirst(0, 300*time.Millisecond), append([]Opt{CommitInterval(100 * time.Millisecond), Workers(2)}, opts...)...)
 	w.f.queue = append(w.f.queue,
 		fetchOfParts(w.records(0, 4), onPartition(1, w.records(0, 4))),
 		fetchOf(onPartition(1, w.records(4, 2))...))

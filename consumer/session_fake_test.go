@@ -741,27 +741,5 @@ func TestFakeSerialLoopCarriesCutRecords(t *testing.T) {
 // next owner fetches them from the committed cut point); the other
 // partition goes on.
 func TestFakeSerialLoopCarryDroppedWhenRevoked(t *testing.T) {
-	w := newFakeWorld(t, slowFirst(0, 300*time.Millisecond), CommitInterval(100*time.Millisecond), Workers(2), SerialLoop(true))
-	w.f.queue = append(w.f.queue,
-		fetchOfParts(w.records(0, 4), onPartition(1, w.records(0, 4))),
-		fetchOf(onPartition(1, w.records(4, 2))...))
-	w.f.afterEnd = func(n int) {
-		if n == 1 {
-			w.f.revoke(0)
-		}
-	}
-	w.runUntil("end commit", 2)
-	offs, outs := committedTxns(w.f)
-	if offs[0][0] != 1 || offs[0][1] != 4 {
-		t.Fatalf("first commit %v, want partition 0 at its cut (1) and 1 at 4", offs[0])
-	}
-	if _, ok := offs[1][0]; ok || offs[1][1] != 6 || !slices.Equal(outs[1], keys(1, 4, 6)) {
-		t.Fatalf("second commit %v with outputs %v, want partition 1's 4-5 only", offs[1], outs[1])
-	}
-	for _, k := range keys(0, 1, 4) {
-		if producedKey(w.f, k) {
-			t.Fatalf("carried %s of the revoked partition was produced", k)
-		}
-	}
-	checkExactlyOnce(t, w.f)
+	checkCarryDroppedWhenRevoked(t, SerialLoop(true))
 }
