@@ -265,6 +265,15 @@ func (t *txn) release() {
 // wait for the next transaction.
 func (t *txn) deadline(interval time.Duration) time.Time { return t.started.Add(interval) }
 
+// carried counts the records of the carry.
+func (t *txn) carried() int {
+	n := 0
+	for _, c := range t.carry {
+		n += len(c.Records)
+	}
+	return n
+}
+
 // rewindPoints is, per partition of the carry, its first unprocessed
 // record: what End commits for it instead of the polled position. nil when
 // nothing is carried.
@@ -320,10 +329,7 @@ func (p *Pipeline) runSession(ctx context.Context, sess txnSession) error {
 		// open) are work at hand: do not wait for more.
 		carried := 0
 		if !t.open {
-			for _, c := range t.carry {
-				carried += len(c.Records)
-			}
-			if carried > 0 {
+			if carried = t.carried(); carried > 0 {
 				deadline = time.Now().Add(prefetchWait)
 			}
 		}

@@ -111,8 +111,7 @@ func (p *Pipeline) stillAt(sess txnSession, carry []kgo.FetchTopicPartition) []k
 	cur := sess.UncommittedOffsets()
 	kept := carry[:0:0]
 	for _, ftp := range carry {
-		last := ftp.Records[len(ftp.Records)-1]
-		if eo, ok := cur[ftp.Topic][ftp.Partition]; ok && eo.Offset == last.Offset+1 {
+		if stillPast(cur, ftp) {
 			kept = append(kept, ftp)
 			continue
 		}
@@ -120,6 +119,14 @@ func (p *Pipeline) stillAt(sess txnSession, carry []kgo.FetchTopicPartition) []k
 			"topic", ftp.Topic, "partition", ftp.Partition, "from", ftp.Records[0].Offset)
 	}
 	return kept
+}
+
+// stillPast reports whether cur (the client's positions) still has ftp's
+// partition just past its last record: not revoked, nor revoked and
+// assigned again, since those records were polled.
+func stillPast(cur map[string]map[int32]kgo.EpochOffset, ftp kgo.FetchTopicPartition) bool {
+	eo, ok := cur[ftp.Topic][ftp.Partition]
+	return ok && eo.Offset == ftp.Records[len(ftp.Records)-1].Offset+1
 }
 
 // emit produces o, the output of processing src, in t, or holds it when t
@@ -190,10 +197,7 @@ func (p *Pipeline) endPipelined(ctx context.Context, sess txnSession, t *txn, li
 		committed, err = p.end(ctx, sess, t, kgo.TryCommit, nil)
 		return committed, nil, err
 	}
-	carry, carried := t.carry, 0
-	for _, c := range carry {
-		carried += len(c.Records)
-	}
+	carry, carried := t.carry, t.carried()
 	// The carried records count against the next batch's size and pace:
 	// polling a full batch on top of them would let the carry grow as long
 	// as processing is slower than the commit interval.
@@ -255,8 +259,7 @@ func (p *Pipeline) endPipelined(ctx context.Context, sess txnSession, t *txn, li
 	var kept []*partWork
 	n := 0
 	for _, w := range pf.parts {
-		last := w.ftp.Records[len(w.ftp.Records)-1]
-		if eo, ok := cur[w.ftp.Topic][w.ftp.Partition]; ok && eo.Offset == last.Offset+1 {
+		if stillPast(cur, w.ftp) {
 			keep[tp{w.ftp.Topic, w.ftp.Partition}] = true
 			kept = append(kept, w)
 			n += len(w.ftp.Records)
