@@ -522,8 +522,18 @@ func (p *Pipeline) fireTimers(ctx context.Context, sess txnSession, t *txn) erro
 // again), so a poll much larger than what fits only holds memory or wastes
 // work, while the first polls of a transaction may be large (fewer, cheaper
 // rounds). It learns the wall time per processed record.
+//
+// The estimate is a ratio of decayed sums (time over records), not an
+// average of per-batch ratios: a small batch's time is mostly fixed cost
+// (goroutines, spans, the first lookups of a cold replica), and as a
+// sample of its own it taught the pacer a per-record cost many times too
+// high. After a quiet start (the benchmark's priming, a replica that was
+// idle) that capped polls at a few hundred records while a burst was
+// arriving, and a backlog formed in the first second (bench/findings.md,
+// 2026-12-06). Weighted by their records, small batches barely move it.
 type pollPacer struct {
-	perRecord time.Duration // moving average of processing wall time per record
+	took time.Duration // decayed sum of processing wall time
+	n    float64       // decayed sum of records processed
 }
 
 // minPacedPoll keeps polls from shrinking to nothing: a poll feeds every
@@ -531,24 +541,32 @@ type pollPacer struct {
 // wait for the next transaction.
 const minPacedPoll = 100
 
+// pacerDecay is the weight the past keeps at each observation.
+const pacerDecay = 7.0 / 8
+
 func (p *pollPacer) observe(n int, took time.Duration) {
 	if n <= 0 {
 		return
 	}
-	sample := took / time.Duration(n)
-	if p.perRecord == 0 {
-		p.perRecord = sample
-		return
+	p.took = time.Duration(pacerDecay*float64(p.took)) + took
+	p.n = pacerDecay*p.n + float64(n)
+}
+
+// perRecord is the learnt processing wall time per record (0: none yet).
+func (p *pollPacer) perRecord() time.Duration {
+	if p.n == 0 {
+		return 0
 	}
-	p.perRecord = (7*p.perRecord + sample) / 8
+	return time.Duration(float64(p.took) / p.n)
 }
 
 // records is how many records fit in the time left, at least minPacedPoll.
 func (p *pollPacer) records(left time.Duration) int {
-	if p.perRecord <= 0 {
+	per := p.perRecord()
+	if per <= 0 {
 		return math.MaxInt
 	}
-	return max(minPacedPoll, int(left/p.perRecord))
+	return max(minPacedPoll, int(left/per))
 }
 
 // endContext bounds one End: it survives the shutdown of ctx (a SIGTERM

@@ -29,3 +29,24 @@ func TestPollPacerSizesPollsToTheTimeLeft(t *testing.T) {
 		t.Fatalf("the average should converge to 100 µs/record (500 records in 50 ms), got %d", got)
 	}
 }
+
+// A cold start's small batches are mostly fixed cost: one large batch must
+// be enough to size polls to it, or a burst after a quiet start is polled
+// a few hundred records at a time while its backlog grows.
+func TestPollPacerIsNotHeldBackBySmallBatches(t *testing.T) {
+	var p pollPacer
+	p.observe(36, 19*time.Millisecond) // priming: ~530 µs per record, mostly fixed cost
+	if got := p.records(100 * time.Millisecond); got > 1000 {
+		t.Fatalf("after one small slow batch the pacer should be cautious, got %d", got)
+	}
+	p.observe(5000, 40*time.Millisecond) // 8 µs per record
+	if got := p.records(100 * time.Millisecond); got < 5000 {
+		t.Fatalf("one batch of 5000 at 8 µs/record should size the next poll past 5000 records in 100 ms, got %d", got)
+	}
+	for range 4 {
+		p.observe(3, 5*time.Millisecond) // idle trickle: fixed cost again
+	}
+	if got := p.records(100 * time.Millisecond); got < 4000 {
+		t.Fatalf("a few tiny batches should barely move the estimate, got %d", got)
+	}
+}

@@ -24,6 +24,8 @@
 //	BENCH_LAT_SECONDS  seconds of paced load per latency level (default 15)
 //	BENCH_LAT_RUNS     latency runs per level, interleaved; the report shows medians (default 3)
 //	BENCH_LAT_LEVELS   fractions of ordo's max rate (default 0.25,0.5: the levels)
+//	BENCH_LAT_MAX      the max rate the levels are fractions of, in events/s (default: ordo's median
+//	                   throughput of this invocation; set it to A/B latency at a fixed offered load)
 //	BENCH_LAT_CONTENDERS  who runs in the latency step (default ordo,passthrough,passthrough-shape)
 //	BENCH_LAT_DUMP     1 writes every latency event's times to <work dir>/latency-<contender>-<n>.csv
 //	BENCH_PT_FANOUT    1: the pass-through spreads its copies over ordo's command topics (an experiment; default 0)
@@ -275,6 +277,9 @@ func run() error {
 		if s.key == "ordo" {
 			ordoMax = s.throughput
 		}
+	}
+	if v := envInt("BENCH_LAT_MAX", 0); v > 0 {
+		ordoMax = float64(v)
 	}
 	var lats []latResult
 	if envInt("BENCH_LATENCY", 1) != 0 {

@@ -569,7 +569,7 @@ func commandLine() string {
 	} {
 		parts = append(parts, kv[0]+"="+envStr(kv[0], kv[1]))
 	}
-	for _, k := range []string{"BENCH_CONTENDERS", "BENCH_LATENCY", "BENCH_LAT_LEVELS", "BENCH_LAT_CONTENDERS", "BENCH_PROFILE", "BENCH_PROFILE_RUNS", "BENCH_PROFILE_SECONDS",
+	for _, k := range []string{"BENCH_CONTENDERS", "BENCH_LATENCY", "BENCH_LAT_LEVELS", "BENCH_LAT_MAX", "BENCH_LAT_CONTENDERS", "BENCH_PROFILE", "BENCH_PROFILE_RUNS", "BENCH_PROFILE_SECONDS",
 		"BENCH_MICRO", "BENCH_MICRO_COUNT", "BENCH_MICRO_EVENTS", "BENCH_RESTORE", "BENCH_RESTORE_RUNS", "BENCH_WARMUP"} {
 		if v := os.Getenv(k); v != "" {
 			parts = append(parts, k+"="+v)
