@@ -84,6 +84,8 @@ log "go mod tidy -diff (go.mod and go.sum as go mod tidy leaves them)"
 go mod tidy -diff
 log "go test -race (core packages)"
 go test -race -count=1 ./consumer/... ./processors/... ./producer/... ./schemas/... ./processes/... ./internal/state/...
+log "go test without cgo: the release build's state store memory is on the Go heap (memory limit accounting)"
+CGO_ENABLED=0 go test -count=1 -run '^TestStoreMemtablesAreOnTheGoHeapOnlyWithoutCgo$' ./internal/state/
 log "go test (everything else but the EOS suite)"
 go test -count=1 -timeout 20m $(go list ./... | grep -v -E '/(consumer|processors|producer|schemas|processes|internal/state|test/eos)$')
 # The EOS chaos suite last, alone on the CPUs, with its own single broker and

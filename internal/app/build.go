@@ -25,6 +25,7 @@ import (
 
 	"github.com/ordo-dev/ordo/consumer"
 	"github.com/ordo-dev/ordo/internal/config"
+	"github.com/ordo-dev/ordo/internal/state"
 	"github.com/ordo-dev/ordo/internal/telemetry"
 	"github.com/ordo-dev/ordo/processors"
 	"github.com/ordo-dev/ordo/producer"
@@ -177,10 +178,21 @@ func (o observe) tracerProvider() trace.TracerProvider {
 // processing.memory_limit_mib unless GOMEMLIMIT is set. A soft limit makes the
 // GC work harder near it instead of letting the heap double (GOGC=100), which
 // keeps RSS flat in an event storm; it never fails an allocation.
+//
+// With a state: block, the limit grows by what the state store keeps on the
+// Go heap (state.GoHeapBytes: its block cache and memtables in a build
+// without cgo, nothing with cgo), so memory_limit_mib is the pipeline's room
+// in both builds.
 func applyMemoryLimit(cfg *config.Config, log *slog.Logger) {
-	if os.Getenv("GOMEMLIMIT") == "" && cfg.Processing.MemoryLimitMiB > 0 {
-		debug.SetMemoryLimit(int64(cfg.Processing.MemoryLimitMiB) << 20)
-		log.Info("soft memory limit set", "mib", cfg.Processing.MemoryLimitMiB)
+	if mib := cfg.Processing.MemoryLimitMiB; os.Getenv("GOMEMLIMIT") == "" && mib > 0 {
+		limit := int64(mib) << 20
+		var store int64
+		if cfg.State != nil {
+			st := cfg.StateSettings()
+			store = state.GoHeapBytes(int64(st.CacheMiB)<<20, st.Partitions)
+		}
+		debug.SetMemoryLimit(limit + store)
+		log.Info("soft memory limit set", "mib", (limit+store)>>20, "memory_limit_mib", mib, "state_store_mib", store>>20)
 	}
 	// A higher GC target trades heap headroom (bounded by the limit above) for
 	// CPU: ordo's live heap is small and its garbage rate high (decoded
