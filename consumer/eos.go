@@ -528,9 +528,9 @@ func (p *Pipeline) fireTimers(ctx context.Context, sess txnSession, t *txn) erro
 // (goroutines, spans, the first lookups of a cold replica), and as a
 // sample of its own it taught the pacer a per-record cost many times too
 // high. After a quiet start (the benchmark's priming, a replica that was
-// idle) that capped polls at a few hundred records while a burst was
-// arriving, and a backlog formed in the first second (bench/findings.md,
-// 2026-12-06). Weighted by their records, small batches barely move it.
+// idle) that capped polls at 100-1,100 records for the first half second
+// of a burst (bench/findings.md, 2026-12-05, late night). Weighted by
+// their records, small batches barely move it.
 type pollPacer struct {
 	took time.Duration // decayed sum of processing wall time
 	n    float64       // decayed sum of records processed

@@ -74,7 +74,7 @@ func (b *bench) latency(ctx context.Context, ordoMax float64, cs []contender) []
 	// takes the median of each (contender, level) and the ratio of medians.
 	// (a'), the pass-through at ordo's output shape, runs with them: the
 	// part of ordo's latency gap its output alone would cost.
-	keys := strings.Split(envStr("BENCH_LAT_CONTENDERS", "ordo,passthrough,passthrough-shape"), ",")
+	keys := strings.Split(envStr("BENCH_LAT_CONTENDERS", "ordo,passthrough,passthrough-shape,passthrough-burn"), ",")
 	// Every run's input topics are created up front and used only once
 	// they all serve reads: a topic created just before its run let the
 	// first second of a run stall (ListOffsets answered a retriable error

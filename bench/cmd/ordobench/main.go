@@ -14,8 +14,9 @@
 //	BENCH_WARMUP       unmeasured rounds (pass-through, then ordo) before the throughput runs: at least this
 //	                   many (default 2; 0 skips), more until the broker's CPU per event of the pass-through
 //	                   is within 15% of the previous round's (at most 8)
-//	BENCH_CONTENDERS   comma list (default passthrough,passthrough-shape,ordo,ordo-codec,saga,watermill,kstreams;
+//	BENCH_CONTENDERS   comma list (default passthrough,passthrough-shape,passthrough-burn,ordo,ordo-codec,saga,watermill,kstreams;
 //	                   passthrough-shape is (a'), the pass-through producing ordo's output records: shape.go;
+//	                   passthrough-burn is (a''), (a') plus BENCH_BURN_NS (default 3600) of busy CPU per event;
 //	                   ordo-alt and saga-alt run $BENCH_BIN/ordo-alt with (b)'s or (f)'s config, for A/Bs;
 //	                   the list's order is the run order)
 //	BENCH_ORDER        abba (default): the run order reversed every other run; fixed: always the list's order
@@ -26,7 +27,7 @@
 //	BENCH_LAT_LEVELS   fractions of ordo's max rate (default 0.25,0.5: the levels)
 //	BENCH_LAT_MAX      the max rate the levels are fractions of, in events/s (default: ordo's median
 //	                   throughput of this invocation; set it to A/B latency at a fixed offered load)
-//	BENCH_LAT_CONTENDERS  who runs in the latency step (default ordo,passthrough,passthrough-shape)
+//	BENCH_LAT_CONTENDERS  who runs in the latency step (default ordo,passthrough,passthrough-shape,passthrough-burn)
 //	BENCH_LAT_DUMP     1 writes every latency event's times to <work dir>/latency-<contender>-<n>.csv
 //	BENCH_PT_FANOUT    1: the pass-through spreads its copies over ordo's command topics (an experiment; default 0)
 //	BENCH_CONTENDER_LOG_LEVEL  the ordo contenders' --log-level (default warn; debug logs every poll and transaction)
@@ -191,7 +192,7 @@ func run() error {
 		return err
 	}
 	contenders := b.contenders()
-	want := strings.Split(envStr("BENCH_CONTENDERS", "passthrough,passthrough-shape,ordo,ordo-codec,saga,watermill,kstreams"), ",")
+	want := strings.Split(envStr("BENCH_CONTENDERS", "passthrough,passthrough-shape,passthrough-burn,ordo,ordo-codec,saga,watermill,kstreams"), ",")
 	var active []contender
 	for _, k := range want {
 		for _, c := range contenders {
@@ -503,6 +504,18 @@ func (b *bench) contenders() []contender {
 		{key: "passthrough-shape", label: "(a') pass-through at ordo's output shape (bound for (b))", cmd: func(g string, in []string) *exec.Cmd {
 			c := exec.Command(filepath.Join(b.bin, "passthrough"))
 			c.Env = append(peerEnv(g, in), "BENCH_SHAPE="+b.shapeFile())
+			return c
+		}},
+		// (a''), a counterfactual for the latency tail: (a') plus busy CPU
+		// per event on its one loop goroutine (BENCH_BURN_NS, default 3600
+		// ns: in one invocation at 23:44 on 2026-12-05 that gave it ordo's
+		// max throughput, 114-118k against 115-120k events/s, though at less
+		// CPU per event, 8.0-8.3 against 11.6-11.8 µs, since ordo spreads
+		// its work over both cores). Same service rate, bare loop: its
+		// latency tail is what ordo's CPU cost alone would give.
+		{key: "passthrough-burn", label: "(a'') pass-through at ordo's output shape + busy CPU per event", cmd: func(g string, in []string) *exec.Cmd {
+			c := exec.Command(filepath.Join(b.bin, "passthrough"))
+			c.Env = append(peerEnv(g, in), "BENCH_SHAPE="+b.shapeFile(), "BENCH_BURN_NS="+envStr("BENCH_BURN_NS", "3600"))
 			return c
 		}},
 		{key: "ordo", label: "(b) ordo, full pipeline", cmd: func(g string, in []string) *exec.Cmd {

@@ -256,6 +256,25 @@ func (b *bench) report(rs []result, summ []summary, lats []latResult, prof *prof
 				p("| %.0f%% | %.0f | %s | %s | %d / %d | %.2f | %s | %s |\n", r.fraction*100, r.offered, ms(r.ordo.p99), ms(r.pass.p99), r.ordo.runs, r.pass.runs, r.ratio, strings.Join(rounds, ", "), share)
 			}
 		}
+		if rs := latencyRatiosAgainst(lats, "passthrough-burn"); len(rs) > 0 {
+			p("\n**Against (a''), the same output plus busy CPU** (a counterfactual, informative: (a'') is (a') spending `BENCH_BURN_NS` of busy arithmetic per event on its one loop goroutine, set so that its max throughput is close to ordo's, the same service rate with a bare loop; %s). Where (a'')'s tail is as long as ordo's, ordo's CPU cost alone explains it on this machine; where ordo's is longer, the rest is ordo's own (its loop, its bursts of output):\n\n", burnSummary(by))
+			p("| load | offered ev/s | ordo p99 (median) | (a'') p99 (median) | runs ordo / (a'') | ordo / (a'') | per round | (a'') / pass-through: the CPU's own share |\n|---:|---:|---:|---:|---:|---:|---|---:|\n")
+			plain := map[float64]latMedian{}
+			for _, r := range latencyRatios(lats) {
+				plain[r.fraction] = r.pass
+			}
+			for _, r := range rs {
+				var rounds []string
+				for _, x := range r.rounds {
+					rounds = append(rounds, fmt.Sprintf("%.2f", x))
+				}
+				share := "n/a"
+				if a, ok := plain[r.fraction]; ok && a.p99 > 0 {
+					share = fmt.Sprintf("%.2f", float64(r.pass.p99)/float64(a.p99))
+				}
+				p("| %.0f%% | %.0f | %s | %s | %d / %d | %.2f | %s | %s |\n", r.fraction*100, r.offered, ms(r.ordo.p99), ms(r.pass.p99), r.ordo.runs, r.pass.runs, r.ratio, strings.Join(rounds, ", "), share)
+			}
+		}
 		if h := latencyHeadroom(lats); h != "" {
 			p("\n%s", h)
 		}
@@ -569,7 +588,7 @@ func commandLine() string {
 	} {
 		parts = append(parts, kv[0]+"="+envStr(kv[0], kv[1]))
 	}
-	for _, k := range []string{"BENCH_CONTENDERS", "BENCH_LATENCY", "BENCH_LAT_LEVELS", "BENCH_LAT_MAX", "BENCH_LAT_CONTENDERS", "BENCH_PROFILE", "BENCH_PROFILE_RUNS", "BENCH_PROFILE_SECONDS",
+	for _, k := range []string{"BENCH_CONTENDERS", "BENCH_LATENCY", "BENCH_LAT_LEVELS", "BENCH_LAT_MAX", "BENCH_LAT_CONTENDERS", "BENCH_BURN_NS", "BENCH_PROFILE", "BENCH_PROFILE_RUNS", "BENCH_PROFILE_SECONDS",
 		"BENCH_MICRO", "BENCH_MICRO_COUNT", "BENCH_MICRO_EVENTS", "BENCH_RESTORE", "BENCH_RESTORE_RUNS", "BENCH_WARMUP"} {
 		if v := os.Getenv(k); v != "" {
 			parts = append(parts, k+"="+v)
@@ -675,6 +694,18 @@ func (b *bench) targets(p func(string, ...any), by map[string]summary, lats []la
 						verdict = fmt.Sprintf("**over %.1f**: out of reach with ordo's output in this invocation", p99RatioTarget)
 					}
 					p("| (the output's own share at %.0f%%: (a') / pass-through p99; ordo / (a') %.2f; informative) | %.2f | %s | End-to-end latency |\n", f*100, r.ratio, share, verdict)
+				}
+			}
+		}
+		for _, r := range latencyRatiosAgainst(lats, "passthrough-burn") {
+			for _, a := range rs {
+				if r.fraction == f && a.fraction == f && a.pass.p99 > 0 {
+					share := float64(r.pass.p99) / float64(a.pass.p99)
+					verdict := "1.3 within it"
+					if share > p99RatioTarget {
+						verdict = fmt.Sprintf("**over %.1f**: a bare loop at ordo's max throughput misses it too", p99RatioTarget)
+					}
+					p("| (the CPU's own share at %.0f%%: (a''), (a') + busy CPU per event, / pass-through p99; ordo / (a'') %.2f; informative) | %.2f | %s | End-to-end latency |\n", f*100, r.ratio, share, verdict)
 				}
 			}
 		}
@@ -916,6 +947,16 @@ func latencyHeadroom(lats []latResult) string {
 	}
 	b.WriteString("\n")
 	return b.String()
+}
+
+// burnSummary names (a'')'s throughput and CPU next to ordo's, from the
+// throughput runs of the same invocation.
+func burnSummary(by map[string]summary) string {
+	bu, o := by["passthrough-burn"], by["ordo"]
+	if bu.throughput == 0 || o.throughput == 0 {
+		return "its max throughput was not measured in this invocation"
+	}
+	return fmt.Sprintf("its max throughput %.0f events/s at %.1f µs of its own CPU per event, against ordo's %.0f at %.1f", bu.throughput, bu.cpuPerM, o.throughput, o.cpuPerM)
 }
 
 // shapeBound reads (a'), the pass-through at ordo's output shape, as a

@@ -16,15 +16,18 @@
 //
 // Environment: BENCH_BROKERS, BENCH_GROUP, BENCH_TXN_ID, BENCH_INPUTS (comma
 // list), BENCH_OUTPUT (comma list: copies spread over them), BENCH_LINGER (default 0, as ordo),
-// BENCH_SHAPE (optional: the templates file; BENCH_OUTPUT is then unused).
+// BENCH_SHAPE (optional: the templates file; BENCH_OUTPUT is then unused),
+// BENCH_BURN_NS (optional: busy CPU per input record, contender (a'')).
 package main
 
 import (
 	"context"
 	"encoding/gob"
 	"fmt"
+	"math"
 	"os"
 	"os/signal"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -81,6 +84,36 @@ func loadShape(path string) ([]shapeEvent, error) {
 	return evs, nil
 }
 
+// burner returns a function that spends about ns nanoseconds of CPU on
+// busy arithmetic (nil for ns ≤ 0): BENCH_BURN_NS makes the pass-through
+// cost what ordo's processing costs per event, to see what that CPU alone
+// does to the latency tail on a shared machine (the (a”) contender). The
+// loop is calibrated once at start, best of five 20 ms runs, so a busy
+// moment at start does not shrink it.
+func burner(ns int) func() {
+	if ns <= 0 {
+		return nil
+	}
+	var x uint64 = 88172645463325252
+	spin := func(n int) {
+		for range n {
+			x ^= x << 13
+			x ^= x >> 7
+			x ^= x << 17
+		}
+	}
+	const probe = 1 << 20
+	best := time.Duration(math.MaxInt64)
+	for range 5 {
+		start := time.Now()
+		spin(probe)
+		best = min(best, time.Since(start))
+	}
+	iters := max(1, int(float64(probe)*float64(ns)/float64(best.Nanoseconds())))
+	fmt.Fprintf(os.Stderr, "passthrough: burning %d iterations (~%d ns) per event\n", iters, ns)
+	return func() { spin(iters); runtime.KeepAlive(x) }
+}
+
 func run() error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -96,6 +129,7 @@ func run() error {
 		}
 		linger = d
 	}
+	burn := burner(envInt("BENCH_BURN_NS", 0))
 	var shape []shapeEvent
 	if p := os.Getenv("BENCH_SHAPE"); p != "" {
 		var err error
@@ -168,6 +202,9 @@ func run() error {
 			}
 			fs.EachRecord(func(r *kgo.Record) {
 				records++
+				if burn != nil {
+					burn()
+				}
 				// Like ordo, record where the output came from (ordo-input).
 				input := kgo.RecordHeader{Key: "ordo-input", Value: []byte(r.Topic + "/" + strconv.Itoa(int(r.Partition)) + "/" + strconv.FormatInt(r.Offset, 10))}
 				if shape != nil {
