@@ -949,7 +949,7 @@ func latencyHeadroom(lats []latResult) string {
 	return b.String()
 }
 
-// burnSummary names (a”)'s throughput and CPU next to ordo's, from the
+// burnSummary names passthrough-burn's throughput and CPU next to ordo's, from the
 // throughput runs of the same invocation.
 func burnSummary(by map[string]summary) string {
 	bu, o := by["passthrough-burn"], by["ordo"]

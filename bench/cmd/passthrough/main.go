@@ -17,7 +17,7 @@
 // Environment: BENCH_BROKERS, BENCH_GROUP, BENCH_TXN_ID, BENCH_INPUTS (comma
 // list), BENCH_OUTPUT (comma list: copies spread over them), BENCH_LINGER (default 0, as ordo),
 // BENCH_SHAPE (optional: the templates file; BENCH_OUTPUT is then unused),
-// BENCH_BURN_NS (optional: busy CPU per input record, contender (a”)).
+// BENCH_BURN_NS (optional: busy CPU per input record, contender passthrough-burn).
 package main
 
 import (
