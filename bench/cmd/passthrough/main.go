@@ -85,11 +85,11 @@ func loadShape(path string) ([]shapeEvent, error) {
 }
 
 // burner returns a function that spends about ns nanoseconds of CPU on
-// busy arithmetic (nil for ns ≤ 0): BENCH_BURN_NS makes the pass-through
-// cost what ordo's processing costs per event, to see what that CPU alone
-// does to the latency tail on a shared machine (the (a”) contender). The
-// loop is calibrated once at start, best of five 20 ms runs, so a busy
-// moment at start does not shrink it.
+// busy arithmetic (nil for ns ≤ 0): with BENCH_BURN_NS the pass-through
+// costs about what ordo's processing does per event, to see what that CPU
+// alone does to the latency tail on a shared machine (contender
+// passthrough-burn). The loop is calibrated once at start on the best of
+// five runs of 2^20 iterations, so a busy moment at start does not skew it.
 func burner(ns int) func() {
 	if ns <= 0 {
 		return nil
