@@ -239,41 +239,11 @@ func (b *bench) report(rs []result, summ []summary, lats []latResult, prof *prof
 		}
 		if rs := latencyRatiosAgainst(lats, "passthrough-shape"); len(rs) > 0 {
 			p("\n**Against (a'), the pass-through at ordo's output shape** (informative: (a') produces ordo's records without ordo's processing, so this ratio is the part of the gap that ordo's processing adds; the rest is the output itself):\n\n")
-			p("| load | offered ev/s | ordo p99 (median) | (a') p99 (median) | runs ordo / (a') | ordo / (a') | per round | (a') / pass-through: the output's own share |\n|---:|---:|---:|---:|---:|---:|---|---:|\n")
-			plain := map[float64]latMedian{}
-			for _, r := range latencyRatios(lats) {
-				plain[r.fraction] = r.pass
-			}
-			for _, r := range rs {
-				var rounds []string
-				for _, x := range r.rounds {
-					rounds = append(rounds, fmt.Sprintf("%.2f", x))
-				}
-				share := "n/a"
-				if a, ok := plain[r.fraction]; ok && a.p99 > 0 {
-					share = fmt.Sprintf("%.2f", float64(r.pass.p99)/float64(a.p99))
-				}
-				p("| %.0f%% | %.0f | %s | %s | %d / %d | %.2f | %s | %s |\n", r.fraction*100, r.offered, ms(r.ordo.p99), ms(r.pass.p99), r.ordo.runs, r.pass.runs, r.ratio, strings.Join(rounds, ", "), share)
-			}
+			peerTable(p, lats, rs, "(a')", "the output's own share")
 		}
 		if rs := latencyRatiosAgainst(lats, "passthrough-burn"); len(rs) > 0 {
 			p("\n**Against (a''), the same output plus busy CPU** (a counterfactual, informative: (a'') is (a') spending `BENCH_BURN_NS` of busy arithmetic per event on its one loop goroutine, set so that its max throughput is close to ordo's, the same service rate with a bare loop; %s). Where (a'')'s tail is as long as ordo's, ordo's CPU cost alone explains it on this machine; where ordo's is longer, the rest is ordo's own (its loop, its bursts of output):\n\n", burnSummary(by))
-			p("| load | offered ev/s | ordo p99 (median) | (a'') p99 (median) | runs ordo / (a'') | ordo / (a'') | per round | (a'') / pass-through: the CPU's own share |\n|---:|---:|---:|---:|---:|---:|---|---:|\n")
-			plain := map[float64]latMedian{}
-			for _, r := range latencyRatios(lats) {
-				plain[r.fraction] = r.pass
-			}
-			for _, r := range rs {
-				var rounds []string
-				for _, x := range r.rounds {
-					rounds = append(rounds, fmt.Sprintf("%.2f", x))
-				}
-				share := "n/a"
-				if a, ok := plain[r.fraction]; ok && a.p99 > 0 {
-					share = fmt.Sprintf("%.2f", float64(r.pass.p99)/float64(a.p99))
-				}
-				p("| %.0f%% | %.0f | %s | %s | %d / %d | %.2f | %s | %s |\n", r.fraction*100, r.offered, ms(r.ordo.p99), ms(r.pass.p99), r.ordo.runs, r.pass.runs, r.ratio, strings.Join(rounds, ", "), share)
-			}
+			peerTable(p, lats, rs, "(a'')", "the CPU's own share")
 		}
 		if h := latencyHeadroom(lats); h != "" {
 			p("\n%s", h)
@@ -685,30 +655,12 @@ func (b *bench) targets(p func(string, ...any), by map[string]summary, lats []la
 		if !found {
 			p("| p99 ordo / pass-through at %.0f%% of ordo's max ≤ %.1f | n/a | not measured | End-to-end latency |\n", f*100, p99RatioTarget)
 		}
-		for _, r := range latencyRatiosAgainst(lats, "passthrough-shape") {
-			for _, a := range rs {
-				if r.fraction == f && a.fraction == f && a.pass.p99 > 0 {
-					share := float64(r.pass.p99) / float64(a.pass.p99)
-					verdict := "1.3 within it"
-					if share > p99RatioTarget {
-						verdict = fmt.Sprintf("**over %.1f**: out of reach with ordo's output in this invocation", p99RatioTarget)
-					}
-					p("| (the output's own share at %.0f%%: (a') / pass-through p99; ordo / (a') %.2f; informative) | %.2f | %s | End-to-end latency |\n", f*100, r.ratio, share, verdict)
-				}
-			}
-		}
-		for _, r := range latencyRatiosAgainst(lats, "passthrough-burn") {
-			for _, a := range rs {
-				if r.fraction == f && a.fraction == f && a.pass.p99 > 0 {
-					share := float64(r.pass.p99) / float64(a.pass.p99)
-					verdict := "1.3 within it"
-					if share > p99RatioTarget {
-						verdict = fmt.Sprintf("**over %.1f**: a bare loop at ordo's max throughput misses it too", p99RatioTarget)
-					}
-					p("| (the CPU's own share at %.0f%%: (a''), (a') + busy CPU per event, / pass-through p99; ordo / (a'') %.2f; informative) | %.2f | %s | End-to-end latency |\n", f*100, r.ratio, share, verdict)
-				}
-			}
-		}
+		shareRow(p, latencyRatiosAgainst(lats, "passthrough-shape"), rs, f,
+			"the output's own share at %.0f%%: (a') / pass-through p99; ordo / (a') %.2f; informative",
+			"out of reach with ordo's output in this invocation")
+		shareRow(p, latencyRatiosAgainst(lats, "passthrough-burn"), rs, f,
+			"the CPU's own share at %.0f%%: (a''), (a') + busy CPU per event, / pass-through p99; ordo / (a'') %.2f; informative",
+			"a bare loop at ordo's max throughput misses it too")
 	}
 	p("\n")
 }
@@ -947,6 +899,48 @@ func latencyHeadroom(lats []latResult) string {
 	}
 	b.WriteString("\n")
 	return b.String()
+}
+
+// shareRow adds the targets table's informative row for a peer at level f:
+// the peer's p99 over the plain pass-through's (peer: latencyRatiosAgainst
+// the peer; plain: against the pass-through). label takes the level and
+// ordo / peer; over is what a share above the target means.
+func shareRow(p func(string, ...any), peer, plain []latRatio, f float64, label, over string) {
+	for _, r := range peer {
+		for _, a := range plain {
+			if r.fraction == f && a.fraction == f && a.pass.p99 > 0 {
+				share := float64(r.pass.p99) / float64(a.pass.p99)
+				verdict := "1.3 within it"
+				if share > p99RatioTarget {
+					verdict = fmt.Sprintf("**over %.1f**: %s", p99RatioTarget, over)
+				}
+				p("| ("+label+") | %.2f | %s | End-to-end latency |\n", f*100, r.ratio, share, verdict)
+			}
+		}
+	}
+}
+
+// peerTable prints ordo's p99 against a peer's (rs: latencyRatiosAgainst
+// that peer) per level, and the peer's own p99 against the plain
+// pass-through's: the part of ordo's gap the peer's difference from the
+// pass-through accounts for.
+func peerTable(p func(string, ...any), lats []latResult, rs []latRatio, name, share string) {
+	p("| load | offered ev/s | ordo p99 (median) | %[1]s p99 (median) | runs ordo / %[1]s | ordo / %[1]s | per round | %[1]s / pass-through: %[2]s |\n|---:|---:|---:|---:|---:|---:|---|---:|\n", name, share)
+	plain := map[float64]latMedian{}
+	for _, r := range latencyRatios(lats) {
+		plain[r.fraction] = r.pass
+	}
+	for _, r := range rs {
+		var rounds []string
+		for _, x := range r.rounds {
+			rounds = append(rounds, fmt.Sprintf("%.2f", x))
+		}
+		own := "n/a"
+		if a, ok := plain[r.fraction]; ok && a.p99 > 0 {
+			own = fmt.Sprintf("%.2f", float64(r.pass.p99)/float64(a.p99))
+		}
+		p("| %.0f%% | %.0f | %s | %s | %d / %d | %.2f | %s | %s |\n", r.fraction*100, r.offered, ms(r.ordo.p99), ms(r.pass.p99), r.ordo.runs, r.pass.runs, r.ratio, strings.Join(rounds, ", "), own)
+	}
 }
 
 // burnSummary names passthrough-burn's throughput and CPU next to ordo's, from the
