@@ -334,23 +334,11 @@ func (p *Pipeline) runSession(ctx context.Context, sess txnSession) error {
 			}
 		}
 		pollCtx, cancel := context.WithDeadline(ctx, deadline)
-		max := p.cfg.BatchSize - t.records
 		left := p.cfg.CommitInterval
 		if t.open {
 			left = time.Until(t.deadline(p.cfg.CommitInterval))
 		}
-		if p.cfg.PollRecords > 0 {
-			max = min(max, p.cfg.PollRecords)
-		} else {
-			max = min(max, pace.records(left))
-		}
-		// The carried records take their share of the batch and of the
-		// time: polling a full paced batch on top of them would overrun
-		// the deadline and cut (and carry) again, every transaction.
-		max -= carried
-		if c := limits.pollCap(time.Now()); c > 0 && c < max {
-			max = c
-		}
+		max := p.pollSize(p.cfg.BatchSize-t.records, left, carried, &pace, limits)
 		pollStart := time.Now()
 		var fetches kgo.Fetches
 		if max > 0 { // PollRecords takes max ≤ 0 as no bound
@@ -463,6 +451,26 @@ func (p *Pipeline) runSession(ctx context.Context, sess txnSession) error {
 			}
 		}
 	}
+}
+
+// pollSize is how many records the next poll may take: room (what is left
+// of the batch), paced to the time left unless PollRecords fixes it, minus
+// the carried records, within the rate limits. ≤ 0 means do not poll. The
+// carried records take their share of the batch and of the time: polling a
+// full paced batch on top of them would overrun the deadline and cut (and
+// carry) again, every transaction.
+func (p *Pipeline) pollSize(room int, left time.Duration, carried int, pace *pollPacer, limits *rateLimits) int {
+	n := room
+	if p.cfg.PollRecords > 0 {
+		n = min(n, p.cfg.PollRecords)
+	} else {
+		n = min(n, pace.records(left))
+	}
+	n -= carried
+	if c := limits.pollCap(time.Now()); c > 0 && c < n {
+		n = c
+	}
+	return n
 }
 
 // txnAge is how long t has been open (0 when it is not), for logs.

@@ -201,16 +201,7 @@ func (p *Pipeline) endPipelined(ctx context.Context, sess txnSession, t *txn, li
 	// The carried records count against the next batch's size and pace:
 	// polling a full batch on top of them would let the carry grow as long
 	// as processing is slower than the commit interval.
-	max := p.cfg.BatchSize
-	if p.cfg.PollRecords > 0 {
-		max = min(max, p.cfg.PollRecords)
-	} else {
-		max = min(max, pace.records(p.cfg.CommitInterval))
-	}
-	max -= carried
-	if c := limits.pollCap(time.Now()); c > 0 && c < max {
-		max = c
-	}
+	max := p.pollSize(p.cfg.BatchSize, p.cfg.CommitInterval, carried, pace, limits)
 	var fetches kgo.Fetches
 	if max > 0 { // PollRecords takes max ≤ 0 as no bound
 		pollCtx, cancel := context.WithTimeout(ctx, prefetchWait)
