@@ -39,6 +39,7 @@ type config struct {
 	FetchMaxBytes, FetchMaxPartitionBytes int32
 	// ProducerLinger: 0 is the default (25ms), negative no linger.
 	ProducerLinger time.Duration
+	MetadataMinAge time.Duration
 
 	KeyParallel bool
 	KeyLanes    int
@@ -72,6 +73,7 @@ func (c config) withDefaults() config {
 	def(&c.RetryBackoffMin, 50*time.Millisecond)
 	def(&c.RetryBackoffMax, 5*time.Second)
 	def(&c.StallTimeout, 60*time.Second)
+	def(&c.MetadataMinAge, 100*time.Millisecond)
 	def(&c.LivenessTimeout, max(30*time.Second, 2*c.TransactionTimeout+c.ShutdownTimeout))
 	if c.BatchSize <= 0 {
 		c.BatchSize = 10000

@@ -128,8 +128,10 @@ func New(dec Decoder, chain processors.Processor, out *producer.Output, opts ...
 
 func (p *Pipeline) kgoOpts() []kgo.Opt {
 	c := p.cfg
-	// The caller's options first: ordo's exactly-once options below must win.
-	opts := append([]kgo.Opt{}, c.KgoOpts...)
+	// ordo's defaults for client settings a caller may change, then the
+	// caller's options, then ordo's exactly-once options, which must win.
+	opts := []kgo.Opt{kgo.MetadataMinAge(c.MetadataMinAge)}
+	opts = append(opts, c.KgoOpts...)
 	opts = append(opts,
 		kgo.SeedBrokers(c.Brokers...),
 		kgo.ConsumerGroup(c.Group),

@@ -164,6 +164,20 @@ func ProducerLinger(d time.Duration) Opt {
 	return func(c *config) { c.ProducerLinger = d }
 }
 
+// MetadataMinAge is the least time between two metadata requests of the
+// client. Default 100ms (franz-go's own default is 5s). A produce that the
+// broker answers with CONCURRENT_TRANSACTIONS (Kafka 4 does while the
+// previous transaction's markers on that partition are still being
+// written, KIP-890) is retried only after a metadata refresh, so with 5s a
+// busy broker stalled a transaction for up to 5s: 4.0s in the test
+// TestSlowChainCommitsSteadily. Lower means faster recovery from such
+// retries and from leader moves; the cost is at most one small metadata
+// request per MetadataMinAge while errors last (Kafka's Java client
+// refreshes on errors after retry.backoff.ms, 100ms, too).
+func MetadataMinAge(d time.Duration) Opt {
+	return func(c *config) { c.MetadataMinAge = d }
+}
+
 // KeyParallel processes different keys of one partition concurrently
 // (KeyLanes lanes per partition, each key always in the same lane, so
 // per-key order holds). It helps when processors wait on I/O, e.g. an HTTP

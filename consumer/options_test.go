@@ -38,6 +38,7 @@ func TestOptionDefaults(t *testing.T) {
 		{"FetchMaxBytes", c.FetchMaxBytes, int32(8 << 20)},
 		{"FetchMaxPartitionBytes", c.FetchMaxPartitionBytes, int32(1 << 20)},
 		{"ProducerLinger", c.ProducerLinger, 25 * time.Millisecond},
+		{"MetadataMinAge", c.MetadataMinAge, 100 * time.Millisecond},
 		{"KeyParallel", c.KeyParallel, false},
 		{"KeyLanes", c.KeyLanes, 16},
 		{"SerialLoop", c.SerialLoop, false},
