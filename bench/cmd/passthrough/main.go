@@ -129,6 +129,19 @@ func run() error {
 		}
 		linger = d
 	}
+	// BENCH_METADATA_MIN_AGE (default 100ms, ordo's consumer.MetadataMinAge
+	// default): franz-go's own 5s makes a produce retried after
+	// CONCURRENT_TRANSACTIONS wait up to 5s for a metadata refresh; the
+	// pass-through gets the same client setting as ordo. 5s gives franz-go's
+	// default back, for experiments.
+	minAge := 100 * time.Millisecond
+	if v := os.Getenv("BENCH_METADATA_MIN_AGE"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			return err
+		}
+		minAge = d
+	}
 	burn := burner(envInt("BENCH_BURN_NS", 0))
 	var shape []shapeEvent
 	if p := os.Getenv("BENCH_SHAPE"); p != "" {
@@ -149,6 +162,7 @@ func run() error {
 		kgo.TransactionTimeout(10*time.Second),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.ProducerLinger(linger),
+		kgo.MetadataMinAge(minAge),
 	)
 	if err != nil {
 		return err
