@@ -75,4 +75,4 @@ func TestStoreMemtablesAreOnTheGoHeapOnlyWithoutCgo(t *testing.T) {
 }
 
 // heapProbeEnv marks the test binary run for the heap probe alone.
-const heapProbeEnv = "ORDO_STATE_HEAP_PROBE"
+const heapProbeEnv = "ORDO_TEST_STATE_HEAP_PROBE" // ORDO_TEST*: reserved for tests (internal/config)

@@ -17,7 +17,10 @@
 // Environment: BENCH_BROKERS, BENCH_GROUP, BENCH_TXN_ID, BENCH_INPUTS (comma
 // list), BENCH_OUTPUT (comma list: copies spread over them), BENCH_LINGER (default 0, as ordo),
 // BENCH_SHAPE (optional: the templates file; BENCH_OUTPUT is then unused),
-// BENCH_BURN_NS (optional: busy CPU per input record, contender passthrough-burn).
+// BENCH_BURN_NS (optional: busy CPU per input record, contender passthrough-burn),
+// BENCH_METADATA_MIN_AGE (default 100ms, as ordo), BENCH_KGO_LOG (optional:
+// franz-go's info log goes to BENCH_KGO_LOG.<group>, e.g. to count produce
+// retries).
 package main
 
 import (
@@ -142,6 +145,15 @@ func run() error {
 		}
 		minAge = d
 	}
+	var logOpt []kgo.Opt
+	if path := os.Getenv("BENCH_KGO_LOG"); path != "" {
+		f, err := os.Create(path + "." + os.Getenv("BENCH_GROUP")) // one file per run
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		logOpt = append(logOpt, kgo.WithLogger(kgo.BasicLogger(f, kgo.LogLevelInfo, nil)))
+	}
 	burn := burner(envInt("BENCH_BURN_NS", 0))
 	var shape []shapeEvent
 	if p := os.Getenv("BENCH_SHAPE"); p != "" {
@@ -150,7 +162,7 @@ func run() error {
 			return err
 		}
 	}
-	sess, err := kgo.NewGroupTransactSession(
+	sess, err := kgo.NewGroupTransactSession(append([]kgo.Opt{
 		kgo.SeedBrokers(strings.Split(os.Getenv("BENCH_BROKERS"), ",")...),
 		kgo.ConsumerGroup(os.Getenv("BENCH_GROUP")),
 		kgo.ConsumeTopics(strings.Split(os.Getenv("BENCH_INPUTS"), ",")...),
@@ -158,11 +170,12 @@ func run() error {
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.Balancers(kgo.CooperativeStickyBalancer()),
 		kgo.RequireStableFetchOffsets(),
-		kgo.SessionTimeout(45*time.Second),
-		kgo.TransactionTimeout(10*time.Second),
+		kgo.SessionTimeout(45 * time.Second),
+		kgo.TransactionTimeout(10 * time.Second),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.ProducerLinger(linger),
 		kgo.MetadataMinAge(minAge),
+	}, logOpt...)...,
 	)
 	if err != nil {
 		return err
