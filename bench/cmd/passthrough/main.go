@@ -152,7 +152,9 @@ func run() error {
 			return err
 		}
 		defer f.Close()
-		logOpt = append(logOpt, kgo.WithLogger(kgo.BasicLogger(f, kgo.LogLevelInfo, nil)))
+		logOpt = append(logOpt, kgo.WithLogger(kgo.BasicLogger(f, kgo.LogLevelInfo, func() string {
+			return time.Now().Format("15:04:05.000000 ")
+		})))
 	}
 	burn := burner(envInt("BENCH_BURN_NS", 0))
 	var shape []shapeEvent
