@@ -66,7 +66,10 @@ func (c *partCut) admit(off int64) bool {
 }
 
 func (c *partCut) freezeIfDue() {
-	if !c.frozen && !time.Now().Before(c.deadline) {
+	// time.Until reads only the monotonic clock (the deadline has a
+	// monotonic reading): this runs once per record, time.Now costs twice
+	// as much.
+	if !c.frozen && time.Until(c.deadline) <= 0 {
 		c.frozen = true
 		c.limit = c.maxStarted + 1
 		c.moved.Broadcast()

@@ -105,20 +105,27 @@ func WithProcessorHook(ctx context.Context, hook ProcessorHook) context.Context 
 func (n *named) ReadsRecords() bool { return ReadsRecords(n.p) }
 
 func (n *named) Process(ctx context.Context, ev *Event) ([]Command, error) {
-	var span trace.Span
-	if parent := trace.SpanFromContext(ctx); parent.IsRecording() {
-		ctx, span = parent.TracerProvider().Tracer("github.com/ordo-dev/ordo/processors").Start(ctx, "ordo processor "+n.name,
-			trace.WithAttributes(attribute.String("ordo.processor.name", n.name)))
-	}
 	hook, _ := ctx.Value(processorHookKey{}).(ProcessorHook)
 	var start time.Time
 	if hook != nil {
 		start = time.Now()
 	}
-	cmds, err := n.p.Process(ctx, ev)
+	cmds, err := n.run(ctx, ev)
 	if hook != nil {
-		hook(n.name, time.Since(start), err)
+		hook(n.name, time.Since(start), unwrapNamed(err))
 	}
+	return cmds, err
+}
+
+// run is Process without the hook (a Chain times its named processors
+// itself): the child span and the error's processor name.
+func (n *named) run(ctx context.Context, ev *Event) ([]Command, error) {
+	var span trace.Span
+	if parent := trace.SpanFromContext(ctx); parent.IsRecording() {
+		ctx, span = parent.TracerProvider().Tracer("github.com/ordo-dev/ordo/processors").Start(ctx, "ordo processor "+n.name,
+			trace.WithAttributes(attribute.String("ordo.processor.name", n.name)))
+	}
+	cmds, err := n.p.Process(ctx, ev)
 	if span != nil {
 		if err != nil {
 			span.RecordError(err)
@@ -133,4 +140,13 @@ func (n *named) Process(ctx context.Context, ev *Event) ([]Command, error) {
 		return nil, &ProcessorError{Processor: n.name, Err: err}
 	}
 	return cmds, nil
+}
+
+// unwrapNamed returns what the processor itself returned: hooks get the
+// error as before it was wrapped with the processor's name.
+func unwrapNamed(err error) error {
+	if pe, ok := err.(*ProcessorError); ok {
+		return pe.Err
+	}
+	return err
 }
