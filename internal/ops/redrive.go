@@ -208,6 +208,11 @@ func Redrive(ctx context.Context, conn []kgo.Opt, opts RedriveOptions) (*Redrive
 			kgo.TransactionalID(opts.TransactionalID),
 			kgo.TransactionTimeout(opts.TransactionTimeout),
 			kgo.RecordPartitioner(kgo.ManualPartitioner()),
+			// As in the pipeline (consumer.MetadataMinAge): a produce
+			// refused with CONCURRENT_TRANSACTIONS right after the previous
+			// batch's commit is retried after a metadata refresh, which
+			// franz-go's default 5s min age would delay by up to 5s.
+			kgo.MetadataMinAge(100*time.Millisecond),
 		)...)
 		if err != nil {
 			return nil, err
