@@ -112,13 +112,21 @@ func (n *named) Process(ctx context.Context, ev *Event) ([]Command, error) {
 	}
 	cmds, err := n.run(ctx, ev)
 	if hook != nil {
-		hook(n.name, time.Since(start), unwrapNamed(err))
+		hook(n.name, time.Since(start), err)
 	}
-	return cmds, err
+	return n.named(cmds, err)
+}
+
+// named puts the processor's name on a run's error (nil stays nil).
+func (n *named) named(cmds []Command, err error) ([]Command, error) {
+	if err != nil {
+		return nil, &ProcessorError{Processor: n.name, Err: err}
+	}
+	return cmds, nil
 }
 
 // run is Process without the hook (a Chain times its named processors
-// itself): the child span and the error's processor name.
+// itself) and without the name on the error: the child span.
 func (n *named) run(ctx context.Context, ev *Event) ([]Command, error) {
 	var span trace.Span
 	if parent := trace.SpanFromContext(ctx); parent.IsRecording() {
@@ -136,17 +144,5 @@ func (n *named) run(ctx context.Context, ev *Event) ([]Command, error) {
 		}
 		span.End()
 	}
-	if err != nil {
-		return nil, &ProcessorError{Processor: n.name, Err: err}
-	}
-	return cmds, nil
-}
-
-// unwrapNamed returns what the processor itself returned: hooks get the
-// error as before it was wrapped with the processor's name.
-func unwrapNamed(err error) error {
-	if pe, ok := err.(*ProcessorError); ok {
-		return pe.Err
-	}
-	return err
+	return cmds, err
 }

@@ -306,8 +306,9 @@ func (c Chain) Process(ctx context.Context, ev *Event) ([]Command, error) {
 		if isNamed && hook != nil {
 			cmds, err = n.run(ctx, ev)
 			now := time.Since(t0)
-			runs = append(runs, processorRun{n.name, now - last, unwrapNamed(err)})
+			runs = append(runs, processorRun{n.name, now - last, err})
 			last = now
+			cmds, err = n.named(cmds, err)
 		} else {
 			cmds, err = p.Process(ctx, ev)
 			if hook != nil {
