@@ -54,6 +54,19 @@ func envInt(k string, def int) int {
 	return def
 }
 
+// envDuration reads a duration variable (e.g. 5ms); def when unset.
+func envDuration(k string, def time.Duration) (time.Duration, error) {
+	v := os.Getenv(k)
+	if v == "" {
+		return def, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", k, err)
+	}
+	return d, nil
+}
+
 func main() {
 	if err := run(); err != nil {
 		fmt.Fprintln(os.Stderr, "passthrough:", err)
@@ -124,26 +137,18 @@ func run() error {
 	// copies over as many output partitions as ordo writes to).
 	outs := strings.Split(os.Getenv("BENCH_OUTPUT"), ",")
 	// BENCH_LINGER (e.g. 5ms) overrides ordo's linger 0, for experiments.
-	linger := time.Duration(0)
-	if v := os.Getenv("BENCH_LINGER"); v != "" {
-		d, err := time.ParseDuration(v)
-		if err != nil {
-			return err
-		}
-		linger = d
+	linger, err := envDuration("BENCH_LINGER", 0)
+	if err != nil {
+		return err
 	}
 	// BENCH_METADATA_MIN_AGE (default 100ms, ordo's consumer.MetadataMinAge
 	// default): franz-go's own 5s makes a produce retried after
 	// CONCURRENT_TRANSACTIONS wait up to 5s for a metadata refresh; the
 	// pass-through gets the same client setting as ordo. 5s gives franz-go's
 	// default back, for experiments.
-	minAge := 100 * time.Millisecond
-	if v := os.Getenv("BENCH_METADATA_MIN_AGE"); v != "" {
-		d, err := time.ParseDuration(v)
-		if err != nil {
-			return err
-		}
-		minAge = d
+	minAge, err := envDuration("BENCH_METADATA_MIN_AGE", 100*time.Millisecond)
+	if err != nil {
+		return err
 	}
 	var logOpt []kgo.Opt
 	if path := os.Getenv("BENCH_KGO_LOG"); path != "" {
