@@ -97,10 +97,27 @@ func (p *decProgram) scanner(body []byte) *scanner {
 		s = new(scanner)
 	}
 	s.buf, s.pos, s.budget = body, 0, len(body)+zeroWidthSlack
+	need := func(k int) int { return (int(p.sizes[k].Load()) + 1<<sizeShift - 1) >> sizeShift } // one datum's, rounded up
 	size := func(k int, elem uintptr) int {
-		v := int(p.sizes[k].Load())
-		n := max((v+1<<sizeShift-1)>>sizeShift, 1) // one datum's need, rounded up
+		n := max(need(k), 1)
 		return max(n, min(n*datumsPerChunk, chunkBytes/int(elem)))
+	}
+	// Records, value slots and boxed lists point at one another (a record
+	// at its slots, a slot at a nested record or list, a list at its
+	// slots). Were their chunks replaced at different datums, a chunk of
+	// one kind would hold datums from two chunks of another, and each
+	// chunk would point back at the one before it: one value kept alive
+	// would keep every datum decoded before it alive, chunk by chunk, with
+	// the input buffers their strings are read from (bench/findings.md,
+	// 2026-12-06, morning: 145 MB live under a 192 MiB limit, the GC
+	// running back to back). So the three start afresh together, before
+	// any of them would run out within the datum (or after one did): a
+	// generation of chunks holds the same datums in every kind and points
+	// at no other. The leaf kinds (strings, numbers, times, decimals) point
+	// at no chunk and go on sharing across generations.
+	if s.mixed || cap(s.recs)-len(s.recs) < need(slabRecords) || cap(s.vals)-len(s.vals) < need(slabValues) || s.lists.Room() < need(slabLists) {
+		s.recs, s.vals, s.mixed = nil, nil, false
+		s.lists.Reset()
 	}
 	s.recSize, s.valSize = size(slabRecords, unsafe.Sizeof(Record{})), size(slabValues, unsafe.Sizeof(any(nil)))
 	s.strs.Size = size(slabStrings, unsafe.Sizeof(""))
@@ -540,6 +557,7 @@ func (s *scanner) popScratch(n int) {
 // chunks (one allocation per chunk, not per record).
 func (s *scanner) record(n int) *Record {
 	if len(s.recs) == cap(s.recs) {
+		s.mixed = s.mixed || cap(s.recs) > 0
 		s.recs = make([]Record, 0, max(s.recSize, 1))
 	}
 	s.recs = s.recs[:len(s.recs)+1]
@@ -553,6 +571,7 @@ func (s *scanner) record(n int) *Record {
 // capacity n: an append copies out).
 func (s *scanner) slots(n int) []any {
 	if cap(s.vals)-len(s.vals) < n {
+		s.mixed = s.mixed || len(s.vals) > 0
 		s.vals = make([]any, 0, max(s.valSize, n))
 	}
 	k := len(s.vals)
@@ -615,6 +634,7 @@ func arrayDecoder(w *node, items *decOp) decFn {
 				}
 				// The slice header boxed into a shared chunk (no
 				// allocation per array).
+				s.mixed = s.mixed || s.lists.Full()
 				return s.lists.Box(out), nil
 			}
 			if out == nil {

@@ -79,6 +79,10 @@ type scanner struct {
 	recs                           []Record
 	vals                           []any
 	recSize, valSize, nrecs, nvals int
+	// mixed is set when a records, value-slot or list chunk was replaced
+	// while the others went on: the next datum starts all three afresh
+	// (see decProgram.scanner).
+	mixed bool
 	// scratch is map mode's stack of field slots (pushScratch).
 	scratch []any
 }

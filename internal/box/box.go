@@ -72,6 +72,13 @@ func (s *Slab[T]) Box(v T) any {
 // Reset or Restarted (callers size later chunks with it).
 func (s *Slab[T]) Count() int { return s.n }
 
+// Room returns how many values fit in the current chunk before Box starts
+// a new one (0 before the first Box and after Reset).
+func (s *Slab[T]) Room() int { return cap(s.chunk) - len(s.chunk) }
+
+// Full reports whether the next Box replaces a chunk that holds values.
+func (s *Slab[T]) Full() bool { return len(s.chunk) > 0 && len(s.chunk) == cap(s.chunk) }
+
 // Restart zeroes the count but keeps the current chunk: the next values
 // share it with the ones boxed before (which stay valid). A decoder that
 // boxes several datums' values in turn uses it between datums, so that a

@@ -122,3 +122,22 @@ func TestBoxSliceHeader(t *testing.T) {
 		t.Fatal("the boxed header does not point at the original elements")
 	}
 }
+
+func TestRoomAndFull(t *testing.T) {
+	s := Slab[int64]{Size: 2}
+	if s.Room() != 0 || s.Full() {
+		t.Fatalf("a new slab: room %d, full %v; want 0, false (no chunk to replace)", s.Room(), s.Full())
+	}
+	s.Box(1)
+	if s.Room() != 1 || s.Full() {
+		t.Fatalf("one of two boxed: room %d, full %v; want 1, false", s.Room(), s.Full())
+	}
+	s.Box(2)
+	if s.Room() != 0 || !s.Full() {
+		t.Fatalf("two of two boxed: room %d, full %v; want 0, true", s.Room(), s.Full())
+	}
+	s.Reset()
+	if s.Room() != 0 || s.Full() {
+		t.Fatalf("after Reset: room %d, full %v; want 0, false", s.Room(), s.Full())
+	}
+}
