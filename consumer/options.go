@@ -139,8 +139,8 @@ func RetryBackoff(min, max time.Duration) Opt {
 // FetchMaxBytes bounds one fetch's memory. Default 8 MiB: a transaction
 // holds at most BatchSize records, so a larger fetch only buffers records
 // that wait, decompressed in memory. Raise it only together with the soft
-// memory limit (processing.memory_limit_mib, 192 MiB by default): at 32 MiB
-// under that limit the benchmark's backlog drained 3.4× slower than at 8 MiB
+// memory limit (processing.memory_limit_mib, 384 MiB by default): at 32 MiB
+// under a 192 MiB limit the benchmark's backlog drained 3.4× slower than at 8 MiB
 // (50 µs of CPU per event instead of 12: the heap sat at the limit and the
 // GC ran without pause); with GOMEMLIMIT at 1 GiB, 32 MiB ran as fast as
 // 8 MiB at 4.4× the RSS (bench/findings.md).

@@ -272,7 +272,7 @@ func Defaults() Config {
 			BatchSize:        10000,
 			TransientRetries: 3,
 			ShutdownTimeout:  Duration(10 * time.Second),
-			MemoryLimitMiB:   192,
+			MemoryLimitMiB:   384,
 			GCPercent:        400,
 			StallTimeout:     Duration(60 * time.Second),
 		},
@@ -554,12 +554,12 @@ func (c *Config) Validate() error {
 		add("processing.batch_size", "negative", "use a positive number of records per transaction, e.g. 10000")
 	}
 	if p.MemoryLimitMiB < 0 {
-		add("processing.memory_limit_mib", "negative", "use 0 for no limit or MiB, e.g. 192")
+		add("processing.memory_limit_mib", "negative", "use 0 for no limit or MiB, e.g. 384")
 	}
 	if p.GCPercent < -1 {
 		add("processing.gc_percent", fmt.Sprintf("%d is not a GC target", p.GCPercent), "use a percentage such as 400, 0 for Go's default (100), or -1 to collect only near memory_limit_mib")
 	} else if p.GCPercent == -1 && p.MemoryLimitMiB == 0 {
-		add("processing.gc_percent", "-1 (no GC target) needs a memory limit, but processing.memory_limit_mib is 0", "set memory_limit_mib (e.g. 192) or use a percentage such as 400")
+		add("processing.gc_percent", "-1 (no GC target) needs a memory limit, but processing.memory_limit_mib is 0", "set memory_limit_mib (e.g. 384) or use a percentage such as 400")
 	}
 	if p.StallTimeout < Duration(time.Second) {
 		add("processing.stall_timeout", fmt.Sprintf("%v is below 1s", p.StallTimeout.D()), "readiness should tolerate a few transaction rounds, e.g. 60s")

@@ -45,7 +45,7 @@ func BufferBytes(cacheBytes int64, partitions int) int64 {
 // slices, and none with cgo, where they are C memory. The app adds it to
 // the Go soft memory limit, so the limit leaves the pipeline the same room
 // in both builds: in a cgo-free build they otherwise took up to 80 MiB of
-// the default 192 MiB, and the order saga ran about 1.4x slower than the
+// the then default 192 MiB, and the order saga ran about 1.4x slower than the
 // same code built with cgo (bench/findings.md).
 func GoHeapBytes(cacheBytes int64, partitions int) int64 {
 	if !storeOnGoHeap {

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -21,8 +22,6 @@ import (
 
 	"github.com/ordo-dev/ordo/internal/testkit"
 )
-
-const rssLimit = 256 << 20
 
 func TestBacklogDrainsWithBoundedMemory(t *testing.T) {
 	if os.Getenv(testkit.EnvBrokers) == "" {
@@ -56,6 +55,14 @@ func TestBacklogDrainsWithBoundedMemory(t *testing.T) {
 		t.Fatal(err)
 	}
 	text := string(cfgText)
+	// The bound follows the config's soft memory limit, as the Kubernetes
+	// manifests' pod limit does (deploy/k8s): 1.25× memory_limit_mib.
+	m := regexp.MustCompile(`(?m)^\s*memory_limit_mib:\s*(\d+)`).FindStringSubmatch(text)
+	if m == nil {
+		t.Fatal("examples/orders/router.yaml sets no processing.memory_limit_mib: the storm test bounds RSS by it")
+	}
+	soft, _ := strconv.Atoi(m[1])
+	rssLimit := (int64(soft) << 20) * 5 / 4
 	var inputs []string
 	for _, topic := range []string{"checkout.orders.v1", "payments.v1", "warehouse.v1", "commands.reserve-inventory.v1",
 		"commands.capture-payment.v1", "commands.ship-order.v1", "commands.cancel-order.v1", "commands.notify-customer.v1", "ordo.dead-letter.v1"} {
@@ -134,9 +141,17 @@ func TestBacklogDrainsWithBoundedMemory(t *testing.T) {
 	if maxRSS > rssLimit {
 		t.Errorf("peak RSS %.1f MiB exceeds %d MiB", mib(maxRSS), rssLimit>>20)
 	}
-	// Flat: the second half of the drain may not grow past the first by
-	// more than 25% (a leak or an unbounded buffer would).
-	if len(samples) >= 8 && float64(secondHalfMax) > 1.25*float64(firstHalfMax) {
+	// Flat: once the heap has the whole room the soft limit gives it (the
+	// first half reached the limit), the second half may not grow past the
+	// first by more than 25% (a leak or an unbounded buffer would). Below
+	// the limit, RSS growing is the GC using that room (a short drain ends
+	// before it is used up); the peak bound above still holds.
+	switch softBytes := int64(soft) << 20; {
+	case len(samples) < 8:
+		t.Logf("flatness not checked: %d RSS samples (fewer than 8)", len(samples))
+	case firstHalfMax < softBytes:
+		t.Logf("flatness not checked: the first half's RSS (%.1f MiB) stayed below the soft limit (%d MiB), so the heap was still growing into its room; the peak bound (%d MiB) holds", mib(firstHalfMax), soft, rssLimit>>20)
+	case float64(secondHalfMax) > 1.25*float64(firstHalfMax):
 		t.Errorf("RSS grew while draining: first half max %.1f MiB, second half max %.1f MiB", mib(firstHalfMax), mib(secondHalfMax))
 	}
 	// Steady drain: over every 10 s window (5 samples 2 s apart) the lag
