@@ -351,7 +351,29 @@ func (c Chain) ReadsRecords() bool { return len(c) == 0 || ReadsRecords(c[0]) }
 
 // EnvelopeFromRecord is EnvelopeFrom for an "envelope" *schemas.Record.
 func EnvelopeFromRecord(env *schemas.Record) Envelope {
-	return envelopeOf(func(k string) any { v, _ := env.Get(k); return v })
+	// One pass over the fields rather than a lookup by name per field (it
+	// runs for every event); Unset slots read as absent, as with Get.
+	var e Envelope
+	for i, n := range env.Names {
+		if i >= len(env.Values) {
+			break
+		}
+		switch v := env.Values[i]; n {
+		case "id":
+			e.ID, _ = v.(string)
+		case "type":
+			e.Type, _ = v.(string)
+		case "source":
+			e.Source, _ = v.(string)
+		case "correlation_id":
+			e.CorrelationID, _ = v.(string)
+		case "causation_id":
+			e.CausationID, _ = v.(string)
+		case "time":
+			e.Time, _ = v.(time.Time)
+		}
+	}
+	return e
 }
 
 // EnvelopeFrom reads the natural "envelope" record of an event or command.

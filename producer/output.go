@@ -209,11 +209,37 @@ func envelopeOf(c *processors.Command) (envelope, bool) {
 		if !ok {
 			return envelope{}, false
 		}
-		get = func(k string) any { v, _ := r.Get(k); return v }
+		return envelopeOfRecord(r), true
 	} else {
 		return envelope{}, false
 	}
 	return envelopeFrom(get), true
+}
+
+// envelopeOfRecord is envelopeFrom for a record, in one pass over its
+// fields instead of one lookup by name each (Unset slots read as absent).
+func envelopeOfRecord(r *schemas.Record) envelope {
+	var e envelope
+	for i, n := range r.Names {
+		if i >= len(r.Values) {
+			break
+		}
+		switch v := r.Values[i]; n {
+		case "id":
+			e.id, _ = v.(string)
+		case "type":
+			e.typ, _ = v.(string)
+		case "source":
+			e.src, _ = v.(string)
+		case "correlation_id":
+			e.corr, _ = v.(string)
+		case "causation_id":
+			e.cause, _ = v.(string)
+		case "time":
+			e.time, e.hasTime = v.(time.Time)
+		}
+	}
+	return e
 }
 
 func envelopeFrom(get func(string) any) envelope {
