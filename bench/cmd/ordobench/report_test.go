@@ -299,10 +299,20 @@ func TestTargetsTableWithTheBound(t *testing.T) {
 		"which (b) cannot beat; informative) | 0.70 | **below 0.75**: out of reach with ordo's output in this invocation |",
 		"(the output's own share at 25%: (a') / pass-through p99; ordo / (a') 1.18; informative) | 1.10 | 1.3 within it |",
 		"(the output's own share at 50%: (a') / pass-through p99; ordo / (a') 1.33; informative) | 2.00 | **over 1.3**: out of reach",
+		"which (b) cannot go below; informative) | 4.0 µs | 5 µs above it |",
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("targets table lacks %q:\n%s", want, got)
 		}
+	}
+	// A machine where the pass-through at ordo's output shape alone spends
+	// more than 5 µs of its own CPU per event: the CPU target is out of
+	// reach there whatever ordo's pipeline costs.
+	by["passthrough-shape"] = summary{key: "passthrough-shape", runs: 3, throughput: 140000, cpuPerM: 7.5}
+	w.Reset()
+	(&bench{}).targets(p, by, lats, nil)
+	if want := "which (b) cannot go below; informative) | 7.5 µs | **above 5 µs**: out of reach with ordo's output on this machine |"; !strings.Contains(w.String(), want) {
+		t.Errorf("targets table lacks %q:\n%s", want, w.String())
 	}
 }
 
