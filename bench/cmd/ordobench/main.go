@@ -17,6 +17,7 @@
 //	BENCH_CONTENDERS   comma list (default passthrough,passthrough-shape,passthrough-burn,ordo,ordo-codec,saga,watermill,kstreams;
 //	                   passthrough-shape is (a'), the pass-through producing ordo's output records: shape.go;
 //	                   passthrough-burn is (a''), (a') plus BENCH_BURN_NS (default 3600) of busy CPU per event;
+//	                   passthrough-lean (an experiment, not in the default list) is (a') without ordo's envelope headers;
 //	                   ordo-alt and saga-alt run $BENCH_BIN/ordo-alt with (b)'s or (f)'s config, for A/Bs;
 //	                   the list's order is the run order)
 //	BENCH_ORDER        abba (default): the run order reversed every other run; fixed: always the list's order
@@ -504,6 +505,16 @@ func (b *bench) contenders() []contender {
 		{key: "passthrough-shape", label: "(a') pass-through at ordo's output shape (bound for (b))", cmd: func(g string, in []string) *exec.Cmd {
 			c := exec.Command(filepath.Join(b.bin, "passthrough"))
 			c.Env = append(peerEnv(g, in), "BENCH_SHAPE="+b.shapeFile())
+			return c
+		}},
+		// An experiment, never in the default list: (a') with ordo's
+		// envelope headers cut to the trace context (BENCH_SHAPE_HEADERS=
+		// trace), what ordo's output would cost the Kafka side without them
+		// (they repeat the envelope in the value, for routing without a
+		// decode). Run it beside passthrough-shape.
+		{key: "passthrough-lean", label: "(a' lean) pass-through at ordo's output shape without envelope headers (experiment)", cmd: func(g string, in []string) *exec.Cmd {
+			c := exec.Command(filepath.Join(b.bin, "passthrough"))
+			c.Env = append(peerEnv(g, in), "BENCH_SHAPE="+b.shapeFile(), "BENCH_SHAPE_HEADERS=trace")
 			return c
 		}},
 		// (a''), a counterfactual for the latency tail: (a') plus busy CPU

@@ -17,6 +17,8 @@
 // Environment: BENCH_BROKERS, BENCH_GROUP, BENCH_TXN_ID, BENCH_INPUTS (comma
 // list), BENCH_OUTPUT (comma list: copies spread over them), BENCH_LINGER (default 0, as ordo),
 // BENCH_SHAPE (optional: the templates file; BENCH_OUTPUT is then unused),
+// BENCH_SHAPE_HEADERS (with BENCH_SHAPE: all, the default, or trace: the
+// templates' headers cut to the trace context, an experiment),
 // BENCH_BURN_NS (optional: busy CPU per input record, contender passthrough-burn),
 // BENCH_METADATA_MIN_AGE (default 100ms, as ordo), BENCH_KGO_LOG (optional:
 // franz-go's info log goes to BENCH_KGO_LOG.<group>, e.g. to count produce
@@ -31,6 +33,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -167,6 +170,24 @@ func run() error {
 		var err error
 		if shape, err = loadShape(p); err != nil {
 			return err
+		}
+		// BENCH_SHAPE_HEADERS=trace keeps only the trace context of
+		// ordo's headers (ordo-input is added below anyway): what ordo's
+		// output would cost without its envelope headers (an experiment;
+		// ordo always writes them).
+		switch h := os.Getenv("BENCH_SHAPE_HEADERS"); h {
+		case "", "all":
+		case "trace":
+			for i := range shape {
+				for j := range shape[i].Records {
+					r := &shape[i].Records[j]
+					r.Headers = slices.DeleteFunc(r.Headers, func(h kgo.RecordHeader) bool {
+						return h.Key != "traceparent" && h.Key != "tracestate" && h.Key != "baggage"
+					})
+				}
+			}
+		default:
+			return fmt.Errorf("BENCH_SHAPE_HEADERS=%q: want all or trace", h)
 		}
 	}
 	sess, err := kgo.NewGroupTransactSession(append([]kgo.Opt{
