@@ -110,7 +110,7 @@ func (n *named) Process(ctx context.Context, ev *Event) ([]Command, error) {
 	if hook != nil {
 		start = time.Now()
 	}
-	cmds, err := n.run(ctx, ev)
+	cmds, err := n.run(ctx, trace.SpanFromContext(ctx), ev)
 	if hook != nil {
 		hook(n.name, time.Since(start), err)
 	}
@@ -126,10 +126,11 @@ func (n *named) named(cmds []Command, err error) ([]Command, error) {
 }
 
 // run is Process without the hook (a Chain times its named processors
-// itself) and without the name on the error: the child span.
-func (n *named) run(ctx context.Context, ev *Event) ([]Command, error) {
+// itself) and without the name on the error: the child span of parent,
+// ctx's span (the caller has looked it up).
+func (n *named) run(ctx context.Context, parent trace.Span, ev *Event) ([]Command, error) {
 	var span trace.Span
-	if parent := trace.SpanFromContext(ctx); parent.IsRecording() {
+	if parent.IsRecording() {
 		ctx, span = parent.TracerProvider().Tracer("github.com/ordo-dev/ordo/processors").Start(ctx, "ordo processor "+n.name,
 			trace.WithAttributes(attribute.String("ordo.processor.name", n.name)))
 	}

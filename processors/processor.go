@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/ordo-dev/ordo/schemas"
+
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Processor handles one event. It may modify ev (enrichment) and returns zero
@@ -287,6 +289,10 @@ func (c Chain) Process(ctx context.Context, ev *Event) ([]Command, error) {
 	if hook != nil {
 		t0 = time.Now()
 	}
+	// The event's span, looked up once: a context lookup that finds
+	// nothing (tracing off) walks the whole context chain, and each named
+	// processor would otherwise look it up again.
+	parent := trace.SpanFromContext(ctx)
 	var out []Command
 	for _, p := range c {
 		if !ReadsRecords(p) {
@@ -302,12 +308,13 @@ func (c Chain) Process(ctx context.Context, ev *Event) ([]Command, error) {
 		}
 		var cmds []Command
 		var err error
-		n, isNamed := p.(*named)
-		if isNamed && hook != nil {
-			cmds, err = n.run(ctx, ev)
-			now := time.Since(t0)
-			runs = append(runs, processorRun{n.name, now - last, err})
-			last = now
+		if n, isNamed := p.(*named); isNamed {
+			cmds, err = n.run(ctx, parent, ev)
+			if hook != nil {
+				now := time.Since(t0)
+				runs = append(runs, processorRun{n.name, now - last, err})
+				last = now
+			}
 			cmds, err = n.named(cmds, err)
 		} else {
 			cmds, err = p.Process(ctx, ev)

@@ -127,6 +127,7 @@ func (o *Output) Commands(ctx context.Context, in *kgo.Record, cmds []processors
 	}
 	var ob [128]byte // the origin is copied into each record's header buffer: no string per event
 	input := appendOrigin(ob[:0], in)
+	spanned := trace.SpanContextFromContext(ctx).IsValid() // one context lookup per event, not per record
 	for i := range cmds {
 		c := &cmds[i]
 		var v any = c.Value
@@ -155,7 +156,7 @@ func (o *Output) Commands(ctx context.Context, in *kgo.Record, cmds []processors
 		// The trace context goes through a carrier that replaces a header
 		// of the same key: give it this record's headers only, not the
 		// event's (it would find the previous record's traceparent).
-		own := appendTraceHeaders(ctx, hdrs[h0:], in.Headers)
+		own := appendTraceHeadersIf(ctx, spanned, hdrs[h0:], in.Headers)
 		hdrs = append(hdrs[:h0], own...)
 		for _, h := range c.Headers {
 			hdrs = append(hdrs, kgo.RecordHeader{Key: h.Key, Value: h.Value})
@@ -435,7 +436,13 @@ func appendHeaderTime(b []byte, t time.Time) []byte {
 // (ordo's processing span, when tracing is on) or else a copy of the input's
 // traceparent/tracestate/baggage, so a trace is carried even with tracing off.
 func appendTraceHeaders(ctx context.Context, dst, in []kgo.RecordHeader) []kgo.RecordHeader {
-	if trace.SpanContextFromContext(ctx).IsValid() {
+	return appendTraceHeadersIf(ctx, trace.SpanContextFromContext(ctx).IsValid(), dst, in)
+}
+
+// appendTraceHeadersIf is appendTraceHeaders for a caller that has looked
+// up whether ctx carries a span (spanned) once for several records.
+func appendTraceHeadersIf(ctx context.Context, spanned bool, dst, in []kgo.RecordHeader) []kgo.RecordHeader {
+	if spanned {
 		return injectTrace(ctx, dst)
 	}
 	for _, h := range in {
