@@ -188,66 +188,26 @@ type batch2 struct {
 	bytes [768]byte
 }
 
-// envelope is what the envelope headers carry.
-type envelope struct {
-	id, typ, src, corr, cause string
-	time                      time.Time
-	hasTime                   bool
-}
-
-// envelopeOf reads a command's "envelope" record, from Value or Record.
-func envelopeOf(c *processors.Command) (envelope, bool) {
-	var get func(string) any
-	if c.Value != nil {
+// envelopeOf reads a command's "envelope" record, from Value or Record,
+// with processors' readers (one pass over a record's fields). A zero time
+// counts as no time: it gets no ordo-time header.
+func envelopeOf(c *processors.Command) (processors.Envelope, bool) {
+	switch {
+	case c.Value != nil:
 		m, ok := c.Value["envelope"].(map[string]any)
 		if !ok {
-			return envelope{}, false
+			return processors.Envelope{}, false
 		}
-		get = func(k string) any { return m[k] }
-	} else if c.Record != nil {
+		return processors.EnvelopeFrom(m), true
+	case c.Record != nil:
 		v, _ := c.Record.Get("envelope")
 		r, ok := v.(*schemas.Record)
 		if !ok {
-			return envelope{}, false
+			return processors.Envelope{}, false
 		}
-		return envelopeOfRecord(r), true
-	} else {
-		return envelope{}, false
+		return processors.EnvelopeFromRecord(r), true
 	}
-	return envelopeFrom(get), true
-}
-
-// envelopeOfRecord is envelopeFrom for a record, in one pass over its
-// fields instead of one lookup by name each (Unset slots read as absent).
-func envelopeOfRecord(r *schemas.Record) envelope {
-	var e envelope
-	for i, n := range r.Names {
-		if i >= len(r.Values) {
-			break
-		}
-		switch v := r.Values[i]; n {
-		case "id":
-			e.id, _ = v.(string)
-		case "type":
-			e.typ, _ = v.(string)
-		case "source":
-			e.src, _ = v.(string)
-		case "correlation_id":
-			e.corr, _ = v.(string)
-		case "causation_id":
-			e.cause, _ = v.(string)
-		case "time":
-			e.time, e.hasTime = v.(time.Time)
-		}
-	}
-	return e
-}
-
-func envelopeFrom(get func(string) any) envelope {
-	str := func(k string) string { s, _ := get(k).(string); return s }
-	e := envelope{id: str("id"), typ: str("type"), src: str("source"), corr: str("correlation_id"), cause: str("causation_id")}
-	e.time, e.hasTime = get("time").(time.Time)
-	return e
+	return processors.Envelope{}, false
 }
 
 // DeadLetter builds the dead-letter record for in: the original key, value
@@ -376,29 +336,29 @@ func (o *Output) appendDLQHeaders(h []kgo.RecordHeader, in *kgo.Record, cause er
 // per header); each value is capped at its length, so an append by a later
 // reader cannot run into its neighbour.
 func AppendEnvelopeHeaders(h []kgo.RecordHeader, env map[string]any, input []byte) []kgo.RecordHeader {
-	e := envelopeFrom(func(k string) any { return env[k] })
-	h, _ = appendEnvelope(h, make([]byte, 0, len(e.id)+len(e.typ)+len(e.src)+len(e.corr)+len(e.cause)+len(input)+len(headerTimeLayout)+8), &e, input)
+	e := processors.EnvelopeFrom(env)
+	h, _ = appendEnvelope(h, make([]byte, 0, len(e.ID)+len(e.Type)+len(e.Source)+len(e.CorrelationID)+len(e.CausationID)+len(input)+len(headerTimeLayout)+8), &e, input)
 	return h
 }
 
 // appendEnvelope appends e's headers to h, their values to buf.
-func appendEnvelope(h []kgo.RecordHeader, buf []byte, e *envelope, input []byte) ([]kgo.RecordHeader, []byte) {
+func appendEnvelope(h []kgo.RecordHeader, buf []byte, e *processors.Envelope, input []byte) ([]kgo.RecordHeader, []byte) {
 	start := len(buf)
 	value := func() []byte { v := buf[start:len(buf):len(buf)]; start = len(buf); return v }
-	buf = append(buf, e.id...)
+	buf = append(buf, e.ID...)
 	h = append(h, kgo.RecordHeader{Key: HeaderID, Value: value()})
-	buf = append(buf, e.typ...)
+	buf = append(buf, e.Type...)
 	h = append(h, kgo.RecordHeader{Key: HeaderType, Value: value()})
-	buf = append(buf, e.src...)
+	buf = append(buf, e.Source...)
 	h = append(h, kgo.RecordHeader{Key: HeaderSource, Value: value()})
-	buf = append(buf, e.corr...)
+	buf = append(buf, e.CorrelationID...)
 	h = append(h, kgo.RecordHeader{Key: HeaderCorrelationID, Value: value()})
-	if e.hasTime {
-		buf = appendHeaderTime(buf, e.time)
+	if !e.Time.IsZero() {
+		buf = appendHeaderTime(buf, e.Time)
 		h = append(h, kgo.RecordHeader{Key: HeaderTime, Value: value()})
 	}
-	if e.cause != "" {
-		buf = append(buf, e.cause...)
+	if e.CausationID != "" {
+		buf = append(buf, e.CausationID...)
 		h = append(h, kgo.RecordHeader{Key: HeaderCausationID, Value: value()})
 	}
 	if len(input) > 0 {
