@@ -65,11 +65,12 @@ func TestBacklogDrainsWithBoundedMemory(t *testing.T) {
 	soft, _ := strconv.Atoi(m[1])
 	// A short drain (the CI size) ends before the heap has grown into the
 	// default limit's room, and flatness is only judged once it has; so
-	// below 1M events ordo runs at 192 MiB (processing.memory_limit_mib, as
-	// a smaller pod would set it), which 200k events do reach.
-	// STORM_MEMORY_LIMIT_MIB sets it explicitly.
+	// below 1M events ordo runs at 256 MiB (processing.memory_limit_mib, as
+	// a smaller pod would set it), which 200k events do reach (peaks of
+	// 279-285 MiB against the 320 MiB bound; at 192 MiB they came within
+	// 5% of theirs). STORM_MEMORY_LIMIT_MIB sets it explicitly.
 	if events < 1000000 {
-		soft = 192
+		soft = 256
 	}
 	if v := os.Getenv("STORM_MEMORY_LIMIT_MIB"); v != "" {
 		if soft, err = strconv.Atoi(v); err != nil || soft <= 0 {
