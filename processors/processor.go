@@ -356,43 +356,46 @@ func reportRuns(hook ProcessorHook, runs []processorRun) {
 // Chain whose own Process reads ev.Value must override this.
 func (c Chain) ReadsRecords() bool { return len(c) == 0 || ReadsRecords(c[0]) }
 
-// EnvelopeFromRecord is EnvelopeFrom for an "envelope" *schemas.Record.
+// EnvelopeFromRecord is EnvelopeFrom for an "envelope" *schemas.Record: one
+// pass over its fields rather than a lookup by name per field (it runs for
+// every event); Unset slots read as absent, as with Get.
 func EnvelopeFromRecord(env *schemas.Record) Envelope {
-	// One pass over the fields rather than a lookup by name per field (it
-	// runs for every event); Unset slots read as absent, as with Get.
 	var e Envelope
 	for i, n := range env.Names {
 		if i >= len(env.Values) {
 			break
 		}
-		switch v := env.Values[i]; n {
-		case "id":
-			e.ID, _ = v.(string)
-		case "type":
-			e.Type, _ = v.(string)
-		case "source":
-			e.Source, _ = v.(string)
-		case "correlation_id":
-			e.CorrelationID, _ = v.(string)
-		case "causation_id":
-			e.CausationID, _ = v.(string)
-		case "time":
-			e.Time, _ = v.(time.Time)
-		}
+		e.set(n, env.Values[i])
 	}
 	return e
 }
 
 // EnvelopeFrom reads the natural "envelope" record of an event or command.
 func EnvelopeFrom(env map[string]any) Envelope {
-	return envelopeOf(func(k string) any { return env[k] })
+	var e Envelope
+	for k, v := range env {
+		e.set(k, v)
+	}
+	return e
 }
 
-func envelopeOf(get func(string) any) Envelope {
-	str := func(k string) string { s, _ := get(k).(string); return s }
-	e := Envelope{ID: str("id"), Type: str("type"), Source: str("source"), CorrelationID: str("correlation_id"), CausationID: str("causation_id")}
-	e.Time, _ = get("time").(time.Time)
-	return e
+// set takes field name's value v if it is an envelope field of the right
+// type; anything else (an unknown field, nil, Unset) leaves e as it is.
+func (e *Envelope) set(name string, v any) {
+	switch name {
+	case "id":
+		e.ID, _ = v.(string)
+	case "type":
+		e.Type, _ = v.(string)
+	case "source":
+		e.Source, _ = v.(string)
+	case "correlation_id":
+		e.CorrelationID, _ = v.(string)
+	case "causation_id":
+		e.CausationID, _ = v.(string)
+	case "time":
+		e.Time, _ = v.(time.Time)
+	}
 }
 
 // Map returns the envelope in natural form, ready to put in a Value.
