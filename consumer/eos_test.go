@@ -321,7 +321,11 @@ func testCrashes(t *testing.T, keyParallel bool, perEvent time.Duration) {
 	stopB := run(t, b)
 	time.Sleep(500 * time.Millisecond)
 	stopB() // a graceful leave mid-stream: rebalance onto a
+	// The restarted replica crashes too: without it, a replica whose
+	// session restarts are backing off could leave b2 to process the rest
+	// unharmed, and the test would prove little (and fail its kill count).
 	b2 := e.pipeline("b", chain, small...)
+	b2.SetChaos(chaos)
 	run(t, b2)
 
 	e.waitCommitted(90 * time.Second)

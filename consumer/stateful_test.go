@@ -129,13 +129,17 @@ func TestStatefulExactlyOnceWithCrashes(t *testing.T) {
 	time.Sleep(700 * time.Millisecond)
 	stopB() // graceful leave: a takes over b's partitions, restoring them
 	storeB.Close()
+	// Restarted replicas crash too (see testCrashes: otherwise a backing-off
+	// a could leave them to process the rest unharmed).
 	b2, storeB2 := e.statefulPipeline("b", filepath.Join(base, "b"), changelog, small)
+	b2.SetChaos(chaos)
 	stopB2 := run(t, b2)
 	time.Sleep(700 * time.Millisecond)
 	stopB2()
 	storeB2.Close()
 	// b comes back with its state directory gone: a full restore.
 	b3, _ := e.statefulPipeline("b", filepath.Join(base, "b-wiped"), changelog, small)
+	b3.SetChaos(chaos)
 	run(t, b3)
 
 	e.waitCommitted(120 * time.Second)
