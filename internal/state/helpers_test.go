@@ -116,43 +116,10 @@ func (e *env) txn(cl *kgo.Client, commit bool, recs ...*kgo.Record) {
 	if err := cl.EndTransaction(c, kgo.TransactionEndTry(commit)); err != nil {
 		e.t.Fatalf("end transaction (commit %v): %v", commit, err)
 	}
-	e.waitStable()
-}
-
-// waitStable waits until the changelog's last stable offset equals its high
-// watermark on every partition. EndTransaction returns once the coordinator
-// has logged the outcome; the markers reach the partitions after that, so a
-// restore listing the high watermark right away could list it one short of
-// what the test lists later (seen under load: a restore's Target = HWM - 1).
-func (e *env) waitStable() {
-	e.t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		hwm, err := e.adm.ListEndOffsets(ctx(e.t), e.changelog)
-		if err == nil {
-			err = hwm.Error()
-		}
-		var lso kadm.ListedOffsets
-		if err == nil {
-			lso, err = e.adm.ListCommittedOffsets(ctx(e.t), e.changelog)
-		}
-		if err == nil {
-			err = lso.Error()
-		}
-		stable := err == nil
-		hwm.Each(func(h kadm.ListedOffset) {
-			if l, ok := lso.Lookup(h.Topic, h.Partition); !ok || l.Offset != h.Offset {
-				stable = false
-			}
-		})
-		if stable {
-			return
-		}
-		if time.Now().After(deadline) {
-			e.t.Fatalf("%s: last stable offsets %v still below the high watermarks %v after 30s (err %v)", e.changelog, lso, hwm, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	// The markers land after EndTransaction returns: without this, a
+	// restore listing the high watermark right away could list it one
+	// short of what the test lists later (seen under load).
+	testkit.WaitSettled(e.t, e.adm, e.changelog, 30*time.Second)
 }
 
 func rec(p int32, key, value string, tombstone bool) *kgo.Record {

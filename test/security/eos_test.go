@@ -12,6 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/ordo-dev/ordo/internal/demo"
+	"github.com/ordo-dev/ordo/internal/testkit"
 )
 
 func envInt(name string, def int) int {
@@ -190,31 +191,9 @@ func grepLines(s, sub string, max int) string {
 	return strings.Join(out, "\n")
 }
 
-// settle waits until no transaction is open on topic (LSO == high
-// watermark on every partition), so a read_committed count is final.
+// settle waits until no transaction is open on topic, so a read_committed
+// count is final.
 func (sc *scenario) settle(topic string) {
-	t := sc.t
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	for {
-		hw, err1 := sc.adm.ListEndOffsets(ctx, topic)
-		lso, err2 := sc.adm.ListCommittedOffsets(ctx, topic)
-		open := err1 != nil || err2 != nil
-		if !open {
-			hw.Each(func(o kadm.ListedOffset) {
-				if l, _ := lso.Lookup(o.Topic, o.Partition); l.Offset != o.Offset {
-					open = true
-				}
-			})
-		}
-		if !open {
-			return
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("transactions on %s did not settle within 60s (%v %v)", topic, err1, err2)
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
+	sc.t.Helper()
+	testkit.WaitSettled(sc.t, sc.adm, topic, 60*time.Second)
 }
