@@ -97,39 +97,6 @@ func committedSpans(ctx context.Context, adm *kadm.Client, topic string, since t
 	return out, nil
 }
 
-// waitSettled waits until every partition of topic has no open transaction
-// (last stable offset = high watermark). The redrive ledger is written only
-// by redrive's own transactional id, so an open transaction there is the
-// tail of one that was just fenced or committed and settles within moments.
-func waitSettled(ctx context.Context, adm *kadm.Client, topic string, timeout time.Duration) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	var last string
-	for {
-		lso, err1 := adm.ListCommittedOffsets(ctx, topic)
-		hwm, err2 := adm.ListEndOffsets(ctx, topic)
-		if err := errors.Join(err1, err2); err != nil {
-			last = err.Error()
-		} else {
-			var open []string
-			hwm.Each(func(h kadm.ListedOffset) {
-				if l, ok := lso.Lookup(h.Topic, h.Partition); !ok || l.Offset < h.Offset {
-					open = append(open, fmt.Sprintf("partition %d: last stable offset %d < end %d", h.Partition, l.Offset, h.Offset))
-				}
-			})
-			if len(open) == 0 {
-				return nil
-			}
-			last = strings.Join(open, ", ")
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%s still has an open transaction after %v (%s): is another `ordo dlq redrive` running with a different transactional id?", topic, timeout, last)
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-}
-
 // readSpans reads spans of topic as a read_committed consumer and calls fn
 // for every data record, in offset order within a partition. Records of
 // aborted transactions are never seen (a dead letter written by a

@@ -13,6 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/ordo-dev/ordo/internal/settle"
 	"github.com/ordo-dev/ordo/processors"
 )
 
@@ -222,8 +223,11 @@ func Redrive(ctx context.Context, conn []kgo.Opt, opts RedriveOptions) (*Redrive
 		if _, _, err := txn.ProducerID(ctx); err != nil {
 			return nil, fmt.Errorf("initialise transactional id %q: %w", opts.TransactionalID, err)
 		}
-		if err := waitSettled(ctx, adm, opts.LedgerTopic, 30*time.Second); err != nil {
-			return nil, err
+		// The ledger is written only by redrive's own transactional id, so
+		// an open transaction there is the tail of one just fenced or
+		// committed and settles within moments.
+		if _, err := settle.Wait(ctx, adm, 30*time.Second, opts.LedgerTopic); err != nil {
+			return nil, fmt.Errorf("%w: is another `ordo dlq redrive` running with a different transactional id?", err)
 		}
 	}
 	done, err := readLedger(ctx, conn, adm, opts.LedgerTopic)

@@ -12,6 +12,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/ordo-dev/ordo/internal/settle"
 )
 
 // UniqueName returns a name for a topic, group or transactional id that is
@@ -115,40 +117,12 @@ func topicsReady(md kadm.Metadata, topics []string) bool {
 	return true
 }
 
-// WaitSettled waits until no transaction is open on topic: its last stable
-// offset equals its high watermark on every partition. Kafka answers
-// EndTxn once the coordinator has logged the outcome and writes the
-// markers to the partitions after that, so right after a transaction ends
-// the high watermark can still lack its marker (and the LSO lag behind).
+// WaitSettled waits until no transaction is open on topic (see package
+// settle: the markers land after EndTxn returns), failing the test after
+// timeout.
 func WaitSettled(t testing.TB, adm *kadm.Client, topic string, timeout time.Duration) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	for {
-		hwm, err := adm.ListEndOffsets(ctx, topic)
-		if err == nil {
-			err = hwm.Error()
-		}
-		var lso kadm.ListedOffsets
-		if err == nil {
-			lso, err = adm.ListCommittedOffsets(ctx, topic)
-		}
-		if err == nil {
-			err = lso.Error()
-		}
-		settled := err == nil
-		hwm.Each(func(h kadm.ListedOffset) {
-			if l, ok := lso.Lookup(h.Topic, h.Partition); !ok || l.Offset != h.Offset {
-				settled = false
-			}
-		})
-		if settled {
-			return
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("testkit: transactions on %s did not settle within %v: last stable offsets %v, high watermarks %v (err %v)", topic, timeout, lso, hwm, err)
-		case <-time.After(20 * time.Millisecond):
-		}
+	if _, err := settle.Wait(context.Background(), adm, timeout, topic); err != nil {
+		t.Fatalf("testkit: %v", err)
 	}
 }

@@ -22,6 +22,8 @@ import (
 	"github.com/linkedin/goavro/v2"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	settlepkg "github.com/ordo-dev/ordo/internal/settle"
 )
 
 // result is what the verifier found.
@@ -379,35 +381,16 @@ func dlqSource(h map[string]string) (inRef, bool) {
 	return inRef{h["ordo-dlq-source-topic"], int32(p), o}, true
 }
 
-// settle waits until no transaction is open on topics: every partition's
-// last stable offset equals its high watermark. It returns the ends.
+// settle waits until no transaction is open on topics (package settle) and
+// returns their ends.
 func settle(ctx context.Context, adm *kadm.Client, topics []string, timeout time.Duration) (map[tpKey]int64, error) {
-	deadline := time.Now().Add(timeout)
-	var why string
-	for {
-		hw, err1 := adm.ListEndOffsets(ctx, topics...)
-		lso, err2 := adm.ListCommittedOffsets(ctx, topics...)
-		if err := firstErr(err1, err2, hw.Error(), lso.Error()); err != nil {
-			why = err.Error()
-		} else {
-			ends := map[tpKey]int64{}
-			why = ""
-			hw.Each(func(o kadm.ListedOffset) {
-				l, _ := lso.Lookup(o.Topic, o.Partition)
-				if l.Offset != o.Offset && why == "" {
-					why = fmt.Sprintf("%s/%d: last stable offset %d < high watermark %d", short(o.Topic), o.Partition, l.Offset, o.Offset)
-				}
-				ends[tpKey{o.Topic, o.Partition}] = o.Offset
-			})
-			if why == "" {
-				return ends, nil
-			}
-		}
-		if time.Now().After(deadline) {
-			return nil, fmt.Errorf("transactions on the outputs did not settle within %v: %s", timeout, why)
-		}
-		time.Sleep(100 * time.Millisecond)
+	hw, err := settlepkg.Wait(ctx, adm, timeout, topics...)
+	if err != nil {
+		return nil, err
 	}
+	ends := map[tpKey]int64{}
+	hw.Each(func(o kadm.ListedOffset) { ends[tpKey{o.Topic, o.Partition}] = o.Offset })
+	return ends, nil
 }
 
 func firstErr(errs ...error) error {
